@@ -1,0 +1,49 @@
+# nlpmodel-operator — developer entry points. `make test` and `make demo` work on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.deps-stamp
+
+.PHONY: all deps lint typecheck unit schema integration test demo crds vllm-table clean
+
+all: test
+
+# Virtualenv with the package (editable) and the dev tools; rebuilt when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+deps: $(STAMP)
+
+lint: deps
+	$(BIN)/ruff check operator tests
+	$(BIN)/ruff format --check operator tests
+
+typecheck: deps
+	$(BIN)/mypy
+
+unit: deps
+	$(BIN)/pytest tests/unit
+
+schema: deps
+	$(BIN)/pytest tests/schema
+
+integration: deps
+	$(BIN)/pytest tests/integration
+
+# The whole suite, as CI runs it (.ci/run calls exactly this).
+test: deps lint typecheck
+	$(BIN)/pytest tests
+
+# Regenerate the CRD from the Python API models (the one source of truth).
+crds: deps
+	$(BIN)/python -m nlpmodel_operator.api.crd > crds/nlpmodels.serving.nlpmodel.dev.yaml
+
+demo: deps
+	$(BIN)/python -m nlpmodel_operator.cli.demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

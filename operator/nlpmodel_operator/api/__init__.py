@@ -1,0 +1,1 @@
+"""The NLPModel API: typed spec/status models, constants, CRD generation."""

@@ -1,0 +1,455 @@
+"""The NLPModel spec: typed models that are the one source of truth for the API.
+
+The CRD schema (descriptions, enums, defaults, CEL rules) is generated from these classes by
+`nlpmodel_operator.api.crd`. Cross-field rules are declared twice on purpose, once as CEL for the API
+server (`x-kubernetes-validations`) and once as a Python validator for `nlpctl validate` and for servers
+without CEL; a unit test proves both agree on a table of cases.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from nlpmodel_operator.api.units import DURATION_PATTERN, PERCENT_PATTERN
+
+Task = Literal["generate", "embed", "classify", "rerank"]
+Engine = Literal["vllm", "transformers"]
+QuantizationMethod = Literal["none", "fp8", "awq", "gptq", "bitsandbytes-nf4", "bitsandbytes-int8", "gguf"]
+KVCacheDtype = Literal["auto", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2"]
+GPUProductName = Literal[
+    "nvidia-a10g",
+    "nvidia-l4",
+    "nvidia-l40s",
+    "nvidia-a100-40gb",
+    "nvidia-a100-80gb",
+    "nvidia-h100-80gb",
+    "nvidia-h200-141gb",
+]
+Platform = Literal["kserve", "raw"]
+RouterName = Literal["gateway-api", "kserve-canary", "replica-ratio"]
+ScaleMetric = Literal["queue-depth", "kv-cache", "concurrency", "cpu"]
+Strategy = Literal["canary", "direct"]
+ArchitectureKind = Literal["decoder", "encoder"]
+
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
+Percent = Annotated[str, Field(pattern=PERCENT_PATTERN, max_length=16)]
+DNSLabel = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", min_length=1, max_length=63)]
+DNSSubdomain = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        min_length=1,
+        max_length=253,
+    ),
+]
+Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|Ki|Mi|Gi|Ti|Pi)?$", max_length=32)]
+
+
+def _cel(*rules: tuple[str, str]) -> dict[str, Any]:
+    """`json_schema_extra` carrying CEL rules as (rule, message) pairs."""
+    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
+
+
+class _Model(BaseModel):
+    """camelCase on the wire, unknown fields rejected (the server would prune them silently)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=False,
+    )
+
+
+class Architecture(_Model):
+    """Model architecture figures used by the GPU planner; override the built-in catalog entry."""
+
+    params: int = Field(
+        ge=1, le=10**13, description="Total number of parameters.", json_schema_extra={"format": "int64"}
+    )
+    layers: int = Field(ge=1, le=1024, description="Number of transformer layers (num_hidden_layers).")
+    hidden_size: int = Field(ge=1, le=1 << 20, description="Hidden size (d_model).")
+    num_heads: int = Field(ge=1, le=4096, description="Number of attention heads.")
+    num_kv_heads: int = Field(
+        ge=1,
+        le=4096,
+        alias="numKVHeads",
+        description="Number of key/value heads (equals numHeads without grouped-query attention).",
+    )
+    head_dim: int = Field(ge=1, le=4096, description="Dimension of one attention head.")
+    vocab_size: int = Field(ge=1, le=1 << 24, description="Vocabulary size.")
+    intermediate_size: int | None = Field(
+        default=None, ge=1, le=1 << 22, description="MLP intermediate size, if known."
+    )
+    tie_word_embeddings: bool = Field(
+        default=False, description="Whether the output head shares the input embedding matrix."
+    )
+    num_experts: int = Field(
+        default=1, ge=1, le=1024, description="Number of MoE experts (1 for dense models)."
+    )
+    kind: ArchitectureKind = Field(
+        default="decoder", description="decoder (generative, has a KV cache) or encoder (BERT-class)."
+    )
+    max_position_embeddings: int | None = Field(
+        default=None, ge=1, le=1 << 24, description="Longest context the model was trained for."
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(("self.numKVHeads <= self.numHeads", "numKVHeads must be <= numHeads"))
+    )
+
+    @model_validator(mode="after")
+    def _kv_heads_le_heads(self) -> Architecture:
+        if self.num_kv_heads > self.num_heads:
+            raise ValueError("numKVHeads must be <= numHeads")
+        return self
+
+
+class ModelSource(_Model):
+    """Where the weights come from and how the model is exposed."""
+
+    uri: str = Field(
+        pattern=r"^(hf|s3|gs|pvc)://[^\s]+$",
+        max_length=1024,
+        description=(
+            "Location of the weights: hf://ORG/NAME (Hugging Face Hub), s3://BUCKET/PATH, "
+            "gs://BUCKET/PATH or pvc://CLAIM/PATH."
+        ),
+    )
+    revision: str | None = Field(
+        default=None,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9._/-]+$",
+        description="Pinned source revision (commit hash or tag) of the weights.",
+    )
+    served_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=r"^[A-Za-z0-9._/-]+$",
+        description="Model name clients send in requests; defaults to the NLPModel's name.",
+    )
+    credentials_secret: DNSSubdomain | None = Field(
+        default=None,
+        description=(
+            "Name of a Secret in the model's namespace holding download credentials (HF_TOKEN for "
+            "hf://, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY for s3://, GOOGLE_APPLICATION_CREDENTIALS_JSON"
+            " for gs://). Passed to the pod by secretKeyRef; the operator never reads Secrets."
+        ),
+    )
+    architecture: Architecture | None = Field(
+        default=None,
+        description="Architecture figures; overrides the built-in catalog entry matched from the uri.",
+    )
+
+
+class Runtime(_Model):
+    """The inference engine and its settings."""
+
+    engine: Engine = Field(
+        default="vllm",
+        description=(
+            "vllm, or transformers (our KServe runtime, for bitsandbytes quantization and CPU "
+            "embedding/classification)."
+        ),
+    )
+    version: str = Field(
+        default="0.33.0",
+        pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$",
+        max_length=32,
+        description="Engine version: selects the flag table used to check args and the default image.",
+    )
+    image: str | None = Field(
+        default=None, max_length=512, description="Container image override (default: by engine and version)."
+    )
+    max_model_len: int | None = Field(
+        default=None,
+        ge=16,
+        le=1 << 24,
+        description=(
+            "Longest sequence (prompt + output) in tokens; sizes the KV cache. Default: the model's "
+            "trained context, capped at 8192."
+        ),
+    )
+    gpu_memory_utilization: float = Field(
+        default=0.9,
+        ge=0.05,
+        le=0.99,
+        description="Fraction of each GPU's memory the engine may use (weights + KV cache + activations).",
+    )
+    args: list[Annotated[str, Field(max_length=1024)]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Extra engine flags (e.g. --enable-prefix-caching); checked against the engine version.",
+    )
+
+
+class Quantization(_Model):
+    """Weight and KV-cache quantization."""
+
+    method: QuantizationMethod = Field(
+        default="none",
+        description=(
+            "Weight quantization of the checkpoint: none (16-bit), fp8, awq, gptq (4-bit), "
+            "bitsandbytes-nf4 / bitsandbytes-int8 (engine transformers), gguf (older vLLM only)."
+        ),
+    )
+    kv_cache_dtype: KVCacheDtype = Field(
+        default="auto", description="KV-cache data type; auto follows the model dtype (16-bit)."
+    )
+    group_size: int = Field(
+        default=128,
+        ge=-1,
+        le=4096,
+        description="Quantization group size of awq/gptq checkpoints (-1: per channel).",
+    )
+    double_quant: bool = Field(
+        default=False, description="bitsandbytes-nf4 only: quantize the quantization constants too."
+    )
+
+
+class GPU(_Model):
+    """GPUs per replica."""
+
+    count: int = Field(
+        default=1, ge=0, le=16, description="GPUs per replica (nvidia.com/gpu); 0 runs on CPU."
+    )
+    product: GPUProductName | None = Field(
+        default=None,
+        description=(
+            "GPU product: sizes the plan and selects nodes by the nvidia.com/gpu.product label. "
+            "Default: no node selector, planned as nvidia-h100-80gb."
+        ),
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(("self.count > 0 || !has(self.product)", "product requires count > 0"))
+    )
+
+    @model_validator(mode="after")
+    def _product_needs_gpus(self) -> GPU:
+        if self.count == 0 and self.product is not None:
+            raise ValueError("product requires count > 0")
+        return self
+
+
+class Resources(_Model):
+    """Compute resources of one replica."""
+
+    gpu: GPU = Field(default_factory=GPU, description="GPUs per replica.", json_schema_extra={"default": {}})
+    cpu: Quantity | None = Field(default=None, description="CPU request, e.g. '4' or '500m'.")
+    memory: Quantity | None = Field(default=None, description="Memory request and limit, e.g. '32Gi'.")
+
+
+class GatewayRef(_Model):
+    """The Gateway an HTTPRoute attaches to (router gateway-api)."""
+
+    name: DNSSubdomain = Field(description="Gateway name.")
+    namespace: DNSLabel | None = Field(default=None, description="Gateway namespace (default: the model's).")
+    section_name: DNSSubdomain | None = Field(default=None, description="Listener name on the Gateway.")
+
+
+class Serving(_Model):
+    """How revisions are deployed and how traffic reaches them."""
+
+    platform: Platform = Field(
+        default="kserve",
+        description="kserve (InferenceService, Standard mode) or raw (Deployment + Service).",
+    )
+    router: RouterName = Field(
+        default="gateway-api",
+        description=(
+            "Traffic split between revisions: gateway-api (HTTPRoute weights), kserve-canary "
+            "(canaryTrafficPercent, Knative mode) or replica-ratio (replica counts behind one Service)."
+        ),
+    )
+    gateway: GatewayRef | None = Field(default=None, description="Gateway for the gateway-api router.")
+    hostnames: list[Annotated[str, Field(max_length=253)]] = Field(
+        default_factory=list, max_length=16, description="Hostnames of the HTTPRoute (gateway-api router)."
+    )
+
+
+class Scaling(_Model):
+    """Replicas and autoscaling. Not part of the revision: changing it never restarts pods."""
+
+    min_replicas: int = Field(default=1, ge=0, le=1000, description="Fewest replicas (0: scale to zero).")
+    max_replicas: int = Field(default=1, ge=1, le=1000, description="Most replicas.")
+    replicas: int | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description="Replicas set through the scale subresource (kubectl scale); used without autoscaling.",
+    )
+    metric: ScaleMetric = Field(
+        default="queue-depth",
+        description=(
+            "Autoscaling signal: queue-depth (waiting requests per replica), kv-cache (KV-cache usage %), "
+            "concurrency (running requests per replica) or cpu (utilization %)."
+        ),
+    )
+    target: int | None = Field(
+        default=None,
+        ge=1,
+        le=100000,
+        description="Target value of the metric per replica (default by metric).",
+    )
+    scale_down_delay_seconds: int = Field(
+        default=300, ge=0, le=86400, description="Scale-down stabilization window."
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            ("self.minReplicas <= self.maxReplicas", "minReplicas must be <= maxReplicas"),
+        )
+    )
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> Scaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("minReplicas must be <= maxReplicas")
+        return self
+
+
+class Step(_Model):
+    """One canary step: send `weight` % of traffic to the canary, then hold for `pause`."""
+
+    weight: int = Field(ge=1, le=100, description="Canary traffic percentage during this step.")
+    pause: Duration = Field(default="0s", description="How long to hold this step (e.g. 5m) once reached.")
+
+
+def _default_steps() -> list[Step]:
+    return [Step(weight=10, pause="5m"), Step(weight=50, pause="10m")]
+
+
+class Analysis(_Model):
+    """SLO analysis of the canary; without it, steps advance by time alone."""
+
+    interval: Duration = Field(
+        default="60s", description="Time between checks (each check covers one interval)."
+    )
+    min_requests: int = Field(
+        default=50, ge=1, le=10**9, description="Below this many canary requests a check is inconclusive."
+    )
+    failure_threshold: int = Field(
+        default=2, ge=1, le=100, description="Consecutive failed checks that trigger a rollback."
+    )
+    inconclusive_deadline: Duration = Field(
+        default="15m",
+        description="Metrics missing or too few requests this long aborts (AnalysisUnavailable).",
+    )
+
+
+class SLO(_Model):
+    """Service-level objectives the canary must meet (absolute) and keep relative to stable."""
+
+    ttft_p95: Duration | None = Field(
+        default=None, alias="ttftP95", description="95th percentile time to first token."
+    )
+    itl_p95: Duration | None = Field(
+        default=None, alias="itlP95", description="95th percentile inter-token latency."
+    )
+    e2e_p95: Duration | None = Field(
+        default=None, alias="e2eP95", description="95th percentile end-to-end request latency."
+    )
+    error_rate: Percent | None = Field(
+        default=None, description="Largest share of requests finishing with error or abort, e.g. 1%."
+    )
+    max_regression: Percent = Field(
+        default="20%",
+        description="How much worse than stable the canary may be, with statistical confidence.",
+    )
+
+
+class Rollout(_Model):
+    """How a new revision replaces the stable one."""
+
+    strategy: Strategy = Field(
+        default="canary", description="canary (steps, optional analysis) or direct (replace at once)."
+    )
+    steps: list[Step] = Field(
+        default_factory=_default_steps,
+        min_length=1,
+        max_length=20,
+        description="Canary steps; weights strictly ascending, at most 100.",
+        json_schema_extra={
+            "default": [{"weight": 10, "pause": "5m"}, {"weight": 50, "pause": "10m"}],
+            **_cel(
+                (
+                    "self.map(s, s.weight).isSorted()"
+                    " && self.all(a, self.exists_one(b, b.weight == a.weight))",
+                    "step weights must be strictly ascending",
+                )
+            ),
+        },
+    )
+    gpu_surge: bool = Field(
+        default=True,
+        description="true: canary replicas are extra GPUs; false: taken out of stable capacity.",
+    )
+    analysis: Analysis | None = Field(default=None, description="SLO analysis of the canary.")
+    slo: SLO | None = Field(default=None, description="Objectives checked by the analysis.")
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(("!has(self.analysis) || has(self.slo)", "analysis requires slo")),
+    )
+
+    @model_validator(mode="after")
+    def _checks(self) -> Rollout:
+        weights = [s.weight for s in self.steps]
+        if any(a >= b for a, b in itertools.pairwise(weights)):
+            raise ValueError("step weights must be strictly ascending")
+        if self.analysis is not None and self.slo is None:
+            raise ValueError("analysis requires slo")
+        return self
+
+
+class NLPModelSpec(_Model):
+    """Desired state of an NLPModel."""
+
+    task: Task = Field(default="generate", description="generate, embed, classify or rerank.")
+    model: ModelSource = Field(description="Where the weights come from and how the model is exposed.")
+    runtime: Runtime = Field(
+        default_factory=Runtime, description="Inference engine.", json_schema_extra={"default": {}}
+    )
+    quantization: Quantization = Field(
+        default_factory=Quantization,
+        description="Weight and KV-cache quantization.",
+        json_schema_extra={"default": {}},
+    )
+    resources: Resources = Field(
+        default_factory=Resources,
+        description="Compute resources per replica.",
+        json_schema_extra={"default": {}},
+    )
+    serving: Serving = Field(
+        default_factory=Serving,
+        description="Serving platform and traffic router.",
+        json_schema_extra={"default": {}},
+    )
+    scaling: Scaling = Field(
+        default_factory=Scaling, description="Replicas and autoscaling.", json_schema_extra={"default": {}}
+    )
+    rollout: Rollout = Field(
+        default_factory=Rollout,
+        description="Rollout strategy and analysis.",
+        json_schema_extra={"default": {}},
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "self.serving.router != 'kserve-canary' || self.serving.platform == 'kserve'",
+                "router kserve-canary requires platform kserve",
+            ),
+        )
+    )
+
+    @model_validator(mode="after")
+    def _checks(self) -> NLPModelSpec:
+        if self.serving.router == "kserve-canary" and self.serving.platform != "kserve":
+            raise ValueError("router kserve-canary requires platform kserve")
+        return self

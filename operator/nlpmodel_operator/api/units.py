@@ -1,0 +1,39 @@
+"""Parsing of the human units the API accepts: durations ("800ms", "5m", "1h30m") and percents ("1%")."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+DURATION_PATTERN: Final = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+PERCENT_PATTERN: Final = r"^[0-9]+(\.[0-9]+)?%$"
+
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go-style duration string; raises ValueError on anything else."""
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"invalid duration {text!r}: use e.g. 800ms, 60s, 5m, 1h30m")
+    return sum(float(num) * _UNIT_SECONDS[unit] for num, unit in _DURATION_PART.findall(text))
+
+
+def parse_percent(text: str) -> float:
+    """Fraction in a percent string ("1%" -> 0.01); raises ValueError on anything else."""
+    if not re.fullmatch(PERCENT_PATTERN, text):
+        raise ValueError(f"invalid percentage {text!r}: use e.g. 1% or 0.5%")
+    return float(text[:-1]) / 100.0
+
+
+def format_duration(seconds: float) -> str:
+    """Short human form of a duration, the inverse of parse_duration for round values."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.3g}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs}s" if secs else f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes}m" if minutes else f"{hours}h"

@@ -1,0 +1,1 @@
+"""The nlpctl command line."""

@@ -1,0 +1,197 @@
+"""`nlpctl`: validate, plan and render NLPModels without a cluster; run the operator; manage a local plane."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+
+from nlpmodel_operator import __version__
+from nlpmodel_operator.cli.manifests import Document, ManifestError, read_documents
+from nlpmodel_operator.core.planner import Plan, format_bytes
+from nlpmodel_operator.core.problems import Problem
+from nlpmodel_operator.core.render import render_revision
+from nlpmodel_operator.core.resolve import Resolution, resolve
+from nlpmodel_operator.core.validation import object_problems
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+
+
+def _namespace(doc: Document, override: str | None) -> str:
+    return override or doc.namespace or os.environ.get("ARGOCD_APP_NAMESPACE") or "default"
+
+
+def check(doc: Document, namespace: str | None = None) -> tuple[Resolution | None, list[Problem]]:
+    """All problems of one document: schema-level first; the plan only once the spec parses."""
+    spec, problems = object_problems(doc.body)
+    if spec is None:
+        return None, problems
+    resolution = resolve(doc.name, _namespace(doc, namespace), spec)
+    return resolution, problems + resolution.problems
+
+
+def _print_problems(doc: Document, problems: list[Problem]) -> None:
+    for problem in problems:
+        print(f"{doc.source}: {doc.name}: {problem}")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    status = EXIT_OK
+    for doc in read_documents(args.files):
+        resolution, problems = check(doc)
+        if problems:
+            _print_problems(doc, problems)
+            status = EXIT_INVALID
+            continue
+        assert resolution is not None
+        assert resolution.resolved is not None
+        resolved = resolution.resolved
+        plan = resolved.plan
+        fit = (
+            f"fits {resolved.spec.resources.gpu.count} × {resolved.planned_gpu}"
+            if plan is not None and resolved.planned_gpu
+            else "fits on CPU"
+            if plan is not None
+            else "not planned: unknown architecture (add spec.model.architecture)"
+        )
+        print(f"{doc.source}: {doc.name}: valid (revision {resolved.revision}, {fit})")
+    return status
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    objects: list[dict[str, Any]] = []
+    failed = False
+    for doc in read_documents(args.files):
+        resolution, problems = check(doc, args.namespace)
+        if problems:
+            for problem in problems:
+                print(f"{doc.source}: {doc.name}: {problem}", file=sys.stderr)
+            failed = True
+            continue
+        assert resolution is not None
+        assert resolution.resolved is not None
+        objects.extend(render_revision(resolution.resolved))
+    if failed:
+        return EXIT_INVALID
+    sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False, width=120) if objects else "")
+    return EXIT_OK
+
+
+def format_plan(name: str, resolution: Resolution) -> str:
+    plan: Plan | None = resolution.plan
+    if plan is None:
+        return f"{name}: no plan: the architecture of this model is unknown; add spec.model.architecture"
+    gpus = (
+        f"{plan.tensor_parallel} × {resolution.planned_gpu}, {format_bytes(plan.gpu_memory_bytes)} each"
+        if resolution.planned_gpu
+        else "none (CPU)"
+    )
+    rows = [
+        ("model", f"{name} (architecture: {resolution.architecture_source})"),
+        ("gpus", gpus),
+        ("usable per gpu", format_bytes(plan.usable_bytes_per_gpu)),
+        ("weights", f"{format_bytes(plan.weight_bytes)} ({format_bytes(plan.weight_bytes_per_gpu)} per GPU)"),
+        ("kv cache / token", format_bytes(plan.kv_bytes_per_token)),
+        ("kv cache / sequence", format_bytes(plan.kv_bytes_per_sequence)),
+        ("kv cache total", format_bytes(plan.kv_cache_bytes)),
+        ("tensor parallel", f"{plan.tensor_parallel} (minimum {plan.min_tensor_parallel})"),
+        ("max sequences", str(plan.max_concurrent_sequences)),
+        ("fits", "yes" if plan.fits else "NO"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
+    lines += [f"{'why'.ljust(width)}  {reason}" for reason in plan.reasons]
+    return "\n".join(lines)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    status = EXIT_OK
+    results: list[dict[str, Any]] = []
+    for doc in read_documents(args.files):
+        resolution, problems = check(doc)
+        if resolution is None:
+            _print_problems(doc, problems)
+            status = EXIT_INVALID
+            continue
+        plan = resolution.plan
+        if plan is None or not plan.fits:
+            status = EXIT_INVALID
+        if args.output == "json":
+            results.append({"name": doc.name, "plan": plan.to_status() if plan else None})
+        else:
+            print(format_plan(doc.name, resolution))
+            for problem in resolution.spec_problems:
+                print(f"problem  {problem}")
+    if args.output == "json":
+        print(json.dumps(results[0]["plan"] if len(results) == 1 else results, indent=2))
+    return status
+
+
+def cmd_localplane(args: argparse.Namespace) -> int:
+    from nlpmodel_operator.devtools import localplane  # noqa: PLC0415 (dev-only, heavy)
+
+    return localplane.main(args.localplane_args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nlpctl", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"nlpctl {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check NLPModel manifests (exit 1 with path: message per problem)")
+    p.add_argument("files", nargs="+", help="files or directories; - for stdin")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("render", help="print the child objects as YAML (an Argo CD config plugin)")
+    p.add_argument("files", nargs="+")
+    p.add_argument(
+        "-n", "--namespace", help="namespace of the children (default: the manifest's, or default)"
+    )
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("plan", help="GPU plan: weights, KV cache, tensor parallel, fit, max sequences")
+    p.add_argument("files", nargs="+")
+    p.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("localplane", help="start/stop a local kube-apiserver + etcd (development)")
+    p.add_argument("localplane_args", nargs=argparse.REMAINDER, help="up | down | status | build")
+    p.set_defaults(func=cmd_localplane)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except ManifestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:
+        # Users get one line; --debug shows where it came from.
+        if args.debug:
+            traceback.print_exc()
+        print(
+            f"internal error: {type(exc).__name__}: {exc} (rerun with --debug and report it)", file=sys.stderr
+        )
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

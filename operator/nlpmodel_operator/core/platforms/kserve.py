@@ -1,0 +1,79 @@
+"""KServe platform: one InferenceService per revision, Standard (raw Deployment) mode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nlpmodel_operator.api.spec import NLPModelSpec
+from nlpmodel_operator.core.engines import SERVING_PORT, EngineInput, engine_for
+from nlpmodel_operator.core.platforms import common
+from nlpmodel_operator.core.problems import Problem
+from nlpmodel_operator.core.resolved import Resolved
+
+DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+DEPLOYMENT_MODE = "Standard"
+
+
+def storage_uri(resolved: Resolved) -> str:
+    """KServe's storage initializer takes hf://, s3://, gs:// and pvc://; hf pins a revision as `:rev`."""
+    uri = resolved.spec.model.uri
+    revision = resolved.spec.model.revision
+    if revision and common.scheme_of(uri) == "hf":
+        return f"{uri}:{revision}"
+    return uri
+
+
+class KServePlatform:
+    name = "kserve"
+
+    def problems(self, spec: NLPModelSpec) -> list[Problem]:
+        return []
+
+    def render(self, resolved: Resolved) -> list[dict[str, Any]]:
+        spec = resolved.spec
+        engine = engine_for(spec.runtime.engine)
+        inp = EngineInput(
+            spec=spec,
+            served_name=resolved.served_name,
+            model_path=common.MODEL_MOUNT,
+            max_model_len=resolved.max_model_len,
+            tensor_parallel=resolved.tensor_parallel,
+        )
+        model: dict[str, Any] = {
+            "modelFormat": {"name": engine.kserve_model_format},
+            "runtime": engine.kserve_runtime,
+            "storageUri": storage_uri(resolved),
+            "image": engine.image(spec),
+            "args": engine.args(inp),
+            "ports": [{"name": "http", "containerPort": SERVING_PORT, "protocol": "TCP"}],
+            "securityContext": common.container_security_context(engine),
+        }
+        for key, value in (
+            ("env", common.credential_env(spec)),
+            ("resources", common.container_resources(spec)),
+            ("volumeMounts", common.shm_mount(spec)),
+        ):
+            if value:
+                model[key] = value
+        predictor: dict[str, Any] = {
+            "minReplicas": spec.scaling.min_replicas,
+            "maxReplicas": spec.scaling.max_replicas,
+            "model": model,
+        }
+        for key, value in (
+            ("nodeSelector", common.node_selector(spec)),
+            ("tolerations", common.tolerations(spec)),
+            ("volumes", common.shm_volume(spec)),
+        ):
+            if value:
+                predictor[key] = value
+        meta = common.metadata(resolved)
+        meta["annotations"][DEPLOYMENT_MODE_ANNOTATION] = DEPLOYMENT_MODE
+        return [
+            {
+                "apiVersion": "serving.kserve.io/v1beta1",
+                "kind": "InferenceService",
+                "metadata": meta,
+                "spec": {"predictor": predictor},
+            }
+        ]
