@@ -42,6 +42,10 @@ test: deps lint typecheck
 crds: deps
 	$(BIN)/python -m nlpmodel_operator.api.crd > crds/nlpmodels.serving.nlpmodel.dev.yaml
 
+# Refresh the packaged vLLM flag tables from the facts extracted from each vLLM wheel (../shared/vllm).
+vllm-table:
+	cp ../shared/vllm/vllm-*-cli.json operator/nlpmodel_operator/data/
+
 demo: deps
 	$(BIN)/python -m nlpmodel_operator.cli.demo
 

@@ -83,12 +83,14 @@ class Architecture:
 
     @property
     def mlp_intermediate_size(self) -> int:
-        """intermediate_size, or derived from the parameter count (gated MLP for decoders)."""
+        """intermediate_size; when unknown, 4 x hidden for encoders (the BERT convention) and, for
+        decoders, what the parameter count leaves for the gated MLPs."""
         if self.intermediate_size is not None:
             return self.intermediate_size
+        if self.kind == "encoder":
+            return 4 * self.hidden_size
         mlp_per_layer = self.linear_params // self.layers - self.attention_params_per_layer
-        matrices = 3 * self.num_experts if self.kind == "decoder" else 2
-        return max(1, mlp_per_layer // (matrices * self.hidden_size))
+        return max(1, mlp_per_layer // (3 * self.num_experts * self.hidden_size))
 
     def linear_shapes(self) -> tuple[tuple[int, int, int], ...]:
         """(in_features, out_features, count over all layers) of the quantizable Linear weights.

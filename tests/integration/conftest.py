@@ -1,0 +1,51 @@
+"""Integration tier: tests against the local control plane (real etcd + kube-apiserver + controllers).
+
+Every test under tests/integration is marked `integration` (deselect with `-m "not integration"`).
+The binaries are made sure of once, before any test runs, with output shown live: the first run on a
+machine may build them (~6 minutes), which must not count against a single test's timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nlpmodel_operator.devtools.localplane import LocalPlane
+from nlpmodel_operator.devtools.localplane_build import ensure_binaries
+
+_HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Hooks in a conftest see the whole session's items: mark only the ones below this directory.
+    for item in items:
+        if _HERE in item.path.resolve().parents:
+            item.add_marker(pytest.mark.integration)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if not any(item.get_closest_marker("integration") for item in session.items):
+        return
+    capture = session.config.pluginmanager.getplugin("capturemanager")
+    if capture is None:
+        ensure_binaries()
+        return
+    with capture.global_and_fixture_disabled():
+        ensure_binaries()
+
+
+@pytest.fixture(scope="session")
+def localplane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlane]:
+    """A started local control plane with our CRDs and the upstream CRDs installed.
+
+    Shared by the whole session: tests work in their own namespaces and remove the cluster-scoped
+    objects they create. Logs stay in the session's tmp dir (`<tmp>/localplane0/logs/`).
+    """
+    plane = LocalPlane(tmp_path_factory.mktemp("localplane"))
+    plane.start()
+    try:
+        yield plane
+    finally:
+        plane.stop()

@@ -1,0 +1,203 @@
+"""`nlpctl validate | render | plan`, run as a user would run them (the installed console script)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "manifests" / "examples"
+NOT_FITTING = EXAMPLES / "qwen-72b-does-not-fit.yaml"
+FITTING = sorted(p for p in EXAMPLES.glob("*.yaml") if p != NOT_FITTING)
+
+
+def nlpctl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    nlpctl_bin = Path(sys.executable).with_name("nlpctl")
+    return subprocess.run(
+        [str(nlpctl_bin), *args], input=stdin, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def write(tmp_path: Path, body: Any, name: str = "model.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(body if isinstance(body, str) else yaml.safe_dump(body))
+    return path
+
+
+def model(**spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct"}}
+    base.update(spec)
+    return {
+        "apiVersion": "serving.nlpmodel.dev/v1alpha1",
+        "kind": "NLPModel",
+        "metadata": {"name": "chat", "namespace": "ml"},
+        "spec": base,
+    }
+
+
+def test_examples_cover_what_users_ask_for() -> None:
+    specs = [yaml.safe_load(p.read_text())["spec"] for p in FITTING]
+    assert any(
+        s.get("quantization", {}).get("method") == "awq"
+        and s.get("serving", {}).get("platform", "kserve") == "kserve"
+        for s in specs
+    )
+    assert any(
+        s.get("quantization", {}).get("method") == "fp8"
+        and s["quantization"].get("kvCacheDtype") == "fp8"
+        and s["resources"]["gpu"] == {"count": 4, "product": "nvidia-h100-80gb"}
+        for s in specs
+    )
+    assert any(s.get("task") == "embed" and s.get("serving", {}).get("platform") == "raw" for s in specs)
+    assert any(
+        s.get("quantization", {}).get("method") == "bitsandbytes-nf4"
+        and s.get("runtime", {}).get("engine") == "transformers"
+        for s in specs
+    )
+
+
+@pytest.mark.parametrize("example", FITTING, ids=lambda p: p.stem)
+def test_validate_accepts_every_example(example: Path) -> None:
+    result = nlpctl("validate", str(example))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert ": valid (revision " in result.stdout
+
+
+def test_validate_explains_a_model_that_does_not_fit() -> None:
+    result = nlpctl("validate", str(NOT_FITTING))
+    assert result.returncode == 1
+    assert "qwen-72b: spec.resources.gpu: weights need" in result.stdout
+    assert "nvidia-a100-80gb" in result.stdout
+    assert "gpu.count" in result.stdout  # says what to change
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param(
+            model(resources={"gpu": {"count": "one"}}), "spec.resources.gpu.count:", id="wrong-type"
+        ),
+        pytest.param(
+            model(quantization={"method": "int2"}),
+            "spec.quantization.method: unsupported value",
+            id="unknown-quantization",
+        ),
+        pytest.param(
+            model(scaling={"minReplicas": 4, "maxReplicas": 1}),
+            "spec.scaling: minReplicas must be <= maxReplicas",
+            id="min-gt-max",
+        ),
+        pytest.param(
+            model(rollout={"steps": [{"weight": 60}, {"weight": 30}]}),
+            "spec.rollout: step weights must be strictly ascending",
+            id="steps-not-ascending",
+        ),
+        pytest.param(
+            model(rollout={"steps": [{"weight": 101}]}), "spec.rollout.steps[0].weight:", id="weight-101"
+        ),
+        pytest.param(
+            model(runtime={"args": ["--turbo"]}),
+            "spec.runtime.args[0]: unknown flag --turbo for vLLM 0.33.0",
+            id="unknown-flag",
+        ),
+        pytest.param(
+            model(quantization={"method": "bitsandbytes-nf4"}),
+            "spec.quantization.method: vLLM 0.33.0 does not support --quantization bitsandbytes",
+            id="bnb-on-vllm",
+        ),
+        pytest.param(
+            model(
+                model={"uri": "hf://meta-llama/Llama-3.1-70B-Instruct"},
+                resources={"gpu": {"count": 1, "product": "nvidia-l4"}},
+            ),
+            "spec.resources.gpu: weights need",
+            id="too-large",
+        ),
+        pytest.param(model(extra=True), "spec.extra: unknown field", id="unknown-field"),
+    ],
+)
+def test_validate_rejects_with_path_and_message(tmp_path: Path, body: Any, expected: str) -> None:
+    result = nlpctl("validate", str(write(tmp_path, body)))
+    assert result.returncode == 1
+    assert expected in result.stdout, result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param("spec: [unclosed", "invalid YAML (line 1", id="bad-yaml"),
+        pytest.param("- a\n- b\n", "an NLPModel must be a YAML/JSON object", id="a-list"),
+        pytest.param("kind: NLPModel\n", "required", id="nearly-empty"),
+        pytest.param("\x00\x01\x02binary", "", id="binary"),
+        pytest.param(
+            json.dumps(model()).replace('"chat"', '"' + "a" * 300 + '"'), "metadata.name", id="long-name"
+        ),
+    ],
+)
+def test_garbage_never_gives_a_traceback(tmp_path: Path, content: str, expected: str) -> None:
+    result = nlpctl("validate", str(write(tmp_path, content)))
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert expected in output
+    assert "Traceback" not in output
+
+
+def test_missing_file_is_an_error_not_a_traceback() -> None:
+    result = nlpctl("validate", "/nonexistent/model.yaml")
+    assert result.returncode == 1
+    assert "no such file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_render_prints_only_child_objects() -> None:
+    result = nlpctl("render", *map(str, FITTING))
+    assert result.returncode == 0, result.stderr
+    objects = list(yaml.safe_load_all(result.stdout))
+    assert {o["kind"] for o in objects} == {"InferenceService", "Deployment", "Service"}
+    assert all("ownerReferences" not in o["metadata"] for o in objects)
+    assert "&id" not in result.stdout  # no YAML anchors: some consumers mishandle them
+
+
+def test_render_reads_stdin_and_fails_cleanly_on_invalid_input() -> None:
+    ok = nlpctl("render", "-", "--namespace", "team-a", stdin=yaml.safe_dump(model()))
+    assert ok.returncode == 0
+    assert next(yaml.safe_load_all(ok.stdout))["metadata"]["namespace"] == "team-a"
+    bad = nlpctl("render", "-", stdin=yaml.safe_dump(model(task="poetry")))
+    assert bad.returncode == 1
+    assert bad.stdout == ""
+    assert "spec.task" in bad.stderr
+
+
+def test_plan_json_is_the_status_plan() -> None:
+    result = nlpctl("plan", "-o", "json", str(EXAMPLES / "llama-70b-fp8-4xh100.yaml"))
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert {
+        "weightBytes",
+        "kvBytesPerToken",
+        "tensorParallel",
+        "fits",
+        "maxConcurrentSequences",
+    } <= plan.keys()
+    assert plan["tensorParallel"] == 4
+    assert plan["fits"] is True
+    # 70B in fp8 is ~70 GB of weights; an fp8 KV cache is 1 byte per element: 2·80 layers·8 heads·128.
+    assert 65e9 < plan["weightBytes"] < 80e9
+    assert plan["kvBytesPerToken"] == 2 * 80 * 8 * 128
+
+
+def test_plan_table_is_readable_and_exit_code_reflects_fit() -> None:
+    fits = nlpctl("plan", str(EXAMPLES / "llama-8b-awq-kserve.yaml"))
+    assert fits.returncode == 0
+    for label in ("weights", "kv cache / token", "tensor parallel", "fits", "max sequences"):
+        assert label in fits.stdout
+    too_big = nlpctl("plan", str(NOT_FITTING))
+    assert too_big.returncode == 1
+    assert "NO" in too_big.stdout
