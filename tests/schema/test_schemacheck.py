@@ -233,7 +233,10 @@ HPA: Obj = {
         "minReplicas": 1,
         "maxReplicas": 4,
         "metrics": [
-            {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}
+            {
+                "type": "Resource",
+                "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}},
+            }
         ],
         "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}},
     },
@@ -286,21 +289,22 @@ def no_local_copies(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path / "cache" / "nlpmodel-operator" / "upstream-crds"
 
 
-def _official_bodies() -> dict[str, bytes]:
-    """What each official URL serves: the shared bytes without the chart's header line."""
+@pytest.fixture(scope="module")
+def official_bodies() -> dict[str, bytes]:
+    """What each official URL serves: the shared bytes without the chart's header line (module scope:
+    computed before ``no_local_copies`` hides the shared copies)."""
     shared = upstream_crd_files()
     return {p.url: shared[p.name].read_bytes()[len(p.header.encode()) :] for p in PINNED_FILES}
 
 
 def test_download_fills_the_cache_and_checks_hashes(
-    no_local_copies: Path, monkeypatch: pytest.MonkeyPatch
+    official_bodies: dict[str, bytes], no_local_copies: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bodies = _official_bodies()
     fetched: list[str] = []
 
     def fake_fetch(url: str) -> bytes:
         fetched.append(url)
-        return bodies[url]
+        return official_bodies[url]
 
     monkeypatch.setattr(upstream_crds, "_fetch", fake_fetch)
     files = upstream_crd_files()
@@ -318,7 +322,9 @@ def test_download_with_wrong_hash_is_refused(no_local_copies: Path, monkeypatch:
     assert not no_local_copies.exists() or not any(no_local_copies.iterdir())
 
 
-def test_no_files_and_no_network_is_a_clear_error(no_local_copies: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_files_and_no_network_is_a_clear_error(
+    no_local_copies: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def offline(url: str) -> bytes:
         raise urllib.error.URLError("Temporary failure in name resolution")
 
@@ -412,7 +418,9 @@ def test_valid_inferenceservice_passes(isvc_crd: Mapping[str, Any]) -> None:
             "spec.predictor.model.env[2]: Duplicate value: {'name': 'HF_TOKEN'}",
             id="duplicate-list-map-key",
         ),
-        pytest.param(_set("metadata.name", "Llama_3"), "metadata.name: Invalid value: 'Llama_3'", id="bad-name"),
+        pytest.param(
+            _set("metadata.name", "Llama_3"), "metadata.name: Invalid value: 'Llama_3'", id="bad-name"
+        ),
         pytest.param(
             _set("metadata.name", "a" * 254), "metadata.name: Invalid value: 'aaaa", id="name-too-long"
         ),
@@ -443,7 +451,9 @@ def test_invalid_inferenceservice_is_rejected(
 
 def test_null_in_non_nullable_field_is_dropped_like_the_apiserver(isvc_crd: Mapping[str, Any]) -> None:
     assert check_custom_object(_mutated(ISVC, _set("spec.predictor.minReplicas", None)), isvc_crd) == []
-    problems = check_custom_object(_mutated(ISVC, _set("spec.predictor.model.modelFormat.name", None)), isvc_crd)
+    problems = check_custom_object(
+        _mutated(ISVC, _set("spec.predictor.model.modelFormat.name", None)), isvc_crd
+    )
     assert problems == ["spec.predictor.model.modelFormat.name: Required value"]
 
 
@@ -463,9 +473,38 @@ def test_valid_weighted_httproute_passes(httproute_crd: Mapping[str, Any]) -> No
     assert check_custom_object(v1beta1, httproute_crd) == []
 
 
+def test_httproute_with_filters_and_timeouts_passes_upstream_cel(httproute_crd: Mapping[str, Any]) -> None:
+    # Exercises the upstream rules built on has(), exists_one(), filter(), duration() and
+    # the escaped `__namespace__`: a checker bug there would show up as a false rejection.
+    route = _mutated(
+        HTTPROUTE,
+        _set(
+            "spec.parentRefs", [{"name": "gw", "sectionName": "https"}, {"name": "gw", "sectionName": "http"}]
+        ),
+    )
+    rule = route["spec"]["rules"][0]
+    rule["filters"] = [
+        {
+            "type": "URLRewrite",
+            "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}},
+        },
+        {
+            "type": "RequestHeaderModifier",
+            "requestHeaderModifier": {"set": [{"name": "x-model", "value": "llama"}]},
+        },
+    ]
+    rule["timeouts"] = {"request": "30s", "backendRequest": "10s"}
+    assert check_custom_object(route, httproute_crd) == []
+
+
 @pytest.mark.parametrize(
     ("mutation", "expected"),
     [
+        pytest.param(
+            _set("spec.rules[0].timeouts", {"request": "10s", "backendRequest": "30s"}),
+            "spec.rules[0].timeouts: backendRequest timeout cannot be longer than request timeout",
+            id="cel-duration",
+        ),
         pytest.param(
             _set("spec.rules[0].backendRefs[1].weight", -1),
             "spec.rules[0].backendRefs[1].weight: -1 is less than the minimum of 0",
@@ -503,7 +542,9 @@ def test_valid_weighted_httproute_passes(httproute_crd: Mapping[str, Any]) -> No
         ),
     ],
 )
-def test_invalid_httproute_is_rejected(httproute_crd: Mapping[str, Any], mutation: Mutation, expected: str) -> None:
+def test_invalid_httproute_is_rejected(
+    httproute_crd: Mapping[str, Any], mutation: Mutation, expected: str
+) -> None:
     _assert_problem(check_custom_object(_mutated(HTTPROUTE, mutation), httproute_crd), expected)
 
 
@@ -544,7 +585,9 @@ def test_valid_scaledobject_passes(scaledobject_crd: Mapping[str, Any]) -> None:
         ),
         pytest.param(_set("spec.triggers", []), "spec.triggers: [] should be non-empty", id="no-triggers"),
         pytest.param(
-            _set("spec.pollingInterval", 0), "spec.pollingInterval: 0 is less than the minimum of 1", id="polling"
+            _set("spec.pollingInterval", 0),
+            "spec.pollingInterval: 0 is less than the minimum of 1",
+            id="polling",
         ),
     ],
 )
@@ -572,7 +615,9 @@ def test_servicemonitor_and_prometheusrule() -> None:
     bad = _mutated(SERVICEMONITOR, _set("spec.endpoints[0].scrapeInterval", "30s"))
     assert check_custom_object(bad, sm_crd) == [f"spec.endpoints[0].scrapeInterval: {PRUNED}"]
     bad = _mutated(SERVICEMONITOR, _set("spec.endpoints[0].interval", "30 seconds"))
-    _assert_problem(check_custom_object(bad, sm_crd), "spec.endpoints[0].interval: '30 seconds' does not match")
+    _assert_problem(
+        check_custom_object(bad, sm_crd), "spec.endpoints[0].interval: '30 seconds' does not match"
+    )
 
 
 def test_podmonitor_is_not_pinned_so_it_is_an_unknown_kind() -> None:
@@ -596,7 +641,9 @@ CEL_SCHEMA: Obj = {
         "canary": {
             "type": "object",
             "properties": {"weight": {"type": "integer"}},
-            "x-kubernetes-validations": [{"rule": "self.weight <= 100", "message": "canary weight is a percentage"}],
+            "x-kubernetes-validations": [
+                {"rule": "self.weight <= 100", "message": "canary weight is a percentage"}
+            ],
         },
         "steps": {
             "type": "array",
@@ -629,23 +676,27 @@ CEL_SCHEMA: Obj = {
         pytest.param({}, [], id="defaults-satisfy-rules"),
         pytest.param({"minReplicas": 2, "maxReplicas": 4}, [], id="min-below-max"),
         pytest.param(
-            {"minReplicas": 3, "maxReplicas": 2}, ["<root>: minReplicas must not exceed maxReplicas"], id="min>max"
+            {"minReplicas": 3, "maxReplicas": 2},
+            ["<root>: minReplicas must not exceed maxReplicas"],
+            id="min>max",
         ),
         pytest.param(
             {"maxReplicas": 0}, ["<root>: minReplicas must not exceed maxReplicas"], id="defaulted-min>max"
         ),
         pytest.param({"steps": [{"weight": 10}, {"weight": 50}, {"weight": 100}]}, [], id="sorted-steps"),
         pytest.param(
-            {"steps": [{"weight": 50}, {"weight": 10}]}, ["steps: step weights must be ascending"], id="unsorted"
+            {"steps": [{"weight": 50}, {"weight": 10}]},
+            ["steps: step weights must be ascending"],
+            id="unsorted",
         ),
         pytest.param({"mode": "turbo"}, ["<root>: unknown mode turbo"], id="messageExpression"),
         pytest.param({"namespace": "kube-system"}, ["namespace: kube-system is reserved"], id="fieldPath"),
-        pytest.param(
-            {"canary": {"weight": 10}, "steps": [{"weight": 10}]}, [], id="has-present"
-        ),
+        pytest.param({"canary": {"weight": 10}, "steps": [{"weight": 10}]}, [], id="has-present"),
         pytest.param({"canary": {"weight": 10}}, ["<root>: a canary needs steps"], id="has-absent"),
         pytest.param(
-            {"canary": {"weight": 150}, "steps": []}, ["canary: canary weight is a percentage"], id="nested-rule"
+            {"canary": {"weight": 150}, "steps": []},
+            ["canary: canary weight is a percentage"],
+            id="nested-rule",
         ),
     ],
 )
@@ -704,12 +755,16 @@ def test_cel_absent_field_access_is_an_error_but_has_is_false() -> None:
 def test_cel_kubernetes_extension_functions(expression: str) -> None:
     schema = {"type": "object", "x-kubernetes-validations": [{"rule": expression, "message": "false"}]}
     assert evaluate_cel_rules({}, schema) == []
-    negated = {"type": "object", "x-kubernetes-validations": [{"rule": f"!({expression})", "message": "false"}]}
+    negated = {
+        "type": "object",
+        "x-kubernetes-validations": [{"rule": f"!({expression})", "message": "false"}],
+    }
     assert evaluate_cel_rules({}, negated) == ["<root>: false"]
 
 
 @pytest.mark.parametrize(
-    "expression", ["[].min() == 0", "quantity('1Gi').isGreaterThan(quantity('1'))", "'x'.indexOf('x', 9) == 0"]
+    "expression",
+    ["[].min() == 0", "quantity('1Gi').isGreaterThan(quantity('1'))", "'x'.indexOf('x', 9) == 0"],
 )
 def test_cel_unevaluable_rules_are_reported_not_passed(expression: str) -> None:
     schema = {"type": "object", "x-kubernetes-validations": [{"rule": expression}]}
@@ -727,7 +782,10 @@ def test_apply_defaults() -> None:
             "route": {
                 "type": "object",
                 "default": {},
-                "properties": {"timeout": {"type": "string", "default": "30s"}, "retries": {"type": "integer"}},
+                "properties": {
+                    "timeout": {"type": "string", "default": "30s"},
+                    "retries": {"type": "integer"},
+                },
             },
             "backends": {
                 "type": "array",
@@ -748,7 +806,7 @@ def test_apply_defaults() -> None:
             "absentParent": {"type": "object", "properties": {"x": {"type": "integer", "default": 1}}},
         },
     }
-    obj = {
+    obj: Obj = {
         "backends": [{"name": "a"}, {"name": "b", "weight": 5}],
         "byName": {"k": {}},
         "nullable": None,
@@ -774,26 +832,53 @@ PRUNE_CRD: Obj = {
         "names": {"kind": "Widget", "plural": "widgets"},
         "scope": "Namespaced",
         "versions": [
-            {"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                "type": "object",
-                "properties": {
-                    "spec": {
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
                         "type": "object",
                         "properties": {
-                            "template": {"type": "object", "properties": {"metadata": {"type": "object"}}},
-                            "config": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                            "embedded": {
+                            "spec": {
                                 "type": "object",
-                                "x-kubernetes-embedded-resource": True,
-                                "properties": {"spec": {"type": "object", "properties": {"a": {"type": "string"}}}},
-                            },
-                            "tags": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set"},
-                            "ratio": {"type": "number", "nullable": True},
+                                "properties": {
+                                    "template": {
+                                        "type": "object",
+                                        "properties": {"metadata": {"type": "object"}},
+                                    },
+                                    "config": {
+                                        "type": "object",
+                                        "x-kubernetes-preserve-unknown-fields": True,
+                                    },
+                                    "embedded": {
+                                        "type": "object",
+                                        "x-kubernetes-embedded-resource": True,
+                                        "properties": {
+                                            "spec": {
+                                                "type": "object",
+                                                "properties": {"a": {"type": "string"}},
+                                            }
+                                        },
+                                    },
+                                    "tags": {
+                                        "type": "array",
+                                        "items": {"type": "string"},
+                                        "x-kubernetes-list-type": "set",
+                                    },
+                                    "ratio": {"type": "number", "nullable": True},
+                                },
+                            }
                         },
                     }
                 },
-            }}},
-            {"name": "v0", "served": False, "storage": False, "schema": {"openAPIV3Schema": {"type": "object"}}},
+            },
+            {
+                "name": "v0",
+                "served": False,
+                "storage": False,
+                "schema": {"openAPIV3Schema": {"type": "object"}},
+            },
         ],
     },
 }
@@ -810,7 +895,14 @@ PRUNE_CRD: Obj = {
             id="nested-metadata-without-properties-is-pruned",
         ),
         pytest.param(
-            {"embedded": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "spec": {"a": "b"}}},
+            {
+                "embedded": {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": "x"},
+                    "spec": {"a": "b"},
+                }
+            },
             [],
             id="embedded-resource",
         ),
@@ -847,12 +939,18 @@ SERVICE: Obj = {
     },
 }
 CONFIGMAP: Obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}}
-SERVICEACCOUNT: Obj = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "nlpmodel-operator"}}
+SERVICEACCOUNT: Obj = {
+    "apiVersion": "v1",
+    "kind": "ServiceAccount",
+    "metadata": {"name": "nlpmodel-operator"},
+}
 CLUSTERROLE: Obj = {
     "apiVersion": "rbac.authorization.k8s.io/v1",
     "kind": "ClusterRole",
     "metadata": {"name": "nlpmodel-operator"},
-    "rules": [{"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"], "verbs": ["get", "list"]}],
+    "rules": [
+        {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"], "verbs": ["get", "list"]}
+    ],
 }
 ROLEBINDING: Obj = {
     "apiVersion": "rbac.authorization.k8s.io/v1",

@@ -14,6 +14,7 @@ import yaml
 
 from nlpmodel_operator import __version__
 from nlpmodel_operator.cli.manifests import Document, ManifestError, read_documents
+from nlpmodel_operator.controller.run import add_arguments as add_run_arguments
 from nlpmodel_operator.core.planner import Plan, format_bytes
 from nlpmodel_operator.core.problems import Problem
 from nlpmodel_operator.core.render import render_revision
@@ -142,6 +143,12 @@ def cmd_localplane(args: argparse.Namespace) -> int:
     return localplane.main(args.localplane_args)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from nlpmodel_operator.controller.run import run  # noqa: PLC0415 (kopf only when running)
+
+    return run(args.namespace, args.standalone, args.peering, args.liveness, args.verbose)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nlpctl", description=__doc__)
     parser.add_argument("--version", action="version", version=f"nlpctl {__version__}")
@@ -163,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+")
     p.add_argument("-o", "--output", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("run", help="run the operator (kopf) against the current kubeconfig or in-cluster")
+    add_run_arguments(p)
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("localplane", help="start/stop a local kube-apiserver + etcd (development)")
     p.add_argument("localplane_args", nargs=argparse.REMAINDER, help="up | down | status | build")

@@ -2,7 +2,7 @@
 
 Pure arithmetic, no I/O. Weight bytes are calibrated against measured GPU memory
 (../shared/gpu/gpu-memory-truth.json): the bitsandbytes figures reproduce the measured parameter
-storage and quantization state to the byte; allocator rounding adds under 0.3 %.
+storage and quantization state to the byte; allocator rounding adds at most 0.6 %.
 
 Memory model of one GPU (mirrors how vLLM sizes its KV cache: the budget `total x utilization` must
 hold everything, CUDA context included):

@@ -447,9 +447,10 @@ def _make(tree: Path, work: Path) -> None:
         "PATH": "/usr/lib/go/bin:" + os.environ.get("PATH", "/usr/bin:/bin"),
     }
     cmd = ["make", "WHAT=cmd/kube-apiserver cmd/kube-controller-manager"]
+    built = [tree / "_output" / "bin" / name for name in BIN_NAMES[:2]]
     log_path = work / "make.log"
     for attempt in (1, 2):
-        rc = _run_with_progress(cmd, cwd=tree, env=env, log_path=log_path, gocache=gocache)
+        rc = _run_with_progress(cmd, cwd=tree, env=env, log_path=log_path, gocache=gocache, products=built)
         if rc == 0:
             return
         tail = _tail(log_path, 40)
@@ -480,7 +481,13 @@ def _count_entries(path: Path) -> int:
 
 
 def _run_with_progress(
-    cmd: list[str], *, cwd: Path, env: dict[str, str], log_path: Path, gocache: Path
+    cmd: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    log_path: Path,
+    gocache: Path,
+    products: Sequence[Path],
 ) -> int:
     """Run cmd with output in log_path; echo make's own `+++` lines and a heartbeat every few seconds."""
     started = time.monotonic()
@@ -498,10 +505,11 @@ def _run_with_progress(
                 finally:
                     seen = _echo_new_lines(log_path, seen)
                 elapsed = int(time.monotonic() - started)
-                last = _tail(log_path, 1).strip()[:120]
+                done = [p.name for p in products if p.is_file()] or ["-"]
+                last = _tail(log_path, 1).strip()[:100]
                 log(
-                    f"  make running {elapsed // 60}m{elapsed % 60:02d}s, "
-                    f"{_count_entries(gocache)} compiled units; last output: {last or '-'}"
+                    f"  make running {elapsed // 60}m{elapsed % 60:02d}s: {_count_entries(gocache)} "
+                    f"go build cache entries, done: {', '.join(done)}; last output: {last or '-'}"
                 )
         except BaseException:
             # Ctrl-C or any error: no orphaned compilers left behind.

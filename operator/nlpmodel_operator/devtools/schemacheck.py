@@ -55,6 +55,9 @@ import referencing
 import referencing.exceptions
 
 __all__ = [
+    "CEL_EXTENSIONS",
+    "PRUNED",
+    "ROOT",
     "apply_defaults",
     "check_builtin_object",
     "check_custom_object",
@@ -71,7 +74,7 @@ _CEL_BLOCKED: Final = (
     "correct the existing errors to complete validation"
 )
 
-Path = tuple[str | int, ...]
+FieldPath = tuple[str | int, ...]
 Schema = Mapping[str, Any]
 
 # --------------------------------------------------------------------------- paths
@@ -217,7 +220,7 @@ def _qualified_name_errors(key: str) -> list[str]:
 NameValidator = Callable[[str], list[str]]
 
 
-def _check_labels(labels: Any, path: Path) -> list[str]:
+def _check_labels(labels: Any, path: FieldPath) -> list[str]:
     if not isinstance(labels, Mapping):
         return [_problem(path, "must be a map of string to string")]
     problems: list[str] = []
@@ -240,7 +243,7 @@ def _check_labels(labels: Any, path: Path) -> list[str]:
     return problems
 
 
-def _check_annotations(annotations: Any, path: Path) -> list[str]:
+def _check_annotations(annotations: Any, path: FieldPath) -> list[str]:
     if not isinstance(annotations, Mapping):
         return [_problem(path, "must be a map of string to string")]
     problems: list[str] = []
@@ -260,7 +263,7 @@ def _check_annotations(annotations: Any, path: Path) -> list[str]:
 
 def _check_object_meta(
     meta: Any,
-    path: Path,
+    path: FieldPath,
     *,
     name_validator: NameValidator = _dns1123_subdomain_errors,
     require_name: bool = True,
@@ -274,7 +277,7 @@ def _check_object_meta(
         )
     if not isinstance(meta, Mapping):
         return [_problem(path, "must be an object")]
-    problems = [_problem((*path, key), PRUNED) for key in meta if key not in _OBJECT_META_FIELDS]
+    problems: list[str] = []  # unknown fields: reported by _prune (CRs) or the strict schema (built-ins)
     name, generate_name = meta.get("name"), meta.get("generateName")
     if name is not None and not isinstance(name, str):
         problems.append(_problem((*path, "name"), "must be a string"))
@@ -336,7 +339,9 @@ def _check_object_meta(
 # --------------------------------------------------------------------------- pruning
 
 
-def _prune(value: Any, schema: Schema | None, path: Path, problems: list[str], *, root: bool = False) -> Any:
+def _prune(
+    value: Any, schema: Schema | None, path: FieldPath, problems: list[str], *, root: bool = False
+) -> Any:
     """Copy of ``value`` without the fields the apiserver would drop; undeclared ones are reported."""
     if schema is None:
         return copy.deepcopy(value)
@@ -355,7 +360,8 @@ def _prune(value: Any, schema: Schema | None, path: Path, problems: list[str], *
     for key, child in value.items():
         if key == "metadata" and key in implicit and isinstance(child, Mapping):
             # ObjectMeta, whatever the schema says (usually `type: object`): its unknown fields are
-            # pruned too (reported by _check_object_meta).
+            # pruned too.
+            problems.extend(_problem((*path, key, k), PRUNED) for k in child if k not in _OBJECT_META_FIELDS)
             out[key] = {k: copy.deepcopy(v) for k, v in child.items() if k in _OBJECT_META_FIELDS}
         elif key in props:
             sub = props[key]
@@ -567,14 +573,14 @@ def _translated(schema: Schema) -> dict[str, Any]:
     return translated
 
 
-def _schema_errors(value: Any, schema: Schema, base: Path = ()) -> tuple[list[str], bool]:
+def _schema_errors(value: Any, schema: Schema) -> tuple[list[str], bool]:
     """Problems from OpenAPI validation, and whether one of them blocks CEL (type or enum)."""
     validator = jsonschema.Draft7Validator(_translated(schema), format_checker=_FORMATS)
     problems: list[str] = []
     blocking = False
     seen: set[str] = set()
     for err in validator.iter_errors(value):
-        path: Path = (*base, *err.absolute_path)
+        path: FieldPath = tuple(err.absolute_path)
         if err.validator == "required" and isinstance(err.instance, Mapping):
             texts = [
                 _problem((*path, name), "Required value")
@@ -602,7 +608,7 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def _walk(value: Any, schema: Schema | None, path: Path) -> Iterator[tuple[Any, Schema, Path]]:
+def _walk(value: Any, schema: Schema | None, path: FieldPath) -> Iterator[tuple[Any, Schema, FieldPath]]:
     """Every (value, schema, path) of the object where a schema node applies, pre-order."""
     if schema is None or value is None:
         return
@@ -655,7 +661,7 @@ def _embedded_errors(value: Any, schema: Schema) -> list[str]:
         if path and _embedded(sub) and isinstance(node, Mapping):
             for field in ("apiVersion", "kind"):
                 if not node.get(field):
-                    problems.append(_problem((*path, field), "Required value: must not be empty"))
+                    problems.append(_problem((*path, field), "Required value"))
             if "metadata" in node:
                 problems.extend(_check_object_meta(node["metadata"], (*path, "metadata"), require_name=False))
     return problems
@@ -921,7 +927,7 @@ def _rule_message(rule: Mapping[str, Any], value: Any) -> str:
     return str(rule.get("message") or f"failed rule: {rule.get('rule')}")
 
 
-def _field_path(base: Path, field_path: Any) -> Path:
+def _field_path(base: FieldPath, field_path: Any) -> FieldPath:
     """Append a rule's ``fieldPath`` (``.spec.x``, ``.a['b']``, ``.list[0]``) to the node path."""
     if not isinstance(field_path, str) or not field_path:
         return base
@@ -1065,7 +1071,7 @@ def resolve_kubernetes_version(requested: str) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _builtin_validator(version: str, kind: str, api_version: str) -> jsonschema.protocols.Validator | None:
+def _builtin_validator(version: str, kind: str, api_version: str) -> Any:
     # Same lookup as kubernetes_validate.validate(), but we want every error, not just the first.
     api = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
     base = (
@@ -1119,7 +1125,7 @@ def check_builtin_object(obj: Mapping[str, Any], kubernetes_version: str = "1.30
         return [_problem(("kind",), f"{api_version} {kind} is not a built-in kind of Kubernetes {version}")]
     problems: list[str] = []
     for err in validator.iter_errors(dict(obj)):
-        path: Path = tuple(err.absolute_path)
+        path: FieldPath = tuple(err.absolute_path)
         if err.validator == "required" and isinstance(err.instance, Mapping):
             problems.extend(
                 _problem((*path, n), "Required value") for n in err.validator_value if n not in err.instance

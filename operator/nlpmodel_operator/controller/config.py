@@ -1,0 +1,20 @@
+"""Operator configuration from the environment (the Helm chart sets these)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    resync_seconds: float = 15.0  # how often readiness is read back from the children
+    field_manager: str = "nlpmodel-operator"
+    prometheus_url: str | None = None
+
+    @classmethod
+    def from_env(cls) -> OperatorConfig:
+        return cls(
+            resync_seconds=float(os.environ.get("NLPMODEL_RESYNC_SECONDS", cls.resync_seconds)),
+            prometheus_url=os.environ.get("NLPMODEL_PROMETHEUS_URL") or None,
+        )

@@ -1,0 +1,111 @@
+"""Kubernetes I/O for the operator: server-side apply, listing a model's children, deleting them.
+
+Synchronous (the official client); the handlers call it through `asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+
+from nlpmodel_operator.api import constants as c
+from nlpmodel_operator.core.reconcile import ChildRef
+
+# Kinds a model's children may have; listed on every reconcile to find leftovers of old revisions.
+CHILD_KINDS: tuple[tuple[str, str], ...] = (
+    ("serving.kserve.io/v1beta1", "InferenceService"),
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+)
+
+
+class MissingAPIError(Exception):
+    """The cluster does not serve a kind we need (e.g. KServe is not installed)."""
+
+
+def load_client() -> client.ApiClient:
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
+
+class Kube:
+    def __init__(self, api_client: client.ApiClient, field_manager: str) -> None:
+        self.dynamic = DynamicClient(api_client)  # type: ignore[no-untyped-call]
+        self.field_manager = field_manager
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        try:
+            return self.dynamic.resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError:
+            raise MissingAPIError(f"the cluster does not serve {kind} ({api_version})") from None
+
+    def serves(self, api_version: str, kind: str) -> bool:
+        try:
+            self._resource(api_version, kind)
+        except MissingAPIError:
+            return False
+        return True
+
+    def apply(self, obj: Mapping[str, Any], owner: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply with an owner reference to the NLPModel (cascading deletion)."""
+        body = copy.deepcopy(dict(obj))
+        meta = owner["metadata"]
+        body["metadata"]["ownerReferences"] = [
+            {
+                "apiVersion": c.API_VERSION,
+                "kind": c.KIND,
+                "name": meta["name"],
+                "uid": meta["uid"],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+        resource = self._resource(body["apiVersion"], body["kind"])
+        result = resource.server_side_apply(
+            body=body,
+            namespace=body["metadata"].get("namespace"),
+            field_manager=self.field_manager,
+            force_conflicts=True,
+        )
+        applied: dict[str, Any] = result.to_dict()
+        return applied
+
+    def children(self, namespace: str, model: str, owner_uid: str) -> list[dict[str, Any]]:
+        """Objects labelled as this model's and owned by it (never someone else's look-alikes)."""
+        found: list[dict[str, Any]] = []
+        for api_version, kind in CHILD_KINDS:
+            if not self.serves(api_version, kind):
+                continue
+            resource = self._resource(api_version, kind)
+            listed = resource.get(namespace=namespace, label_selector=f"{c.LABEL_MODEL}={model}")
+            for item in listed.to_dict().get("items", []):
+                owners = item.get("metadata", {}).get("ownerReferences") or []
+                if any(o.get("uid") == owner_uid for o in owners):
+                    item.setdefault("apiVersion", api_version)
+                    item.setdefault("kind", kind)
+                    found.append(item)
+        return found
+
+    def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        resource = self._resource(c.API_VERSION, c.KIND)
+        resource.status.patch(
+            body={"status": dict(patch)},
+            name=name,
+            namespace=namespace,
+            content_type="application/merge-patch+json",
+        )
+
+    def delete(self, ref: ChildRef, namespace: str) -> None:
+        with contextlib.suppress(NotFoundError):  # already gone: the goal is reached
+            self._resource(ref.api_version, ref.kind).delete(
+                name=ref.name, namespace=namespace, body={"propagationPolicy": "Background"}
+            )

@@ -1,0 +1,47 @@
+"""Start the operator (kopf) with our handlers: used by `nlpctl run` and `python -m nlpmodel_operator`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+import kopf
+
+
+def run(
+    namespaces: list[str], standalone: bool, peering: str | None, liveness: str | None, verbose: bool
+) -> int:
+    import nlpmodel_operator.controller.handlers  # noqa: F401, PLC0415 (registers the handlers)
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=standalone,
+            peering_name=peering,
+            liveness_endpoint=liveness,
+        )
+    )
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-n", "--namespace", action="append", default=[], help="watch only these (repeatable)"
+    )
+    parser.add_argument("--standalone", action="store_true", help="no peering (a single operator replica)")
+    parser.add_argument("--peering", default=None, help="peering object name (for several replicas)")
+    parser.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument("-v", "--verbose", action="store_true")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nlpmodel-operator")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return run(args.namespace, args.standalone, args.peering, args.liveness, args.verbose)

@@ -1,0 +1,102 @@
+"""The reconcile shell: gather the observation, call the pure core, apply the decision, write status."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from nlpmodel_operator.api.constants import ConditionType, Reason
+from nlpmodel_operator.controller.kube import Kube, MissingAPIError
+from nlpmodel_operator.core.conditions import set_condition
+from nlpmodel_operator.core.observe import revision_states
+from nlpmodel_operator.core.reconcile import Decision, Event, Observation, decide
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _api_error(exc: Exception) -> str:
+    if isinstance(exc, ApiException):
+        return f"{exc.status} {exc.reason}: {(exc.body or '')[:500]}"
+    return str(exc)
+
+
+def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A JSON merge patch turning `old` into `new` (None where a key goes away), or None if equal."""
+    if dict(old) == dict(new):
+        return None
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    patch.update({key: value for key, value in new.items() if old.get(key) != value})
+    return patch
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, now: Callable[[], str] = utc_now) -> None:
+        self.kube = kube
+        self.now = now
+        # One reconcile at a time per model: the watch handler and the resync timer may overlap.
+        self._locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def reconcile(
+        self, body: Mapping[str, Any], logger: logging.Logger | logging.LoggerAdapter[Any]
+    ) -> list[Event]:
+        meta = body["metadata"]
+        async with self._locks[(meta["namespace"], meta["name"])]:
+            return await asyncio.to_thread(self._reconcile, body, logger)
+
+    def _reconcile(
+        self, body: Mapping[str, Any], logger: logging.Logger | logging.LoggerAdapter[Any]
+    ) -> list[Event]:
+        meta = body["metadata"]
+        name, namespace = meta["name"], meta["namespace"]
+        children = self.kube.children(namespace, name, meta["uid"])
+        observation = Observation(
+            name=name,
+            namespace=namespace,
+            generation=meta.get("generation", 0),
+            spec=body.get("spec"),
+            status=body.get("status") or {},
+            revisions=revision_states(children),
+            now=self.now(),
+        )
+        decision = decide(observation)
+        self._execute(decision, body, logger)
+        patch = status_patch(observation.status, decision.status)
+        if patch is not None:
+            self.kube.patch_status(namespace, name, patch)
+        return decision.events
+
+    def _execute(
+        self, decision: Decision, body: Mapping[str, Any], logger: logging.Logger | logging.LoggerAdapter[Any]
+    ) -> None:
+        namespace = body["metadata"]["namespace"]
+        failures = []
+        for obj in decision.apply:
+            try:
+                self.kube.apply(obj, body)
+            except (ApiException, MissingAPIError) as exc:
+                failures.append(f"{obj['kind']} {obj['metadata']['name']}: {_api_error(exc)}")
+        if failures:
+            message = "; ".join(failures)
+            logger.warning("apply failed: %s", message)
+            decision.status["conditions"] = set_condition(
+                decision.status.get("conditions", []),
+                ConditionType.READY,
+                "False",
+                Reason.APPLY_FAILED,
+                message[:2000],
+                self.now(),
+                body["metadata"].get("generation"),
+            )
+            decision.events.append(Event("Warning", Reason.APPLY_FAILED, message[:1000]))
+            return  # never delete the old revision when the new one could not be applied
+        for ref in decision.delete:
+            logger.info("deleting %s %s/%s", ref.kind, namespace, ref.name)
+            self.kube.delete(ref, namespace)

@@ -1,0 +1,69 @@
+"""Readiness of a revision read from its children as the API server shows them (pure)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from nlpmodel_operator.api import constants as c
+from nlpmodel_operator.core.reconcile import ChildRef, RevisionState
+
+WORKLOAD_KINDS = frozenset({"InferenceService", "Deployment"})
+
+
+def _ready_condition(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return next((x for x in conditions if x.get("type") == "Ready"), None)
+
+
+def child_readiness(obj: Mapping[str, Any]) -> tuple[bool, str, int | None, int | None]:
+    """(ready, why not, replicas, ready replicas) of one child object."""
+    kind = obj.get("kind")
+    name = (obj.get("metadata") or {}).get("name", "?")
+    status = obj.get("status") or {}
+    if kind == "InferenceService":
+        ready = _ready_condition(obj)
+        if ready is None:
+            return False, f"InferenceService {name} has no Ready condition yet", None, None
+        if ready.get("status") == "True":
+            return True, "", None, None
+        why = ready.get("message") or ready.get("reason") or "not ready"
+        return False, f"InferenceService {name}: {why}", None, None
+    if kind == "Deployment":
+        meta = obj.get("metadata") or {}
+        wanted = (obj.get("spec") or {}).get("replicas", 1)
+        ready_n = status.get("readyReplicas", 0) or 0
+        updated = status.get("updatedReplicas", 0) or 0
+        current = status.get("observedGeneration", 0) >= meta.get("generation", 0)
+        if wanted == 0:
+            return False, f"Deployment {name} is scaled to zero", 0, 0
+        if current and ready_n >= wanted and updated >= wanted:
+            return True, "", wanted, ready_n
+        return False, f"Deployment {name}: {ready_n}/{wanted} replicas ready", wanted, ready_n
+    return True, "", None, None
+
+
+def revision_states(children: Iterable[Mapping[str, Any]]) -> dict[str, RevisionState]:
+    """Children grouped by their revision label; objects without one (routes, …) are not revisions."""
+    grouped: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for obj in children:
+        revision = ((obj.get("metadata") or {}).get("labels") or {}).get(c.LABEL_REVISION)
+        if revision:
+            grouped[revision].append(obj)
+    states = {}
+    for revision, objs in grouped.items():
+        refs = tuple(ChildRef(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in objs)
+        ready, messages, replicas, ready_replicas = True, [], None, None
+        workloads = [o for o in objs if o.get("kind") in WORKLOAD_KINDS]
+        if not workloads:
+            ready, messages = False, [f"revision {revision} has no workload"]
+        for obj in objs:
+            ok, why, wanted, ready_n = child_readiness(obj)
+            ready = ready and ok
+            if why:
+                messages.append(why)
+            if wanted is not None:
+                replicas, ready_replicas = wanted, ready_n
+        states[revision] = RevisionState(revision, refs, ready, "; ".join(messages), replicas, ready_replicas)
+    return states
