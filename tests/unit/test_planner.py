@@ -413,8 +413,9 @@ def test_to_status_keys() -> None:
 @pytest.mark.parametrize(
     ("n", "text"),
     [
-        pytest.param(0, "0.0 MiB", id="zero"),
-        pytest.param(512 * 1024, "0.5 MiB", id="half-mib"),
+        pytest.param(0, "0.0 KiB", id="zero"),
+        pytest.param(131_072, "128.0 KiB", id="kv-per-token-8b"),
+        pytest.param(512 * 1024, "512.0 KiB", id="half-mib"),
         pytest.param(MIB, "1.0 MiB", id="mib"),
         pytest.param(650_969_088, "620.8 MiB", id="cuda-context"),
         pytest.param(GIB, "1.0 GiB", id="gib"),

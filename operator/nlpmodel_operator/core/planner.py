@@ -78,10 +78,12 @@ FALLBACK_UTILIZATION: Final = 0.95
 
 
 def format_bytes(n: int) -> str:
-    """GiB with one decimal from 1 GiB up, MiB below."""
+    """GiB with one decimal from 1 GiB up, MiB from 1 MiB up, KiB below (KV bytes per token)."""
     if abs(n) >= GIB:
         return f"{n / GIB:.1f} GiB"
-    return f"{n / MIB:.1f} MiB"
+    if abs(n) >= MIB:
+        return f"{n / MIB:.1f} MiB"
+    return f"{n / 1024:.1f} KiB"
 
 
 @dataclass(frozen=True)
