@@ -93,7 +93,8 @@ def test_model_that_does_not_fit_gets_no_children() -> None:
         "resources": {"gpu": {"count": 1, "product": "nvidia-l4"}},
     }
     d = decide(observe(spec=spec))
-    assert d.apply == [] and d.delete == []
+    assert d.apply == []
+    assert d.delete == []
     assert d.status["phase"] == "Failed"
     assert cond(d.status, "SpecValid") == ("False", "DoesNotFit")
     assert cond(d.status, "GPUFit") == ("False", "DoesNotFit")
@@ -110,7 +111,8 @@ def test_model_that_does_not_fit_gets_no_children() -> None:
 def test_invalid_update_keeps_the_serving_revision() -> None:
     bad = {**SPEC, "quantization": {"method": "bitsandbytes-nf4"}}  # vLLM 0.33 has no bitsandbytes
     d = decide(observe(spec=bad, status={"stableRevision": OLD}, revisions=[state(OLD, True)]))
-    assert d.apply == [] and d.delete == []
+    assert d.apply == []
+    assert d.delete == []
     assert (d.status["phase"], d.status["stableRevision"]) == ("Ready", OLD)
     assert cond(d.status, "SpecValid") == ("False", "InvalidSpec")
     spec_valid = find(d.status["conditions"], "SpecValid")
