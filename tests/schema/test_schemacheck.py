@@ -1000,6 +1000,12 @@ def test_valid_builtin_objects_pass(obj: Obj) -> None:
             DEPLOYMENT, _del("spec.selector"), "spec.selector: Required value", id="deployment-no-selector"
         ),
         pytest.param(
+            DEPLOYMENT,
+            _set("spec.template.spec.containers[0].resources.limits.memory", "256MB"),
+            "spec.template.spec.containers[0].resources.limits.memory: Invalid value: '256MB'",
+            id="deployment-bad-quantity",
+        ),
+        pytest.param(
             HPA,
             _set("spec.metrics[0].resource.target.averageUtilization", "80"),
             "spec.metrics[0].resource.target.averageUtilization: '80' is not of type",

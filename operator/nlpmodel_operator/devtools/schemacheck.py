@@ -26,8 +26,9 @@ Python ``re`` differences in ``pattern``, status subresource semantics (``status
 ``spec`` rather than ignored), and server-generated fields.
 
 Built-in kinds (:func:`check_builtin_object`) use the strict schemas shipped in ``kubernetes-validate``
-(unknown fields are errors) plus the ObjectMeta checks above and the workload selector/template-label
-match. Quantities and most per-kind semantic validation of built-ins are not checked.
+(unknown fields are errors) plus the ObjectMeta checks above, container resource quantities and the
+workload selector/template-label match. Other per-kind semantic validation of built-ins (port name
+rules, probe handlers, ...) is not checked.
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ import kubernetes_validate
 import kubernetes_validate.utils
 import re2  # type: ignore[import-untyped, unused-ignore]
 import referencing
-import referencing.exceptions
 
 __all__ = [
     "CEL_EXTENSIONS",
@@ -1114,6 +1114,39 @@ def _selector_errors(obj: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+# The apiserver's resource.Quantity grammar (the pattern CRDs carry for int-or-string quantities).
+_QUANTITY_RE = re.compile(
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+
+
+def _quantity_errors(value: Any, path: FieldPath = ()) -> list[str]:
+    """Container resource quantities: kubernetes-validate's schemas accept any string there."""
+    problems: list[str] = []
+    if isinstance(value, Mapping):
+        for key, child in value.items():
+            if (
+                key in ("limits", "requests")
+                and path
+                and path[-1] == "resources"
+                and isinstance(child, Mapping)
+            ):
+                problems.extend(
+                    _problem(
+                        (*path, key, name),
+                        f"Invalid value: {q!r}: quantities must match {_QUANTITY_RE.pattern}",
+                    )
+                    for name, q in child.items()
+                    if isinstance(q, str) and not _QUANTITY_RE.match(q)
+                )
+            else:
+                problems.extend(_quantity_errors(child, (*path, key)))
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            problems.extend(_quantity_errors(child, (*path, i)))
+    return problems
+
+
 def check_builtin_object(obj: Mapping[str, Any], kubernetes_version: str = "1.30.0") -> list[str]:
     """Problems with a built-in kind against kubernetes-validate's strict schema (unknown fields are
     errors) for the oldest shipped Kubernetes version >= ``kubernetes_version``, plus ObjectMeta."""
@@ -1137,6 +1170,7 @@ def check_builtin_object(obj: Mapping[str, Any], kubernetes_version: str = "1.30
             problems.append(_problem(path, err.message))
     name_rule = _NAME_RULES.get((group, kind), _dns1123_subdomain_errors)
     problems.extend(_check_object_meta(obj.get("metadata"), ("metadata",), name_validator=name_rule))
+    problems.extend(_quantity_errors(obj))
     if group == "apps" and kind in _WORKLOADS:
         problems.extend(_selector_errors(obj))
     return problems

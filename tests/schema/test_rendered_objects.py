@@ -1,0 +1,160 @@
+"""Every object we render is accepted by its real schema, with no field the server would prune.
+
+Built-in kinds: kubernetes-validate --strict for Kubernetes 1.30+. KServe/Gateway/KEDA/prometheus kinds:
+the pinned upstream CRDs (../shared/upstream-crds, or downloaded into the cache where it is absent).
+Our own CRD: every example NLPModel passes it, and its CEL rules agree with the Python validators.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from nlpmodel_operator.api.crd import crd as nlpmodel_crd
+from nlpmodel_operator.core.render import render_revision
+from nlpmodel_operator.core.resolve import resolve
+from nlpmodel_operator.core.validation import object_problems
+from nlpmodel_operator.devtools.schemacheck import check_custom_object, check_object
+from nlpmodel_operator.devtools.upstream_crds import load_crd, upstream_crd_files
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "manifests" / "examples").glob("*.yaml"))
+KUBERNETES_VERSIONS = ["1.30.0", "1.34.0"]
+
+
+@pytest.fixture(scope="module")
+def upstream_crds() -> list[dict[str, Any]]:
+    return [load_crd(name) for name in upstream_crd_files()]
+
+
+def rendered(example: Path) -> list[dict[str, Any]]:
+    obj = yaml.safe_load(example.read_text())
+    spec, problems = object_problems(obj)
+    assert spec is not None, problems
+    resolution = resolve(obj["metadata"]["name"], obj["metadata"].get("namespace", "default"), spec)
+    if resolution.resolved is None:
+        return []
+    return render_revision(resolution.resolved)
+
+
+def all_rendered() -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for example in EXAMPLES:
+        for obj in rendered(example):
+            out.append((f"{example.stem}:{obj['kind']}", obj))
+    return out
+
+
+RENDERED = all_rendered()
+
+
+def test_examples_render_every_kind_we_support() -> None:
+    kinds = {obj["kind"] for _, obj in RENDERED}
+    assert {"InferenceService", "Deployment", "Service"} <= kinds
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize(("label", "obj"), RENDERED, ids=[label for label, _ in RENDERED])
+def test_rendered_object_is_accepted(
+    label: str, obj: dict[str, Any], version: str, upstream_crds: list[dict[str, Any]]
+) -> None:
+    assert check_object(obj, upstream_crds, kubernetes_version=version) == [], label
+
+
+def test_the_checker_would_catch_a_pruned_field(upstream_crds: list[dict[str, Any]]) -> None:
+    """Guards the test above: a field KServe does not define must be reported, not passed."""
+    isvc = next(obj for _, obj in RENDERED if obj["kind"] == "InferenceService")
+    broken = copy.deepcopy(isvc)
+    broken["spec"]["predictor"]["model"]["tensorParallel"] = 4
+    problems = check_object(broken, upstream_crds)
+    assert any("tensorParallel" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_example_passes_our_crd(example: Path) -> None:
+    assert check_custom_object(yaml.safe_load(example.read_text()), nlpmodel_crd()) == []
+
+
+BASE: dict[str, Any] = {
+    "apiVersion": "serving.nlpmodel.dev/v1alpha1",
+    "kind": "NLPModel",
+    "metadata": {"name": "chat", "namespace": "ml"},
+    "spec": {"model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct"}},
+}
+
+
+def variant(**spec: Any) -> dict[str, Any]:
+    obj = copy.deepcopy(BASE)
+    obj["spec"].update(spec)
+    return obj
+
+
+# Each case is checked twice: by the CEL rules of the generated CRD (what a ≥1.25 API server enforces)
+# and by the Python validators (what `nlpctl validate` and the operator enforce on any server).
+CROSS_FIELD_CASES = [
+    pytest.param(variant(scaling={"minReplicas": 1, "maxReplicas": 3}), None, id="min-le-max"),
+    pytest.param(
+        variant(scaling={"minReplicas": 4, "maxReplicas": 3}),
+        "minReplicas must be <= maxReplicas",
+        id="min-gt-max",
+    ),
+    pytest.param(
+        variant(scaling={"minReplicas": 2}), "minReplicas must be <= maxReplicas", id="min-gt-default-max"
+    ),
+    pytest.param(
+        variant(rollout={"steps": [{"weight": 10}, {"weight": 50}, {"weight": 100}]}), None, id="ascending"
+    ),
+    pytest.param(
+        variant(rollout={"steps": [{"weight": 50}, {"weight": 10}]}), "strictly ascending", id="descending"
+    ),
+    pytest.param(
+        variant(rollout={"steps": [{"weight": 10}, {"weight": 10}]}), "strictly ascending", id="repeated"
+    ),
+    pytest.param(variant(rollout={"analysis": {}}), "analysis requires slo", id="analysis-no-slo"),
+    pytest.param(variant(rollout={"analysis": {}, "slo": {"ttftP95": "1s"}}), None, id="analysis-slo"),
+    pytest.param(
+        variant(serving={"platform": "raw", "router": "kserve-canary"}),
+        "requires platform kserve",
+        id="kserve-canary-raw",
+    ),
+    pytest.param(variant(serving={"router": "kserve-canary"}), None, id="kserve-canary-kserve"),
+    pytest.param(
+        variant(resources={"gpu": {"count": 0, "product": "nvidia-l4"}}),
+        "product requires count > 0",
+        id="product-no-gpus",
+    ),
+    pytest.param(
+        variant(
+            model={
+                "uri": "hf://x/y",
+                "architecture": {
+                    "params": 10,
+                    "layers": 1,
+                    "hiddenSize": 8,
+                    "numHeads": 2,
+                    "numKVHeads": 4,
+                    "headDim": 4,
+                    "vocabSize": 9,
+                },
+            }
+        ),
+        "numKVHeads must be <= numHeads",
+        id="kv-heads",
+    ),
+    pytest.param({**BASE, "metadata": {"name": "m" * 55, "namespace": "ml"}}, "at most 54", id="long-name"),
+]
+
+
+@pytest.mark.parametrize(("obj", "message"), CROSS_FIELD_CASES)
+def test_cel_rules_and_python_validators_agree(obj: dict[str, Any], message: str | None) -> None:
+    cel_problems = check_custom_object(obj, nlpmodel_crd())
+    _, python_problems = object_problems(obj)
+    if message is None:
+        assert cel_problems == []
+        assert python_problems == []
+    else:
+        assert any(message in p for p in cel_problems), cel_problems
+        assert any(message in p.message for p in python_problems), python_problems
