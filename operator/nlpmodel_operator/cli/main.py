@@ -149,6 +149,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run(args.namespace, args.standalone, args.peering, args.liveness, args.verbose)
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from nlpmodel_operator.cli import demo  # noqa: PLC0415 (demo imports this module)
+
+    return demo.main(["--offline"] if args.offline else [])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nlpctl", description=__doc__)
     parser.add_argument("--version", action="version", version=f"nlpctl {__version__}")
@@ -174,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the operator (kopf) against the current kubeconfig or in-cluster")
     add_run_arguments(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="the end-to-end demo on a local control plane (make demo)")
+    p.add_argument("--offline", action="store_true", help="only validate and plan the examples")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("localplane", help="start/stop a local kube-apiserver + etcd (development)")
     p.add_argument("localplane_args", nargs=argparse.REMAINDER, help="up | down | status | build")

@@ -31,15 +31,15 @@ class MissingAPIError(Exception):
 
 def load_client() -> client.ApiClient:
     try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        config.load_incluster_config()
     except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
+        config.load_kube_config()
     return client.ApiClient()
 
 
 class Kube:
     def __init__(self, api_client: client.ApiClient, field_manager: str) -> None:
-        self.dynamic = DynamicClient(api_client)  # type: ignore[no-untyped-call]
+        self.dynamic = DynamicClient(api_client)
         self.field_manager = field_manager
 
     def _resource(self, api_version: str, kind: str) -> Any:

@@ -1,0 +1,49 @@
+"""The operator's RBAC for development clusters: the chart's ClusterRole rules bound to its user."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+REPO = Path(__file__).resolve().parents[3]
+# One source: the Helm chart renders the same file into its ClusterRole.
+RBAC_RULES = REPO / "charts" / "nlpmodel-operator" / "files" / "clusterrole-rules.yaml"
+OPERATOR_USER = "nlpmodel-operator"
+ROLE_NAME = "nlpmodel-operator"
+
+
+def operator_rules() -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = yaml.safe_load(RBAC_RULES.read_text())
+    return rules
+
+
+def grant_operator_role(admin: client.ApiClient, user: str = OPERATOR_USER) -> None:
+    """Create (or replace) the ClusterRole and bind `user` to it, as the admin."""
+    rbac = client.RbacAuthorizationV1Api(admin)
+    role: dict[str, Any] = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": ROLE_NAME},
+        "rules": operator_rules(),
+    }
+    binding: dict[str, Any] = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": ROLE_NAME},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": ROLE_NAME},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }
+    for create, replace, body in (
+        (rbac.create_cluster_role, rbac.replace_cluster_role, role),
+        (rbac.create_cluster_role_binding, rbac.replace_cluster_role_binding, binding),
+    ):
+        try:
+            create(body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            replace(body["metadata"]["name"], body)

@@ -1,0 +1,291 @@
+"""The operator (kopf, as its own restricted user) against the real local control plane."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from harness import Cluster, OperatorProcess, grant_operator_role, wait_for
+from kubernetes.client.exceptions import ApiException
+
+from nlpmodel_operator.api.spec import NLPModelSpec
+from nlpmodel_operator.core.render import render_revision
+from nlpmodel_operator.core.resolve import resolve
+from nlpmodel_operator.core.revision import revision_hash
+from nlpmodel_operator.devtools.localplane import LocalPlane, pid_alive
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
+
+
+@pytest.fixture(scope="module")
+def cluster(localplane: LocalPlane) -> Iterator[Cluster]:
+    admin = localplane.admin_client()
+    grant_operator_role(admin)
+    yield Cluster(admin)
+    admin.close()
+
+
+@pytest.fixture(scope="module")
+def operator(
+    localplane: LocalPlane, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    proc = OperatorProcess(
+        localplane.operator_kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log"
+    )
+    proc.start()
+    yield proc
+    proc.stop()
+    # The operator processes this module started are all gone (no leftovers after `make test`).
+    assert not [pid for pid in proc.pids if pid_alive(pid)]
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> str:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    cluster.create_namespace(name)
+    return name
+
+
+def example(name: str, namespace: str) -> dict[str, Any]:
+    body: dict[str, Any] = yaml.safe_load((EXAMPLES / name).read_text())
+    body["metadata"]["namespace"] = namespace
+    return body
+
+
+def revision_of(body: dict[str, Any]) -> str:
+    return revision_hash(NLPModelSpec.model_validate(body["spec"]))
+
+
+def rendered(body: dict[str, Any]) -> list[dict[str, Any]]:
+    resolution = resolve(
+        body["metadata"]["name"], body["metadata"]["namespace"], NLPModelSpec.model_validate(body["spec"])
+    )
+    assert resolution.resolved is not None
+    return render_revision(resolution.resolved)
+
+
+def missing_fields(want: Any, have: Any, path: str = "") -> list[str]:
+    """Paths of `want` (what we rendered) absent or different in `have` (what the server stored)."""
+    if isinstance(want, dict):
+        if not isinstance(have, dict):
+            return [path or "."]
+        return [p for k, v in want.items() for p in missing_fields(v, have.get(k), f"{path}.{k}")]
+    if isinstance(want, list):
+        if not isinstance(have, list) or len(have) != len(want):
+            return [path]
+        return [
+            p
+            for i, (w, h) in enumerate(zip(want, have, strict=True))
+            for p in missing_fields(w, h, f"{path}[{i}]")
+        ]
+    return [] if want == have else [f"{path} ({want!r} != {have!r})"]
+
+
+def phase(cluster: Cluster, ns: str, name: str) -> str | None:
+    status = cluster.model(ns, name).get("status") or {}
+    phase_: str | None = status.get("phase")
+    return phase_
+
+
+def test_children_have_owner_references_and_deterministic_names(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    body = example("llama-8b-awq-kserve.yaml", namespace)
+    model = cluster.apply_model(body)
+    name = f"support-assistant-{revision_of(body)}"
+    isvcs = wait_for("the InferenceService", lambda: cluster.inference_services(namespace), 60)
+    assert [i["metadata"]["name"] for i in isvcs] == [name]
+    owners = isvcs[0]["metadata"]["ownerReferences"]
+    assert owners == [
+        {
+            "apiVersion": "serving.nlpmodel.dev/v1alpha1",
+            "kind": "NLPModel",
+            "name": "support-assistant",
+            "uid": model["metadata"]["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    status = wait_for("status", lambda: cluster.model(namespace, "support-assistant").get("status"))
+    assert status["stableRevision"] == revision_of(body)
+    assert status["observedGeneration"] == model["metadata"]["generation"]
+    assert status["plan"]["fits"] is True
+    conditions = {x["type"]: (x["status"], x["reason"]) for x in status["conditions"]}
+    assert conditions["SpecValid"] == ("True", "Valid")
+    assert conditions["GPUFit"] == ("True", "Fits")
+    assert conditions["Ready"][0] == "False"
+    # No kopf bookkeeping under kopf's own prefix on the user's object.
+    annotations = cluster.model(namespace, "support-assistant")["metadata"].get("annotations") or {}
+    assert not [k for k in annotations if "kopf.zalando.org" in k]
+
+
+@pytest.mark.parametrize(
+    "file",
+    [
+        "llama-8b-awq-kserve.yaml",
+        "bge-embeddings-raw.yaml",
+        "mistral-7b-nf4-transformers.yaml",
+        "llama-70b-fp8-4xh100.yaml",
+    ],
+)
+def test_every_rendered_field_is_stored_unpruned(
+    cluster: Cluster, operator: OperatorProcess, namespace: str, localplane: LocalPlane, file: str
+) -> None:
+    body = example(file, namespace)
+    cluster.apply_model(body)
+    for want in rendered(body):
+        group_version = want["apiVersion"]
+        name = want["metadata"]["name"]
+
+        def stored(want: dict[str, Any] = want, group_version: str = group_version, name: str = name) -> Any:
+            return read_object(cluster, group_version, want["kind"], namespace, name)
+
+        have = wait_for(f"{want['kind']} {name}", stored, 60)
+        assert missing_fields(want["spec"], have["spec"], ".spec") == []
+        assert missing_fields(want["metadata"]["labels"], have["metadata"]["labels"]) == []
+
+
+def read_object(cluster: Cluster, api_version: str, kind: str, ns: str, name: str) -> dict[str, Any] | None:
+    try:
+        if kind == "InferenceService":
+            found: dict[str, Any] = cluster.api.get_namespaced_custom_object(
+                "serving.kserve.io", "v1beta1", ns, "inferenceservices", name
+            )
+            return found
+        api_client = cluster.api.api_client
+        if kind == "Deployment":
+            return api_client.sanitize_for_serialization(cluster.apps.read_namespaced_deployment(name, ns))  # type: ignore[no-any-return]
+        if kind == "Service":
+            return api_client.sanitize_for_serialization(cluster.core.read_namespaced_service(name, ns))  # type: ignore[no-any-return]
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    raise AssertionError(f"unexpected kind {kind}")
+
+
+def test_model_that_does_not_fit_gets_conditions_and_no_children(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    cluster.apply_model(example("qwen-72b-does-not-fit.yaml", namespace))
+    gpu_fit = wait_for("GPUFit", lambda: cluster.condition(namespace, "qwen-72b", "GPUFit"))
+    assert (gpu_fit["status"], gpu_fit["reason"]) == ("False", "DoesNotFit")
+    assert "weights need" in gpu_fit["message"]
+    assert "nvidia-a100-80gb" in gpu_fit["message"]
+    spec_valid = cluster.condition(namespace, "qwen-72b", "SpecValid")
+    assert spec_valid is not None
+    assert spec_valid["status"] == "False"
+    assert phase(cluster, namespace, "qwen-72b") == "Failed"
+    assert cluster.inference_services(namespace) == []
+
+
+def test_scaling_change_keeps_the_revision(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    body = example("llama-8b-awq-kserve.yaml", namespace)
+    cluster.apply_model(body)
+    first = wait_for("the InferenceService", lambda: cluster.inference_services(namespace))[0]
+    changed = copy.deepcopy(body)
+    changed["spec"]["scaling"]["maxReplicas"] = 7
+    cluster.apply_model(changed)
+
+    def scaled() -> list[dict[str, Any]] | None:
+        isvcs = cluster.inference_services(namespace)
+        return isvcs if isvcs and isvcs[0]["spec"]["predictor"]["maxReplicas"] == 7 else None
+
+    isvcs = wait_for("maxReplicas 7", scaled)
+    assert len(isvcs) == 1
+    assert isvcs[0]["metadata"]["name"] == first["metadata"]["name"]
+    assert isvcs[0]["metadata"]["uid"] == first["metadata"]["uid"]
+
+
+def test_ready_follows_the_inference_service_both_ways(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    body = example("llama-8b-awq-kserve.yaml", namespace)
+    cluster.apply_model(body)
+    isvc = wait_for("the InferenceService", lambda: cluster.inference_services(namespace))[0]["metadata"][
+        "name"
+    ]
+
+    def ready_is(value: str) -> bool:
+        cond = cluster.condition(namespace, "support-assistant", "Ready")
+        return cond is not None and cond["status"] == value
+
+    cluster.set_inference_service_ready(namespace, isvc, True)
+    wait_for("Ready=True", lambda: ready_is("True"))
+    assert phase(cluster, namespace, "support-assistant") == "Ready"
+    cluster.set_inference_service_ready(namespace, isvc, False)
+    wait_for("Ready=False", lambda: ready_is("False"))
+    assert phase(cluster, namespace, "support-assistant") == "Progressing"
+
+
+def test_template_change_replaces_the_revision_after_it_is_ready(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    body = example("llama-8b-awq-kserve.yaml", namespace)
+    cluster.apply_model(body)
+    old = wait_for("the InferenceService", lambda: cluster.inference_services(namespace))[0]["metadata"][
+        "name"
+    ]
+    cluster.set_inference_service_ready(namespace, old, True)
+    wait_for("Ready", lambda: phase(cluster, namespace, "support-assistant") == "Ready")
+    changed = copy.deepcopy(body)
+    changed["spec"]["runtime"]["maxModelLen"] = 4096
+    cluster.apply_model(changed)
+    new = f"support-assistant-{revision_of(changed)}"
+    wait_for("the new revision", lambda: len(cluster.inference_services(namespace)) == 2)
+    status = cluster.model(namespace, "support-assistant")["status"]
+    assert status["stableRevision"] == old.rsplit("-", 1)[1]  # the old one serves meanwhile
+    cluster.set_inference_service_ready(namespace, new, True)
+    remaining = wait_for(
+        "the old revision removed",
+        lambda: [i["metadata"]["name"] for i in cluster.inference_services(namespace)] == [new],
+    )
+    assert remaining
+    wait_for(
+        "stable = new",
+        lambda: (
+            cluster.model(namespace, "support-assistant")["status"]["stableRevision"] == revision_of(changed)
+        ),
+    )
+
+
+def test_deleting_the_model_removes_its_children(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    cluster.apply_model(example("bge-embeddings-raw.yaml", namespace))
+    wait_for("the Deployment", lambda: cluster.apps.list_namespaced_deployment(namespace).items)
+    cluster.delete_model(namespace, "bge-embed")
+    wait_for(
+        "garbage collection",
+        lambda: (
+            not cluster.apps.list_namespaced_deployment(namespace).items
+            and not [
+                s
+                for s in cluster.core.list_namespaced_service(namespace).items
+                if s.metadata.name.startswith("bge-embed")
+            ]
+        ),
+    )
+
+
+def test_operator_restart_converges_without_duplicates(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    body = example("llama-8b-awq-kserve.yaml", namespace)
+    cluster.apply_model(body)
+    isvc = wait_for("the InferenceService", lambda: cluster.inference_services(namespace))[0]
+    operator.kill()
+    # While it is down the world changes: KServe marks the service Ready.
+    cluster.set_inference_service_ready(namespace, isvc["metadata"]["name"], True)
+    operator.start()
+    wait_for("Ready after restart", lambda: phase(cluster, namespace, "support-assistant") == "Ready", 90)
+    isvcs = cluster.inference_services(namespace)
+    assert [i["metadata"]["uid"] for i in isvcs] == [isvc["metadata"]["uid"]]
+    assert operator.alive(), operator.log_tail()
