@@ -26,6 +26,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.option.collectonly:
+        return
     if not any(item.get_closest_marker("integration") for item in session.items):
         return
     capture = session.config.pluginmanager.getplugin("capturemanager")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +43,10 @@ def operator(
     proc.stop()
     # The operator processes this module started are all gone (no leftovers after `make test`).
     assert not [pid for pid in proc.pids if pid_alive(pid)]
+    # Least privilege must still be enough: any denied request or crash shows up in the log.
+    log = proc.log_path.read_text(errors="replace")
+    problems = [line for line in log.splitlines() if re.search(r"Forbidden|HTTP/1.1\" 403|Traceback", line)]
+    assert problems == [], "\n".join(problems[:20])
 
 
 @pytest.fixture
@@ -119,9 +124,11 @@ def test_children_have_owner_references_and_deterministic_names(
     assert conditions["SpecValid"] == ("True", "Valid")
     assert conditions["GPUFit"] == ("True", "Fits")
     assert conditions["Ready"][0] == "False"
-    # No kopf bookkeeping under kopf's own prefix on the user's object.
-    annotations = cluster.model(namespace, "support-assistant")["metadata"].get("annotations") or {}
-    assert not [k for k in annotations if "kopf.zalando.org" in k]
+    # No bookkeeping on the user's object: no kopf annotations, and no finalizer that would block
+    # `kubectl delete` while the operator is down.
+    meta = cluster.model(namespace, "support-assistant")["metadata"]
+    assert not [k for k in meta.get("annotations") or {} if "kopf" in k]
+    assert not meta.get("finalizers")
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,12 @@ class OperatorConfig:
     resync_seconds: float = 15.0  # how often readiness is read back from the children
     field_manager: str = "nlpmodel-operator"
     prometheus_url: str | None = None
+    namespaces: tuple[str, ...] = ()  # empty: the whole cluster
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
         return cls(
             resync_seconds=float(os.environ.get("NLPMODEL_RESYNC_SECONDS", cls.resync_seconds)),
             prometheus_url=os.environ.get("NLPMODEL_PROMETHEUS_URL") or None,
+            namespaces=tuple(n for n in os.environ.get("NLPMODEL_WATCH_NAMESPACES", "").split(",") if n),
         )

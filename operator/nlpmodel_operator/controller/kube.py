@@ -104,6 +104,38 @@ class Kube:
             content_type="application/merge-patch+json",
         )
 
+    def list_models(self, namespaces: tuple[str, ...]) -> list[dict[str, Any]]:
+        resource = self._resource(c.API_VERSION, c.KIND)
+        scopes: tuple[str | None, ...] = namespaces or (None,)
+        items: list[dict[str, Any]] = []
+        for namespace in scopes:
+            items.extend(resource.get(namespace=namespace).to_dict().get("items", []))
+        return items
+
+    def post_event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str, now: str) -> None:
+        meta = obj["metadata"]
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion", c.API_VERSION),
+                "kind": obj.get("kind", c.KIND),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": self.field_manager},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "reportingComponent": self.field_manager,
+        }
+        self._resource("v1", "Event").create(body=event, namespace=meta["namespace"])
+
     def delete(self, ref: ChildRef, namespace: str) -> None:
         with contextlib.suppress(NotFoundError):  # already gone: the goal is reached
             self._resource(ref.api_version, ref.kind).delete(

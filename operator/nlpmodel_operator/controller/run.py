@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 
 import kopf
 
@@ -12,6 +13,8 @@ import kopf
 def run(
     namespaces: list[str], standalone: bool, peering: str | None, liveness: str | None, verbose: bool
 ) -> int:
+    # The handlers read their scope from the configuration when they are imported (registered).
+    os.environ["NLPMODEL_WATCH_NAMESPACES"] = ",".join(namespaces)
     import nlpmodel_operator.controller.handlers  # noqa: F401, PLC0415 (registers the handlers)
 
     logging.basicConfig(

@@ -17,6 +17,8 @@ from nlpmodel_operator.core.conditions import set_condition
 from nlpmodel_operator.core.observe import revision_states
 from nlpmodel_operator.core.reconcile import Decision, Event, Observation, decide
 
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+
 
 def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -44,16 +46,33 @@ class Reconciler:
         # One reconcile at a time per model: the watch handler and the resync timer may overlap.
         self._locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
 
-    async def reconcile(
-        self, body: Mapping[str, Any], logger: logging.Logger | logging.LoggerAdapter[Any]
-    ) -> list[Event]:
+    async def reconcile(self, body: Mapping[str, Any], logger: Logger) -> None:
         meta = body["metadata"]
         async with self._locks[(meta["namespace"], meta["name"])]:
-            return await asyncio.to_thread(self._reconcile, body, logger)
+            await asyncio.to_thread(self._reconcile, body, logger)
 
-    def _reconcile(
-        self, body: Mapping[str, Any], logger: logging.Logger | logging.LoggerAdapter[Any]
-    ) -> list[Event]:
+    async def resync_forever(self, namespaces: tuple[str, ...], every_s: float, logger: Logger) -> None:
+        """Re-reconcile every model periodically: children change (an InferenceService turns Ready)
+        without the model changing. A loop of our own rather than kopf timers, which would put a
+        finalizer on every user object and block its deletion while the operator is down."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                models = await asyncio.to_thread(self.kube.list_models, namespaces)
+            except Exception:
+                logger.exception("listing models for resync failed; retrying")
+                continue
+            for body in models:
+                if body["metadata"].get("deletionTimestamp"):
+                    continue
+                try:
+                    await self.reconcile(body, logger)
+                except Exception:
+                    logger.exception(
+                        "resync of %s/%s failed", body["metadata"]["namespace"], body["metadata"]["name"]
+                    )
+
+    def _reconcile(self, body: Mapping[str, Any], logger: Logger) -> None:
         meta = body["metadata"]
         name, namespace = meta["name"], meta["namespace"]
         children = self.kube.children(namespace, name, meta["uid"])
@@ -71,11 +90,13 @@ class Reconciler:
         patch = status_patch(observation.status, decision.status)
         if patch is not None:
             self.kube.patch_status(namespace, name, patch)
-        return decision.events
+        for event in decision.events:
+            try:
+                self.kube.post_event(body, event.type, event.reason, event.message, self.now())
+            except ApiException as exc:  # an Event is best-effort: never fail a reconcile over it
+                logger.warning("could not post event %s: %s", event.reason, _api_error(exc))
 
-    def _execute(
-        self, decision: Decision, body: Mapping[str, Any], logger: logging.Logger | logging.LoggerAdapter[Any]
-    ) -> None:
+    def _execute(self, decision: Decision, body: Mapping[str, Any], logger: Logger) -> None:
         namespace = body["metadata"]["namespace"]
         failures = []
         for obj in decision.apply:

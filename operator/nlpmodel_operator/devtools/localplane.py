@@ -282,10 +282,23 @@ def _is_ours(proc: _Proc) -> bool:
     return proc.starttime is None or _starttime(proc.pid) == proc.starttime
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _write_private(path: Path, text: str) -> None:
+    """Write a credentials file that is never readable by others, not even briefly."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    path.chmod(0o600)  # O_CREAT's mode does not apply to an existing file
+
+
+def _free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports (all held open while choosing, so no duplicates)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
 
 
 _PR_SET_PDEATHSIG = 1
@@ -438,8 +451,9 @@ class LocalPlane:
             ensure_apt_packages(["openssl"])
         if self._state_dir is None:
             self._state_dir = Path(tempfile.mkdtemp(prefix="nlpmodel-localplane-"))
-        for sub in ("logs", "pki"):
-            (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "pki").mkdir(exist_ok=True)
+        (self.state_dir / "pki").chmod(0o700)  # service-account signing key
         self._data_dir = Path(tempfile.mkdtemp(prefix="nlpmodel-localplane-data-"))
         atexit.register(self._atexit_stop)
         self._atexit_registered = True
@@ -453,8 +467,12 @@ class LocalPlane:
 
     def stop(self) -> None:
         """Stop exactly the processes this plane started; remove data and secrets."""
-        for proc in reversed(self._procs):
-            self._terminate(proc)
+        failures: list[str] = []
+        for proc in reversed(self._procs):  # controllers first, etcd last
+            try:
+                self._terminate(proc)
+            except (LocalPlaneError, OSError) as exc:  # keep stopping the others
+                failures.append(f"{proc.name} (pid {proc.pid}): {exc}")
         self._procs.clear()
         if self._data_dir is not None:
             shutil.rmtree(self._data_dir, ignore_errors=True)
@@ -469,6 +487,8 @@ class LocalPlane:
         if self._atexit_registered:
             atexit.unregister(self._atexit_stop)
             self._atexit_registered = False
+        if failures:
+            raise LocalPlaneError("could not stop: " + "; ".join(failures))
 
     def detach(self) -> None:
         """Leave the processes running after this Python process exits (the CLI `up`)."""
@@ -536,8 +556,7 @@ class LocalPlane:
             "binaries": self._binaries.as_dict() if self._binaries else None,
         }
         tmp = self.state_dir / f".{STATE_FILE}.tmp"
-        tmp.write_text(json.dumps(state, indent=2) + "\n")
-        tmp.chmod(0o600)  # holds the admin token
+        _write_private(tmp, json.dumps(state, indent=2) + "\n")  # holds the admin token
         tmp.replace(self.state_dir / STATE_FILE)
 
     def _spawn(self, name: str, cmd: list[str]) -> _Proc:
@@ -552,12 +571,8 @@ class LocalPlane:
                 start_new_session=True,  # own process group: Ctrl-C in a terminal does not reach it
                 preexec_fn=_die_with_parent if tie else None,  # noqa: PLW1509 - only calls prctl
             )
-        proc = _Proc(name, popen.pid, cmd, None, log_path, popen)
-        # The child may still be exec'ing: wait until /proc shows the final command line.
-        deadline = time.monotonic() + 5
-        while _cmdline(popen.pid) != cmd and popen.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        proc.starttime = _starttime(popen.pid)
+        # Popen returns after the exec: /proc already shows cmd, which `down` later checks.
+        proc = _Proc(name, popen.pid, cmd, _starttime(popen.pid), log_path, popen)
         self._procs.append(proc)
         self._save_state()
         return proc
@@ -607,11 +622,11 @@ class LocalPlane:
         self._admin_token = secrets.token_hex(16)
         operator_token = secrets.token_hex(16)
         tokens = self.state_dir / "tokens.csv"
-        tokens.write_text(
+        _write_private(
+            tokens,
             f'{self._admin_token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n'
-            f"{operator_token},{OPERATOR_USER},{OPERATOR_USER}\n"
+            f"{operator_token},{OPERATOR_USER},{OPERATOR_USER}\n",
         )
-        tokens.chmod(0o600)
         sa_key, sa_pub = pki / "sa.key", pki / "sa.pub"
         for cmd in (
             ["openssl", "genrsa", "-out", str(sa_key), "2048"],
@@ -622,7 +637,7 @@ class LocalPlane:
                 raise LocalPlaneError(f"{' '.join(cmd)} failed: {done.stderr.strip()}")
 
         # etcd
-        client_port, peer_port = _free_port(), _free_port()
+        client_port, peer_port, api_port = _free_ports(3)
         etcd_url, peer_url = f"http://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
         etcd = self._spawn(
             "etcd",
@@ -640,7 +655,6 @@ class LocalPlane:
         self._wait_for(etcd, "healthy", lambda: _etcd_healthy(etcd_url), self._timeout)
 
         # kube-apiserver, serving a self-signed cert it generates in --cert-dir
-        api_port = _free_port()
         self._api_url = f"https://127.0.0.1:{api_port}"
         serving = pki / "serving"
         apiserver = self._spawn(
@@ -738,8 +752,7 @@ class LocalPlane:
             "contexts": [{"name": context, "context": {"cluster": "localplane", "user": user}}],
             "current-context": context,
         }
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-        path.chmod(0o600)
+        _write_private(path, yaml.safe_dump(config, sort_keys=False))
 
     def _terminate(self, proc: _Proc) -> None:
         if not pid_alive(proc.pid):
@@ -758,7 +771,7 @@ class LocalPlane:
                     os.kill(proc.pid, sig)
             if _wait_gone(proc, grace):
                 return
-        raise LocalPlaneError(f"{proc.name} (pid {proc.pid}) survived SIGKILL")
+        raise LocalPlaneError("survived SIGKILL")
 
 
 def _wait_gone(proc: _Proc, timeout_s: float) -> bool:
@@ -791,17 +804,24 @@ def _etcd_healthy(url: str) -> bool:
 
 @contextlib.contextmanager
 def _signals_raise() -> Iterator[None]:
-    """SIGTERM/SIGHUP during `up` unwind like Ctrl-C, so the except/atexit paths stop what started."""
+    """SIGTERM/SIGHUP unwind like Ctrl-C, so the except/atexit paths stop what was started.
+
+    Signals already ignored (nohup) stay ignored. Only in the main thread (signal's own rule).
+    """
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    previous: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) is signal.SIG_DFL:
+                previous[sig] = signal.signal(sig, handler)
     try:
         yield
     finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _attach_if_present(state_dir: Path) -> LocalPlane | None:
@@ -827,8 +847,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         startup_timeout_s=args.timeout,
         tie_to_parent=False,
     )
-    with _signals_raise():
-        plane.start()
+    plane.start()
     plane.detach()
     log(f"operator kubeconfig: {plane.operator_kubeconfig}")
     log(f"stop with: python -m nlpmodel_operator.devtools.localplane down --state-dir {state_dir}")
@@ -867,7 +886,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_build(_args: argparse.Namespace) -> int:
-    binaries = ensure_binaries()
+    binaries = ensure_binaries(retry_download=True)
     log(f"binaries: {binaries.source}")
     for name, path in binaries.as_dict().items():
         if name != "source":
@@ -911,7 +930,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(list(argv) if argv is not None else None)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        with _signals_raise():
+            return func(args)
     except KeyboardInterrupt:
         log("interrupted")
         return 130

@@ -48,6 +48,8 @@ ENVTEST_INDEX_URL = (
 )
 K8S_RELEASE_URL = "https://dl.k8s.io/release/v{version}/bin/linux/{arch}/{name}"
 CONNECT_TIMEOUT_S = 4.0
+# After a failed download, later runs skip it for a while (no connect timeout per test session).
+DOWNLOAD_RETRY_AFTER_S = 6 * 3600
 DOWNLOAD_TIMEOUT_S = 60.0
 
 BIN_NAMES = ("kube-apiserver", "kube-controller-manager", "etcd")
@@ -128,8 +130,12 @@ def _read_manifest(entry: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def ensure_binaries(*, allow_download: bool | None = None) -> Binaries:
-    """Return usable binaries, downloading or building them into the cache when missing."""
+def ensure_binaries(*, allow_download: bool | None = None, retry_download: bool = False) -> Binaries:
+    """Return usable binaries, downloading or building them into the cache when missing.
+
+    allow_download: None follows $NLPMODEL_LOCALPLANE_NO_DOWNLOAD. retry_download: try the envtest
+    download even if it failed within DOWNLOAD_RETRY_AFTER_S.
+    """
     env_dir = os.environ.get(ENV_BIN_DIR)
     if env_dir:
         bin_dir = Path(env_dir).expanduser()
@@ -146,16 +152,24 @@ def ensure_binaries(*, allow_download: bool | None = None) -> Binaries:
 
     if allow_download is None:
         allow_download = os.environ.get(ENV_NO_DOWNLOAD, "") in ("", "0")
+    failed_marker = root / f"envtest-{ENVTEST_K8S_VERSION}.unavailable"
+    if allow_download and not retry_download:
+        failure = _recent_failure(failed_marker)
+        if failure:
+            log(f"envtest v{ENVTEST_K8S_VERSION} skipped: {failure}")
+            allow_download = False
     if allow_download:
         try:
             with file_lock(root / "envtest.lock"):
                 if not _complete(envtest / "bin", BIN_NAMES):
                     _download_envtest(envtest)
+            failed_marker.unlink(missing_ok=True)
             return _binaries_in(
                 envtest / "bin", envtest / "bin" / "etcd", _envtest_source(envtest, cached=False)
             )
         except DownloadError as exc:
-            log(f"envtest {ENVTEST_K8S_VERSION} not available ({exc}); using Debian's kubernetes source")
+            failed_marker.write_text(f"{exc}\n")
+            log(f"envtest v{ENVTEST_K8S_VERSION} not available ({exc}); using Debian's kubernetes source")
 
     debian = root / DEBIAN_CACHE_NAME
     if not _complete(debian / "bin", BIN_NAMES[:2]):
@@ -166,6 +180,20 @@ def ensure_binaries(*, allow_download: bool | None = None) -> Binaries:
     manifest = _read_manifest(debian)
     source = f"Debian source package kubernetes {manifest.get('source_version', '?')} (built {debian})"
     return _binaries_in(debian / "bin", etcd, source)
+
+
+def _recent_failure(marker: Path) -> str | None:
+    try:
+        failed_at = marker.stat().st_mtime
+        reason = marker.read_text().strip()
+    except OSError:
+        return None
+    retry_at = failed_at + DOWNLOAD_RETRY_AFTER_S
+    if time.time() >= retry_at:
+        return None
+    when = time.strftime("%H:%M", time.localtime(failed_at))
+    again = time.strftime("%H:%M", time.localtime(retry_at))
+    return f"download failed at {when} ({reason[:120]}); next try after {again} or with `localplane build`"
 
 
 def _binaries_in(bin_dir: Path, etcd: Path, source: str) -> Binaries:
@@ -352,6 +380,7 @@ def _write_manifest(entry: Path, data: dict[str, Any]) -> None:
 
 
 def _install_entry(staging: Path, dest: Path) -> None:
+    staging.chmod(0o755)  # mkdtemp made it private; the binaries are not secret
     if dest.exists():  # incomplete entry made by hand; the lock keeps real builds out
         shutil.rmtree(dest)
     os.rename(staging, dest)  # atomic: readers see nothing or a complete entry
@@ -362,7 +391,7 @@ def build_debian(dest: Path) -> None:
     started = time.monotonic()
     root = dest.parent
     log("building kube-apiserver + kube-controller-manager from Debian's `kubernetes` source package")
-    log("this happens once per machine and takes ~6 minutes on 2 cores; later runs use the cache")
+    log("this happens once per machine and takes 6-11 minutes on 2 cores; later runs use the cache")
     log("phase 1/6: apt dependencies")
     ensure_apt_packages(BUILD_APT_PACKAGES)
     _ensure_deb_src()
