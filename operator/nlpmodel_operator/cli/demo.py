@@ -230,6 +230,7 @@ def cluster_part(workdir: Path) -> None:
         demo = Demo(admin)
         banner("operator: python -m nlpmodel_operator --standalone (kopf)")
         with operator_process(plane.operator_kubeconfig, workdir / "operator.log") as op:
+            print(f"operator pid {op.pid}", flush=True)
             for name in APPLIED:
                 demo.apply(EXAMPLES / name)
             demo.watch_until(
