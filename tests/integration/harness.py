@@ -20,6 +20,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from nlpmodel_operator.api import constants as c
+from nlpmodel_operator.devtools import standins
 from nlpmodel_operator.devtools.rbac import grant_operator_role
 
 __all__ = ["Cluster", "OperatorProcess", "grant_operator_role", "wait_for"]
@@ -142,24 +143,4 @@ class Cluster:
 
     def set_inference_service_ready(self, ns: str, name: str, ready: bool) -> None:
         """Play KServe: write the Ready condition the KServe controller would write."""
-        status = "True" if ready else "False"
-        self.api.patch_namespaced_custom_object_status(
-            "serving.kserve.io",
-            "v1beta1",
-            ns,
-            "inferenceservices",
-            name,
-            {
-                "status": {
-                    "conditions": [
-                        {
-                            "type": "Ready",
-                            "status": status,
-                            "reason": "Harness",
-                            "message": f"harness set Ready={status}",
-                            "lastTransitionTime": "2026-01-01T00:00:00Z",
-                        }
-                    ]
-                }
-            },
-        )
+        standins.set_inference_service_ready(self.api.api_client, ns, name, ready)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import http.server
 import json
 import secrets
 import signal
+import socket
 import subprocess
 import sys
+import tarfile
+import threading
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,6 +24,7 @@ from kubernetes import client, config
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
+from nlpmodel_operator.devtools import localplane_build
 from nlpmodel_operator.devtools.localplane import (
     OPERATOR_USER,
     LocalPlane,
@@ -356,3 +363,113 @@ def test_pid_alive_is_false_for_a_zombie() -> None:
     eventually(lambda: True if not pid_alive(child.pid) else None, "the child to exit", 10)
     assert Path(f"/proc/{child.pid}").exists()  # not reaped yet: a zombie
     child.wait()
+
+
+# ------------------------------------------------------------------------------- binary discovery
+
+
+def _executable(path: Path, text: str = "#!/bin/sh\nexit 0\n") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def release_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A local stand-in for GitHub + dl.k8s.io serving a (fake) envtest release, with real checksums."""
+    root = tmp_path / "www"
+    version = localplane_build.ENVTEST_K8S_VERSION
+    arch = localplane_build._go_arch()
+    name = f"envtest-v{version}-linux-{arch}.tar.gz"
+    payload = tmp_path / "payload" / "controller-tools" / "envtest"
+    for binary in ("kube-apiserver", "etcd", "kubectl"):
+        _executable(payload / binary, f"#!/bin/sh\necho {binary}\n")
+    (root / "rel").mkdir(parents=True)
+    with tarfile.open(root / "rel" / name, "w:gz") as tar:
+        tar.add(tmp_path / "payload" / "controller-tools", arcname="controller-tools")
+    kcm = _executable(root / "rel" / "kube-controller-manager", "#!/bin/sh\necho kcm\n")
+    (root / "rel" / "kube-controller-manager.sha256").write_text(
+        hashlib.sha256(kcm.read_bytes()).hexdigest() + "\n"
+    )
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(root)))
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    index = {
+        "releases": {
+            f"v{version}": {
+                name: {
+                    "hash": hashlib.sha512((root / "rel" / name).read_bytes()).hexdigest(),
+                    "selfLink": f"{base}/rel/{name}",
+                }
+            }
+        }
+    }
+    (root / "envtest-releases.yaml").write_text(yaml.safe_dump(index))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield base, root
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_binary_discovery_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, release_server: tuple[str, Path]
+) -> None:
+    base, _root = release_server
+    monkeypatch.delenv(localplane_build.ENV_NO_DOWNLOAD, raising=False)
+    monkeypatch.delenv(localplane_build.ENV_BIN_DIR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cache = localplane_build.cache_root()
+    # A finished Debian build in the cache (fake binaries: nothing is run here).
+    for binary in ("kube-apiserver", "kube-controller-manager"):
+        _executable(cache / localplane_build.DEBIAN_CACHE_NAME / "bin" / binary)
+    monkeypatch.setattr(localplane_build, "_ensure_debian_etcd", lambda: Path("/usr/bin/etcd"))
+
+    # (b) unreachable -> (c), and the failure is remembered so later runs do not wait on the network.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    monkeypatch.setattr(localplane_build, "ENVTEST_INDEX_URL", f"{dead}/envtest-releases.yaml")
+    assert localplane_build.ensure_binaries().source.startswith("Debian source package")
+    monkeypatch.setattr(localplane_build, "ENVTEST_INDEX_URL", f"{base}/envtest-releases.yaml")
+    monkeypatch.setattr(localplane_build, "K8S_RELEASE_URL", base + "/rel/{name}")
+    assert localplane_build.ensure_binaries().source.startswith("Debian source package")
+
+    # (b) on an explicit retry: downloaded, checksums verified, cached; then used from the cache.
+    found = localplane_build.ensure_binaries(retry_download=True)
+    assert found.source.startswith(f"envtest release v{localplane_build.ENVTEST_K8S_VERSION} (downloaded")
+    for binary, says in ((found.kube_apiserver, "kube-apiserver"), (found.kube_controller_manager, "kcm")):
+        assert subprocess.run([binary], capture_output=True, text=True, check=True).stdout == says + "\n"
+    assert "(cached" in localplane_build.ensure_binaries().source
+    assert not list(cache.glob(".staging-*"))
+
+    # (a) wins over everything, and a wrong setting is an error, not a silent fallback.
+    bin_dir = tmp_path / "mine"
+    for binary in ("kube-apiserver", "kube-controller-manager", "etcd"):
+        _executable(bin_dir / binary)
+    monkeypatch.setenv(localplane_build.ENV_BIN_DIR, str(bin_dir))
+    assert localplane_build.ensure_binaries().kube_apiserver == bin_dir / "kube-apiserver"
+    monkeypatch.setenv(localplane_build.ENV_BIN_DIR, str(tmp_path / "missing"))
+    with pytest.raises(localplane_build.BinariesError):
+        localplane_build.ensure_binaries()
+
+
+def test_envtest_download_rejects_a_bad_checksum(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, release_server: tuple[str, Path]
+) -> None:
+    base, root = release_server
+    (root / "rel" / "kube-controller-manager.sha256").write_text("0" * 64 + "\n")
+    monkeypatch.setattr(localplane_build, "ENVTEST_INDEX_URL", f"{base}/envtest-releases.yaml")
+    monkeypatch.setattr(localplane_build, "K8S_RELEASE_URL", base + "/rel/{name}")
+    dest = tmp_path / "envtest"
+    with pytest.raises(localplane_build.DownloadError, match="sha256 mismatch"):
+        localplane_build._download_envtest(dest)
+    assert not dest.exists()
+    assert not list(tmp_path.glob(".staging-*"))

@@ -29,6 +29,7 @@ from kubernetes.client.exceptions import ApiException
 
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.cli.main import main as nlpctl
+from nlpmodel_operator.devtools import standins
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "manifests" / "examples"
 APPLIED = ("llama-8b-awq-kserve.yaml", "bge-embeddings-raw.yaml")
@@ -80,6 +81,7 @@ def table(models: list[dict[str, Any]]) -> str:
 
 class Demo:
     def __init__(self, admin: client.ApiClient) -> None:
+        self.admin = admin
         self.custom = client.CustomObjectsApi(admin)
         self.core = client.CoreV1Api(admin)
         self.apps = client.AppsV1Api(admin)
@@ -150,45 +152,11 @@ class Demo:
         return bool(self.children(ns, name))
 
     def play_kserve(self, ns: str, name: str) -> None:
-        """What the KServe controller does once the predictor pods are up."""
-        print(f"[harness playing KServe] InferenceService {ns}/{name} becomes Ready", flush=True)
-        self.custom.patch_namespaced_custom_object_status(
-            "serving.kserve.io",
-            "v1beta1",
-            ns,
-            "inferenceservices",
-            name,
-            {
-                "status": {
-                    "conditions": [
-                        {
-                            "type": "Ready",
-                            "status": "True",
-                            "reason": "Demo",
-                            "lastTransitionTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                        }
-                    ]
-                }
-            },
-        )
+        print(f"[stand-in for KServe] InferenceService {ns}/{name} becomes Ready", flush=True)
+        standins.set_inference_service_ready(self.admin, ns, name, ready=True)
 
     def play_kubelet(self, ns: str, model: str) -> int:
-        """What kubelets do: run the pods and report them Ready (there is no node here)."""
-        pods = self.core.list_namespaced_pod(ns, label_selector=f"{c.LABEL_MODEL}={model}").items
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        for pod in pods:
-            if pod.status.phase == "Running":
-                continue
-            conditions = [
-                {"type": t, "status": "True", "lastTransitionTime": now}
-                for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
-            ]
-            self.core.patch_namespaced_pod_status(
-                pod.metadata.name,
-                ns,
-                {"status": {"phase": "Running", "conditions": conditions, "startTime": now}},
-            )
-        return len(pods)
+        return standins.run_pods(self.admin, ns, f"{c.LABEL_MODEL}={model}")
 
 
 @contextlib.contextmanager

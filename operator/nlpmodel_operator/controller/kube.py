@@ -104,6 +104,15 @@ class Kube:
             content_type="application/merge-patch+json",
         )
 
+    def get_model(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = (
+                self._resource(c.API_VERSION, c.KIND).get(name=name, namespace=namespace).to_dict()
+            )
+        except NotFoundError:
+            return None
+        return found
+
     def list_models(self, namespaces: tuple[str, ...]) -> list[dict[str, Any]]:
         resource = self._resource(c.API_VERSION, c.KIND)
         scopes: tuple[str | None, ...] = namespaces or (None,)

@@ -49,7 +49,15 @@ class Reconciler:
     async def reconcile(self, body: Mapping[str, Any], logger: Logger) -> None:
         meta = body["metadata"]
         async with self._locks[(meta["namespace"], meta["name"])]:
-            await asyncio.to_thread(self._reconcile, body, logger)
+            try:
+                await asyncio.to_thread(self._reconcile, body, logger)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return  # the model went away while we worked on it: nothing left to do
+                # Transient API trouble (restart, throttling, conflict): the next resync retries.
+                logger.warning(
+                    "reconcile of %s/%s deferred: %s", meta["namespace"], meta["name"], _api_error(exc)
+                )
 
     async def resync_forever(self, namespaces: tuple[str, ...], every_s: float, logger: Logger) -> None:
         """Re-reconcile every model periodically: children change (an InferenceService turns Ready)
@@ -72,7 +80,12 @@ class Reconciler:
                         "resync of %s/%s failed", body["metadata"]["namespace"], body["metadata"]["name"]
                     )
 
-    def _reconcile(self, body: Mapping[str, Any], logger: Logger) -> None:
+    def _reconcile(self, stale: Mapping[str, Any], logger: Logger) -> None:
+        # The body a watch event or the resync listing carried may be older than our last status
+        # write; deciding on it could write an inconsistent mix. Read the model afresh.
+        body = self.kube.get_model(stale["metadata"]["namespace"], stale["metadata"]["name"])
+        if body is None or body["metadata"]["uid"] != stale["metadata"]["uid"]:
+            return  # deleted (or replaced by a new object of the same name) since
         meta = body["metadata"]
         name, namespace = meta["name"], meta["namespace"]
         children = self.kube.children(namespace, name, meta["uid"])

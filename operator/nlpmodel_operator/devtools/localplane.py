@@ -428,8 +428,13 @@ class LocalPlane:
         self._save_state()
         return names
 
+    def process_states(self) -> dict[str, tuple[int, bool]]:
+        """name -> (pid, whether that pid still runs the process this plane started)."""
+        return {p.name: (p.pid, pid_alive(p.pid) and _is_ours(p)) for p in self._procs}
+
     def running(self) -> bool:
-        return bool(self._procs) and all(pid_alive(p.pid) and _is_ours(p) for p in self._procs)
+        states = self.process_states()
+        return bool(states) and all(alive for _pid, alive in states.values())
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -873,9 +878,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if plane is None:
         print(f"not running (no {STATE_FILE} in {state_dir})")
         return 1
-    for proc in plane._procs:
-        state = "running" if pid_alive(proc.pid) and _is_ours(proc) else "NOT running"
-        print(f"{proc.name:<24} pid {proc.pid:<8} {state}")
+    for name, (pid, alive) in plane.process_states().items():
+        print(f"{name:<24} pid {pid:<8} {'running' if alive else 'NOT running'}")
     print(f"api:       {plane.api_url} (Kubernetes {plane.git_version})")
     if plane.binaries is not None:
         print(f"binaries:  {plane.binaries.source}")
