@@ -296,3 +296,31 @@ def test_operator_restart_converges_without_duplicates(
     isvcs = cluster.inference_services(namespace)
     assert [i["metadata"]["uid"] for i in isvcs] == [isvc["metadata"]["uid"]]
     assert operator.alive(), operator.log_tail()
+
+
+def test_wrong_types_are_rejected_at_admission_with_the_field_path(cluster: Cluster, namespace: str) -> None:
+    body = example("llama-8b-awq-kserve.yaml", namespace)
+    body["spec"]["resources"]["gpu"]["count"] = "two"
+    with pytest.raises(ApiException) as rejected:
+        cluster.apply_model(body)
+    assert rejected.value.status == 422
+    assert "spec.resources.gpu.count" in rejected.value.body
+
+
+def test_cross_field_rules_hold_on_any_server_version(
+    cluster: Cluster, operator: OperatorProcess, namespace: str, localplane: LocalPlane
+) -> None:
+    """CEL rejects min > max at admission where the server has CEL (>= 1.25); older servers accept
+    the object and the operator reports the same rule as SpecValid=False, creating nothing."""
+    body = example("llama-8b-awq-kserve.yaml", namespace)
+    body["spec"]["scaling"] = {"minReplicas": 3, "maxReplicas": 1}
+    if localplane.server_version >= (1, 25):
+        with pytest.raises(ApiException) as rejected:
+            cluster.apply_model(body)
+        assert "minReplicas must be <= maxReplicas" in rejected.value.body
+        return
+    cluster.apply_model(body)
+    spec_valid = wait_for("SpecValid", lambda: cluster.condition(namespace, "support-assistant", "SpecValid"))
+    assert (spec_valid["status"], spec_valid["reason"]) == ("False", "InvalidSpec")
+    assert "spec.scaling: minReplicas must be <= maxReplicas" in spec_valid["message"]
+    assert cluster.inference_services(namespace) == []

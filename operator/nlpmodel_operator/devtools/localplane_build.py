@@ -65,7 +65,7 @@ BUILD_APT_PACKAGES = (
     "etcd-server",
     "golang-github-modern-go-reflect2-dev",
 )
-PROGRESS_INTERVAL_S = 15.0
+PROGRESS_INTERVAL_S = 30.0
 
 
 class BinariesError(RuntimeError):
@@ -391,7 +391,7 @@ def build_debian(dest: Path) -> None:
     started = time.monotonic()
     root = dest.parent
     log("building kube-apiserver + kube-controller-manager from Debian's `kubernetes` source package")
-    log("this happens once per machine and takes 6-11 minutes on 2 cores; later runs use the cache")
+    log("this happens once per machine and takes about 6-15 minutes on 2 cores; later runs use the cache")
     log("phase 1/6: apt dependencies")
     ensure_apt_packages(BUILD_APT_PACKAGES)
     _ensure_deb_src()
@@ -546,14 +546,18 @@ def _run_with_progress(
             raise
 
 
+_TARGET_LINE = re.compile(r"^\s+(\./)?(cmd|vendor|staging)/\S+$")
+
+
 def _echo_new_lines(log_path: Path, seen: int) -> int:
     try:
         lines = log_path.read_text(errors="replace").splitlines()
     except OSError:
         return seen
     for line in lines[seen:]:
-        if line.startswith("+++") or "error" in line.lower():
-            log(f"  | {line[:200]}")
+        # make's own phase lines, the targets listed under them, and anything that looks wrong
+        if line.startswith("+++") or _TARGET_LINE.match(line) or "error" in line.lower():
+            log(f"  | {line.rstrip()[:200]}")
     return len(lines)
 
 
