@@ -71,6 +71,7 @@ __all__ = [
     "default_state_dir",
     "install_crds",
     "main",
+    "pid_alive",
     "upstream_crd_files",
 ]
 
