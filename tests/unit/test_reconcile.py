@@ -51,7 +51,10 @@ def cond(status: dict[str, Any], type_: str) -> tuple[str, str]:
 
 def test_new_model_creates_its_revision() -> None:
     d = decide(observe())
-    assert [o["metadata"]["name"] for o in d.apply] == [f"chat-{REV}"]
+    assert [(o["kind"], o["metadata"]["name"]) for o in d.apply] == [
+        ("InferenceService", f"chat-{REV}"),
+        ("HTTPRoute", "chat"),
+    ]
     assert d.delete == []
     s = d.status
     assert (s["phase"], s["stableRevision"], s["observedGeneration"]) == ("Pending", REV, 3)
@@ -127,19 +130,22 @@ def test_schema_level_garbage_never_raises() -> None:
     assert cond(d.status, "GPUFit")[0] == "Unknown"
 
 
-def test_template_change_replaces_the_revision_once_ready() -> None:
-    rolling = decide(observe(status={"stableRevision": OLD}, revisions=[state(OLD, True)]))
-    assert [o["metadata"]["name"] for o in rolling.apply] == [f"chat-{REV}"]
-    assert rolling.delete == []  # the old revision serves until the new one is ready
-    assert (rolling.status["stableRevision"], rolling.status["canaryRevision"]) == (OLD, REV)
-    assert rolling.status["phase"] == "Progressing"
-    assert cond(rolling.status, "Ready") == ("True", "ChildrenReady")
-
-    done = decide(observe(status=rolling.status, revisions=[state(OLD, True), state(REV, True)]))
-    assert done.delete == [isvc_ref(OLD)]
-    assert (done.status["stableRevision"], done.status["phase"]) == (REV, "Ready")
-    assert "canaryRevision" not in done.status
-    assert [e.reason for e in done.events] == ["Promoted"]
+def test_template_change_starts_a_canary_beside_the_stable() -> None:
+    d = decide(observe(status={"stableRevision": OLD}, revisions=[state(OLD, True)]))
+    assert [(o["kind"], o["metadata"]["name"]) for o in d.apply] == [
+        ("InferenceService", f"chat-{REV}"),
+        ("HTTPRoute", "chat"),
+    ]
+    assert d.delete == []  # the stable serves until the canary is promoted
+    assert (d.status["stableRevision"], d.status["canaryRevision"], d.status["canaryWeight"]) == (OLD, REV, 0)
+    assert d.status["phase"] == "Progressing"
+    assert cond(d.status, "Ready") == ("True", "ChildrenReady")
+    assert cond(d.status, "Progressing") == ("True", "CanaryProgressing")
+    route = d.apply[1]
+    assert route["spec"]["rules"][0]["backendRefs"] == [
+        {"group": "", "kind": "Service", "name": f"chat-{OLD}-predictor", "port": 80, "weight": 100},
+        {"group": "", "kind": "Service", "name": f"chat-{REV}-predictor", "port": 80, "weight": 0},
+    ]
 
 
 def test_leftover_revisions_are_removed() -> None:
@@ -149,7 +155,7 @@ def test_leftover_revisions_are_removed() -> None:
 
 def test_unknown_architecture_is_served_without_a_plan() -> None:
     d = decide(observe(spec={"model": {"uri": "s3://bucket/my-finetune"}}))
-    assert len(d.apply) == 1
+    assert [o["kind"] for o in d.apply] == ["InferenceService", "HTTPRoute"]
     assert cond(d.status, "GPUFit") == ("Unknown", "UnknownArchitecture")
     assert "plan" not in d.status
 

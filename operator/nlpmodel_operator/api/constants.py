@@ -25,6 +25,9 @@ MANAGED_BY: Final = "nlpmodel-operator"
 # Annotations: our prefix for kopf progress storage and for manual control (nlpctl promote/abort/...).
 ANNOTATION_PREFIX: Final = GROUP
 ANNOTATION_TEMPLATE_HASH: Final = f"{GROUP}/template-hash"
+# Manual rollout control: `nlpctl promote|abort|retry|pause|resume` sets it, the operator acts and clears it.
+ANNOTATION_COMMAND: Final = f"{GROUP}/command"
+COMMANDS: Final = ("promote", "abort", "retry", "pause", "resume")
 
 # The node label NVIDIA GPU feature discovery sets; the node selector uses it.
 GPU_PRODUCT_NODE_LABEL: Final = "nvidia.com/gpu.product"
@@ -70,3 +73,16 @@ class Reason:
     CHILDREN_MISSING: Final = "ChildrenMissing"
     APPLY_FAILED: Final = "ApplyFailed"
     RECONCILING: Final = "Reconciling"
+    CANARY_PROGRESSING: Final = "CanaryProgressing"
+    PAUSED: Final = "Paused"
+    PROMOTING: Final = "Promoting"
+    PROMOTED: Final = "Promoted"
+    NO_ROLLOUT: Final = "NoRollout"
+    ROLLED_BACK: Final = "RolledBack"
+    ABORTED: Final = "Aborted"
+    PROGRESS_DEADLINE_EXCEEDED: Final = "ProgressDeadlineExceeded"
+    CANARY_REPLACED: Final = "CanaryReplaced"
+    ROLLOUT_STARTED: Final = "RolloutStarted"
+    STEP_ADVANCED: Final = "StepAdvanced"
+    RETRY: Final = "Retry"
+    TEMPLATE_REVERTED: Final = "TemplateReverted"

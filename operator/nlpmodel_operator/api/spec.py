@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from nlpmodel_operator.api.units import DURATION_PATTERN, PERCENT_PATTERN
+from nlpmodel_operator.api.units import DURATION_PATTERN, PERCENT_PATTERN, parse_duration
 
 Task = Literal["generate", "embed", "classify", "rerank"]
 Engine = Literal["vllm", "transformers"]
@@ -307,6 +307,11 @@ class Scaling(_Model):
         )
     )
 
+    @property
+    def base_replicas(self) -> int:
+        """The replicas a revision runs at rest: `replicas` when set, else minReplicas (at least one)."""
+        return self.replicas if self.replicas is not None else max(1, self.min_replicas)
+
     @model_validator(mode="after")
     def _min_le_max(self) -> Scaling:
         if self.min_replicas > self.max_replicas:
@@ -390,6 +395,13 @@ class Rollout(_Model):
         default=True,
         description="true: canary replicas are extra GPUs; false: taken out of stable capacity.",
     )
+    progress_deadline: Duration = Field(
+        default="30m",
+        description=(
+            "How long the canary may take to become ready at a step (model loading included) before "
+            "the rollout is rolled back with reason ProgressDeadlineExceeded."
+        ),
+    )
     analysis: Analysis | None = Field(default=None, description="SLO analysis of the canary.")
     slo: SLO | None = Field(default=None, description="Objectives checked by the analysis.")
 
@@ -405,6 +417,10 @@ class Rollout(_Model):
         if self.analysis is not None and self.slo is None:
             raise ValueError("analysis requires slo")
         return self
+
+    @property
+    def pauses_seconds(self) -> list[float]:
+        return [parse_duration(s.pause) for s in self.steps]
 
 
 class NLPModelSpec(_Model):

@@ -113,7 +113,17 @@ class NLPModelStatus(_Status):
     canary_revision: str | None = Field(default=None, description="Revision being rolled out, if any.")
     canary_weight: int | None = Field(default=None, description="Canary traffic percentage now.")
     current_step: int | None = Field(default=None, description="Index of the canary step now.")
-    step_started_at: str | None = Field(default=None, description="When the current step was reached.")
+    step_started_at: str | None = Field(
+        default=None, description="When the current step's weight was applied (its pause counts from here)."
+    )
+    canary_started_at: str | None = Field(default=None, description="When the current canary was created.")
+    paused: bool | None = Field(
+        default=None, description="Rollout held by `nlpctl pause` until `nlpctl resume`."
+    )
+    effective_canary_weight: int | None = Field(
+        default=None,
+        description="Canary share of traffic the router achieves (replica-ratio: by replica counts).",
+    )
     failed_revision: str | None = Field(
         default=None, description="Revision rolled back; not retried until the serving template changes."
     )

@@ -1,4 +1,5 @@
-"""`nlpctl`: validate, plan and render NLPModels without a cluster; run the operator; manage a local plane."""
+"""`nlpctl`: validate, plan and render NLPModels without a cluster; run the operator; manage a local plane;
+control rollouts (promote, abort, retry, pause, resume) and show their status."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import yaml
 
 from nlpmodel_operator import __version__
+from nlpmodel_operator.cli import control
 from nlpmodel_operator.cli.manifests import Document, ManifestError, read_documents
 from nlpmodel_operator.controller.run import add_arguments as add_run_arguments
 from nlpmodel_operator.core.planner import Plan, format_bytes
@@ -156,7 +158,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nlpctl", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="nlpctl",
+        description=__doc__,
+        epilog=control.EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"nlpctl {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -188,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("localplane", help="start/stop a local kube-apiserver + etcd (development)")
     p.add_argument("localplane_args", nargs=argparse.REMAINDER, help="up | down | status | build")
     p.set_defaults(func=cmd_localplane)
+
+    control.add_subcommands(sub)  # promote, abort, retry, pause, resume, status
     return parser
 
 
@@ -197,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
+    except control.CtlError as exc:
+        print(f"nlpctl: {exc}", file=sys.stderr)
+        return exc.exit_code
     except ManifestError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID

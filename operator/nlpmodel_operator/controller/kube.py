@@ -12,7 +12,7 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError, UnprocessibleEntityError
 
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.core.reconcile import ChildRef
@@ -22,6 +22,7 @@ CHILD_KINDS: tuple[tuple[str, str], ...] = (
     ("serving.kserve.io/v1beta1", "InferenceService"),
     ("apps/v1", "Deployment"),
     ("v1", "Service"),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
 )
 
 
@@ -94,6 +95,32 @@ class Kube:
                     item.setdefault("kind", kind)
                     found.append(item)
         return found
+
+    def patch(self, ref: ChildRef, namespace: str, body: Mapping[str, Any]) -> None:
+        self._resource(ref.api_version, ref.kind).patch(
+            body=dict(body),
+            name=ref.name,
+            namespace=namespace,
+            content_type="application/merge-patch+json",
+            field_manager=self.field_manager,
+        )
+
+    def clear_command(self, model: Mapping[str, Any], command: str) -> None:
+        """Remove the command annotation, but only if it still says `command` (a newer one stays)."""
+        key = c.ANNOTATION_COMMAND.replace("~", "~0").replace("/", "~1")
+        patch = [
+            {"op": "test", "path": f"/metadata/annotations/{key}", "value": command},
+            {"op": "remove", "path": f"/metadata/annotations/{key}"},
+        ]
+        meta = model["metadata"]
+        # A failed test (422): someone set another command meanwhile; it is handled next time.
+        with contextlib.suppress(UnprocessibleEntityError):
+            self._resource(c.API_VERSION, c.KIND).patch(
+                body=patch,
+                name=meta["name"],
+                namespace=meta["namespace"],
+                content_type="application/json-patch+json",
+            )
 
     def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         resource = self._resource(c.API_VERSION, c.KIND)

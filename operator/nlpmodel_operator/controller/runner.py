@@ -11,11 +11,12 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from nlpmodel_operator.api.constants import ConditionType, Reason
+from nlpmodel_operator.api.constants import ANNOTATION_COMMAND, ConditionType, Reason
 from nlpmodel_operator.controller.kube import Kube, MissingAPIError
 from nlpmodel_operator.core.conditions import set_condition
-from nlpmodel_operator.core.observe import revision_states
-from nlpmodel_operator.core.reconcile import Decision, Event, Observation, decide
+from nlpmodel_operator.core.observe import other_children, revision_states
+from nlpmodel_operator.core.reconcile import Decision, Observation, decide
+from nlpmodel_operator.core.records import Action, Apply, ClearCommand, Delete, Event, Patch
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -97,6 +98,8 @@ class Reconciler:
             status=body.get("status") or {},
             revisions=revision_states(children),
             now=self.now(),
+            others=other_children(children),
+            command=(meta.get("annotations") or {}).get(ANNOTATION_COMMAND),
         )
         decision = decide(observation)
         self._execute(decision, body, logger)
@@ -110,27 +113,43 @@ class Reconciler:
                 logger.warning("could not post event %s: %s", event.reason, _api_error(exc))
 
     def _execute(self, decision: Decision, body: Mapping[str, Any], logger: Logger) -> None:
+        """Run the actions in their order; stop at the first failure (later steps depend on earlier
+        ones: traffic moves before a revision is deleted). The next reconcile picks up from there."""
         namespace = body["metadata"]["namespace"]
-        failures = []
-        for obj in decision.apply:
+        for action in decision.actions:
             try:
-                self.kube.apply(obj, body)
+                match action:
+                    case Apply(obj=obj):
+                        self.kube.apply(obj, body)
+                    case Patch(ref=ref, body=patch):
+                        self.kube.patch(ref, namespace, patch)
+                    case Delete(ref=ref):
+                        logger.info("deleting %s %s/%s", ref.kind, namespace, ref.name)
+                        self.kube.delete(ref, namespace)
+                    case ClearCommand(command=command):
+                        self.kube.clear_command(body, command)
             except (ApiException, MissingAPIError) as exc:
-                failures.append(f"{obj['kind']} {obj['metadata']['name']}: {_api_error(exc)}")
-        if failures:
-            message = "; ".join(failures)
-            logger.warning("apply failed: %s", message)
-            decision.status["conditions"] = set_condition(
-                decision.status.get("conditions", []),
-                ConditionType.READY,
-                "False",
-                Reason.APPLY_FAILED,
-                message[:2000],
-                self.now(),
-                body["metadata"].get("generation"),
-            )
-            decision.events.append(Event("Warning", Reason.APPLY_FAILED, message[:1000]))
-            return  # never delete the old revision when the new one could not be applied
-        for ref in decision.delete:
-            logger.info("deleting %s %s/%s", ref.kind, namespace, ref.name)
-            self.kube.delete(ref, namespace)
+                message = f"{_describe(action)}: {_api_error(exc)}"
+                logger.warning("reconcile action failed: %s", message)
+                decision.status["conditions"] = set_condition(
+                    decision.status.get("conditions", []),
+                    ConditionType.READY,
+                    "False",
+                    Reason.APPLY_FAILED,
+                    message[:2000],
+                    self.now(),
+                    body["metadata"].get("generation"),
+                )
+                decision.events.append(Event("Warning", Reason.APPLY_FAILED, message[:1000]))
+                return
+
+
+def _describe(action: Action) -> str:
+    match action:
+        case Apply(obj=obj):
+            return f"apply {obj['kind']} {obj['metadata']['name']}"
+        case Patch(ref=ref) | Delete(ref=ref):
+            return f"{type(action).__name__.lower()} {ref.kind} {ref.name}"
+        case ClearCommand(command=command):
+            return f"clear command {command}"
+    return repr(action)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from nlpmodel_operator.api import constants as c
-from nlpmodel_operator.core.reconcile import ChildRef, RevisionState
+from nlpmodel_operator.core.records import ChildRef, RevisionState
 
 WORKLOAD_KINDS = frozenset({"InferenceService", "Deployment"})
 
@@ -67,3 +67,12 @@ def revision_states(children: Iterable[Mapping[str, Any]]) -> dict[str, Revision
                 replicas, ready_replicas = wanted, ready_n
         states[revision] = RevisionState(revision, refs, ready, "; ".join(messages), replicas, ready_replicas)
     return states
+
+
+def other_children(children: Iterable[Mapping[str, Any]]) -> tuple[ChildRef, ...]:
+    """Owned children of no revision: the model's routes and Service."""
+    return tuple(
+        ChildRef(o["apiVersion"], o["kind"], o["metadata"]["name"])
+        for o in children
+        if not ((o.get("metadata") or {}).get("labels") or {}).get(c.LABEL_REVISION)
+    )

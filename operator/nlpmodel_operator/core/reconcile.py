@@ -1,7 +1,7 @@
-"""The reconcile decision, as a pure function: (observed state, now) → (objects to apply/delete, status, events).
+"""The reconcile decision, as a pure function: (observed state, now) → (ordered actions, status, events).
 
-The kopf shell gathers `Observation` (the NLPModel and its children as they are), calls `decide`, then
-executes the `Decision`. Every trigger (create, update, resume, timer) goes through here, so the
+The kopf shell gathers an `Observation` (the NLPModel and its children as they are), calls `decide`,
+then executes the `Decision`. Every trigger (create, update, resume, resync) goes through here, so the
 outcome depends only on the state of the world, never on which event woke the operator up.
 """
 
@@ -13,35 +13,37 @@ from typing import Any
 
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.constants import ConditionType, Phase, Reason
+from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.core.conditions import find, set_condition
 from nlpmodel_operator.core.planner import format_bytes
 from nlpmodel_operator.core.problems import Problem
+from nlpmodel_operator.core.records import (
+    Action,
+    Apply,
+    ChildRef,
+    ClearCommand,
+    Delete,
+    Event,
+    Patch,
+    RevisionState,
+)
 from nlpmodel_operator.core.render import render_revision
 from nlpmodel_operator.core.resolve import Resolution, resolve
 from nlpmodel_operator.core.resolved import Resolved
+from nlpmodel_operator.core.rollout import (
+    RolloutInput,
+    RolloutOutcome,
+    base_replicas,
+    parse_time,
+    step_rollout,
+)
+from nlpmodel_operator.core.routers import Backend, RouteContext, router_for
 from nlpmodel_operator.core.validation import name_problems, parse_spec
 
 # A condition message is for people: keep it readable and well under etcd's object size limits.
 MAX_MESSAGE = 2000
 
-
-@dataclass(frozen=True)
-class ChildRef:
-    api_version: str
-    kind: str
-    name: str
-
-
-@dataclass(frozen=True)
-class RevisionState:
-    """What the cluster shows of one revision's children."""
-
-    revision: str
-    children: tuple[ChildRef, ...]
-    ready: bool
-    message: str = ""
-    replicas: int | None = None
-    ready_replicas: int | None = None
+__all__ = ["ChildRef", "Decision", "Event", "Observation", "RevisionState", "decide"]
 
 
 @dataclass(frozen=True)
@@ -53,21 +55,23 @@ class Observation:
     status: Mapping[str, Any]
     revisions: Mapping[str, RevisionState]
     now: str  # RFC 3339
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str  # Normal | Warning
-    reason: str
-    message: str
+    others: tuple[ChildRef, ...] = ()  # owned children that belong to no revision (routes, model Service)
+    command: str | None = None  # the manual-control annotation, if set
 
 
 @dataclass
 class Decision:
-    apply: list[dict[str, Any]] = field(default_factory=list)
-    delete: list[ChildRef] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
     status: dict[str, Any] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
+
+    @property
+    def apply(self) -> list[dict[str, Any]]:
+        return [a.obj for a in self.actions if isinstance(a, Apply)]
+
+    @property
+    def delete(self) -> list[ChildRef]:
+        return [a.ref for a in self.actions if isinstance(a, Delete)]
 
 
 def _join(problems: list[Problem]) -> str:
@@ -75,10 +79,10 @@ def _join(problems: list[Problem]) -> str:
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
 
 
-def _endpoint(resolved: Resolved, revision: str) -> str:
-    name = f"{resolved.name}-{revision}"
-    service = f"{name}-predictor" if resolved.spec.serving.platform == "kserve" else name
-    return f"http://{service}.{resolved.namespace}.svc.cluster.local"
+def _service_of(name: str, revision: str, state: RevisionState | None, platform: str) -> str:
+    """The Service in front of a revision: KServe names it `<isvc>-predictor`, ours is `<name>-<rev>`."""
+    kserve = state.workload.kind == "InferenceService" if state and state.workload else platform == "kserve"
+    return f"{name}-{revision}-predictor" if kserve else f"{name}-{revision}"
 
 
 def _plan_status(resolution: Resolution, max_model_len: int | None) -> dict[str, Any] | None:
@@ -113,111 +117,216 @@ def _gpu_fit_condition(resolution: Resolution | None) -> tuple[str, str, str]:
     )
 
 
+def _resize(state: RevisionState | None, spec: NLPModelSpec, replicas: int | None) -> Patch | None:
+    """A patch sizing a revision we do not re-render (the stable one during a rollout)."""
+    workload = state.workload if state else None
+    if workload is None:
+        return None
+    if workload.kind == "Deployment":
+        return Patch(
+            workload, {"spec": {"replicas": replicas if replicas is not None else base_replicas(spec)}}
+        )
+    low, high = (
+        (replicas, replicas)
+        if replicas is not None
+        else (spec.scaling.min_replicas, spec.scaling.max_replicas)
+    )
+    return Patch(workload, {"spec": {"predictor": {"minReplicas": low, "maxReplicas": max(high, 1)}}})
+
+
+class _Conditions:
+    def __init__(self, old: Mapping[str, Any], now: str, generation: int) -> None:
+        self.items: list[dict[str, Any]] = [dict(x) for x in old.get("conditions") or []]
+        self.now, self.generation = now, generation
+
+    def set(self, type_: str, status: str, reason: str, message: str) -> None:
+        self.items = set_condition(self.items, type_, status, reason, message, self.now, self.generation)
+
+
+def _invalid(obs: Observation, problems: list[Problem], resolution: Resolution | None) -> Decision:
+    """Nothing is applied or deleted: a bad update never takes down what already serves."""
+    old = obs.status
+    conds = _Conditions(old, obs.now, obs.generation)
+    status: dict[str, Any] = {k: old[k] for k in ("history", "failedRevision") if old.get(k) is not None}
+    events = []
+    spec_only = [p for p in problems if p.reason != Reason.DOES_NOT_FIT]
+    if spec_only:
+        conds.set(ConditionType.SPEC_VALID, "False", Reason.INVALID_SPEC, _join(spec_only))
+    else:
+        # The schema accepts it but the requested GPUs cannot hold it: the spec asks the impossible.
+        conds.set(ConditionType.SPEC_VALID, "False", Reason.DOES_NOT_FIT, _join(problems))
+    conds.set(ConditionType.GPU_FIT, *_gpu_fit_condition(resolution))
+    previous = (find(old.get("conditions") or [], ConditionType.SPEC_VALID) or {}).get("message")
+    message = _join(problems)
+    if previous != message:
+        events.append(Event("Warning", Reason.INVALID_SPEC, message))
+    stable = old.get("stableRevision")
+    state = obs.revisions.get(stable) if stable else None
+    if state is not None:
+        conds.set(
+            ConditionType.READY,
+            "True" if state.ready else "False",
+            Reason.CHILDREN_READY if state.ready else Reason.CHILDREN_NOT_READY,
+            f"revision {stable} keeps serving; the new spec is invalid",
+        )
+        status["phase"] = Phase.READY if state.ready else Phase.FAILED
+        status["stableRevision"] = stable
+        for key in (
+            "canaryRevision",
+            "canaryWeight",
+            "currentStep",
+            "stepStartedAt",
+            "canaryStartedAt",
+            "paused",
+        ):
+            if old.get(key) is not None:
+                status[key] = old[key]  # a rollout in progress is held, not lost
+    else:
+        conds.set(
+            ConditionType.READY, "False", Reason.INVALID_SPEC, "nothing is deployed until the spec is valid"
+        )
+        status["phase"] = Phase.FAILED
+    if resolution is not None and resolution.plan is not None:
+        status["plan"] = _plan_status(resolution, None)
+    status["observedGeneration"] = obs.generation
+    status["conditions"] = conds.items
+    return Decision([], status, events)
+
+
 def decide(obs: Observation) -> Decision:
-    decision = Decision()
-    old = dict(obs.status)
-    conditions: list[dict[str, Any]] = [dict(x) for x in old.get("conditions") or []]
-    gen = obs.generation
-
-    def condition(type_: str, status: str, reason: str, message: str) -> None:
-        nonlocal conditions
-        conditions = set_condition(conditions, type_, status, reason, message, obs.now, gen)
-
     spec, problems = parse_spec(obs.spec)
     problems = name_problems(obs.name) + problems
     resolution = resolve(obs.name, obs.namespace, spec) if spec is not None and not problems else None
     if resolution is not None:
         problems = resolution.problems
-    stable = old.get("stableRevision")
-    if stable not in obs.revisions:
-        stable = None
-
-    status: dict[str, Any] = {
-        key: old[key] for key in ("history", "failedRevision") if old.get(key) is not None
-    }
-    fit = _gpu_fit_condition(resolution)
-
     if resolution is None or resolution.resolved is None:
-        spec_only = [p for p in problems if p.reason != Reason.DOES_NOT_FIT]
-        if spec_only:
-            condition(ConditionType.SPEC_VALID, "False", Reason.INVALID_SPEC, _join(spec_only))
-        else:
-            # The schema accepts it but the requested GPUs cannot hold it: the spec asks the impossible.
-            condition(ConditionType.SPEC_VALID, "False", Reason.DOES_NOT_FIT, _join(problems))
-        condition(ConditionType.GPU_FIT, *fit)
-        previous_message = (find(obs.status.get("conditions") or [], ConditionType.SPEC_VALID) or {}).get(
-            "message"
-        )
-        message = _join(problems)
-        if previous_message != message:
-            decision.events.append(Event("Warning", Reason.INVALID_SPEC, message))
-        # Nothing is applied or deleted: a bad update never takes down what already serves.
-        if stable is not None:
-            state = obs.revisions[stable]
-            condition(
-                ConditionType.READY,
-                "True" if state.ready else "False",
-                Reason.CHILDREN_READY if state.ready else Reason.CHILDREN_NOT_READY,
-                f"revision {stable} keeps serving; the new spec is invalid",
-            )
-            status["phase"] = Phase.READY if state.ready else Phase.FAILED
-            status["stableRevision"] = stable
-        else:
-            condition(
-                ConditionType.READY,
-                "False",
-                Reason.INVALID_SPEC,
-                "nothing is deployed until the spec is valid",
-            )
-            status["phase"] = Phase.FAILED
-        if resolution is not None and resolution.plan is not None:
-            status["plan"] = _plan_status(resolution, None)
-        status["observedGeneration"] = gen
-        status["conditions"] = conditions
-        decision.status = status
-        return decision
+        return _invalid(obs, problems, resolution)
+    return _valid(obs, resolution, resolution.resolved)
 
-    resolved = resolution.resolved
-    desired = resolved.revision
-    condition(ConditionType.SPEC_VALID, "True", Reason.VALID, "spec is valid")
-    condition(ConditionType.GPU_FIT, *fit)
-    decision.apply = render_revision(resolved)
-    desired_state = obs.revisions.get(desired)
-    desired_ready = desired_state is not None and desired_state.ready
 
-    if stable is None or stable == desired or desired_ready:
-        # Direct replacement: the new revision takes over once ready; older ones are removed then.
-        if stable is not None and stable != desired:
-            decision.events.append(Event("Normal", "Promoted", f"revision {desired} replaced {stable}"))
-        stable = desired
-        for revision, state in obs.revisions.items():
-            if revision != desired:
-                decision.delete.extend(state.children)
+def _valid(obs: Observation, resolution: Resolution, resolved: Resolved) -> Decision:
+    spec = resolved.spec
+    now = parse_time(obs.now)
+    assert now is not None
+    outcome = step_rollout(RolloutInput(spec, resolved.revision, obs.status, obs.revisions, obs.command, now))
+    actions = _actions(obs, resolved, outcome)
+    status = _status(obs, resolution, resolved, outcome)
+    return Decision(actions, status, outcome.events)
+
+
+def _route(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> RouteContext:
+    platform = resolved.spec.serving.platform
+    stable = Backend(
+        outcome.stable, _service_of(obs.name, outcome.stable, obs.revisions.get(outcome.stable), platform)
+    )
+    canary = None
+    if outcome.canary is not None:
+        canary = Backend(outcome.canary, _service_of(obs.name, outcome.canary, None, platform))
+    return RouteContext(obs.name, obs.namespace, resolved.spec, stable, canary, outcome.weight)
+
+
+def _actions(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> list[Action]:
+    spec = resolved.spec
+    router = router_for(spec.serving.router)
+    route_objects = router.render(_route(obs, resolved, outcome))
+    routes: list[Action] = [Apply(o) for o in route_objects]
+    revision_objects: list[Action] = []
+    resize: list[Action] = []
+    if outcome.canary is None and outcome.stable == resolved.revision:
+        revision_objects = [Apply(o) for o in render_revision(resolved)]
+    else:
+        if outcome.canary is not None:
+            revision_objects = [Apply(o) for o in render_revision(resolved, replicas=outcome.sizing.canary)]
+        patch = _resize(obs.revisions.get(outcome.stable), spec, outcome.sizing.stable)
+        if patch is not None:
+            resize = [patch]
+    keep = {outcome.stable, outcome.canary}
+    gone = set(outcome.delete) | {r for r in obs.revisions if r not in keep}
+    deletes: list[Action] = [
+        Delete(ref) for r in sorted(gone) if r in obs.revisions for ref in obs.revisions[r].children
+    ]
+    wanted = {(o["kind"], o["metadata"]["name"]) for o in route_objects}
+    deletes += [Delete(ref) for ref in obs.others if (ref.kind, ref.name) not in wanted]
+    if outcome.delete:
+        # Traffic moves first (to the stable after a rollback, to the new stable on promotion), then
+        # the revisions that lost it go and free their GPUs, then the survivor gets its full size.
+        ordered = [*routes, *deletes, *revision_objects, *resize]
+    else:
+        # Capacity first: the stable gives GPUs up (no surge), the canary takes them, then traffic.
+        ordered = [*resize, *revision_objects, *routes, *deletes]
+    if outcome.command_done and obs.command is not None:
+        ordered.append(ClearCommand(obs.command))
+    return ordered
+
+
+def _status(
+    obs: Observation, resolution: Resolution, resolved: Resolved, outcome: RolloutOutcome
+) -> dict[str, Any]:
+    old = obs.status
+    conds = _Conditions(old, obs.now, obs.generation)
+    conds.set(ConditionType.SPEC_VALID, "True", Reason.VALID, "spec is valid")
+    conds.set(ConditionType.GPU_FIT, *_gpu_fit_condition(resolution))
+    status: dict[str, Any] = dict(outcome.status)
+    stable = outcome.stable
     serving = obs.revisions.get(stable)
     ready = serving is not None and serving.ready
-    if stable != desired:
-        status["canaryRevision"] = desired
-        status["canaryWeight"] = 0
     if ready:
-        condition(ConditionType.READY, "True", Reason.CHILDREN_READY, f"revision {stable} is ready")
+        conds.set(ConditionType.READY, "True", Reason.CHILDREN_READY, f"revision {stable} is ready")
     elif serving is None:
-        condition(
+        conds.set(
             ConditionType.READY, "False", Reason.CHILDREN_MISSING, f"revision {stable} is being created"
         )
     else:
-        condition(
+        conds.set(
             ConditionType.READY,
             "False",
             Reason.CHILDREN_NOT_READY,
             serving.message or f"revision {stable} is not ready",
         )
-    if stable == desired:
+    if outcome.progressing is not None:
+        conds.set(ConditionType.PROGRESSING, "True", *outcome.progressing)
+    else:
+        conds.set(ConditionType.PROGRESSING, "False", Reason.NO_ROLLOUT, "no rollout in progress")
+    failed = status.get("failedRevision")
+    if outcome.rolled_back is not None:
+        conds.set(ConditionType.ROLLED_BACK, "True", *outcome.rolled_back)
+    elif failed is not None and failed == resolved.revision:
+        previous = find(old.get("conditions") or [], ConditionType.ROLLED_BACK)
+        if previous is not None and previous.get("status") == "True":
+            conds.set(
+                ConditionType.ROLLED_BACK, "True", previous.get("reason", ""), previous.get("message", "")
+            )
+    else:
+        conds.set(
+            ConditionType.ROLLED_BACK, "False", Reason.NO_ROLLOUT, "the current template is not rolled back"
+        )
+    if outcome.canary is not None:
+        status["phase"] = Phase.PROGRESSING
+        router = router_for(resolved.spec.serving.router)
+        canary_state = obs.revisions.get(outcome.canary)
+        canary_live = (outcome.sizing.canary or 0) if canary_state is not None and canary_state.ready else 0
+        stable_live = (
+            outcome.sizing.stable if outcome.sizing.stable is not None else base_replicas(resolved.spec)
+        )
+        status["effectiveCanaryWeight"] = router.effective_weight(
+            _route(obs, resolved, outcome), stable_live, canary_live
+        )
+    elif failed is not None and failed == resolved.revision:
+        status["phase"] = Phase.ROLLED_BACK
+    elif stable == resolved.revision:
         status["phase"] = Phase.READY if ready else (Phase.PENDING if serving is None else Phase.PROGRESSING)
     else:
         status["phase"] = Phase.PROGRESSING
-    status["stableRevision"] = stable
-    status["observedGeneration"] = gen
-    status["endpoint"] = _endpoint(resolved, stable)
+    if not status.get("history"):
+        status.pop("history", None)
+    status["observedGeneration"] = obs.generation
+    platform = resolved.spec.serving.platform
+    front = (
+        obs.name
+        if resolved.spec.serving.router == "replica-ratio"
+        else _service_of(obs.name, stable, serving, platform)
+    )
+    status["endpoint"] = f"http://{front}.{obs.namespace}.svc.cluster.local"
     status["selector"] = f"{c.LABEL_MODEL}={resolved.name},{c.LABEL_REVISION}={stable}"
     if serving is not None and serving.replicas is not None:
         status["replicas"] = serving.replicas
@@ -225,6 +334,5 @@ def decide(obs: Observation) -> Decision:
     plan = _plan_status(resolution, resolved.max_model_len)
     if plan is not None:
         status["plan"] = plan
-    status["conditions"] = conditions
-    decision.status = status
-    return decision
+    status["conditions"] = conds.items
+    return status

@@ -94,6 +94,22 @@ def _spec_consistency(spec: NLPModelSpec, arch: catalog.Architecture | None) -> 
     problems = []
     if spec.quantization.double_quant and spec.quantization.method != "bitsandbytes-nf4":
         problems.append(Problem("spec.quantization.doubleQuant", "applies to bitsandbytes-nf4 only"))
+    if spec.serving.router == "kserve-canary":
+        problems.append(
+            Problem(
+                "spec.serving.router",
+                "kserve-canary is not available yet: use gateway-api or replica-ratio",
+                c.Reason.UNSUPPORTED_BY_ENGINE,
+            )
+        )
+    if not spec.rollout.gpu_surge and spec.rollout.strategy == "canary" and spec.scaling.base_replicas < 2:
+        problems.append(
+            Problem(
+                "spec.rollout.gpuSurge",
+                "gpuSurge: false moves replicas from the stable to the canary, so the model needs at least 2 "
+                "replicas (scaling.minReplicas or scaling.replicas); use gpuSurge: true or strategy: direct",
+            )
+        )
     if arch is not None and arch.kind == "encoder" and spec.task == "generate":
         problems.append(
             Problem("spec.task", "the model is an encoder (no generation): use embed, classify or rerank")

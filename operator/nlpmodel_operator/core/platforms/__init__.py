@@ -17,7 +17,7 @@ class ServingPlatform(Protocol):
 
     def problems(self, spec: NLPModelSpec) -> list[Problem]: ...
 
-    def render(self, resolved: Resolved) -> list[dict[str, Any]]:
+    def render(self, resolved: Resolved, replicas: int | None = None) -> list[dict[str, Any]]:
         """The child objects of one revision (no owner references: the operator adds them)."""
         ...
 

@@ -29,7 +29,7 @@ class KServePlatform:
     def problems(self, spec: NLPModelSpec) -> list[Problem]:
         return []
 
-    def render(self, resolved: Resolved) -> list[dict[str, Any]]:
+    def render(self, resolved: Resolved, replicas: int | None = None) -> list[dict[str, Any]]:
         spec = resolved.spec
         engine = engine_for(spec.runtime.engine)
         inp = EngineInput(
@@ -56,8 +56,8 @@ class KServePlatform:
             if value:
                 model[key] = value
         predictor: dict[str, Any] = {
-            "minReplicas": spec.scaling.min_replicas,
-            "maxReplicas": spec.scaling.max_replicas,
+            "minReplicas": spec.scaling.min_replicas if replicas is None else replicas,
+            "maxReplicas": spec.scaling.max_replicas if replicas is None else max(replicas, 1),
             "model": model,
         }
         for key, value in (

@@ -65,7 +65,7 @@ class RawPlatform:
             mounts.append({"name": MODEL_VOLUME, "mountPath": common.MODEL_MOUNT, "readOnly": True})
         return volumes, mounts
 
-    def render(self, resolved: Resolved) -> list[dict[str, Any]]:
+    def render(self, resolved: Resolved, replicas: int | None = None) -> list[dict[str, Any]]:
         spec = resolved.spec
         engine = engine_for(spec.runtime.engine)
         volumes, mounts = self._volumes(resolved)
@@ -98,7 +98,10 @@ class RawPlatform:
             if value:
                 pod_spec[key] = value
         selector = common.selector_labels(resolved)
-        replicas = spec.scaling.replicas if spec.scaling.replicas is not None else spec.scaling.min_replicas
+        if replicas is None:
+            replicas = (
+                spec.scaling.replicas if spec.scaling.replicas is not None else spec.scaling.min_replicas
+            )
         deployment = {
             "apiVersion": "apps/v1",
             "kind": "Deployment",

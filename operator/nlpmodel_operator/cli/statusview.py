@@ -1,0 +1,297 @@
+"""What `nlpctl status` shows and when a manual command applies: pure functions of status, spec and now.
+
+Nothing here talks to a cluster; `nlpmodel_operator.cli.control` fetches the object and prints these.
+The status fields are the operator's contract (see `nlpmodel_operator.api.status`); every field is
+optional here, because a status may be older than this nlpctl or not written yet.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final
+
+from nlpmodel_operator.api.spec import Rollout
+from nlpmodel_operator.api.units import parse_duration
+
+__all__ = [
+    "command_blocker",
+    "describe_state",
+    "format_status",
+    "progress_bar",
+    "rollout_steps",
+    "time_left",
+]
+
+DONE: Final = "✓"
+HERE: Final = "←"
+
+# What a command does, for the line nlpctl prints once the request is recorded.
+EFFECTS: Final[Mapping[str, str]] = {
+    "promote": "promotes the canary to stable, skipping the remaining steps",
+    "abort": "rolls the canary back and keeps the stable revision",
+    "pause": "holds the canary at its current weight",
+    "resume": "continues the paused canary",
+    "retry": "rolls out the failed revision again",
+}
+
+
+def _str(status: Mapping[str, Any], key: str) -> str | None:
+    value = status.get(key)
+    return str(value) if value not in (None, "") else None
+
+
+def rollout_steps(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """spec.rollout.steps, or the API's defaults when the spec leaves them out."""
+    rollout = spec.get("rollout") or {}
+    steps = rollout.get("steps")
+    if not isinstance(steps, list) or not steps:
+        return [step.model_dump() for step in Rollout().steps]
+    return [s for s in steps if isinstance(s, dict)]
+
+
+def _parse_time(text: object) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def format_left(seconds: float) -> str:
+    """A countdown: 45s, 3m12s, 1h05m (rounded up: 0.2 s left is 1s, not 0s)."""
+    total = max(0, math.ceil(seconds))
+    if total < 60:
+        return f"{total}s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def format_ago(then: datetime | None, now: datetime) -> str:
+    """How long ago, coarsely: 12s ago, 3m ago, 2h ago, 5d ago ('' when unknown)."""
+    if then is None:
+        return ""
+    seconds = max(0, int((now - then).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def _step_index(status: Mapping[str, Any]) -> int | None:
+    step = status.get("currentStep")
+    return step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else None
+
+
+def time_left(status: Mapping[str, Any], spec: Mapping[str, Any], now: datetime) -> float | None:
+    """Seconds left in the current step: pause - (now - stepStartedAt), at least 0; None when unknown.
+
+    Unknown: no canary, no current step, promoting (currentStep == len(steps)), no or bad stepStartedAt,
+    or a pause that does not parse.
+    """
+    if not _str(status, "canaryRevision"):
+        return None
+    steps = rollout_steps(spec)
+    index = _step_index(status)
+    started = _parse_time(status.get("stepStartedAt"))
+    if index is None or index >= len(steps) or started is None:
+        return None
+    try:
+        pause = parse_duration(str(steps[index].get("pause", "0s")))
+    except ValueError:
+        return None
+    return max(0.0, pause - (now - started).total_seconds())
+
+
+def progress_bar(status: Mapping[str, Any], spec: Mapping[str, Any], now: datetime) -> str:
+    """The steps as text: `[10%] ✓  [50%] ← 3m12s left  [100%]` (the last token is the promotion)."""
+    steps = rollout_steps(spec)
+    index = _step_index(status)
+    paused = status.get("paused") is True
+    tokens: list[str] = []
+    for i, step in enumerate(steps):
+        token = f"[{step.get('weight', '?')}%]"
+        if index is not None and i < index:
+            token += f" {DONE}"
+        elif index is not None and i == index:
+            if paused:
+                token += f" {HERE} paused"
+            else:
+                left = time_left(status, spec, now)
+                token += f" {HERE} " + (f"{format_left(left)} left" if left is not None else "not started")
+        tokens.append(token)
+    promoting = index is not None and index >= len(steps)
+    last_weight = steps[-1].get("weight") if steps else None
+    if last_weight != 100:
+        tokens.append(f"[100%] {HERE} promoting" if promoting else "[100%]")
+    elif promoting:
+        tokens.append(f"{HERE} promoting")
+    return "  ".join(tokens)
+
+
+def describe_state(status: Mapping[str, Any]) -> str:
+    """One parenthesised summary for messages: `phase Ready, stable 1a2b3c4d`."""
+    if not status:
+        return "no status yet: the operator has not reconciled it"
+    parts = [f"phase {_str(status, 'phase') or 'unknown'}"]
+    if stable := _str(status, "stableRevision"):
+        parts.append(f"stable {stable}")
+    if canary := _str(status, "canaryRevision"):
+        weight = status.get("canaryWeight")
+        parts.append(f"canary {canary}" + (f" at {weight}%" if weight is not None else ""))
+    if status.get("paused") is True:
+        parts.append("paused")
+    if failed := _str(status, "failedRevision"):
+        parts.append(f"failed {failed}")
+    return ", ".join(parts)
+
+
+def command_blocker(
+    command: str, status: Mapping[str, Any], spec: Mapping[str, Any] | None = None
+) -> str | None:
+    """Why `command` does not apply to a model with this status now; None when it does.
+
+    promote, abort, pause: a canary is in progress (canaryRevision set); promote and pause not while
+    it is already being promoted (currentStep == len(steps)), pause not when paused already;
+    resume: paused is true; retry: failedRevision is set (phase RolledBack).
+    """
+    state = f"({describe_state(status)})"
+    canary = _str(status, "canaryRevision")
+    if command in {"promote", "abort", "pause"}:
+        if not canary:
+            return f"no canary in progress {state}"
+        index = _step_index(status)
+        promoting = index is not None and index >= len(rollout_steps(spec or {}))
+        if command == "promote" and promoting:
+            return f"the canary is already being promoted {state}"
+        if command == "pause" and promoting:
+            return f"the canary is already being promoted {state}; only `nlpctl abort` stops that"
+        if command == "pause" and status.get("paused") is True:
+            return f"the canary is already paused {state}; `nlpctl resume` continues it"
+        return None
+    if command == "resume":
+        if status.get("paused") is not True:
+            return f"not paused {state}"
+        return None
+    if command == "retry":
+        if not _str(status, "failedRevision"):
+            return f"no failed revision to retry {state}"
+        return None
+    return f"unknown command {command!r}"
+
+
+def _table(rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        (
+            indent + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])) + "  " + row[-1]
+        ).rstrip()
+        for row in rows
+    ]
+
+
+def format_status(
+    status: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    now: datetime,
+    *,
+    name: str = "",
+    namespace: str = "",
+    pending: str | None = None,
+) -> str:
+    """The human view of one NLPModel: phase, revisions, steps, time left, conditions, history.
+
+    `now` must be timezone-aware; `pending` is the manual command the operator has not consumed yet.
+    """
+    rows: list[tuple[str, str]] = []
+    if name:
+        rows.append(("nlpmodel", f"{namespace}/{name}" if namespace else name))
+    if not status:
+        rows.append(("phase", "unknown (no status yet: the operator has not reconciled it)"))
+    else:
+        rows.append(("phase", _str(status, "phase") or "unknown"))
+    rows.append(("stable", _str(status, "stableRevision") or "none"))
+    steps = rollout_steps(spec)
+    canary = _str(status, "canaryRevision")
+    index = _step_index(status)
+    if canary:
+        weight = status.get("canaryWeight")
+        effective = status.get("effectiveCanaryWeight")
+        shown = f"{weight if weight is not None else '?'}%"
+        if effective is not None and effective != weight:
+            shown += f" (effective {effective}%)"
+        where = (
+            "promoting"
+            if index is not None and index >= len(steps)
+            else f"step {index + 1}/{len(steps)}"
+            if index is not None
+            else "step unknown"
+        )
+        if started := format_ago(_parse_time(status.get("canaryStartedAt")), now):
+            where += f", started {started}"
+        rows.append(("canary", f"{canary} at {shown}, {where}"))
+        direct = (spec.get("rollout") or {}).get("strategy") == "direct"
+        rows.append(("steps", "none (strategy direct)" if direct else progress_bar(status, spec, now)))
+        paused = status.get("paused") is True
+        left = time_left(status, spec, now)
+        if paused:
+            rows.append(("time left", "paused (`nlpctl resume` continues, `nlpctl promote` or `abort` ends)"))
+        elif index is not None and index >= len(steps):
+            rows.append(("time left", "none: promoting"))
+        elif left is not None and index is not None:
+            pause = str(steps[index].get("pause", "0s"))
+            rows.append(("time left", f"{format_left(left)} of {pause} in step {index + 1}"))
+        elif index is not None and status.get("stepStartedAt") is None:
+            rows.append(("time left", "not started: the canary is not ready yet"))
+        else:
+            rows.append(("time left", "unknown"))
+        rows.append(("paused", "yes" if paused else "no"))
+    else:
+        rows.append(("canary", "none"))
+    if failed := _str(status, "failedRevision"):
+        rows.append(("failed", f"{failed} (rolled back; `nlpctl retry` rolls it out again)"))
+    if pending:
+        rows.append(("pending", f"{pending} (requested; the operator has not acted on it yet)"))
+    if endpoint := _str(status, "endpoint"):
+        rows.append(("endpoint", endpoint))
+    width = max(len(key) for key, _ in rows)
+    lines = [f"{key.ljust(width)}  {value}" for key, value in rows]
+
+    conditions = [x for x in status.get("conditions") or [] if isinstance(x, dict)]
+    if conditions:
+        lines += ["", "conditions"]
+        lines += _table(
+            [("TYPE", "STATUS", "REASON", "SINCE", "MESSAGE")]
+            + [
+                (
+                    str(x.get("type", "")),
+                    str(x.get("status", "")),
+                    str(x.get("reason") or "-"),
+                    format_ago(_parse_time(x.get("lastTransitionTime")), now) or "-",
+                    str(x.get("message") or ""),
+                )
+                for x in conditions
+            ]
+        )
+    history = [x for x in status.get("history") or [] if isinstance(x, dict)]
+    if history:
+        lines += ["", "history (newest first)"]
+        lines += _table(
+            [("REVISION", "OUTCOME", "WHEN", "REASON")]
+            + [
+                (
+                    str(x.get("revision", "")),
+                    str(x.get("outcome", "")),
+                    format_ago(_parse_time(x.get("at")), now) or str(x.get("at", "")),
+                    str(x.get("reason") or ""),
+                )
+                for x in reversed(history)  # the status keeps them newest last
+            ]
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,66 @@
+"""Plain records shared by the reconcile core: observed children and revisions, events, actions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ChildRef:
+    api_version: str
+    kind: str
+    name: str
+
+
+@dataclass(frozen=True)
+class RevisionState:
+    """What the cluster shows of one revision's children."""
+
+    revision: str
+    children: tuple[ChildRef, ...]
+    ready: bool
+    message: str = ""
+    replicas: int | None = None
+    ready_replicas: int | None = None
+
+    @property
+    def workload(self) -> ChildRef | None:
+        return next((c for c in self.children if c.kind in ("InferenceService", "Deployment")), None)
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Apply:
+    """Server-side apply of a whole object we own."""
+
+    obj: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Patch:
+    """Merge patch of a few fields of a live object (resizing a revision we do not re-render)."""
+
+    ref: ChildRef
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Delete:
+    ref: ChildRef
+
+
+@dataclass(frozen=True)
+class ClearCommand:
+    """Remove the manual-control annotation once acted upon (only if it still holds `command`)."""
+
+    command: str
+
+
+Action = Apply | Patch | Delete | ClearCommand

@@ -1,0 +1,59 @@
+"""The router interface: the per-model objects that split traffic between stable and canary."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from nlpmodel_operator.api import constants as c
+from nlpmodel_operator.api.spec import NLPModelSpec
+
+
+@dataclass(frozen=True)
+class Backend:
+    revision: str
+    service: str  # the Service in front of the revision's pods
+    port: int = 80
+
+
+@dataclass(frozen=True)
+class RouteContext:
+    name: str
+    namespace: str
+    spec: NLPModelSpec
+    stable: Backend
+    canary: Backend | None
+    canary_weight: int  # % of requests the plan gives the canary
+
+
+class Router(Protocol):
+    name: str
+
+    def render(self, ctx: RouteContext) -> list[dict[str, Any]]:
+        """The model's traffic objects for this split (applied every reconcile)."""
+        ...
+
+    def effective_weight(self, ctx: RouteContext, stable_replicas: int, canary_replicas: int) -> int:
+        """The canary share the router actually achieves."""
+        ...
+
+
+def model_metadata(name: str, namespace: str) -> dict[str, Any]:
+    """Per-model objects carry the model label but no revision label: they are not a revision's."""
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": {
+            c.LABEL_NAME: "nlpmodel",
+            c.LABEL_INSTANCE: name,
+            c.LABEL_COMPONENT: "router",
+            c.LABEL_MANAGED_BY: c.MANAGED_BY,
+            c.LABEL_MODEL: name,
+        },
+    }
+
+
+def canary_replicas(total: int, weight: int) -> int:
+    """Canary replicas that carry `weight` % of a model sized for `total` replicas (at least one)."""
+    return max(1, min(total, math.ceil(total * weight / 100)))

@@ -1,0 +1,32 @@
+"""Replica ratio: no mesh needed. One Service selects the pods of every revision of the model, so
+traffic splits by the number of ready pods; the canary weight is approximated by replica counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nlpmodel_operator.api import constants as c
+from nlpmodel_operator.core.routers.base import RouteContext, model_metadata
+
+
+class ReplicaRatioRouter:
+    name = "replica-ratio"
+
+    def render(self, ctx: RouteContext) -> list[dict[str, Any]]:
+        return [
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": model_metadata(ctx.name, ctx.namespace),
+                "spec": {
+                    "type": "ClusterIP",
+                    "selector": {c.LABEL_MODEL: ctx.name},
+                    "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+                },
+            }
+        ]
+
+    def effective_weight(self, ctx: RouteContext, stable_replicas: int, canary_replicas: int) -> int:
+        if ctx.canary is None or canary_replicas == 0:
+            return 0
+        return round(100 * canary_replicas / (stable_replicas + canary_replicas))
