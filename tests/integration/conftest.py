@@ -7,12 +7,15 @@ machine may build them (~6 minutes), which must not count against a single test'
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from harness import Cluster, OperatorProcess, grant_operator_role
 
-from nlpmodel_operator.devtools.localplane import LocalPlane
+from nlpmodel_operator.devtools.localplane import LocalPlane, pid_alive
 from nlpmodel_operator.devtools.localplane_build import ensure_binaries
 
 _HERE = Path(__file__).resolve().parent
@@ -51,3 +54,39 @@ def localplane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlane]
         yield plane
     finally:
         plane.stop()
+
+
+# -- the operator under test ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster(localplane: LocalPlane) -> Iterator[Cluster]:
+    admin = localplane.admin_client()
+    grant_operator_role(admin)
+    yield Cluster(admin)
+    admin.close()
+
+
+@pytest.fixture(scope="module")
+def operator(
+    localplane: LocalPlane, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    proc = OperatorProcess(
+        localplane.operator_kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log"
+    )
+    proc.start()
+    yield proc
+    proc.stop()
+    # The operator processes this module started are all gone (no leftovers after `make test`).
+    assert not [pid for pid in proc.pids if pid_alive(pid)]
+    # Least privilege must still be enough: any denied request or crash shows up in the log.
+    log = proc.log_path.read_text(errors="replace")
+    problems = [line for line in log.splitlines() if re.search(r"Forbidden|HTTP/1.1\" 403|Traceback", line)]
+    assert problems == [], "\n".join(problems[:20])
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> str:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    cluster.create_namespace(name)
+    return name

@@ -383,7 +383,7 @@ def test_permission_denied(localplane: LocalPlane, cluster: Cluster, namespace: 
     )
     for args in (["promote", NAME], ["status", NAME]):
         result = nlpctl(localplane, *args, "-n", namespace, kubeconfig=nobody)
-        assert (result.returncode, result.stdout) == (5, "")
+        assert (result.returncode, result.stdout) == (5, ""), result.stderr
         assert result.stderr.startswith("nlpctl: permission denied: ")
         assert f"system:serviceaccount:{namespace}:nobody" in result.stderr
 

@@ -3,57 +3,21 @@
 from __future__ import annotations
 
 import copy
-import re
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from harness import Cluster, OperatorProcess, grant_operator_role, wait_for
+from harness import Cluster, OperatorProcess, wait_for
 from kubernetes.client.exceptions import ApiException
 
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.core.render import render_revision
 from nlpmodel_operator.core.resolve import resolve
 from nlpmodel_operator.core.revision import revision_hash
-from nlpmodel_operator.devtools.localplane import LocalPlane, pid_alive
+from nlpmodel_operator.devtools.localplane import LocalPlane
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
-
-
-@pytest.fixture(scope="module")
-def cluster(localplane: LocalPlane) -> Iterator[Cluster]:
-    admin = localplane.admin_client()
-    grant_operator_role(admin)
-    yield Cluster(admin)
-    admin.close()
-
-
-@pytest.fixture(scope="module")
-def operator(
-    localplane: LocalPlane, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    proc = OperatorProcess(
-        localplane.operator_kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log"
-    )
-    proc.start()
-    yield proc
-    proc.stop()
-    # The operator processes this module started are all gone (no leftovers after `make test`).
-    assert not [pid for pid in proc.pids if pid_alive(pid)]
-    # Least privilege must still be enough: any denied request or crash shows up in the log.
-    log = proc.log_path.read_text(errors="replace")
-    problems = [line for line in log.splitlines() if re.search(r"Forbidden|HTTP/1.1\" 403|Traceback", line)]
-    assert problems == [], "\n".join(problems[:20])
-
-
-@pytest.fixture
-def namespace(cluster: Cluster) -> str:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    cluster.create_namespace(name)
-    return name
 
 
 def example(name: str, namespace: str) -> dict[str, Any]:
@@ -230,37 +194,6 @@ def test_ready_follows_the_inference_service_both_ways(
     cluster.set_inference_service_ready(namespace, isvc, False)
     wait_for("Ready=False", lambda: ready_is("False"))
     assert phase(cluster, namespace, "support-assistant") == "Progressing"
-
-
-def test_template_change_replaces_the_revision_after_it_is_ready(
-    cluster: Cluster, operator: OperatorProcess, namespace: str
-) -> None:
-    body = example("llama-8b-awq-kserve.yaml", namespace)
-    cluster.apply_model(body)
-    old = wait_for("the InferenceService", lambda: cluster.inference_services(namespace))[0]["metadata"][
-        "name"
-    ]
-    cluster.set_inference_service_ready(namespace, old, True)
-    wait_for("Ready", lambda: phase(cluster, namespace, "support-assistant") == "Ready")
-    changed = copy.deepcopy(body)
-    changed["spec"]["runtime"]["maxModelLen"] = 4096
-    cluster.apply_model(changed)
-    new = f"support-assistant-{revision_of(changed)}"
-    wait_for("the new revision", lambda: len(cluster.inference_services(namespace)) == 2)
-    status = cluster.model(namespace, "support-assistant")["status"]
-    assert status["stableRevision"] == old.rsplit("-", 1)[1]  # the old one serves meanwhile
-    cluster.set_inference_service_ready(namespace, new, True)
-    remaining = wait_for(
-        "the old revision removed",
-        lambda: [i["metadata"]["name"] for i in cluster.inference_services(namespace)] == [new],
-    )
-    assert remaining
-    wait_for(
-        "stable = new",
-        lambda: (
-            cluster.model(namespace, "support-assistant")["status"]["stableRevision"] == revision_of(changed)
-        ),
-    )
 
 
 def test_deleting_the_model_removes_its_children(

@@ -143,8 +143,8 @@ def test_template_change_starts_a_canary_beside_the_stable() -> None:
     assert cond(d.status, "Progressing") == ("True", "CanaryProgressing")
     route = d.apply[1]
     assert route["spec"]["rules"][0]["backendRefs"] == [
-        {"group": "", "kind": "Service", "name": f"chat-{OLD}-predictor", "port": 80, "weight": 100},
-        {"group": "", "kind": "Service", "name": f"chat-{REV}-predictor", "port": 80, "weight": 0},
+        {"name": f"chat-{OLD}-predictor", "port": 80, "weight": 100},
+        {"name": f"chat-{REV}-predictor", "port": 80, "weight": 0},
     ]
 
 

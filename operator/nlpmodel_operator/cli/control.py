@@ -225,6 +225,8 @@ def get_model(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
                 c.GROUP, c.VERSION, namespace, c.PLURAL, name, _request_timeout=REQUEST_TIMEOUT_S
             )
         except ApiException as exc:
+            if exc.status != 404:
+                raise
             raise _not_found(kube, namespace, name, exc) from None
     return found
 
@@ -282,6 +284,8 @@ def request_command(kube: Kube, namespace: str, name: str, command: str, *, forc
                     _request_timeout=REQUEST_TIMEOUT_S,
                 )
             except ApiException as exc:
+                if exc.status == 409:
+                    continue  # changed since we read it (maybe another command): check again
                 if exc.status == 404:
                     raise CtlError(
                         f"nlpmodel {name} not found in namespace {namespace} (deleted meanwhile)",

@@ -6,9 +6,13 @@ the operator under test sees the world it would see in a real cluster.
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from nlpmodel_operator.api.constants import LABEL_REVISION
 
 
 def _now() -> str:
@@ -53,3 +57,46 @@ def run_pods(admin: client.ApiClient, namespace: str, label_selector: str) -> in
             {"status": {"phase": "Running", "conditions": conditions, "startTime": now}},
         )
     return len(pods)
+
+
+class StandInControllers:
+    """KServe and the kubelet, played continuously in one namespace from a background thread.
+
+    Every InferenceService and pod of the namespace becomes Ready shortly after it appears, except
+    those of the revisions in `broken` (a canary that never comes up).
+    """
+
+    def __init__(self, admin: client.ApiClient, namespace: str, every_s: float = 0.3) -> None:
+        self.admin, self.namespace, self.every_s = admin, namespace, every_s
+        self.broken: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"standins-{namespace}", daemon=True)
+
+    def __enter__(self) -> StandInControllers:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        custom = client.CustomObjectsApi(self.admin)
+        while not self._stop.wait(self.every_s):
+            try:
+                items = custom.list_namespaced_custom_object(
+                    "serving.kserve.io", "v1beta1", self.namespace, "inferenceservices"
+                )["items"]
+                for isvc in items:
+                    revision = (isvc["metadata"].get("labels") or {}).get(LABEL_REVISION)
+                    ready = revision not in self.broken
+                    conditions = (isvc.get("status") or {}).get("conditions") or []
+                    current = next((x["status"] for x in conditions if x["type"] == "Ready"), None)
+                    if current != ("True" if ready else "False"):
+                        set_inference_service_ready(
+                            self.admin, self.namespace, isvc["metadata"]["name"], ready
+                        )
+                selector = ",".join(f"{LABEL_REVISION}!={r}" for r in sorted(self.broken))
+                run_pods(self.admin, self.namespace, selector)
+            except ApiException:
+                continue  # a namespace being deleted, an object gone meanwhile: next round

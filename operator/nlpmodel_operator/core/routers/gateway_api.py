@@ -10,7 +10,9 @@ API_VERSION = "gateway.networking.k8s.io/v1"
 
 
 def _backend_ref(backend: Backend, weight: int) -> dict[str, Any]:
-    return {"group": "", "kind": "Service", "name": backend.service, "port": backend.port, "weight": weight}
+    # group ("" = core) and kind (Service) are the defaults: left out, since an explicit empty group
+    # is stored as null by some API servers (seen on v1.20 with server-side apply) and then rejected.
+    return {"name": backend.service, "port": backend.port, "weight": weight}
 
 
 class GatewayAPIRouter:

@@ -1,0 +1,263 @@
+"""Canary rollouts on the real local control plane, for each router: weights follow the steps (read back
+from the API server), promotion keeps the canary's objects, abort leaves the stable alone with all the
+traffic, and an operator killed at every step boundary resumes where it was."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from harness import Cluster, OperatorProcess, wait_for
+from kubernetes.client.exceptions import ApiException
+
+from nlpmodel_operator.api import constants as c
+from nlpmodel_operator.api.spec import NLPModelSpec
+from nlpmodel_operator.core.revision import revision_hash
+from nlpmodel_operator.devtools.localplane import LocalPlane
+from nlpmodel_operator.devtools.standins import StandInControllers
+
+PAUSE = "4s"
+
+
+@dataclass(frozen=True)
+class Setup:
+    router: str
+    platform: str
+
+
+SETUPS = [Setup("gateway-api", "kserve"), Setup("replica-ratio", "raw"), Setup("replica-ratio", "kserve")]
+
+
+def model(namespace: str, setup: Setup, max_model_len: int = 8192, **rollout: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.KIND,
+        "metadata": {"name": "chat", "namespace": namespace},
+        "spec": {
+            "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct"},
+            "quantization": {"method": "awq"},
+            "runtime": {"maxModelLen": max_model_len},
+            "resources": {"gpu": {"count": 1, "product": "nvidia-l4"}},
+            "serving": {"platform": setup.platform, "router": setup.router},
+            "scaling": {"minReplicas": 2, "maxReplicas": 2},
+            "rollout": {
+                "steps": [{"weight": 10, "pause": PAUSE}, {"weight": 50, "pause": PAUSE}],
+                "progressDeadline": "60s",
+                **rollout,
+            },
+        },
+    }
+
+
+def revision(body: dict[str, Any]) -> str:
+    return revision_hash(NLPModelSpec.model_validate(body["spec"]))
+
+
+@pytest.fixture
+def standins(localplane: LocalPlane, namespace: str) -> Iterator[StandInControllers]:
+    admin = localplane.admin_client()
+    with StandInControllers(admin, namespace) as controllers:
+        yield controllers
+    admin.close()
+
+
+class View:
+    """What the API server holds for the model: workloads per revision, and the traffic split."""
+
+    def __init__(self, cluster: Cluster, namespace: str, setup: Setup) -> None:
+        self.cluster, self.namespace, self.setup = cluster, namespace, setup
+
+    def status(self) -> dict[str, Any]:
+        st: dict[str, Any] = self.cluster.model(self.namespace, "chat").get("status") or {}
+        return st
+
+    def workloads(self) -> dict[str, tuple[str, int]]:
+        """revision → (uid, replicas) of its InferenceService or Deployment."""
+        out: dict[str, tuple[str, int]] = {}
+        if self.setup.platform == "kserve":
+            for isvc in self.cluster.inference_services(self.namespace):
+                rev = isvc["metadata"]["labels"][c.LABEL_REVISION]
+                out[rev] = (isvc["metadata"]["uid"], isvc["spec"]["predictor"]["maxReplicas"])
+        else:
+            for d in self.cluster.apps.list_namespaced_deployment(self.namespace).items:
+                out[d.metadata.labels[c.LABEL_REVISION]] = (d.metadata.uid, d.spec.replicas)
+        return out
+
+    def route_weights(self) -> list[tuple[str, int]]:
+        route = self.cluster.api.get_namespaced_custom_object(
+            "gateway.networking.k8s.io", "v1", self.namespace, "httproutes", "chat"
+        )
+        return [(ref["name"], ref.get("weight", 1)) for ref in route["spec"]["rules"][0]["backendRefs"]]
+
+    def canary_share(self, stable: str, canary: str) -> int:
+        """The canary's share of traffic as the cluster's objects define it."""
+        if self.setup.router == "gateway-api":
+            weights = dict(self.route_weights())
+            return next((w for name, w in weights.items() if f"-{canary}" in name), 0)
+        workloads = self.workloads()
+        canary_n = workloads.get(canary, ("", 0))[1]
+        stable_n = workloads.get(stable, ("", 0))[1]
+        return round(100 * canary_n / (canary_n + stable_n)) if canary_n + stable_n else 0
+
+    def set_command(self, command: str) -> None:
+        self.cluster.api.patch_namespaced_custom_object(
+            c.GROUP,
+            c.VERSION,
+            self.namespace,
+            c.PLURAL,
+            "chat",
+            {"metadata": {"annotations": {c.ANNOTATION_COMMAND: command}}},
+        )
+
+
+def wait_ready_at(view: View, rev: str, timeout_s: float = 90) -> None:
+    wait_for(
+        f"stable {rev} Ready",
+        lambda: view.status().get("phase") == "Ready" and view.status().get("stableRevision") == rev,
+        timeout_s,
+    )
+
+
+@pytest.mark.parametrize("setup", SETUPS, ids=lambda s: f"{s.router}-{s.platform}")
+def test_canary_follows_the_steps_and_promotion_keeps_the_canary(
+    cluster: Cluster, operator: OperatorProcess, namespace: str, standins: StandInControllers, setup: Setup
+) -> None:
+    view = View(cluster, namespace, setup)
+    v1 = model(namespace, setup)
+    cluster.apply_model(v1)
+    wait_ready_at(view, revision(v1))
+    v2 = model(namespace, setup, max_model_len=4096)
+    cluster.apply_model(v2)
+    stable, canary = revision(v1), revision(v2)
+    canary_uid = wait_for("the canary's workload", lambda: view.workloads().get(canary))[0]
+    stable_uid = view.workloads()[stable][0]
+    seen_status: list[int] = []
+    seen_objects: list[int] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        st = view.status()
+        if st.get("stableRevision") == canary and st.get("phase") == "Ready":
+            break
+        if st.get("canaryRevision") == canary:
+            seen_status.append(st.get("canaryWeight", 0))
+            seen_objects.append(view.canary_share(stable, canary))
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"not promoted: {view.status()}")
+    assert {10, 50} <= set(seen_status) <= {0, 10, 50}
+    # 100 % shows only at the very end: traffic moves to the canary (and the stable goes) before the
+    # status names the canary stable (status is written after the objects).
+    tail = seen_objects.index(100) if 100 in seen_objects else len(seen_objects)
+    assert set(seen_objects[tail:]) <= {100}
+    if setup.router == "gateway-api":
+        assert {10, 50} <= set(seen_objects[:tail]) <= {0, 10, 50}
+    else:
+        # 2 replicas: the canary runs 1 (10 % and 50 % both round up to one pod) beside the stable's 2,
+        # then grows to 2 before the stable goes: 0 % (not created yet), 33 %, 50 %.
+        assert 33 in seen_objects[:tail]
+        assert set(seen_objects[:tail]) <= {0, 33, 50}
+    workloads = view.workloads()
+    assert list(workloads) == [canary]  # exactly one revision left
+    assert workloads[canary][0] == canary_uid  # the canary's own object: no pod restart on promotion
+    assert stable_uid != canary_uid
+    history = view.status()["history"]
+    assert history[-1]["revision"] == canary
+    assert history[-1]["outcome"] == "Promoted"
+    if setup.router == "gateway-api":
+        assert view.route_weights() == [(f"chat-{canary}-predictor", 100)]
+
+
+@pytest.mark.parametrize("setup", SETUPS[:2], ids=lambda s: f"{s.router}-{s.platform}")
+def test_abort_leaves_exactly_the_stable_with_all_traffic(
+    cluster: Cluster, operator: OperatorProcess, namespace: str, standins: StandInControllers, setup: Setup
+) -> None:
+    view = View(cluster, namespace, setup)
+    v1 = model(namespace, setup)
+    cluster.apply_model(v1)
+    wait_ready_at(view, revision(v1))
+    stable_uid = view.workloads()[revision(v1)][0]
+    v2 = model(namespace, setup, max_model_len=4096, steps=[{"weight": 10, "pause": "10m"}])
+    applied_spec = cluster.apply_model(v2)["spec"]
+    wait_for("canary at 10 %", lambda: view.status().get("canaryWeight") == 10)
+    view.set_command("abort")
+    wait_for("RolledBack", lambda: view.status().get("phase") == "RolledBack")
+    st = view.status()
+    assert st["stableRevision"] == revision(v1)
+    assert st["failedRevision"] == revision(v2)
+    assert "canaryRevision" not in st
+    rolled_back = next(x for x in st["conditions"] if x["type"] == "RolledBack")
+    assert (rolled_back["status"], rolled_back["reason"]) == ("True", "Aborted")
+    wait_for("only the stable left", lambda: list(view.workloads()) == [revision(v1)])
+    assert view.workloads()[revision(v1)] == (stable_uid, 2)
+    if setup.router == "gateway-api":
+        assert view.route_weights() == [(f"chat-{revision(v1)}-predictor", 100)]
+    annotations = cluster.model(namespace, "chat")["metadata"].get("annotations") or {}
+    assert c.ANNOTATION_COMMAND not in annotations  # consumed
+    assert cluster.model(namespace, "chat")["spec"] == applied_spec  # the operator never edits the spec
+    # The failed revision is not retried while the template stays the same.
+    time.sleep(3)
+    assert list(view.workloads()) == [revision(v1)]
+
+
+def test_a_canary_that_never_becomes_ready_is_rolled_back(
+    cluster: Cluster, operator: OperatorProcess, namespace: str, standins: StandInControllers
+) -> None:
+    setup = SETUPS[0]
+    view = View(cluster, namespace, setup)
+    v1 = model(namespace, setup)
+    cluster.apply_model(v1)
+    wait_ready_at(view, revision(v1))
+    v2 = model(namespace, setup, max_model_len=4096, progressDeadline="5s")
+    standins.broken.add(revision(v2))
+    cluster.apply_model(v2)
+    wait_for("RolledBack", lambda: view.status().get("phase") == "RolledBack", 60)
+    rolled_back = next(x for x in view.status()["conditions"] if x["type"] == "RolledBack")
+    assert rolled_back["reason"] == "ProgressDeadlineExceeded"
+    assert revision(v2) in rolled_back["message"]
+    wait_for("only the stable left", lambda: list(view.workloads()) == [revision(v1)])
+
+
+def test_operator_killed_at_every_step_boundary_resumes_without_duplicates(
+    cluster: Cluster, operator: OperatorProcess, namespace: str, standins: StandInControllers
+) -> None:
+    setup = SETUPS[0]
+    view = View(cluster, namespace, setup)
+    v1 = model(namespace, setup)
+    cluster.apply_model(v1)
+    wait_ready_at(view, revision(v1))
+    v2 = model(namespace, setup, max_model_len=4096)
+    cluster.apply_model(v2)
+    stable, canary = revision(v1), revision(v2)
+    boundaries: list[tuple[int | None, int | None]] = []
+    planned = {0, 10, 50, 100}
+    deadline = time.monotonic() + 180
+    last: tuple[Any, Any] = (None, None)
+    while time.monotonic() < deadline:
+        st = view.status()
+        if st.get("stableRevision") == canary and st.get("phase") == "Ready":
+            break
+        here = (st.get("currentStep"), st.get("canaryWeight"))
+        if st.get("canaryRevision") == canary and here != last:
+            # A step boundary: kill the operator right there, let the world sit, start it again.
+            boundaries.append(here)
+            operator.kill()
+            before = view.workloads()
+            time.sleep(1)
+            assert view.workloads() == before
+            operator.start()
+            last = here
+        workloads = view.workloads()
+        assert set(workloads) <= {stable, canary}  # never a duplicate or a stray revision
+        with contextlib.suppress(ApiException):  # the route may be mid-replace
+            assert view.canary_share(stable, canary) in planned
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"not promoted after kills at {boundaries}: {view.status()}")
+    assert (1, 50) in boundaries
+    assert (0, 10) in boundaries
+    assert list(view.workloads()) == [canary]
+    assert operator.alive(), operator.log_tail()
