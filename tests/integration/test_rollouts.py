@@ -29,7 +29,12 @@ class Setup:
     platform: str
 
 
-SETUPS = [Setup("gateway-api", "kserve"), Setup("replica-ratio", "raw"), Setup("replica-ratio", "kserve")]
+SETUPS = [
+    Setup("gateway-api", "kserve"),
+    Setup("replica-ratio", "raw"),
+    Setup("kserve-canary", "kserve"),
+    Setup("replica-ratio", "kserve"),
+]
 
 
 def model(namespace: str, setup: Setup, max_model_len: int = 8192, **rollout: Any) -> dict[str, Any]:
@@ -98,6 +103,12 @@ class View:
         if self.setup.router == "gateway-api":
             weights = dict(self.route_weights())
             return next((w for name, w in weights.items() if f"-{canary}" in name), 0)
+        if self.setup.router == "kserve-canary":
+            isvc = self.cluster.inference_services(self.namespace)[0]
+            if isvc["metadata"]["labels"][c.LABEL_REVISION] != canary:
+                return 0
+            percent: int = isvc["spec"]["predictor"].get("canaryTrafficPercent", 100)
+            return percent
         workloads = self.workloads()
         canary_n = workloads.get(canary, ("", 0))[1]
         stable_n = workloads.get(stable, ("", 0))[1]
@@ -130,11 +141,10 @@ def test_canary_follows_the_steps_and_promotion_keeps_the_canary(
     v1 = model(namespace, setup)
     cluster.apply_model(v1)
     wait_ready_at(view, revision(v1))
-    v2 = model(namespace, setup, max_model_len=4096)
-    cluster.apply_model(v2)
-    stable, canary = revision(v1), revision(v2)
-    canary_uid = wait_for("the canary's workload", lambda: view.workloads().get(canary))[0]
+    stable, canary = revision(v1), revision(v2 := model(namespace, setup, max_model_len=4096))
     stable_uid = view.workloads()[stable][0]
+    cluster.apply_model(v2)
+    canary_uid = wait_for("the canary's workload", lambda: view.workloads().get(canary))[0]
     seen_status: list[int] = []
     seen_objects: list[int] = []
     deadline = time.monotonic() + 120
@@ -153,7 +163,7 @@ def test_canary_follows_the_steps_and_promotion_keeps_the_canary(
     # status names the canary stable (status is written after the objects).
     tail = seen_objects.index(100) if 100 in seen_objects else len(seen_objects)
     assert set(seen_objects[tail:]) <= {100}
-    if setup.router == "gateway-api":
+    if setup.router in ("gateway-api", "kserve-canary"):
         assert {10, 50} <= set(seen_objects[:tail]) <= {0, 10, 50}
     else:
         # 2 replicas: the canary runs 1 (10 % and 50 % both round up to one pod) beside the stable's 2,
@@ -163,7 +173,12 @@ def test_canary_follows_the_steps_and_promotion_keeps_the_canary(
     workloads = view.workloads()
     assert list(workloads) == [canary]  # exactly one revision left
     assert workloads[canary][0] == canary_uid  # the canary's own object: no pod restart on promotion
-    assert stable_uid != canary_uid
+    if setup.router == "kserve-canary":
+        # One InferenceService throughout; KServe keeps the revisions. Promotion drops the percent.
+        assert stable_uid == canary_uid
+        assert "canaryTrafficPercent" not in cluster.inference_services(namespace)[0]["spec"]["predictor"]
+    else:
+        assert stable_uid != canary_uid
     history = view.status()["history"]
     assert history[-1]["revision"] == canary
     assert history[-1]["outcome"] == "Promoted"
@@ -171,7 +186,7 @@ def test_canary_follows_the_steps_and_promotion_keeps_the_canary(
         assert view.route_weights() == [(f"chat-{canary}-predictor", 100)]
 
 
-@pytest.mark.parametrize("setup", SETUPS[:2], ids=lambda s: f"{s.router}-{s.platform}")
+@pytest.mark.parametrize("setup", SETUPS[:3], ids=lambda s: f"{s.router}-{s.platform}")
 def test_abort_leaves_exactly_the_stable_with_all_traffic(
     cluster: Cluster, operator: OperatorProcess, namespace: str, standins: StandInControllers, setup: Setup
 ) -> None:
@@ -191,8 +206,21 @@ def test_abort_leaves_exactly_the_stable_with_all_traffic(
     assert "canaryRevision" not in st
     rolled_back = next(x for x in st["conditions"] if x["type"] == "RolledBack")
     assert (rolled_back["status"], rolled_back["reason"]) == ("True", "Aborted")
-    wait_for("only the stable left", lambda: list(view.workloads()) == [revision(v1)])
-    assert view.workloads()[revision(v1)] == (stable_uid, 2)
+    if setup.router == "kserve-canary":
+        # KServe's rollback: the InferenceService keeps the failed template with 0 % of the traffic.
+        isvc = wait_for(
+            "canaryTrafficPercent 0",
+            lambda: [
+                i
+                for i in cluster.inference_services(namespace)
+                if i["spec"]["predictor"].get("canaryTrafficPercent") == 0
+            ],
+        )
+        assert isvc[0]["metadata"]["uid"] == stable_uid
+        assert isvc[0]["metadata"]["annotations"]["serving.nlpmodel.dev/stable-revision"] == revision(v1)
+    else:
+        wait_for("only the stable left", lambda: list(view.workloads()) == [revision(v1)])
+        assert view.workloads()[revision(v1)] == (stable_uid, 2)
     if setup.router == "gateway-api":
         assert view.route_weights() == [(f"chat-{revision(v1)}-predictor", 100)]
     annotations = cluster.model(namespace, "chat")["metadata"].get("annotations") or {}
@@ -200,7 +228,8 @@ def test_abort_leaves_exactly_the_stable_with_all_traffic(
     assert cluster.model(namespace, "chat")["spec"] == applied_spec  # the operator never edits the spec
     # The failed revision is not retried while the template stays the same.
     time.sleep(3)
-    assert list(view.workloads()) == [revision(v1)]
+    assert view.status()["phase"] == "RolledBack"
+    assert view.canary_share(revision(v1), revision(v2)) == 0
 
 
 def test_a_canary_that_never_becomes_ready_is_rolled_back(

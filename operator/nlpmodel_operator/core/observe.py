@@ -8,6 +8,7 @@ from typing import Any
 
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.core.records import ChildRef, RevisionState
+from nlpmodel_operator.core.routers.kserve_canary import ANNOTATION_STABLE_REVISION
 
 WORKLOAD_KINDS = frozenset({"InferenceService", "Deployment"})
 
@@ -23,6 +24,15 @@ def child_readiness(obj: Mapping[str, Any]) -> tuple[bool, str, int | None, int 
     name = (obj.get("metadata") or {}).get("name", "?")
     status = obj.get("status") or {}
     if kind == "InferenceService":
+        generation = (obj.get("metadata") or {}).get("generation")
+        observed = status.get("observedGeneration")
+        if generation is not None and observed is not None and observed < generation:
+            return (
+                False,
+                f"InferenceService {name}: KServe has not processed generation {generation} yet",
+                None,
+                None,
+            )
         ready = _ready_condition(obj)
         if ready is None:
             return False, f"InferenceService {name} has no Ready condition yet", None, None
@@ -66,6 +76,12 @@ def revision_states(children: Iterable[Mapping[str, Any]]) -> dict[str, Revision
             if wanted is not None:
                 replicas, ready_replicas = wanted, ready_n
         states[revision] = RevisionState(revision, refs, ready, "; ".join(messages), replicas, ready_replicas)
+        for obj in objs:
+            # kserve-canary: KServe keeps serving the previously rolled-out revision from the same
+            # InferenceService, which names it; that revision has no objects of its own.
+            previous = ((obj.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_STABLE_REVISION)
+            if previous and previous != revision and previous not in grouped:
+                states[previous] = RevisionState(previous, (), True, "served by KServe's previous revision")
     return states
 
 

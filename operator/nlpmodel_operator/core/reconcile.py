@@ -222,7 +222,7 @@ def _route(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> Rou
     canary = None
     if outcome.canary is not None:
         canary = Backend(outcome.canary, _service_of(obs.name, outcome.canary, None, platform))
-    return RouteContext(obs.name, obs.namespace, resolved.spec, stable, canary, outcome.weight)
+    return RouteContext(obs.name, obs.namespace, resolved.spec, stable, canary, outcome.weight, resolved)
 
 
 def _actions(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> list[Action]:
@@ -232,7 +232,9 @@ def _actions(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> l
     routes: list[Action] = [Apply(o) for o in route_objects]
     revision_objects: list[Action] = []
     resize: list[Action] = []
-    if outcome.canary is None and outcome.stable == resolved.revision:
+    if router.renders_workload:
+        pass  # one object serves every revision; the router rendered it
+    elif outcome.canary is None and outcome.stable == resolved.revision:
         revision_objects = [Apply(o) for o in render_revision(resolved)]
     else:
         if outcome.canary is not None:
@@ -242,10 +244,14 @@ def _actions(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> l
             resize = [patch]
     keep = {outcome.stable, outcome.canary}
     gone = set(outcome.delete) | {r for r in obs.revisions if r not in keep}
-    deletes: list[Action] = [
-        Delete(ref) for r in sorted(gone) if r in obs.revisions for ref in obs.revisions[r].children
-    ]
     wanted = {(o["kind"], o["metadata"]["name"]) for o in route_objects}
+    deletes: list[Action] = [
+        Delete(ref)
+        for r in sorted(gone)
+        if r in obs.revisions
+        for ref in obs.revisions[r].children
+        if (ref.kind, ref.name) not in wanted  # kserve-canary: the shared object carries the newest label
+    ]
     deletes += [Delete(ref) for ref in obs.others if (ref.kind, ref.name) not in wanted]
     if outcome.delete:
         # Traffic moves first (to the stable after a rollback, to the new stable on promotion), then

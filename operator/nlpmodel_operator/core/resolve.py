@@ -94,12 +94,12 @@ def _spec_consistency(spec: NLPModelSpec, arch: catalog.Architecture | None) -> 
     problems = []
     if spec.quantization.double_quant and spec.quantization.method != "bitsandbytes-nf4":
         problems.append(Problem("spec.quantization.doubleQuant", "applies to bitsandbytes-nf4 only"))
-    if spec.serving.router == "kserve-canary":
+    if spec.serving.router == "kserve-canary" and not spec.rollout.gpu_surge:
         problems.append(
             Problem(
-                "spec.serving.router",
-                "kserve-canary is not available yet: use gateway-api or replica-ratio",
-                c.Reason.UNSUPPORTED_BY_ENGINE,
+                "spec.rollout.gpuSurge",
+                "router kserve-canary leaves revision sizes to Knative: gpuSurge: false needs gateway-api or "
+                "replica-ratio",
             )
         )
     if not spec.rollout.gpu_surge and spec.rollout.strategy == "canary" and spec.scaling.base_replicas < 2:

@@ -29,13 +29,19 @@ def set_inference_service_ready(admin: client.ApiClient, namespace: str, name: s
         "message": f"stand-in KServe set Ready={status}",
         "lastTransitionTime": _now(),
     }
-    client.CustomObjectsApi(admin).patch_namespaced_custom_object_status(
+    api = client.CustomObjectsApi(admin)
+    isvc = api.get_namespaced_custom_object(
+        "serving.kserve.io", "v1beta1", namespace, "inferenceservices", name
+    )
+    # KServe reports the generation it has acted on; a canary is only up once that is the latest.
+    observed = isvc["metadata"].get("generation")
+    api.patch_namespaced_custom_object_status(
         "serving.kserve.io",
         "v1beta1",
         namespace,
         "inferenceservices",
         name,
-        {"status": {"conditions": [condition]}},
+        {"status": {"conditions": [condition], "observedGeneration": observed}},
     )
 
 
@@ -90,9 +96,12 @@ class StandInControllers:
                 for isvc in items:
                     revision = (isvc["metadata"].get("labels") or {}).get(LABEL_REVISION)
                     ready = revision not in self.broken
-                    conditions = (isvc.get("status") or {}).get("conditions") or []
-                    current = next((x["status"] for x in conditions if x["type"] == "Ready"), None)
-                    if current != ("True" if ready else "False"):
+                    status = isvc.get("status") or {}
+                    current = next(
+                        (x["status"] for x in status.get("conditions") or [] if x["type"] == "Ready"), None
+                    )
+                    behind = status.get("observedGeneration") != isvc["metadata"].get("generation")
+                    if behind or current != ("True" if ready else "False"):
                         set_inference_service_ready(
                             self.admin, self.namespace, isvc["metadata"]["name"], ready
                         )

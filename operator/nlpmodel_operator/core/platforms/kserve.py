@@ -12,6 +12,7 @@ from nlpmodel_operator.core.resolved import Resolved
 
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 DEPLOYMENT_MODE = "Standard"
+API_VERSION = "serving.kserve.io/v1beta1"
 
 
 def storage_uri(resolved: Resolved) -> str:
@@ -30,50 +31,57 @@ class KServePlatform:
         return []
 
     def render(self, resolved: Resolved, replicas: int | None = None) -> list[dict[str, Any]]:
-        spec = resolved.spec
-        engine = engine_for(spec.runtime.engine)
-        inp = EngineInput(
-            spec=spec,
-            served_name=resolved.served_name,
-            model_path=common.MODEL_MOUNT,
-            max_model_len=resolved.max_model_len,
-            tensor_parallel=resolved.tensor_parallel,
-        )
-        model: dict[str, Any] = {
-            "modelFormat": {"name": engine.kserve_model_format},
-            "runtime": engine.kserve_runtime,
-            "storageUri": storage_uri(resolved),
-            "image": engine.image(spec),
-            "args": engine.args(inp),
-            "ports": [{"name": "http", "containerPort": SERVING_PORT, "protocol": "TCP"}],
-            "securityContext": common.container_security_context(engine),
-        }
-        for key, value in (
-            ("env", common.credential_env(spec)),
-            ("resources", common.container_resources(spec)),
-            ("volumeMounts", common.shm_mount(spec)),
-        ):
-            if value:
-                model[key] = value
-        predictor: dict[str, Any] = {
-            "minReplicas": spec.scaling.min_replicas if replicas is None else replicas,
-            "maxReplicas": spec.scaling.max_replicas if replicas is None else max(replicas, 1),
-            "model": model,
-        }
-        for key, value in (
-            ("nodeSelector", common.node_selector(spec)),
-            ("tolerations", common.tolerations(spec)),
-            ("volumes", common.shm_volume(spec)),
-        ):
-            if value:
-                predictor[key] = value
         meta = common.metadata(resolved)
         meta["annotations"][DEPLOYMENT_MODE_ANNOTATION] = DEPLOYMENT_MODE
         return [
             {
-                "apiVersion": "serving.kserve.io/v1beta1",
+                "apiVersion": API_VERSION,
                 "kind": "InferenceService",
                 "metadata": meta,
-                "spec": {"predictor": predictor},
+                "spec": {"predictor": predictor(resolved, replicas)},
             }
         ]
+
+
+def predictor(resolved: Resolved, replicas: int | None = None) -> dict[str, Any]:
+    """The InferenceService predictor that runs one revision (also used by the kserve-canary router)."""
+    spec = resolved.spec
+    engine = engine_for(spec.runtime.engine)
+    inp = EngineInput(
+        spec=spec,
+        served_name=resolved.served_name,
+        model_path=common.MODEL_MOUNT,
+        max_model_len=resolved.max_model_len,
+        tensor_parallel=resolved.tensor_parallel,
+    )
+    model: dict[str, Any] = {
+        "modelFormat": {"name": engine.kserve_model_format},
+        "runtime": engine.kserve_runtime,
+        "storageUri": storage_uri(resolved),
+        "image": engine.image(spec),
+        "args": engine.args(inp),
+        "ports": [{"name": "http", "containerPort": SERVING_PORT, "protocol": "TCP"}],
+        "securityContext": common.container_security_context(engine),
+    }
+    for key, value in (
+        ("env", common.credential_env(spec)),
+        ("resources", common.container_resources(spec)),
+        ("volumeMounts", common.shm_mount(spec)),
+    ):
+        if value:
+            model[key] = value
+    out: dict[str, Any] = {
+        "minReplicas": spec.scaling.min_replicas if replicas is None else replicas,
+        "maxReplicas": spec.scaling.max_replicas if replicas is None else max(replicas, 1),
+        # KServe puts these on the pods: the replica-ratio Service selects them by the model label.
+        "labels": common.labels(resolved),
+        "model": model,
+    }
+    for key, value in (
+        ("nodeSelector", common.node_selector(spec)),
+        ("tolerations", common.tolerations(spec)),
+        ("volumes", common.shm_volume(spec)),
+    ):
+        if value:
+            out[key] = value
+    return out

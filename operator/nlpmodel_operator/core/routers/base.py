@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.spec import NLPModelSpec
+from nlpmodel_operator.core.resolved import Resolved
 
 
 @dataclass(frozen=True)
@@ -25,10 +26,13 @@ class RouteContext:
     stable: Backend
     canary: Backend | None
     canary_weight: int  # % of requests the plan gives the canary
+    desired: Resolved | None = None  # the current template, for routers that render the workload
 
 
 class Router(Protocol):
     name: str
+    # True when the router's object is itself the workload (kserve-canary): no per-revision children.
+    renders_workload: bool
 
     def render(self, ctx: RouteContext) -> list[dict[str, Any]]:
         """The model's traffic objects for this split (applied every reconcile)."""

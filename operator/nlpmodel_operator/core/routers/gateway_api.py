@@ -17,6 +17,7 @@ def _backend_ref(backend: Backend, weight: int) -> dict[str, Any]:
 
 class GatewayAPIRouter:
     name = "gateway-api"
+    renders_workload = False
 
     def render(self, ctx: RouteContext) -> list[dict[str, Any]]:
         serving = ctx.spec.serving

@@ -11,6 +11,7 @@ from nlpmodel_operator.core.routers.base import RouteContext, model_metadata
 
 class ReplicaRatioRouter:
     name = "replica-ratio"
+    renders_workload = False
 
     def render(self, ctx: RouteContext) -> list[dict[str, Any]]:
         return [
