@@ -12,8 +12,7 @@ from harness import Cluster, OperatorProcess, wait_for
 from kubernetes.client.exceptions import ApiException
 
 from nlpmodel_operator.api.spec import NLPModelSpec
-from nlpmodel_operator.core.render import render_revision
-from nlpmodel_operator.core.resolve import resolve
+from nlpmodel_operator.core.reconcile import Observation, decide
 from nlpmodel_operator.core.revision import revision_hash
 from nlpmodel_operator.devtools.localplane import LocalPlane
 
@@ -31,11 +30,17 @@ def revision_of(body: dict[str, Any]) -> str:
 
 
 def rendered(body: dict[str, Any]) -> list[dict[str, Any]]:
-    resolution = resolve(
-        body["metadata"]["name"], body["metadata"]["namespace"], NLPModelSpec.model_validate(body["spec"])
+    """Everything the operator applies for a new model: the revision's objects and the router's."""
+    obs = Observation(
+        body["metadata"]["name"],
+        body["metadata"]["namespace"],
+        1,
+        body["spec"],
+        {},
+        {},
+        "2026-11-26T10:00:00Z",
     )
-    assert resolution.resolved is not None
-    return render_revision(resolution.resolved)
+    return decide(obs).apply
 
 
 def missing_fields(want: Any, have: Any, path: str = "") -> list[str]:
@@ -109,6 +114,7 @@ def test_every_rendered_field_is_stored_unpruned(
 ) -> None:
     body = example(file, namespace)
     cluster.apply_model(body)
+    kinds: set[str] = set()
     for want in rendered(body):
         group_version = want["apiVersion"]
         name = want["metadata"]["name"]
@@ -119,14 +125,16 @@ def test_every_rendered_field_is_stored_unpruned(
         have = wait_for(f"{want['kind']} {name}", stored, 60)
         assert missing_fields(want["spec"], have["spec"], ".spec") == []
         assert missing_fields(want["metadata"]["labels"], have["metadata"]["labels"]) == []
+        kinds.add(want["kind"])
+    assert kinds & {"HTTPRoute", "Service"}  # the router's objects are checked too
 
 
 def read_object(cluster: Cluster, api_version: str, kind: str, ns: str, name: str) -> dict[str, Any] | None:
     try:
-        if kind == "InferenceService":
-            found: dict[str, Any] = cluster.api.get_namespaced_custom_object(
-                "serving.kserve.io", "v1beta1", ns, "inferenceservices", name
-            )
+        if kind in ("InferenceService", "HTTPRoute"):
+            group, version = api_version.split("/")
+            plural = kind.lower() + "s"
+            found: dict[str, Any] = cluster.api.get_namespaced_custom_object(group, version, ns, plural, name)
             return found
         api_client = cluster.api.api_client
         if kind == "Deployment":

@@ -15,8 +15,12 @@ import pytest
 import yaml
 
 from nlpmodel_operator.api.crd import crd as nlpmodel_crd
+from nlpmodel_operator.api.spec import NLPModelSpec
+from nlpmodel_operator.core.reconcile import Observation, decide
+from nlpmodel_operator.core.records import RevisionState
 from nlpmodel_operator.core.render import render_revision
 from nlpmodel_operator.core.resolve import resolve
+from nlpmodel_operator.core.revision import revision_hash
 from nlpmodel_operator.core.validation import object_problems
 from nlpmodel_operator.devtools.schemacheck import check_custom_object, check_object
 from nlpmodel_operator.devtools.upstream_crds import load_crd, upstream_crd_files
@@ -40,11 +44,47 @@ def rendered(example: Path) -> list[dict[str, Any]]:
     return render_revision(resolution.resolved)
 
 
+def mid_canary(example: Path, router: str) -> list[dict[str, Any]]:
+    """Everything decide() applies for the example halfway through a canary on `router`."""
+    obj = yaml.safe_load(example.read_text())
+    obj["spec"].setdefault("serving", {})["router"] = router
+    obj["spec"].setdefault("rollout", {})["gpuSurge"] = True
+    spec = NLPModelSpec.model_validate(obj["spec"])
+    revisions = {"5ab1e000": RevisionState("5ab1e000", (), True)}
+    status = {
+        "stableRevision": "5ab1e000",
+        "canaryRevision": revision_hash(spec),
+        "currentStep": 0,
+        "canaryWeight": 10,
+        "stepStartedAt": "2026-11-26T10:00:00Z",
+        "canaryStartedAt": "2026-11-26T10:00:00Z",
+    }
+    obs = Observation(
+        obj["metadata"]["name"],
+        obj["metadata"].get("namespace", "default"),
+        1,
+        obj["spec"],
+        status,
+        revisions,
+        "2026-11-26T10:00:01Z",
+    )
+    return decide(obs).apply
+
+
 def all_rendered() -> list[tuple[str, dict[str, Any]]]:
     out = []
     for example in EXAMPLES:
         for obj in rendered(example):
             out.append((f"{example.stem}:{obj['kind']}", obj))
+    for router, example in (
+        ("gateway-api", "llama-8b-awq-kserve.yaml"),
+        ("replica-ratio", "bge-embeddings-raw.yaml"),
+        ("kserve-canary", "mistral-7b-nf4-transformers.yaml"),
+    ):
+        for obj in mid_canary(EXAMPLES[0].parent / example, router):
+            out.append(
+                (f"{router}:{example.removesuffix('.yaml')}:{obj['kind']}:{obj['metadata']['name']}", obj)
+            )
     return out
 
 
@@ -53,7 +93,11 @@ RENDERED = all_rendered()
 
 def test_examples_render_every_kind_we_support() -> None:
     kinds = {obj["kind"] for _, obj in RENDERED}
-    assert {"InferenceService", "Deployment", "Service"} <= kinds
+    assert {"InferenceService", "Deployment", "Service", "HTTPRoute"} <= kinds
+    canary_isvc = [
+        o for label, o in RENDERED if label.startswith("kserve-canary:") and o["kind"] == "InferenceService"
+    ]
+    assert canary_isvc[0]["spec"]["predictor"]["canaryTrafficPercent"] == 10
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
