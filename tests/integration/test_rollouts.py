@@ -5,9 +5,12 @@ traffic, and an operator killed at every step boundary resumes where it was."""
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -290,3 +293,75 @@ def test_operator_killed_at_every_step_boundary_resumes_without_duplicates(
     assert (0, 10) in boundaries
     assert list(view.workloads()) == [canary]
     assert operator.alive(), operator.log_tail()
+
+
+def nlpctl(localplane: LocalPlane, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            str(Path(sys.executable).with_name("nlpctl")),
+            *args,
+            "--kubeconfig",
+            str(localplane.admin_kubeconfig),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_manual_control_end_to_end(
+    cluster: Cluster,
+    operator: OperatorProcess,
+    namespace: str,
+    standins: StandInControllers,
+    localplane: LocalPlane,
+) -> None:
+    """pause → resume → promote a canary, then abort and retry the next one, all through nlpctl."""
+    setup = SETUPS[0]
+    view = View(cluster, namespace, setup)
+    v1 = model(namespace, setup)
+    cluster.apply_model(v1)
+    wait_ready_at(view, revision(v1))
+    slow = [{"weight": 10, "pause": "10m"}, {"weight": 50, "pause": "10m"}]
+    v2 = model(namespace, setup, max_model_len=4096, steps=slow)
+    cluster.apply_model(v2)
+    wait_for("canary at 10 %", lambda: view.status().get("canaryWeight") == 10)
+
+    def no_pending_command() -> bool:
+        return c.ANNOTATION_COMMAND not in (
+            cluster.model(namespace, "chat")["metadata"].get("annotations") or {}
+        )
+
+    assert nlpctl(localplane, "pause", "chat", "-n", namespace).returncode == 0
+    wait_for("paused", lambda: view.status().get("paused") is True and no_pending_command())
+    again = nlpctl(localplane, "pause", "chat", "-n", namespace)
+    assert again.returncode == 1  # already paused: does not apply
+    assert nlpctl(localplane, "resume", "chat", "-n", namespace).returncode == 0
+    wait_for("resumed", lambda: not view.status().get("paused") and no_pending_command())
+    assert nlpctl(localplane, "promote", "chat", "-n", namespace).returncode == 0
+    wait_ready_at(view, revision(v2))
+    assert view.status()["history"][-1]["outcome"] == "Promoted"
+
+    v3 = model(namespace, setup, max_model_len=2048, steps=slow)
+    cluster.apply_model(v3)
+    wait_for(
+        "canary at 10 %",
+        lambda: (
+            view.status().get("canaryRevision") == revision(v3) and view.status().get("canaryWeight") == 10
+        ),
+    )
+    assert nlpctl(localplane, "abort", "chat", "-n", namespace).returncode == 0
+    wait_for("RolledBack", lambda: view.status().get("phase") == "RolledBack" and no_pending_command())
+    status_text = nlpctl(localplane, "status", "chat", "-n", namespace)
+    assert status_text.returncode == 0
+    assert "RolledBack" in status_text.stdout
+    assert revision(v3) in status_text.stdout
+    assert nlpctl(localplane, "retry", "chat", "-n", namespace).returncode == 0
+    wait_for(
+        "retried",
+        lambda: view.status().get("canaryRevision") == revision(v3) and "failedRevision" not in view.status(),
+    )
+    unknown = nlpctl(localplane, "promote", "nope", "-n", namespace)
+    assert unknown.returncode == 4
+    assert "not found" in unknown.stderr
