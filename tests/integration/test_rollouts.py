@@ -128,6 +128,15 @@ class View:
         )
 
 
+def serve_first_revision(cluster: Cluster, namespace: str, setup: Setup) -> tuple[View, dict[str, Any]]:
+    """Apply the model's first revision and wait until it serves (no canary for a first revision)."""
+    view = View(cluster, namespace, setup)
+    v1 = model(namespace, setup)
+    cluster.apply_model(v1)
+    wait_ready_at(view, revision(v1))
+    return view, v1
+
+
 def wait_ready_at(view: View, rev: str, timeout_s: float = 90) -> None:
     wait_for(
         f"stable {rev} Ready",
@@ -140,10 +149,7 @@ def wait_ready_at(view: View, rev: str, timeout_s: float = 90) -> None:
 def test_canary_follows_the_steps_and_promotion_keeps_the_canary(
     cluster: Cluster, operator: OperatorProcess, namespace: str, standins: StandInControllers, setup: Setup
 ) -> None:
-    view = View(cluster, namespace, setup)
-    v1 = model(namespace, setup)
-    cluster.apply_model(v1)
-    wait_ready_at(view, revision(v1))
+    view, v1 = serve_first_revision(cluster, namespace, setup)
     stable, canary = revision(v1), revision(v2 := model(namespace, setup, max_model_len=4096))
     stable_uid = view.workloads()[stable][0]
     cluster.apply_model(v2)
@@ -193,10 +199,7 @@ def test_canary_follows_the_steps_and_promotion_keeps_the_canary(
 def test_abort_leaves_exactly_the_stable_with_all_traffic(
     cluster: Cluster, operator: OperatorProcess, namespace: str, standins: StandInControllers, setup: Setup
 ) -> None:
-    view = View(cluster, namespace, setup)
-    v1 = model(namespace, setup)
-    cluster.apply_model(v1)
-    wait_ready_at(view, revision(v1))
+    view, v1 = serve_first_revision(cluster, namespace, setup)
     stable_uid = view.workloads()[revision(v1)][0]
     v2 = model(namespace, setup, max_model_len=4096, steps=[{"weight": 10, "pause": "10m"}])
     applied_spec = cluster.apply_model(v2)["spec"]
@@ -239,10 +242,7 @@ def test_a_canary_that_never_becomes_ready_is_rolled_back(
     cluster: Cluster, operator: OperatorProcess, namespace: str, standins: StandInControllers
 ) -> None:
     setup = SETUPS[0]
-    view = View(cluster, namespace, setup)
-    v1 = model(namespace, setup)
-    cluster.apply_model(v1)
-    wait_ready_at(view, revision(v1))
+    view, v1 = serve_first_revision(cluster, namespace, setup)
     v2 = model(namespace, setup, max_model_len=4096, progressDeadline="5s")
     standins.broken.add(revision(v2))
     cluster.apply_model(v2)
@@ -257,10 +257,7 @@ def test_operator_killed_at_every_step_boundary_resumes_without_duplicates(
     cluster: Cluster, operator: OperatorProcess, namespace: str, standins: StandInControllers
 ) -> None:
     setup = SETUPS[0]
-    view = View(cluster, namespace, setup)
-    v1 = model(namespace, setup)
-    cluster.apply_model(v1)
-    wait_ready_at(view, revision(v1))
+    view, v1 = serve_first_revision(cluster, namespace, setup)
     v2 = model(namespace, setup, max_model_len=4096)
     cluster.apply_model(v2)
     stable, canary = revision(v1), revision(v2)
@@ -282,6 +279,9 @@ def test_operator_killed_at_every_step_boundary_resumes_without_duplicates(
             assert view.workloads() == before
             operator.start()
             last = here
+        st = view.status()
+        if st.get("canaryRevision") == canary and last[0] is not None:
+            assert st.get("currentStep", 0) >= last[0]  # resumed where it was, never back to step 1
         workloads = view.workloads()
         assert set(workloads) <= {stable, canary}  # never a duplicate or a stray revision
         with contextlib.suppress(ApiException):  # the route may be mid-replace
@@ -319,10 +319,7 @@ def test_manual_control_end_to_end(
 ) -> None:
     """pause → resume → promote a canary, then abort and retry the next one, all through nlpctl."""
     setup = SETUPS[0]
-    view = View(cluster, namespace, setup)
-    v1 = model(namespace, setup)
-    cluster.apply_model(v1)
-    wait_ready_at(view, revision(v1))
+    view, _ = serve_first_revision(cluster, namespace, setup)
     slow = [{"weight": 10, "pause": "10m"}, {"weight": 50, "pause": "10m"}]
     v2 = model(namespace, setup, max_model_len=4096, steps=slow)
     cluster.apply_model(v2)

@@ -53,8 +53,8 @@ class Reconciler:
             try:
                 await asyncio.to_thread(self._reconcile, body, logger)
             except ApiException as exc:
-                if exc.status == 404:
-                    return  # the model went away while we worked on it: nothing left to do
+                if exc.status == 404 or "NamespaceTerminating" in (exc.body or ""):
+                    return  # the model (or its namespace) is going away: nothing left to do
                 # Transient API trouble (restart, throttling, conflict): the next resync retries.
                 logger.warning(
                     "reconcile of %s/%s deferred: %s", meta["namespace"], meta["name"], _api_error(exc)
@@ -129,6 +129,8 @@ class Reconciler:
                     case ClearCommand(command=command):
                         self.kube.clear_command(body, command)
             except (ApiException, MissingAPIError) as exc:
+                if isinstance(exc, ApiException) and "NamespaceTerminating" in (exc.body or ""):
+                    return  # the namespace is being deleted: its objects go with it
                 message = f"{_describe(action)}: {_api_error(exc)}"
                 logger.warning("reconcile action failed: %s", message)
                 decision.status["conditions"] = set_condition(

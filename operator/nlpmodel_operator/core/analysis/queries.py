@@ -1,0 +1,140 @@
+"""PromQL for the SLO analysis: pure builders, data in, query text out (no I/O).
+
+Label contract: the operator's PodMonitor relabels every revision pod's series with the target labels
+below, next to vLLM's own ``model_name`` and ``engine`` (and ``finished_reason`` on
+``vllm:request_success_total``). Every query selects exactly one revision of one model in one
+namespace with all three, so two revisions (stable and canary) never mix, and summing over pods gives
+the revision's total.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Final
+
+__all__ = [
+    "E2E_SECONDS",
+    "ERROR_REASONS",
+    "ITL_SECONDS",
+    "KV_CACHE_USAGE",
+    "NUM_REQUESTS_RUNNING",
+    "NUM_REQUESTS_WAITING",
+    "REQUEST_SUCCESS_TOTAL",
+    "TARGET_LABEL_MODEL",
+    "TARGET_LABEL_NAMESPACE",
+    "TARGET_LABEL_REVISION",
+    "TTFT_SECONDS",
+    "errors_increase",
+    "escape_label_value",
+    "histogram_increase",
+    "histogram_quantile",
+    "kv_cache_usage",
+    "queue_depth",
+    "requests_increase",
+    "revision_selector",
+]
+
+# Target labels (the PodMonitor's relabeling writes them; the harness's scrape config too).
+TARGET_LABEL_NAMESPACE: Final = "namespace"
+TARGET_LABEL_MODEL: Final = "nlpmodel_model"  # the NLPModel's name
+TARGET_LABEL_REVISION: Final = "nlpmodel_revision"  # the 8-hex revision hash
+
+# vLLM 0.33 metric names (tests check them against the vLLM facts JSON).
+TTFT_SECONDS: Final = "vllm:time_to_first_token_seconds"
+ITL_SECONDS: Final = "vllm:inter_token_latency_seconds"
+E2E_SECONDS: Final = "vllm:e2e_request_latency_seconds"
+REQUEST_SUCCESS_TOTAL: Final = "vllm:request_success_total"
+NUM_REQUESTS_RUNNING: Final = "vllm:num_requests_running"
+NUM_REQUESTS_WAITING: Final = "vllm:num_requests_waiting"
+KV_CACHE_USAGE: Final = "vllm:kv_cache_usage_perc"
+# finished_reason values that count against the error-rate SLO (a client abort is a failed request too).
+ERROR_REASONS: Final = ("error", "abort")
+
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_SIMPLE_ESCAPES: Final = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_label_value(value: str) -> str:
+    """The body of a double-quoted PromQL string literal for value (Go escaping rules)."""
+    out = []
+    for ch in value:
+        if ch in _SIMPLE_ESCAPES:
+            out.append(_SIMPLE_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _metric(name: str) -> str:
+    if not _METRIC_NAME.fullmatch(name):
+        raise ValueError(f"not a Prometheus metric name: {name!r}")
+    return name
+
+
+def _range(window_s: float) -> str:
+    """A PromQL range: whole seconds as `60s`, anything finer in milliseconds."""
+    if isinstance(window_s, bool) or not isinstance(window_s, int | float) or not math.isfinite(window_s):
+        raise ValueError(f"window must be a finite number of seconds, not {window_s!r}")
+    millis = round(window_s * 1000)
+    if millis < 1:
+        raise ValueError(f"window must be at least 1ms, not {window_s!r}s")
+    return f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis}ms"
+
+
+def revision_selector(namespace: str, model: str, revision: str, *extra: str) -> str:
+    """`{namespace="…",nlpmodel_model="…",nlpmodel_revision="…"}`, plus ready-made extra matchers."""
+    for what, value in (("namespace", namespace), ("model", model), ("revision", revision)):
+        if not value:
+            raise ValueError(f"{what} must not be empty (an empty matcher would select series without it)")
+    matchers = [
+        f'{TARGET_LABEL_NAMESPACE}="{escape_label_value(namespace)}"',
+        f'{TARGET_LABEL_MODEL}="{escape_label_value(model)}"',
+        f'{TARGET_LABEL_REVISION}="{escape_label_value(revision)}"',
+        *extra,
+    ]
+    return "{" + ",".join(matchers) + "}"
+
+
+def histogram_increase(metric: str, namespace: str, model: str, revision: str, window_s: float) -> str:
+    """Per-bucket increase of a histogram over the window, summed over the revision's pods, by `le`.
+
+    metric is the family name (`vllm:time_to_first_token_seconds`); a trailing `_bucket` is accepted.
+    """
+    family = _metric(metric.removesuffix("_bucket"))
+    selector = revision_selector(namespace, model, revision)
+    return f"sum by (le) (increase({family}_bucket{selector}[{_range(window_s)}]))"
+
+
+def histogram_quantile(
+    quantile: float, metric: str, namespace: str, model: str, revision: str, window_s: float
+) -> str:
+    """The q-quantile estimated from the window's bucket increases (NaN when nothing was observed)."""
+    if not 0 <= quantile <= 1:
+        raise ValueError(f"quantile must be within [0, 1], not {quantile!r}")
+    return f"histogram_quantile({quantile!r}, {histogram_increase(metric, namespace, model, revision, window_s)})"
+
+
+def requests_increase(namespace: str, model: str, revision: str, window_s: float) -> str:
+    """Finished requests (every finished_reason) in the window."""
+    selector = revision_selector(namespace, model, revision)
+    return f"sum(increase({REQUEST_SUCCESS_TOTAL}{selector}[{_range(window_s)}]))"
+
+
+def errors_increase(namespace: str, model: str, revision: str, window_s: float) -> str:
+    """Requests that finished in error or were aborted, in the window."""
+    reasons = "|".join(ERROR_REASONS)
+    selector = revision_selector(namespace, model, revision, f'finished_reason=~"{reasons}"')
+    return f"sum(increase({REQUEST_SUCCESS_TOTAL}{selector}[{_range(window_s)}]))"
+
+
+def queue_depth(namespace: str, model: str, revision: str) -> str:
+    """Requests waiting right now, summed over the revision's pods."""
+    return f"sum({NUM_REQUESTS_WAITING}{revision_selector(namespace, model, revision)})"
+
+
+def kv_cache_usage(namespace: str, model: str, revision: str) -> str:
+    """The fullest KV cache among the revision's pods (0..1)."""
+    return f"max({KV_CACHE_USAGE}{revision_selector(namespace, model, revision)})"
