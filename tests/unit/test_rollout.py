@@ -314,3 +314,16 @@ def test_commands_are_cleared_after_they_are_acted_upon() -> None:
     )
     actions = decide(obs).actions
     assert actions[-1] == ClearCommand("pause")
+
+
+def test_two_outcomes_in_one_decision_are_both_recorded() -> None:
+    """A new template supersedes the canary and an abort arrives in the same reconcile."""
+    newer = "0e11e000"
+    out = step_rollout(
+        RolloutInput(spec(), newer, canary_status(), {S: rev(S, True), C: rev(C, True, 1)}, "abort", T0)
+    )
+    assert [(h["revision"], h["outcome"]) for h in out.status["history"]] == [
+        (C, "Aborted"),
+        (newer, "Aborted"),
+    ]
+    assert out.delete == [C, newer]

@@ -70,9 +70,9 @@ def base_replicas(spec: NLPModelSpec) -> int:
     return spec.scaling.base_replicas
 
 
-def _history(status: Mapping[str, Any], revision: str, outcome: str, reason: str, now: datetime) -> list[Any]:
+def _history(history: list[Any], revision: str, outcome: str, reason: str, now: datetime) -> list[Any]:
     entries = [
-        *list(status.get("history") or []),
+        *history,
         {"revision": revision, "outcome": outcome, "reason": reason, "at": format_time(now)},
     ]
     return entries[-HISTORY_LIMIT:]
@@ -112,7 +112,7 @@ def step_rollout(inp: RolloutInput) -> RolloutOutcome:
     if desired == stable:
         if canary is not None:
             history = _history(
-                old, canary, "Aborted", "the serving template went back to the stable revision", now
+                history, canary, "Aborted", "the serving template went back to the stable revision", now
             )
             events.append(
                 Event(
@@ -137,7 +137,7 @@ def step_rollout(inp: RolloutInput) -> RolloutOutcome:
     paused = bool(old.get("paused"))
     if canary != desired:
         if canary is not None:
-            history = _history(old, canary, "Aborted", f"superseded by revision {desired}", now)
+            history = _history(history, canary, "Aborted", f"superseded by revision {desired}", now)
             events.append(Event("Normal", Reason.CANARY_REPLACED, f"canary {canary} replaced by {desired}"))
             delete.append(canary)
         events.append(
@@ -154,7 +154,7 @@ def step_rollout(inp: RolloutInput) -> RolloutOutcome:
 
     def rollback(reason: str, message: str, outcome: str = "RolledBack") -> RolloutOutcome:
         nonlocal history
-        history = _history(old, canary, outcome, message, now)
+        history = _history(history, canary, outcome, message, now)
         events.append(Event("Warning", reason, f"revision {canary} rolled back: {message}"))
         out = RolloutOutcome(
             stable,
@@ -215,7 +215,7 @@ def step_rollout(inp: RolloutInput) -> RolloutOutcome:
         last_weight = steps[-1].weight if spec.rollout.strategy == "canary" else 0
         full = state is not None and state.ready and (state.replicas is None or state.replicas >= total)
         if ready and (full or not surge):
-            history = _history(old, canary, "Promoted", "all steps passed", now)
+            history = _history(history, canary, "Promoted", "all steps passed", now)
             events.append(Event("Normal", Reason.PROMOTED, f"revision {canary} promoted; {stable} removed"))
             promoted = canary
             out = RolloutOutcome(

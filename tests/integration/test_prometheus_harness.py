@@ -1,0 +1,217 @@
+"""SLO metrics end to end with real components: model-server stand-ins -> real Prometheus -> provider.
+
+Two stand-ins play one model's stable and canary revisions (vLLM 0.33's exact metrics, synthetic
+traffic). Prometheus (Debian's package) scrapes them with the target labels the operator's PodMonitor
+writes, derived from the revision pods' labels as the PodMonitor selects them; PrometheusProvider
+queries it with the PromQL the analysis uses. Prometheus is then paused, stopped and restarted under
+the provider. Every process started here is stopped by its PID at the end (asserted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import yaml
+from harness import wait_for
+
+from nlpmodel_operator.api.constants import LABEL_MANAGED_BY, LABEL_MODEL, LABEL_REVISION, MANAGED_BY
+from nlpmodel_operator.core.analysis import queries as q
+from nlpmodel_operator.devtools.childproc import pid_alive
+from nlpmodel_operator.devtools.modelserver import FINISHED_REASONS, HISTOGRAM_BUCKETS, ModelServerProcess
+from nlpmodel_operator.devtools.prometheus import PrometheusProcess, ScrapeTarget
+from nlpmodel_operator.providers import NoData, PrometheusProvider, QueryError, QueryResult, Value
+
+NS, MODEL = "team-a", "chat"
+STABLE, CANARY = "5ab1e000", "ca4a2700"
+SERVED = "llama-3.1-8b"
+WINDOW_S = 5  # seconds of 1 s scrapes: enough samples for increase(), short enough to react quickly
+
+
+@dataclass
+class Stack:
+    stable: ModelServerProcess
+    canary: ModelServerProcess
+    prometheus: PrometheusProcess
+
+
+def pod_labels(revision: str) -> dict[str, str]:
+    """The labels the operator puts on a revision's pods (what the PodMonitor selects and relabels)."""
+    return {LABEL_MODEL: MODEL, LABEL_REVISION: revision, LABEL_MANAGED_BY: MANAGED_BY}
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    started = time.monotonic()
+    servers = {
+        rev: ModelServerProcess(model_name=SERVED, synthetic_rps=50.0, time_scale=0.01, seed=seed)
+        for rev, seed in ((STABLE, 1), (CANARY, 2))
+    }
+    prometheus: PrometheusProcess | None = None
+    pids: list[int] = []
+    try:
+        for server in servers.values():
+            server.start()
+            pids.append(server.pid)
+        targets = {rev: ScrapeTarget.from_pod(s.address, NS, pod_labels(rev)) for rev, s in servers.items()}
+        # The stable revision exists first; the canary's pods appear later and are added by a reload.
+        prometheus = PrometheusProcess([targets[STABLE]])
+        prometheus.start()
+        prometheus.set_targets(list(targets.values()))
+        prometheus.wait_for_targets_up()
+        print(f"\nstack up in {time.monotonic() - started:.1f}s")
+        yield Stack(servers[STABLE], servers[CANARY], prometheus)
+    finally:
+        for server in servers.values():
+            server.stop()
+        if prometheus is not None:
+            prometheus.close()
+            pids.extend(prometheus.pids)
+    assert pids
+    assert [pid for pid in pids if pid_alive(pid)] == []
+
+
+def query(stack: Stack, promql: str, at: datetime | None = None, **options: Any) -> QueryResult:
+    async def run() -> QueryResult:
+        async with PrometheusProvider(stack.prometheus.url, **options) as provider:
+            return await provider.query(promql, at)
+
+    return asyncio.run(run())
+
+
+def value_of(stack: Stack, promql: str) -> Value:
+    """The query's Value once Prometheus has one (scrapes arrive every second)."""
+
+    def probe() -> Value | None:
+        result = query(stack, promql)
+        assert not isinstance(result, QueryError), result
+        return result if isinstance(result, Value) else None
+
+    return wait_for(promql, probe, timeout_s=20)
+
+
+def test_generated_config_is_valid_and_carries_the_label_contract(stack: Stack) -> None:
+    assert "SUCCESS" in stack.prometheus.check_config()
+    config = yaml.safe_load(stack.prometheus.config_path.read_text())
+    assert config["global"] == {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    groups = config["scrape_configs"][0]["static_configs"]
+    assert [g["labels"] for g in groups] == [
+        {"namespace": NS, "nlpmodel_model": MODEL, "nlpmodel_revision": STABLE},
+        {"namespace": NS, "nlpmodel_model": MODEL, "nlpmodel_revision": CANARY},
+    ]
+    with pytest.raises(ValueError, match="no PodMonitor selects it"):
+        ScrapeTarget.from_pod("127.0.0.1:1", NS, {LABEL_MODEL: MODEL})
+
+
+def test_every_series_carries_target_and_vllm_labels(stack: Stack) -> None:
+    labels = ("namespace", "nlpmodel_model", "nlpmodel_revision", "model_name", "engine")
+    result = value_of(stack, f"count by ({', '.join(labels)}) (vllm:num_requests_running)")
+    assert sorted(tuple(s.labels[k] for k in labels) for s in result.samples) == [
+        (NS, MODEL, CANARY, SERVED, "0"),
+        (NS, MODEL, STABLE, SERVED, "0"),
+    ]
+    reasons = value_of(stack, "count by (finished_reason) (vllm:request_success_total)")
+    assert reasons.by_label("finished_reason") == dict.fromkeys(FINISHED_REASONS, 2.0)
+
+
+@pytest.mark.parametrize("metric", [q.TTFT_SECONDS, q.ITL_SECONDS, q.E2E_SECONDS])
+def test_histogram_increase_has_exactly_vllms_buckets(stack: Stack, metric: str) -> None:
+    result = value_of(stack, q.histogram_increase(metric, NS, MODEL, STABLE, WINDOW_S))
+    bounds = sorted(float(le) for le in result.by_label("le"))
+    assert bounds == [*HISTOGRAM_BUCKETS[metric], math.inf]
+    counts = result.by_label("le")
+    assert counts["+Inf"] > 0  # synthetic traffic was observed within the window
+
+
+def test_request_counts_grow(stack: Stack) -> None:
+    total = f"sum(vllm:request_success_total{q.revision_selector(NS, MODEL, CANARY)})"
+    first = value_of(stack, total).single()
+    second = wait_for("the counter to grow", lambda: (v := value_of(stack, total).single()) > first and v)
+    assert second > first
+    recent = value_of(stack, q.requests_increase(NS, MODEL, CANARY, WINDOW_S)).single()
+    assert 50 * WINDOW_S * 0.5 <= recent <= 50 * WINDOW_S * 1.5  # ~50 requests/s
+    assert value_of(stack, q.errors_increase(NS, MODEL, CANARY, WINDOW_S)).single() == 0
+    assert value_of(stack, q.queue_depth(NS, MODEL, CANARY)).single() == 0
+
+
+def test_a_slow_canary_has_a_higher_p95(stack: Stack) -> None:
+    def p95(revision: str) -> float:
+        return value_of(
+            stack, q.histogram_quantile(0.95, q.TTFT_SECONDS, NS, MODEL, revision, WINDOW_S)
+        ).single()
+
+    # Same distribution (median 0.3 s, sigma 0.5): p95 about 0.3 * e^(1.645 * 0.5) = 0.68 s for both.
+    assert 0.4 < p95(STABLE) < 1.2
+    assert 0.4 < p95(CANARY) < 1.2
+    stack.canary.control(ttft_median=2.0)
+    try:
+        slow = wait_for("the canary's p95 to rise", lambda: (v := p95(CANARY)) > 3.0 and v, timeout_s=30)
+        assert slow > 2 * p95(STABLE)
+    finally:
+        stack.canary.control(ttft_median=0.3)
+
+
+def test_unknown_revision_is_no_data(stack: Stack) -> None:
+    value_of(stack, q.requests_increase(NS, MODEL, STABLE, WINDOW_S))  # the known one has data
+    for promql in (
+        q.histogram_increase(q.TTFT_SECONDS, NS, MODEL, "deadbeef", WINDOW_S),
+        q.requests_increase(NS, MODEL, "deadbeef", WINDOW_S),
+        q.requests_increase("other-ns", MODEL, STABLE, WINDOW_S),
+        q.queue_depth(NS, "other-model", STABLE),
+    ):
+        assert query(stack, promql) == NoData(promql)
+
+
+def test_malformed_queries_are_permanent_errors(stack: Stack) -> None:
+    for promql in ("sum(rate(vllm:request_success_total[1m]", "vllm:num_requests_running[1m]"):
+        started = time.monotonic()
+        result = query(stack, promql, timeout_s=2.0, retries=2, backoff_s=0.5)
+        assert isinstance(result, QueryError), result
+        assert not result.transient
+        assert time.monotonic() - started < 1.0  # not retried
+    result = query(stack, "sum(rate(vllm:request_success_total[1m]")
+    assert isinstance(result, QueryError)
+    assert "parse error" in result.message  # Prometheus's own message
+
+
+def test_paused_prometheus_is_a_transient_error_within_the_deadline(stack: Stack) -> None:
+    promql = q.requests_increase(NS, MODEL, STABLE, WINDOW_S)
+    value_of(stack, promql)
+    stack.prometheus.pause()
+    try:
+        started = time.monotonic()
+        result = query(stack, promql, timeout_s=1.0, retries=1, backoff_s=0.2)
+        elapsed = time.monotonic() - started
+    finally:
+        stack.prometheus.resume()
+    assert isinstance(result, QueryError), result
+    assert result.transient
+    assert "did not answer" in result.message
+    assert elapsed <= 1.0 * 2 + 0.5  # timeout_s * (retries + 1), plus scheduling slack
+    value_of(stack, promql)  # answers again once continued
+
+
+def test_stopped_prometheus_is_a_transient_error_and_a_restart_keeps_the_data(stack: Stack) -> None:
+    promql = f"sum(vllm:request_success_total{q.revision_selector(NS, MODEL, STABLE)})"
+    value_of(stack, promql)
+    before_stop = datetime.now(UTC)
+    old_pid = stack.prometheus.pid
+    stack.prometheus.stop()
+    assert not pid_alive(old_pid)
+    started = time.monotonic()
+    result = query(stack, promql, timeout_s=1.0, retries=2, backoff_s=0.1)
+    assert isinstance(result, QueryError), result
+    assert result.transient
+    assert "cannot reach" in result.message
+    assert time.monotonic() - started < 3.0
+
+    stack.prometheus.start()  # same port, same TSDB
+    assert stack.prometheus.pid != old_pid
+    assert isinstance(query(stack, promql, at=before_stop), Value)  # scraped before the stop, still there
+    value_of(stack, q.requests_increase(NS, MODEL, STABLE, WINDOW_S))  # and scraping goes on
