@@ -32,11 +32,21 @@ def _api_error(exc: Exception) -> str:
 
 
 def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any] | None:
-    """A JSON merge patch turning `old` into `new` (None where a key goes away), or None if equal."""
+    """A JSON merge patch (RFC 7386) turning `old` into `new`, or None if they are equal.
+
+    Merge patches merge nested objects, so a key that disappears at any depth must be sent as null;
+    lists and scalars are replaced whole."""
     if dict(old) == dict(new):
         return None
     patch: dict[str, Any] = {key: None for key in old if key not in new}
-    patch.update({key: value for key, value in new.items() if old.get(key) != value})
+    for key, value in new.items():
+        before = old.get(key)
+        if before == value:
+            continue
+        if isinstance(before, Mapping) and isinstance(value, Mapping):
+            patch[key] = status_patch(before, value)
+        else:
+            patch[key] = value
     return patch
 
 
