@@ -31,6 +31,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import random
 import shutil
 import sys
@@ -80,6 +81,7 @@ __all__ = [
 
 VLLM_FACTS_FILE: Final = "vllm-0.33.0-cli.json"
 VLLM_VERSION: Final = "0.33.0"
+PID_HEADER: Final = "X-Modelserver-Pid"
 ENGINE_INDEX: Final = "0"  # vLLM's `engine` label: the engine core's index (one engine per server here)
 
 log = logging.getLogger("modelserver")
@@ -408,7 +410,8 @@ def _prompt_tokens(text: str) -> int:
 
 
 async def _health(_request: web.Request) -> web.Response:
-    return web.Response(status=200)
+    # The PID lets ModelServerProcess tell its own server from another one holding the port.
+    return web.Response(status=200, headers={PID_HEADER: str(os.getpid())})
 
 
 async def _version(_request: web.Request) -> web.Response:
@@ -731,7 +734,7 @@ class ModelServerProcess:
     def start(self) -> ModelServerProcess:
         self._child.start()
         try:
-            self._child.wait_until("healthy (/health)", lambda: self._get("/health")[0] == 200, self._timeout)
+            self._child.wait_until("healthy (/health)", self._healthy, self._timeout)
         except BaseException:
             self._child.stop()
             raise
@@ -764,6 +767,10 @@ class ModelServerProcess:
         if status != 200:
             raise ChildError(f"GET /metrics: {status}")
         return body.decode()
+
+    def _healthy(self) -> bool:
+        with urllib.request.urlopen(self.url + "/health", timeout=5) as resp:
+            return int(resp.status) == 200 and resp.headers.get(PID_HEADER) == str(self.pid)
 
     def _get(self, path: str) -> tuple[int, bytes]:
         return self._request(path, None)

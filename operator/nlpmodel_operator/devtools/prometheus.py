@@ -208,9 +208,7 @@ class PrometheusProcess:
         self._child.start()
         self.pids.append(self._child.pid)
         try:
-            self._child.wait_until(
-                "ready (/-/ready)", lambda: self._http("GET", "/-/ready")[0] == 200, self._timeout
-            )
+            self._child.wait_until("ready (/-/ready)", self._ready, self._timeout)
         except BaseException:
             self._child.stop()
             raise
@@ -285,6 +283,14 @@ class PrometheusProcess:
             time.sleep(0.2)
 
     # -- internals -------------------------------------------------------------------------------------
+
+    def _ready(self) -> bool:
+        if self._http("GET", "/-/ready")[0] != 200:
+            return False
+        # Only our own process counts: after a restart, someone else may have taken the port meanwhile
+        # (ours then dies on bind, which wait_until reports with its log).
+        status, body = self._http("GET", "/api/v1/status/flags")
+        return status == 200 and json.loads(body)["data"].get("config.file") == str(self.config_path)
 
     def _signal(self, sig: signal.Signals) -> None:
         if self._child is None or not self.running():
