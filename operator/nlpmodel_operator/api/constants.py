@@ -86,3 +86,8 @@ class Reason:
     STEP_ADVANCED: Final = "StepAdvanced"
     RETRY: Final = "Retry"
     TEMPLATE_REVERTED: Final = "TemplateReverted"
+    ANALYSIS_FAILED: Final = "AnalysisFailed"
+    ANALYSIS_UNAVAILABLE: Final = "AnalysisUnavailable"
+    CHECKS_PASSING: Final = "ChecksPassing"
+    CHECK_FAILED: Final = "CheckFailed"
+    NO_CONCLUSIVE_CHECK: Final = "NoConclusiveCheck"

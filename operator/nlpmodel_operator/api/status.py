@@ -86,6 +86,9 @@ class AnalysisStatus(_Status):
     inconclusive: int = Field(default=0, description="Consecutive inconclusive or errored checks.")
     passed_checks: int = Field(default=0, description="Passed checks in the current step.")
     last_conclusive_at: str | None = Field(default=None, description="Time of the last pass or fail.")
+    last_check_at: str | None = Field(
+        default=None, description="Time of the last check, whatever its verdict."
+    )
     last_checks: list[CheckRecord] = Field(
         default_factory=list, description="Most recent checks, newest last."
     )

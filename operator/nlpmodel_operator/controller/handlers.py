@@ -10,9 +10,11 @@ from typing import Any
 import kopf
 
 from nlpmodel_operator.api import constants as c
+from nlpmodel_operator.controller.analysis import Analyzer
 from nlpmodel_operator.controller.config import OperatorConfig
 from nlpmodel_operator.controller.kube import Kube, load_client
 from nlpmodel_operator.controller.runner import Reconciler
+from nlpmodel_operator.providers.factory import provider_for
 
 CONFIG = OperatorConfig.from_env()
 
@@ -29,7 +31,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.L
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.error_backoffs = [1, 2, 5, 10, 20]
-    reconciler = Reconciler(Kube(load_client(), CONFIG.field_manager))
+    provider = provider_for("prometheus", CONFIG.prometheus_url) if CONFIG.prometheus_url else None
+    memo.provider = provider
+    reconciler = Reconciler(Kube(load_client(), CONFIG.field_manager), Analyzer(provider))
     memo.reconciler = reconciler
     memo.resync = asyncio.create_task(
         reconciler.resync_forever(
@@ -44,6 +48,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    if memo.provider is not None:
+        await memo.provider.close()
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)

@@ -6,16 +6,18 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
 from nlpmodel_operator.api.constants import ANNOTATION_COMMAND, ConditionType, Reason
+from nlpmodel_operator.controller.analysis import Analyzer
 from nlpmodel_operator.controller.kube import Kube, MissingAPIError
 from nlpmodel_operator.core.conditions import set_condition
 from nlpmodel_operator.core.observe import other_children, revision_states
-from nlpmodel_operator.core.reconcile import Decision, Observation, decide
+from nlpmodel_operator.core.reconcile import Decision, Observation, check_request_for, decide
 from nlpmodel_operator.core.records import Action, Apply, ClearCommand, Delete, Event, Patch
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -51,8 +53,11 @@ def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, An
 
 
 class Reconciler:
-    def __init__(self, kube: Kube, now: Callable[[], str] = utc_now) -> None:
+    def __init__(
+        self, kube: Kube, analyzer: Analyzer | None = None, now: Callable[[], str] = utc_now
+    ) -> None:
         self.kube = kube
+        self.analyzer = analyzer or Analyzer(None)
         self.now = now
         # One reconcile at a time per model: the watch handler and the resync timer may overlap.
         self._locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -61,7 +66,16 @@ class Reconciler:
         meta = body["metadata"]
         async with self._locks[(meta["namespace"], meta["name"])]:
             try:
-                await asyncio.to_thread(self._reconcile, body, logger)
+                observed = await asyncio.to_thread(self._observe, body)
+                if observed is None:
+                    return  # deleted (or replaced by a new object of the same name) since
+                observation, fresh = observed
+                request = check_request_for(observation)
+                if request is not None:
+                    # Metrics are gathered here, in the event loop; judging them is the core's job.
+                    check = await self.analyzer.gather(observation.namespace, observation.name, request)
+                    observation = replace(observation, check=check)
+                await asyncio.to_thread(self._decide_and_execute, observation, fresh, logger)
             except ApiException as exc:
                 if exc.status == 404 or "NamespaceTerminating" in (exc.body or ""):
                     return  # the model (or its namespace) is going away: nothing left to do
@@ -91,12 +105,12 @@ class Reconciler:
                         "resync of %s/%s failed", body["metadata"]["namespace"], body["metadata"]["name"]
                     )
 
-    def _reconcile(self, stale: Mapping[str, Any], logger: Logger) -> None:
+    def _observe(self, stale: Mapping[str, Any]) -> tuple[Observation, dict[str, Any]] | None:
         # The body a watch event or the resync listing carried may be older than our last status
         # write; deciding on it could write an inconsistent mix. Read the model afresh.
         body = self.kube.get_model(stale["metadata"]["namespace"], stale["metadata"]["name"])
         if body is None or body["metadata"]["uid"] != stale["metadata"]["uid"]:
-            return  # deleted (or replaced by a new object of the same name) since
+            return None
         meta = body["metadata"]
         name, namespace = meta["name"], meta["namespace"]
         children = self.kube.children(namespace, name, meta["uid"])
@@ -111,6 +125,10 @@ class Reconciler:
             others=other_children(children),
             command=(meta.get("annotations") or {}).get(ANNOTATION_COMMAND),
         )
+        return observation, body
+
+    def _decide_and_execute(self, observation: Observation, body: dict[str, Any], logger: Logger) -> None:
+        namespace, name = observation.namespace, observation.name
         decision = decide(observation)
         self._execute(decision, body, logger)
         patch = status_patch(observation.status, decision.status)

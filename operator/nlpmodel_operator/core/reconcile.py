@@ -14,6 +14,7 @@ from typing import Any
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.constants import ConditionType, Phase, Reason
 from nlpmodel_operator.api.spec import NLPModelSpec
+from nlpmodel_operator.core.analysis.checks import CheckData, CheckRequest, check_request, parse_time
 from nlpmodel_operator.core.conditions import find, set_condition
 from nlpmodel_operator.core.planner import format_bytes
 from nlpmodel_operator.core.problems import Problem
@@ -30,13 +31,7 @@ from nlpmodel_operator.core.records import (
 from nlpmodel_operator.core.render import render_revision
 from nlpmodel_operator.core.resolve import Resolution, resolve
 from nlpmodel_operator.core.resolved import Resolved
-from nlpmodel_operator.core.rollout import (
-    RolloutInput,
-    RolloutOutcome,
-    base_replicas,
-    parse_time,
-    step_rollout,
-)
+from nlpmodel_operator.core.rollout import RolloutInput, RolloutOutcome, base_replicas, step_rollout
 from nlpmodel_operator.core.routers import Backend, RouteContext, router_for
 from nlpmodel_operator.core.validation import name_problems, parse_spec
 
@@ -57,6 +52,7 @@ class Observation:
     now: str  # RFC 3339
     others: tuple[ChildRef, ...] = ()  # owned children that belong to no revision (routes, model Service)
     command: str | None = None  # the manual-control annotation, if set
+    check: CheckData | None = None  # metrics of a due analysis check (see `check_request_for`)
 
 
 @dataclass
@@ -193,6 +189,15 @@ def _invalid(obs: Observation, problems: list[Problem], resolution: Resolution |
     return Decision([], status, events)
 
 
+def check_request_for(obs: Observation) -> CheckRequest | None:
+    """The analysis check the shell should gather metrics for before deciding, if one is due."""
+    spec, problems = parse_spec(obs.spec)
+    now = parse_time(obs.now)
+    if spec is None or problems or now is None:
+        return None
+    return check_request(spec, obs.status, now)
+
+
 def decide(obs: Observation) -> Decision:
     spec, problems = parse_spec(obs.spec)
     problems = name_problems(obs.name) + problems
@@ -208,7 +213,9 @@ def _valid(obs: Observation, resolution: Resolution, resolved: Resolved) -> Deci
     spec = resolved.spec
     now = parse_time(obs.now)
     assert now is not None
-    outcome = step_rollout(RolloutInput(spec, resolved.revision, obs.status, obs.revisions, obs.command, now))
+    outcome = step_rollout(
+        RolloutInput(spec, resolved.revision, obs.status, obs.revisions, obs.command, now, obs.check)
+    )
     actions = _actions(obs, resolved, outcome)
     status = _status(obs, resolution, resolved, outcome)
     return Decision(actions, status, outcome.events)
@@ -293,6 +300,20 @@ def _status(
         conds.set(ConditionType.PROGRESSING, "True", *outcome.progressing)
     else:
         conds.set(ConditionType.PROGRESSING, "False", Reason.NO_ROLLOUT, "no rollout in progress")
+    checks = (status.get("analysis") or {}).get("lastChecks") or []
+    if outcome.canary is not None and resolved.spec.rollout.analysis is not None:
+        last = checks[-1] if checks else None
+        if last is None or last["verdict"] in ("inconclusive", "error"):
+            conds.set(
+                ConditionType.CANARY_HEALTHY,
+                "Unknown",
+                Reason.NO_CONCLUSIVE_CHECK,
+                last["summary"] if last else "no check yet",
+            )
+        elif last["verdict"] == "fail":
+            conds.set(ConditionType.CANARY_HEALTHY, "False", Reason.CHECK_FAILED, last["summary"])
+        else:
+            conds.set(ConditionType.CANARY_HEALTHY, "True", Reason.CHECKS_PASSING, last["summary"])
     failed = status.get("failedRevision")
     if outcome.rolled_back is not None:
         conds.set(ConditionType.ROLLED_BACK, "True", *outcome.rolled_back)

@@ -20,18 +20,17 @@ from typing import Any
 from nlpmodel_operator.api.constants import Reason
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.api.units import format_duration, parse_duration
+from nlpmodel_operator.core.analysis.checks import (
+    CheckData,
+    format_time,
+    parse_time,
+    record_check,
+    step_may_advance,
+)
 from nlpmodel_operator.core.records import Event, RevisionState
 from nlpmodel_operator.core.routers import canary_replicas
 
 HISTORY_LIMIT = 10
-
-
-def parse_time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
-
-
-def format_time(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -42,6 +41,7 @@ class RolloutInput:
     revisions: Mapping[str, RevisionState]
     command: str | None
     now: datetime
+    check: CheckData | None = None  # metrics gathered for a due analysis check
 
 
 @dataclass(frozen=True)
@@ -181,12 +181,22 @@ def step_rollout(inp: RolloutInput) -> RolloutOutcome:
         events.append(Event("Normal", Reason.PROMOTING, f"revision {canary} promoted by nlpctl promote"))
 
     weight = steps[step].weight if step < len(steps) and step_started is not None else 0
+    analysis: dict[str, Any] = dict(old.get("analysis") or {}) if canary == old.get("canaryRevision") else {}
     if step < len(steps):
         if ready and step_started is None:
             step_started = now  # the canary is up: its first step's weight applies from now
             weight = steps[step].weight
         elif ready and not paused and step_started is not None:
-            if (now - step_started).total_seconds() >= parse_duration(steps[step].pause):
+            if inp.check is not None and spec.rollout.analysis is not None:
+                checked = record_check(spec, analysis, inp.check, now, step_started)
+                analysis = checked.analysis
+                if checked.rollback is not None:
+                    reason, message = checked.rollback
+                    outcome = "Aborted" if reason == Reason.ANALYSIS_UNAVAILABLE else "RolledBack"
+                    return rollback(reason, message, outcome)
+            elapsed = (now - step_started).total_seconds() >= parse_duration(steps[step].pause)
+            if elapsed and step_may_advance(spec, analysis):
+                analysis["passedChecks"] = 0
                 step += 1
                 step_started = now
                 if step < len(steps):
@@ -270,6 +280,8 @@ def step_rollout(inp: RolloutInput) -> RolloutOutcome:
     )
     if step_started is not None:
         status["stepStartedAt"] = format_time(step_started)
+    if analysis:
+        status["analysis"] = analysis
     if paused:
         status["paused"] = True
     if failed is not None:

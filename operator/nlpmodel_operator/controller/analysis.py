@@ -1,0 +1,76 @@
+"""Gathering the metrics of a due analysis check (the I/O half of SLO analysis; the judging is pure).
+
+Errors and missing data are passed on as a `CheckData.problem`: the core records them as `error`
+checks, which never pass or fail a canary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from nlpmodel_operator.core.analysis import queries as q
+from nlpmodel_operator.core.analysis.checks import CheckData, CheckRequest
+from nlpmodel_operator.core.analysis.judge import Histogram, RevisionSample
+from nlpmodel_operator.providers.base import MetricProvider, NoData, QueryError, QueryResult, Value
+
+NO_PROVIDER = (
+    "no metrics provider: set the operator's Prometheus URL (Helm value prometheus.url, "
+    "environment NLPMODEL_PROMETHEUS_URL)"
+)
+
+
+def _histogram(result: QueryResult) -> Histogram | None:
+    if not isinstance(result, Value):
+        return None
+    return Histogram.from_prometheus({s.labels.get("le", ""): s.value for s in result.samples})
+
+
+def _total(result: QueryResult) -> float | None:
+    if not isinstance(result, Value):
+        return None
+    return sum(s.value for s in result.samples)
+
+
+class Analyzer:
+    def __init__(self, provider: MetricProvider | None) -> None:
+        self.provider = provider
+
+    async def gather(self, namespace: str, model: str, request: CheckRequest) -> CheckData:
+        if self.provider is None:
+            return CheckData(None, None, NO_PROVIDER)
+        canary, problem = await self._sample(namespace, model, request.canary, request.window_s)
+        if canary is None:
+            return CheckData(None, None, f"canary {request.canary}: {problem}")
+        # Without stable data the absolute SLOs are still judged; regressions need both.
+        stable, _ = await self._sample(namespace, model, request.stable, request.window_s)
+        return CheckData(canary, stable)
+
+    async def _sample(
+        self, namespace: str, model: str, revision: str, window_s: float
+    ) -> tuple[RevisionSample | None, str]:
+        assert self.provider is not None
+        wanted = {
+            "ttft": q.histogram_increase(q.TTFT_SECONDS, namespace, model, revision, window_s),
+            "itl": q.histogram_increase(q.ITL_SECONDS, namespace, model, revision, window_s),
+            "e2e": q.histogram_increase(q.E2E_SECONDS, namespace, model, revision, window_s),
+            "requests": q.requests_increase(namespace, model, revision, window_s),
+            "errors": q.errors_increase(namespace, model, revision, window_s),
+        }
+        answers = await asyncio.gather(*(self.provider.query(promql) for promql in wanted.values()))
+        results = dict(zip(wanted, answers, strict=True))
+        errors = [f"{name}: {r.message}" for name, r in results.items() if isinstance(r, QueryError)]
+        if errors:
+            return None, "metrics query failed: " + "; ".join(errors)
+        requests = _total(results["requests"])
+        if requests is None or isinstance(results["requests"], NoData):
+            return None, "no metrics (is the revision's PodMonitor scraped by Prometheus?)"
+        return (
+            RevisionSample(
+                ttft=_histogram(results["ttft"]),
+                itl=_histogram(results["itl"]),
+                e2e=_histogram(results["e2e"]),
+                requests=max(requests, 0.0),
+                errors=max(_total(results["errors"]) or 0.0, 0.0),
+            ),
+            "",
+        )

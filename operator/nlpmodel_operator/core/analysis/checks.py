@@ -1,0 +1,146 @@
+"""Analysis checks in the rollout (pure): when one is due, and what its verdict does.
+
+The shell asks `check_request(spec, status, now)`; when a check is due it queries the metrics of the
+canary and the stable revision over the interval and hands back a `CheckData`. `record_check` turns
+that into a verdict (the judge) and updates the analysis state kept in `status.analysis`:
+
+- `failureThreshold` consecutive failed checks → rollback (reason AnalysisFailed, with the values);
+- a pass resets the failed count and counts towards the step (a step advances only once its pause has
+  elapsed and it has a passed check and no pending fail);
+- inconclusive checks (too few requests) and errors (no data, Prometheus unreachable) are neither: they
+  never pass or fail anything, and when no check has been conclusive for `inconclusiveDeadline` the
+  rollout is aborted with reason AnalysisUnavailable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from nlpmodel_operator.api.constants import Reason
+from nlpmodel_operator.api.spec import NLPModelSpec
+from nlpmodel_operator.api.units import parse_duration
+from nlpmodel_operator.core.analysis.judge import Objectives, RevisionSample, judge
+
+LAST_CHECKS = 5
+
+
+@dataclass(frozen=True)
+class CheckRequest:
+    """A check the shell should gather data for: both revisions over the last `window_s`."""
+
+    stable: str
+    canary: str
+    window_s: float
+
+
+@dataclass(frozen=True)
+class CheckData:
+    """What the shell gathered: a sample per revision, or why there is none (never a verdict)."""
+
+    canary: RevisionSample | None
+    stable: RevisionSample | None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    analysis: dict[str, Any]  # the new status.analysis
+    verdict: str  # pass | fail | inconclusive | error
+    message: str
+    rollback: tuple[str, str] | None = None  # (reason, message) when the analysis ends the rollout
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """RFC 3339 times as status stores them ("2026-11-26T10:00:00Z")."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def format_time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def objectives(spec: NLPModelSpec) -> Objectives | None:
+    analysis, slo = spec.rollout.analysis, spec.rollout.slo
+    if analysis is None or slo is None:
+        return None
+    return Objectives.from_spec(slo.model_dump(by_alias=True), analysis.model_dump(by_alias=True))
+
+
+def check_request(spec: NLPModelSpec, status: Mapping[str, Any], now: datetime) -> CheckRequest | None:
+    """A check is due while a canary takes traffic at a step and the interval since the last passed."""
+    analysis = spec.rollout.analysis
+    stable, canary = status.get("stableRevision"), status.get("canaryRevision")
+    steps = spec.rollout.steps
+    if analysis is None or spec.rollout.strategy != "canary" or not stable or not canary:
+        return None
+    if status.get("stepStartedAt") is None or (status.get("currentStep") or 0) >= len(steps):
+        return None
+    if status.get("paused"):
+        return None
+    interval = parse_duration(analysis.interval)
+    last = parse_time((status.get("analysis") or {}).get("lastCheckAt"))
+    started = parse_time(status.get("stepStartedAt"))
+    reference = last or started
+    if reference is not None and (now - reference).total_seconds() < interval:
+        return None
+    return CheckRequest(stable, canary, interval)
+
+
+def record_check(
+    spec: NLPModelSpec, analysis: Mapping[str, Any], data: CheckData, now: datetime, traffic_since: datetime
+) -> CheckOutcome:
+    """Judge one check and fold it into the analysis state."""
+    goals = objectives(spec)
+    settings = spec.rollout.analysis
+    assert goals is not None
+    assert settings is not None
+    failed = int(analysis.get("failedChecks") or 0)
+    inconclusive = int(analysis.get("inconclusive") or 0)
+    passed = int(analysis.get("passedChecks") or 0)
+    last_conclusive = analysis.get("lastConclusiveAt")
+    if data.problem is not None or data.canary is None:
+        verdict, message = "error", data.problem or "no metrics for the canary"
+    else:
+        result = judge(data.canary, data.stable, goals)
+        verdict = result.result
+        message = "; ".join(result.failures) if result.failures else result.summary
+    if verdict == "fail":
+        failed += 1
+        last_conclusive = format_time(now)
+    elif verdict == "pass":
+        failed, inconclusive, passed = 0, 0, passed + 1
+        last_conclusive = format_time(now)
+    else:
+        inconclusive += 1
+    record = {"at": format_time(now), "verdict": verdict, "summary": message[:1000]}
+    checks = [*list(analysis.get("lastChecks") or []), record][-LAST_CHECKS:]
+    state: dict[str, Any] = {
+        "failedChecks": failed,
+        "inconclusive": inconclusive,
+        "passedChecks": passed,
+        "lastCheckAt": format_time(now),
+        "lastChecks": checks,
+    }
+    if last_conclusive:
+        state["lastConclusiveAt"] = last_conclusive
+    rollback = None
+    if failed >= settings.failure_threshold:
+        rollback = (Reason.ANALYSIS_FAILED, f"{failed} consecutive failed checks: {message}")
+    else:
+        since = parse_time(last_conclusive) or traffic_since
+        if (now - since).total_seconds() > parse_duration(settings.inconclusive_deadline):
+            rollback = (
+                Reason.ANALYSIS_UNAVAILABLE,
+                f"no conclusive check for {settings.inconclusive_deadline} (last: {verdict}: {message})",
+            )
+    return CheckOutcome(state, verdict, message, rollback)
+
+
+def step_may_advance(spec: NLPModelSpec, analysis: Mapping[str, Any]) -> bool:
+    """Without analysis a step advances by time alone; with it, it also needs a pass and no pending fail."""
+    if spec.rollout.analysis is None:
+        return True
+    return int(analysis.get("passedChecks") or 0) >= 1 and int(analysis.get("failedChecks") or 0) == 0

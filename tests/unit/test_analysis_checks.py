@@ -1,0 +1,170 @@
+"""Analysis in the rollout: when checks are due, and how verdicts move (or stop) a canary."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from nlpmodel_operator.api.spec import NLPModelSpec
+from nlpmodel_operator.core.analysis.checks import CheckData, check_request, format_time
+from nlpmodel_operator.core.analysis.judge import Histogram, RevisionSample
+from nlpmodel_operator.core.records import ChildRef, RevisionState
+from nlpmodel_operator.core.rollout import RolloutInput, RolloutOutcome, step_rollout
+
+T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+S, C = "5ab1e000", "ca4a2700"
+BOUNDS = (0.1, 0.25, 0.5, 0.75, 1.0, 2.5, float("inf"))
+
+
+def spec() -> NLPModelSpec:
+    return NLPModelSpec.model_validate(
+        {
+            "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct"},
+            "rollout": {
+                "steps": [{"weight": 10, "pause": "1m"}, {"weight": 50, "pause": "1m"}],
+                "analysis": {
+                    "interval": "30s",
+                    "minRequests": 50,
+                    "failureThreshold": 2,
+                    "inconclusiveDeadline": "3m",
+                },
+                "slo": {"ttftP95": "800ms", "errorRate": "1%"},
+            },
+        }
+    )
+
+
+def sample(shares: tuple[float, ...], n: float, errors: float = 0.0) -> RevisionSample:
+    """`shares` of n requests per TTFT bucket (non-cumulative), as increase() would report them."""
+    cumulative, running = [], 0.0
+    for share in shares:
+        running += share * n
+        cumulative.append(running)
+    return RevisionSample(
+        ttft=Histogram(BOUNDS, tuple(cumulative)), itl=None, e2e=None, requests=n, errors=errors
+    )
+
+
+FAST = (0.2, 0.5, 0.25, 0.05, 0.0, 0.0, 0.0)  # p95 inside 0.5-0.75 s
+SLOW = (0.0, 0.0, 0.1, 0.2, 0.3, 0.3, 0.1)  # p95 far above 0.8 s
+HEALTHY = CheckData(sample(FAST, 400), sample(FAST, 4000))
+BAD = CheckData(sample(SLOW, 400), sample(FAST, 4000))
+QUIET = CheckData(sample(FAST, 10), sample(FAST, 4000))
+DOWN = CheckData(None, None, "metrics query failed: connection refused")
+
+
+def at_step(
+    step: int = 0, analysis: dict[str, Any] | None = None, started: timedelta = timedelta(0)
+) -> dict[str, Any]:
+    status: dict[str, Any] = {
+        "stableRevision": S,
+        "canaryRevision": C,
+        "currentStep": step,
+        "canaryStartedAt": format_time(T0),
+        "stepStartedAt": format_time(T0 + started),
+    }
+    if analysis:
+        status["analysis"] = analysis
+    return status
+
+
+def ready() -> dict[str, RevisionState]:
+    return {
+        S: RevisionState(S, (ChildRef("apps/v1", "Deployment", "s"),), True, "", 1, 1),
+        C: RevisionState(C, (ChildRef("apps/v1", "Deployment", "c"),), True, "", 1, 1),
+    }
+
+
+def run(status: dict[str, Any], check: CheckData | None, at: timedelta) -> RolloutOutcome:
+    return step_rollout(RolloutInput(spec(), C, status, ready(), None, T0 + at, check))
+
+
+@pytest.mark.parametrize(
+    ("status", "at", "due"),
+    [
+        pytest.param(at_step(), timedelta(seconds=29), False, id="first-interval-not-over"),
+        pytest.param(at_step(), timedelta(seconds=30), True, id="first-interval-over"),
+        pytest.param(
+            at_step(analysis={"lastCheckAt": format_time(T0 + timedelta(seconds=40))}),
+            timedelta(seconds=60),
+            False,
+            id="since-last-check",
+        ),
+        pytest.param(
+            at_step(analysis={"lastCheckAt": format_time(T0 + timedelta(seconds=40))}),
+            timedelta(seconds=70),
+            True,
+            id="next-interval",
+        ),
+        pytest.param({**at_step(), "paused": True}, timedelta(minutes=5), False, id="paused"),
+        pytest.param({**at_step(2)}, timedelta(minutes=5), False, id="promoting"),
+        pytest.param({"stableRevision": S}, timedelta(minutes=5), False, id="no-canary"),
+    ],
+)
+def test_checks_are_due_every_interval_while_the_canary_takes_traffic(
+    status: dict[str, Any], at: timedelta, due: bool
+) -> None:
+    request = check_request(spec(), status, T0 + at)
+    assert (request is not None) is due
+    if request is not None:
+        assert (request.stable, request.canary, request.window_s) == (S, C, 30.0)
+
+
+def test_a_step_needs_a_passed_check_not_just_time() -> None:
+    waited = run(at_step(), None, timedelta(minutes=2))
+    assert waited.status["currentStep"] == 0  # the pause is over but nothing was checked
+    passed = run(at_step(), HEALTHY, timedelta(minutes=2))
+    assert passed.status["currentStep"] == 1
+    assert passed.status["analysis"]["passedChecks"] == 0  # counted afresh for the new step
+    assert passed.status["analysis"]["lastChecks"][-1]["verdict"] == "pass"
+
+
+def test_consecutive_failures_roll_back_with_the_values() -> None:
+    first = run(at_step(), BAD, timedelta(seconds=30))
+    assert first.rolled_back is None
+    assert first.status["analysis"]["failedChecks"] == 1
+    second = run(at_step(analysis=first.status["analysis"]), BAD, timedelta(seconds=60))
+    assert second.rolled_back is not None
+    reason, message = second.rolled_back
+    assert reason == "AnalysisFailed"
+    assert "ttft p95" in message
+    assert "slo 0.80s" in message
+    assert second.status["failedRevision"] == C
+    assert second.delete == [C]
+
+
+def test_a_pass_resets_the_failure_count() -> None:
+    first = run(at_step(), BAD, timedelta(seconds=30))
+    healed = run(at_step(analysis=first.status["analysis"]), HEALTHY, timedelta(seconds=60))
+    assert healed.status["analysis"]["failedChecks"] == 0
+    after = run(at_step(analysis=healed.status["analysis"]), BAD, timedelta(seconds=90))
+    assert after.rolled_back is None
+
+
+@pytest.mark.parametrize("check", [QUIET, DOWN], ids=["too-few-requests", "prometheus-down"])
+def test_inconclusive_and_errors_never_pass_or_fail_until_the_deadline(check: CheckData) -> None:
+    analysis: dict[str, Any] = {}
+    for seconds in range(30, 181, 30):
+        out = run(at_step(analysis=analysis), check, timedelta(seconds=seconds))
+        assert out.rolled_back is None
+        assert out.status["currentStep"] == 0  # never promoted on missing evidence
+        analysis = out.status["analysis"]
+    assert analysis["failedChecks"] == 0
+    assert analysis["passedChecks"] == 0
+    late = run(at_step(analysis=analysis), check, timedelta(minutes=3, seconds=30))
+    assert late.rolled_back is not None
+    assert late.rolled_back[0] == "AnalysisUnavailable"
+    assert late.status["history"][-1]["outcome"] == "Aborted"
+
+
+def test_last_checks_are_bounded() -> None:
+    analysis: dict[str, Any] = {}
+    for seconds in range(30, 400, 30):
+        analysis = run(
+            at_step(analysis=analysis, started=timedelta(seconds=seconds - 30)),
+            QUIET,
+            timedelta(seconds=seconds),
+        ).status.get("analysis", analysis)
+    assert len(analysis["lastChecks"]) == 5
