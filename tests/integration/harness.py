@@ -44,7 +44,10 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float = 60.0, 
 class OperatorProcess:
     """`python -m nlpmodel_operator` as the restricted user; its log is kept for failing tests."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path, resync_seconds: float = 1.0) -> None:
+    def __init__(
+        self, kubeconfig: Path, log_path: Path, resync_seconds: float = 1.0, env: dict[str, str] | None = None
+    ) -> None:
+        self.extra_env = env or {}
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.resync_seconds = resync_seconds
@@ -57,6 +60,7 @@ class OperatorProcess:
             "KUBECONFIG": str(self.kubeconfig),
             "NLPMODEL_RESYNC_SECONDS": str(self.resync_seconds),
             "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
         }
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(

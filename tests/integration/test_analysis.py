@@ -1,0 +1,209 @@
+"""SLO analysis end to end: the operator judges canaries on metrics a real Prometheus scrapes from
+vLLM-compatible model-server stand-ins (one per revision, labelled as the PodMonitor labels them)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import Cluster, OperatorProcess, wait_for
+
+from nlpmodel_operator.api import constants as c
+from nlpmodel_operator.api.spec import NLPModelSpec
+from nlpmodel_operator.core.revision import revision_hash
+from nlpmodel_operator.devtools.localplane import LocalPlane, pid_alive
+from nlpmodel_operator.devtools.modelserver import ModelServerProcess
+from nlpmodel_operator.devtools.prometheus import PrometheusProcess, ScrapeTarget
+from nlpmodel_operator.devtools.standins import StandInControllers
+
+HEALTHY: dict[str, float] = {"ttft_median": 0.3, "ttft_sigma": 0.4}
+
+
+@pytest.fixture(scope="module")
+def prometheus() -> Iterator[PrometheusProcess]:
+    prom = PrometheusProcess()
+    prom.start()
+    yield prom
+    prom.close()
+    assert not [pid for pid in prom.pids if pid_alive(pid)]
+
+
+@pytest.fixture(scope="module")
+def operator(
+    localplane: LocalPlane,
+    cluster: Cluster,
+    prometheus: PrometheusProcess,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[OperatorProcess]:
+    proc = OperatorProcess(
+        localplane.operator_kubeconfig,
+        tmp_path_factory.mktemp("operator") / "operator.log",
+        env={"NLPMODEL_PROMETHEUS_URL": prometheus.url},
+    )
+    proc.start()
+    yield proc
+    proc.stop()
+    assert not [pid for pid in proc.pids if pid_alive(pid)]
+
+
+class Servers:
+    """Plays the pods' metrics: a model-server stand-in per revision, registered with Prometheus under
+    the labels the PodMonitor relabels onto every series (namespace, nlpmodel_model, nlpmodel_revision)."""
+
+    def __init__(self, cluster: Cluster, prometheus: PrometheusProcess, namespace: str, tmp: Path) -> None:
+        self.cluster, self.prometheus, self.namespace, self.tmp = cluster, prometheus, namespace, tmp
+        self.profiles: dict[str, dict[str, float]] = {}  # revision → latency profile (default: healthy)
+        self.servers: dict[str, ModelServerProcess] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> Servers:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=20)
+        pids = [s.pid for s in self.servers.values()]
+        for server in self.servers.values():
+            server.stop()
+        self.prometheus.set_targets([])
+        assert not [pid for pid in pids if pid_alive(pid)]
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.5):
+            revisions = {
+                i["metadata"]["labels"][c.LABEL_REVISION]
+                for i in self.cluster.inference_services(self.namespace)
+            }
+            new = sorted(revisions - set(self.servers))
+            for rev in new:
+                params = {"synthetic_rps": 40.0, **HEALTHY, **self.profiles.get(rev, {})}
+                server = ModelServerProcess(
+                    model_name="chat",
+                    seed=len(self.servers),
+                    log_path=self.tmp / f"server-{rev}.log",
+                    **params,
+                )
+                server.start()
+                self.servers[rev] = server
+            if new:
+                self.prometheus.set_targets(
+                    [
+                        ScrapeTarget.for_revision(s.address, self.namespace, "chat", rev)
+                        for rev, s in self.servers.items()
+                    ]
+                )
+
+
+def model(namespace: str, max_model_len: int = 8192, **analysis: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.KIND,
+        "metadata": {"name": "chat", "namespace": namespace},
+        "spec": {
+            "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct"},
+            "quantization": {"method": "awq"},
+            "runtime": {"maxModelLen": max_model_len},
+            "resources": {"gpu": {"count": 1, "product": "nvidia-l4"}},
+            "rollout": {
+                "steps": [{"weight": 10, "pause": "3s"}, {"weight": 50, "pause": "3s"}],
+                "analysis": {
+                    "interval": "4s",
+                    "minRequests": 40,
+                    "failureThreshold": 2,
+                    "inconclusiveDeadline": "40s",
+                    **analysis,
+                },
+                "slo": {"ttftP95": "3s", "errorRate": "2%", "maxRegression": "20%"},
+            },
+        },
+    }
+
+
+def revision(body: dict[str, Any]) -> str:
+    return revision_hash(NLPModelSpec.model_validate(body["spec"]))
+
+
+@pytest.fixture
+def world(
+    cluster: Cluster,
+    operator: OperatorProcess,
+    prometheus: PrometheusProcess,
+    namespace: str,
+    localplane: LocalPlane,
+    tmp_path: Path,
+) -> Iterator[Servers]:
+    admin = localplane.admin_client()
+    with StandInControllers(admin, namespace), Servers(cluster, prometheus, namespace, tmp_path) as servers:
+        yield servers
+    admin.close()
+
+
+def status(cluster: Cluster, namespace: str) -> dict[str, Any]:
+    st: dict[str, Any] = cluster.model(namespace, "chat").get("status") or {}
+    return st
+
+
+def start_stable(cluster: Cluster, namespace: str) -> dict[str, Any]:
+    v1 = model(namespace)
+    cluster.apply_model(v1)
+    wait_for("stable Ready", lambda: status(cluster, namespace).get("phase") == "Ready", 90)
+    return v1
+
+
+def test_a_healthy_canary_is_promoted_through_all_steps_on_passed_checks(
+    cluster: Cluster, namespace: str, world: Servers
+) -> None:
+    start_stable(cluster, namespace)
+    v2 = model(namespace, max_model_len=4096)
+    cluster.apply_model(v2)
+    wait_for(
+        "promoted",
+        lambda: (
+            status(cluster, namespace).get("stableRevision") == revision(v2)
+            and status(cluster, namespace).get("phase") == "Ready"
+        ),
+        150,
+    )
+    st = status(cluster, namespace)
+    assert st["history"][-1]["outcome"] == "Promoted"
+    assert "failedRevision" not in st
+
+
+def test_a_slow_canary_is_rolled_back_with_the_values(
+    cluster: Cluster, namespace: str, world: Servers
+) -> None:
+    start_stable(cluster, namespace)
+    v2 = model(namespace, max_model_len=4096)
+    world.profiles[revision(v2)] = {"ttft_median": 0.54}  # +80 % time to first token
+    cluster.apply_model(v2)
+    started = time.monotonic()
+    wait_for("rolled back", lambda: status(cluster, namespace).get("phase") == "RolledBack", 150)
+    st = status(cluster, namespace)
+    rolled_back = next(x for x in st["conditions"] if x["type"] == "RolledBack")
+    assert rolled_back["reason"] == "AnalysisFailed"
+    assert "ttft" in rolled_back["message"]
+    assert "stable" in rolled_back["message"]
+    assert st["failedRevision"] == revision(v2)
+    assert st["stableRevision"] != revision(v2)
+    assert time.monotonic() - started < 150
+
+
+def test_missing_metrics_never_promote_and_abort_at_the_deadline(
+    cluster: Cluster, namespace: str, world: Servers, prometheus: PrometheusProcess
+) -> None:
+    start_stable(cluster, namespace)
+    v2 = model(namespace, max_model_len=4096, inconclusiveDeadline="15s")
+    world.profiles[revision(v2)] = {"synthetic_rps": 0.0}  # a canary that gets no traffic
+    cluster.apply_model(v2)
+    wait_for("aborted", lambda: status(cluster, namespace).get("phase") == "RolledBack", 120)
+    st = status(cluster, namespace)
+    rolled_back = next(x for x in st["conditions"] if x["type"] == "RolledBack")
+    assert rolled_back["reason"] == "AnalysisUnavailable"
+    assert st["history"][-1]["outcome"] == "Aborted"
+    assert st["stableRevision"] != revision(v2)  # never promoted
