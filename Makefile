@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.deps-stamp
 
-.PHONY: all deps lint typecheck unit schema integration test demo crds vllm-table clean
+.PHONY: all deps lint typecheck unit schema integration test demo crds vllm-table clean bench-judge
 
 all: test
 
@@ -51,3 +51,7 @@ demo: deps
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Seeded simulation of canary rollouts: the SLO judge vs a naive p95 judge (table on stdout + JSON).
+bench-judge: deps
+	$(BIN)/python -m bench.judge.run --out bench/results/judge.json

@@ -42,7 +42,7 @@ def operator(
     proc = OperatorProcess(
         localplane.operator_kubeconfig,
         tmp_path_factory.mktemp("operator") / "operator.log",
-        env={"NLPMODEL_PROMETHEUS_URL": prometheus.url},
+        env={"NLPMODEL_PROMETHEUS_URL": prometheus.url, "NLPMODEL_SCRAPE_INTERVAL_SECONDS": "1"},
     )
     proc.start()
     yield proc

@@ -32,17 +32,22 @@ def _total(result: QueryResult) -> float | None:
 
 
 class Analyzer:
-    def __init__(self, provider: MetricProvider | None) -> None:
+    def __init__(self, provider: MetricProvider | None, scrape_interval_s: float = 15.0) -> None:
         self.provider = provider
+        # increase(x[w]) only sees requests scraped within w: a window of one check interval misses
+        # about one scrape's worth of them (bench/judge measured the loss of power). One extra scrape
+        # interval counts every request once.
+        self.scrape_interval_s = scrape_interval_s
 
     async def gather(self, namespace: str, model: str, request: CheckRequest) -> CheckData:
         if self.provider is None:
             return CheckData(None, None, NO_PROVIDER)
-        canary, problem = await self._sample(namespace, model, request.canary, request.window_s)
+        window = request.window_s + self.scrape_interval_s
+        canary, problem = await self._sample(namespace, model, request.canary, window)
         if canary is None:
             return CheckData(None, None, f"canary {request.canary}: {problem}")
         # Without stable data the absolute SLOs are still judged; regressions need both.
-        stable, _ = await self._sample(namespace, model, request.stable, request.window_s)
+        stable, _ = await self._sample(namespace, model, request.stable, window)
         return CheckData(canary, stable)
 
     async def _sample(

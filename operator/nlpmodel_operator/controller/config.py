@@ -12,6 +12,7 @@ class OperatorConfig:
     field_manager: str = "nlpmodel-operator"
     prometheus_url: str | None = None
     namespaces: tuple[str, ...] = ()  # empty: the whole cluster
+    scrape_interval_seconds: float = 15.0  # how often Prometheus scrapes the model servers
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -19,4 +20,7 @@ class OperatorConfig:
             resync_seconds=float(os.environ.get("NLPMODEL_RESYNC_SECONDS", cls.resync_seconds)),
             prometheus_url=os.environ.get("NLPMODEL_PROMETHEUS_URL") or None,
             namespaces=tuple(n for n in os.environ.get("NLPMODEL_WATCH_NAMESPACES", "").split(",") if n),
+            scrape_interval_seconds=float(
+                os.environ.get("NLPMODEL_SCRAPE_INTERVAL_SECONDS", cls.scrape_interval_seconds)
+            ),
         )

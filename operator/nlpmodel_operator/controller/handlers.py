@@ -33,7 +33,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.L
     settings.networking.error_backoffs = [1, 2, 5, 10, 20]
     provider = provider_for("prometheus", CONFIG.prometheus_url) if CONFIG.prometheus_url else None
     memo.provider = provider
-    reconciler = Reconciler(Kube(load_client(), CONFIG.field_manager), Analyzer(provider))
+    reconciler = Reconciler(
+        Kube(load_client(), CONFIG.field_manager), Analyzer(provider, CONFIG.scrape_interval_seconds)
+    )
     memo.reconciler = reconciler
     memo.resync = asyncio.create_task(
         reconciler.resync_forever(
