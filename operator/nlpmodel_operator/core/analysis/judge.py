@@ -26,8 +26,8 @@ point estimates:
   estimate of how much slower the canary is (the stretch at which U is balanced) next to both p95s.
   Testing the whole distribution rather than two binned p95 estimates is what gives the power to
   act within a few checks at low traffic: with 150 requests a side (2 requests/s over 75 s), the
-  binned p95s of two identical revisions differ by more than 20 % in a quarter of the checks
-  (bench simulation), so comparing p95 point estimates rolls healthy canaries back. The variance of
+  binned p95 of one of two identical revisions exceeds the other's by more than 20 % in a quarter
+  of the checks (bench simulation), so comparing p95 point estimates rolls healthy canaries back. The variance of
   U uses the tie groups expected under the null (the stretched stable's bucket shares), which keeps
   it independent of where the canary's requests fall: the verdict is monotone in the canary's
   latencies.
