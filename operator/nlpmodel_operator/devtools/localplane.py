@@ -23,8 +23,6 @@ import atexit
 import base64
 import contextlib
 import copy
-import ctypes
-import ctypes.util
 import importlib
 import json
 import os
@@ -52,6 +50,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client import ApiClient, ApiextensionsV1Api
 from kubernetes.client.exceptions import ApiException
 
+from nlpmodel_operator.devtools.childproc import _die_with_parent, _starttime, free_ports, pid_alive, tail
 from nlpmodel_operator.devtools.localplane_build import (
     Binaries,
     BinariesError,
@@ -248,26 +247,6 @@ class _Proc:
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)  # None when attached
 
 
-def _proc_stat(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # "pid (comm) state ...": comm may contain spaces and parentheses.
-    return raw[raw.rindex(")") + 2 :].split()
-
-
-def pid_alive(pid: int) -> bool:
-    """True while pid exists and is not a zombie (a zombie is dead, merely not reaped yet)."""
-    stat = _proc_stat(pid)
-    return stat is not None and stat[0] not in ("Z", "X")
-
-
-def _starttime(pid: int) -> int | None:
-    stat = _proc_stat(pid)
-    return int(stat[19]) if stat is not None else None  # field 22 of /proc/<pid>/stat
-
-
 def _cmdline(pid: int) -> list[str] | None:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -289,39 +268,6 @@ def _write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
     path.chmod(0o600)  # O_CREAT's mode does not apply to an existing file
-
-
-def _free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (all held open while choosing, so no duplicates)."""
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind(("127.0.0.1", 0))
-            ports.append(int(sock.getsockname()[1]))
-        return ports
-
-
-_PR_SET_PDEATHSIG = 1
-_libc_name = ctypes.util.find_library("c")
-_LIBC = ctypes.CDLL(_libc_name, use_errno=True) if _libc_name else None
-
-
-def _die_with_parent() -> None:
-    """preexec_fn: the child gets SIGTERM if the thread that started it dies (even by SIGKILL)."""
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 32 * 1024))
-            text = fh.read().decode(errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def _binary_version(binary: Path) -> tuple[int, int]:
@@ -587,7 +533,7 @@ class LocalPlane:
         rc = proc.popen.poll() if proc.popen else None
         status = f"exited with code {rc}" if rc is not None else "still running"
         return LocalPlaneError(
-            f"{proc.name} {what} ({status}); last lines of {proc.log_path}:\n{_tail(proc.log_path)}"
+            f"{proc.name} {what} ({status}); last lines of {proc.log_path}:\n{tail(proc.log_path)}"
         )
 
     def _wait_for(self, proc: _Proc, what: str, check: Callable[[], bool], timeout_s: float) -> None:
@@ -643,7 +589,7 @@ class LocalPlane:
                 raise LocalPlaneError(f"{' '.join(cmd)} failed: {done.stderr.strip()}")
 
         # etcd
-        client_port, peer_port, api_port = _free_ports(3)
+        client_port, peer_port, api_port = free_ports(3)
         etcd_url, peer_url = f"http://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
         etcd = self._spawn(
             "etcd",
