@@ -60,6 +60,7 @@ class OperatorProcess:
             "KUBECONFIG": str(self.kubeconfig),
             "NLPMODEL_RESYNC_SECONDS": str(self.resync_seconds),
             "PYTHONUNBUFFERED": "1",
+            "NLPMODEL_METRICS_PORT": "0",  # several operators may run on this machine over a session
             **self.extra_env,
         }
         log = self.log_path.open("ab")

@@ -5,22 +5,36 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from harness import Cluster, OperatorProcess, wait_for
+from prometheus_client.parser import text_string_to_metric_families
 
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.core.revision import revision_hash
+from nlpmodel_operator.devtools.childproc import free_ports
 from nlpmodel_operator.devtools.localplane import LocalPlane, pid_alive
 from nlpmodel_operator.devtools.modelserver import ModelServerProcess
 from nlpmodel_operator.devtools.prometheus import PrometheusError, PrometheusProcess, ScrapeTarget
 from nlpmodel_operator.devtools.standins import StandInControllers
 
 HEALTHY: dict[str, float] = {"ttft_median": 0.3, "ttft_sigma": 0.4}
+METRICS_PORT = free_ports(1)[0]
+
+
+def operator_metrics() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The operator's own /metrics, as (name, labels) → value."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5).read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +56,11 @@ def operator(
     proc = OperatorProcess(
         localplane.operator_kubeconfig,
         tmp_path_factory.mktemp("operator") / "operator.log",
-        env={"NLPMODEL_PROMETHEUS_URL": prometheus.url, "NLPMODEL_SCRAPE_INTERVAL_SECONDS": "1"},
+        env={
+            "NLPMODEL_PROMETHEUS_URL": prometheus.url,
+            "NLPMODEL_SCRAPE_INTERVAL_SECONDS": "1",
+            "NLPMODEL_METRICS_PORT": str(METRICS_PORT),
+        },
     )
     proc.start()
     yield proc
@@ -197,6 +215,14 @@ def test_a_slow_canary_is_rolled_back_with_the_values(
     assert st["failedRevision"] == revision(v2)
     assert st["stableRevision"] != revision(v2)
     assert time.monotonic() - started < 150
+    # The operator's own metrics count what happened.
+    seen = operator_metrics()
+    who = (("model", "chat"), ("namespace", namespace))
+    assert seen[("nlpmodel_rollouts_total", (*who, ("outcome", "RolledBack")))] == 1
+    assert seen[("nlpmodel_rollbacks_total", (*who, ("reason", "AnalysisFailed")))] == 1
+    assert seen[("nlpmodel_analysis_checks_total", (*who, ("verdict", "fail")))] >= 2
+    assert seen[("nlpmodel_phase", (*who, ("phase", "RolledBack")))] == 1
+    assert seen[("nlpmodel_canary_weight_percent", who)] == 0
 
 
 def test_missing_metrics_never_promote_and_abort_at_the_deadline(

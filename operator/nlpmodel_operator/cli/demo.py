@@ -161,7 +161,12 @@ class Demo:
 
 @contextlib.contextmanager
 def operator_process(kubeconfig: Path, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "NLPMODEL_RESYNC_SECONDS": "1"}
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "NLPMODEL_RESYNC_SECONDS": "1",
+        "NLPMODEL_METRICS_PORT": "0",
+    }
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "nlpmodel_operator", "--standalone"],

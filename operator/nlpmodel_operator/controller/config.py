@@ -13,6 +13,7 @@ class OperatorConfig:
     prometheus_url: str | None = None
     namespaces: tuple[str, ...] = ()  # empty: the whole cluster
     scrape_interval_seconds: float = 15.0  # how often Prometheus scrapes the model servers
+    metrics_port: int = 8080  # the operator's own /metrics (0: not served)
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -20,6 +21,7 @@ class OperatorConfig:
             resync_seconds=float(os.environ.get("NLPMODEL_RESYNC_SECONDS", cls.resync_seconds)),
             prometheus_url=os.environ.get("NLPMODEL_PROMETHEUS_URL") or None,
             namespaces=tuple(n for n in os.environ.get("NLPMODEL_WATCH_NAMESPACES", "").split(",") if n),
+            metrics_port=int(os.environ.get("NLPMODEL_METRICS_PORT", cls.metrics_port)),
             scrape_interval_seconds=float(
                 os.environ.get("NLPMODEL_SCRAPE_INTERVAL_SECONDS", cls.scrape_interval_seconds)
             ),

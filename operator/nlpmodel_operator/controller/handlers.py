@@ -13,6 +13,7 @@ from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.controller.analysis import Analyzer
 from nlpmodel_operator.controller.config import OperatorConfig
 from nlpmodel_operator.controller.kube import Kube, load_client
+from nlpmodel_operator.controller.metrics import OperatorMetrics
 from nlpmodel_operator.controller.runner import Reconciler
 from nlpmodel_operator.providers.factory import provider_for
 
@@ -33,8 +34,12 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.L
     settings.networking.error_backoffs = [1, 2, 5, 10, 20]
     provider = provider_for("prometheus", CONFIG.prometheus_url) if CONFIG.prometheus_url else None
     memo.provider = provider
+    metrics = OperatorMetrics()
+    if CONFIG.metrics_port:
+        metrics.serve(CONFIG.metrics_port)
+    memo.metrics = metrics
     reconciler = Reconciler(
-        Kube(load_client(), CONFIG.field_manager), Analyzer(provider, CONFIG.scrape_interval_seconds)
+        Kube(load_client(), CONFIG.field_manager), Analyzer(provider, CONFIG.scrape_interval_seconds), metrics
     )
     memo.reconciler = reconciler
     memo.resync = asyncio.create_task(
@@ -63,7 +68,11 @@ async def on_model_event(
     Watching handlers keep no state on the object (no finalizer, no annotations), and every call
     converges on the same desired state whatever the event was.
     """
-    if event["type"] == "DELETED" or body.get("metadata", {}).get("deletionTimestamp"):
+    if event["type"] == "DELETED":
+        metrics: OperatorMetrics = memo.metrics
+        metrics.forget(body["metadata"]["namespace"], body["metadata"]["name"])
+        return
+    if body.get("metadata", {}).get("deletionTimestamp"):
         return
     reconciler: Reconciler = memo.reconciler
     await reconciler.reconcile(body, logger)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -15,6 +16,7 @@ from kubernetes.client.exceptions import ApiException
 from nlpmodel_operator.api.constants import ANNOTATION_COMMAND, ConditionType, Reason
 from nlpmodel_operator.controller.analysis import Analyzer
 from nlpmodel_operator.controller.kube import Kube, MissingAPIError
+from nlpmodel_operator.controller.metrics import OperatorMetrics
 from nlpmodel_operator.core.conditions import set_condition
 from nlpmodel_operator.core.observe import other_children, revision_states
 from nlpmodel_operator.core.reconcile import Decision, Observation, check_request_for, decide
@@ -54,10 +56,15 @@ def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, An
 
 class Reconciler:
     def __init__(
-        self, kube: Kube, analyzer: Analyzer | None = None, now: Callable[[], str] = utc_now
+        self,
+        kube: Kube,
+        analyzer: Analyzer | None = None,
+        metrics: OperatorMetrics | None = None,
+        now: Callable[[], str] = utc_now,
     ) -> None:
         self.kube = kube
         self.analyzer = analyzer or Analyzer(None)
+        self.metrics = metrics or OperatorMetrics()
         self.now = now
         # One reconcile at a time per model: the watch handler and the resync timer may overlap.
         self._locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -65,6 +72,7 @@ class Reconciler:
     async def reconcile(self, body: Mapping[str, Any], logger: Logger) -> None:
         meta = body["metadata"]
         async with self._locks[(meta["namespace"], meta["name"])]:
+            started = time.monotonic()
             try:
                 observed = await asyncio.to_thread(self._observe, body)
                 if observed is None:
@@ -80,9 +88,12 @@ class Reconciler:
                 if exc.status == 404 or "NamespaceTerminating" in (exc.body or ""):
                     return  # the model (or its namespace) is going away: nothing left to do
                 # Transient API trouble (restart, throttling, conflict): the next resync retries.
+                self.metrics.reconcile_errors.labels(f"api-{exc.status}").inc()
                 logger.warning(
                     "reconcile of %s/%s deferred: %s", meta["namespace"], meta["name"], _api_error(exc)
                 )
+            finally:
+                self.metrics.reconcile_seconds.observe(time.monotonic() - started)
 
     async def resync_forever(self, namespaces: tuple[str, ...], every_s: float, logger: Logger) -> None:
         """Re-reconcile every model periodically: children change (an InferenceService turns Ready)
@@ -134,6 +145,7 @@ class Reconciler:
         patch = status_patch(observation.status, decision.status)
         if patch is not None:
             self.kube.patch_status(namespace, name, patch)
+        self.metrics.observe(namespace, name, observation.status, decision.status)
         for event in decision.events:
             try:
                 self.kube.post_event(body, event.type, event.reason, event.message, self.now())

@@ -128,7 +128,8 @@ def step_rollout(inp: RolloutInput) -> RolloutOutcome:
         # Rolled back: not retried until the template changes again (or `nlpctl retry`).
         if canary is not None and canary != desired:
             delete.append(canary)
-        return settled(stable)
+        kept = {"analysis": old["analysis"]} if old.get("analysis") else {}
+        return settled(stable, **kept)
 
     status: dict[str, Any] = {}
     step: int = old.get("currentStep") or 0
@@ -152,16 +153,21 @@ def step_rollout(inp: RolloutInput) -> RolloutOutcome:
     ready = state is not None and state.ready
     deadline = parse_duration(spec.rollout.progress_deadline)
 
-    def rollback(reason: str, message: str, outcome: str = "RolledBack") -> RolloutOutcome:
+    def rollback(
+        reason: str, message: str, outcome: str = "RolledBack", analysis: Mapping[str, Any] | None = None
+    ) -> RolloutOutcome:
         nonlocal history
         history = _history(history, canary, outcome, message, now)
         events.append(Event("Warning", reason, f"revision {canary} rolled back: {message}"))
+        status: dict[str, Any] = {"stableRevision": stable, "failedRevision": canary, "history": history}
+        if analysis:
+            status["analysis"] = dict(analysis)  # the checks that ended it stay visible
         out = RolloutOutcome(
             stable,
             None,
             0,
             Sizing(),
-            {"stableRevision": stable, "failedRevision": canary, "history": history},
+            status,
             [*delete, canary],
             events,
             done,
@@ -193,7 +199,7 @@ def step_rollout(inp: RolloutInput) -> RolloutOutcome:
                 if checked.rollback is not None:
                     reason, message = checked.rollback
                     outcome = "Aborted" if reason == Reason.ANALYSIS_UNAVAILABLE else "RolledBack"
-                    return rollback(reason, message, outcome)
+                    return rollback(reason, message, outcome, analysis)
             elapsed = (now - step_started).total_seconds() >= parse_duration(steps[step].pause)
             if elapsed and step_may_advance(spec, analysis):
                 analysis["passedChecks"] = 0
