@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -76,21 +75,6 @@ CANARY_STATE = "phase Progressing, stable 1a2b3c4d, canary 5e6f7a8b at 10%"
 
 
 # ------------------------------------------------------------------------------------------ fixtures
-
-
-@pytest.fixture(scope="module")
-def cluster(localplane: LocalPlane) -> Iterator[Cluster]:
-    admin = localplane.admin_client()
-    yield Cluster(admin)
-    admin.close()
-
-
-@pytest.fixture
-def namespace(cluster: Cluster) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    cluster.create_namespace(name)
-    yield name
-    cluster.core.delete_namespace(name)
 
 
 def create_model(
@@ -489,6 +473,7 @@ def test_status_text(localplane: LocalPlane, cluster: Cluster, namespace: str) -
         "canaryWeight": 50,
         "stepStartedAt": stamp(200),  # step 2 pauses 10m: 6m40s left (give or take a second)
         "conditions": READY["conditions"],
+        # Stamped now (module constants were stamped at import): the view prints relative ages.
         "history": [
             {"revision": "1a2b3c4d", "outcome": "Promoted", "reason": "all steps passed", "at": stamp(7200)},
             {

@@ -31,7 +31,7 @@ from nlpmodel_operator.core.records import (
 from nlpmodel_operator.core.render import render_revision
 from nlpmodel_operator.core.resolve import Resolution, resolve
 from nlpmodel_operator.core.resolved import Resolved
-from nlpmodel_operator.core.rollout import RolloutInput, RolloutOutcome, base_replicas, step_rollout
+from nlpmodel_operator.core.rollout import RolloutInput, RolloutOutcome, step_rollout
 from nlpmodel_operator.core.routers import Backend, RouteContext, router_for
 from nlpmodel_operator.core.validation import name_problems, parse_spec
 
@@ -120,7 +120,7 @@ def _resize(state: RevisionState | None, spec: NLPModelSpec, replicas: int | Non
         return None
     if workload.kind == "Deployment":
         return Patch(
-            workload, {"spec": {"replicas": replicas if replicas is not None else base_replicas(spec)}}
+            workload, {"spec": {"replicas": replicas if replicas is not None else spec.scaling.base_replicas}}
         )
     low, high = (
         (replicas, replicas)
@@ -333,7 +333,9 @@ def _status(
         canary_state = obs.revisions.get(outcome.canary)
         canary_live = (outcome.sizing.canary or 0) if canary_state is not None and canary_state.ready else 0
         stable_live = (
-            outcome.sizing.stable if outcome.sizing.stable is not None else base_replicas(resolved.spec)
+            outcome.sizing.stable
+            if outcome.sizing.stable is not None
+            else resolved.spec.scaling.base_replicas
         )
         status["effectiveCanaryWeight"] = router.effective_weight(
             _route(obs, resolved, outcome), stable_live, canary_live

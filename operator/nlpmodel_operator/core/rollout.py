@@ -66,10 +66,6 @@ class RolloutOutcome:
     progressing: tuple[str, str] | None = None  # (reason, message) while a rollout runs
 
 
-def base_replicas(spec: NLPModelSpec) -> int:
-    return spec.scaling.base_replicas
-
-
 def _history(history: list[Any], revision: str, outcome: str, reason: str, now: datetime) -> list[Any]:
     entries = [
         *history,
@@ -82,7 +78,7 @@ def step_rollout(inp: RolloutInput) -> RolloutOutcome:
     old = inp.status
     spec, now, desired = inp.spec, inp.now, inp.desired
     steps = spec.rollout.steps
-    total = base_replicas(spec)
+    total = spec.scaling.base_replicas
     surge = spec.rollout.gpu_surge
     stable: str | None = old.get("stableRevision")
     if stable not in inp.revisions:

@@ -38,6 +38,8 @@ from typing import Any
 
 import yaml
 
+from nlpmodel_operator.devtools.childproc import tail
+
 ENV_BIN_DIR = "NLPMODEL_LOCALPLANE_BIN_DIR"
 ENV_NO_DOWNLOAD = "NLPMODEL_LOCALPLANE_NO_DOWNLOAD"
 
@@ -482,24 +484,13 @@ def _make(tree: Path, work: Path) -> None:
         rc = _run_with_progress(cmd, cwd=tree, env=env, log_path=log_path, gocache=gocache, products=built)
         if rc == 0:
             return
-        tail = _tail(log_path, 40)
-        if attempt == 1 and "Permission denied" in tail:
+        last_lines = tail(log_path, 40)
+        if attempt == 1 and "Permission denied" in last_lines:
             # A 0-byte generator left in _output/ (see notes): start _output afresh once.
             log("make failed with 'Permission denied'; removing _output and retrying once")
             shutil.rmtree(tree / "_output", ignore_errors=True)
             continue
-        raise BinariesError(f"make failed with exit code {rc}; last lines of {log_path}:\n{tail}")
-
-
-def _tail(path: Path, lines: int) -> str:
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 64 * 1024))
-            data = fh.read().decode(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(data.splitlines()[-lines:])
+        raise BinariesError(f"make failed with exit code {rc}; last lines of {log_path}:\n{last_lines}")
 
 
 def _count_entries(path: Path) -> int:
@@ -535,7 +526,7 @@ def _run_with_progress(
                     seen = _echo_new_lines(log_path, seen)
                 elapsed = int(time.monotonic() - started)
                 done = [p.name for p in products if p.is_file()] or ["-"]
-                last = _tail(log_path, 1).strip()[:100]
+                last = tail(log_path, 1).strip()[:100]
                 log(
                     f"  make running {elapsed // 60}m{elapsed % 60:02d}s: {_count_entries(gocache)} "
                     f"go build cache entries, done: {', '.join(done)}; last output: {last or '-'}"
