@@ -16,12 +16,13 @@ import yaml
 
 from nlpmodel_operator.api.crd import crd as nlpmodel_crd
 from nlpmodel_operator.api.spec import NLPModelSpec
-from nlpmodel_operator.core.reconcile import Observation, decide
+from nlpmodel_operator.core.reconcile import Monitoring, Observation, decide
 from nlpmodel_operator.core.records import RevisionState
 from nlpmodel_operator.core.render import render_revision
 from nlpmodel_operator.core.resolve import resolve
 from nlpmodel_operator.core.revision import revision_hash
 from nlpmodel_operator.core.validation import object_problems
+from nlpmodel_operator.devtools.prometheus_operator_models import check_prometheus_operator_object
 from nlpmodel_operator.devtools.schemacheck import check_custom_object, check_object
 from nlpmodel_operator.devtools.upstream_crds import load_crd, upstream_crd_files
 
@@ -67,6 +68,7 @@ def mid_canary(example: Path, router: str) -> list[dict[str, Any]]:
         status,
         revisions,
         "2026-11-26T10:00:01Z",
+        monitoring=Monitoring(scrape_interval_s=15),
     )
     return decide(obs).apply
 
@@ -93,11 +95,13 @@ RENDERED = all_rendered()
 
 def test_examples_render_every_kind_we_support() -> None:
     kinds = {obj["kind"] for _, obj in RENDERED}
-    assert {"InferenceService", "Deployment", "Service", "HTTPRoute"} <= kinds
+    assert {"InferenceService", "Deployment", "Service", "HTTPRoute", "PodMonitor"} <= kinds
     canary_isvc = [
         o for label, o in RENDERED if label.startswith("kserve-canary:") and o["kind"] == "InferenceService"
     ]
     assert canary_isvc[0]["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    # Knative (the kserve-canary mode) rejects any port name but h2c and http1.
+    assert [p["name"] for p in canary_isvc[0]["spec"]["predictor"]["model"]["ports"]] == ["http1"]
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -115,6 +119,46 @@ def test_the_checker_would_catch_a_pruned_field(upstream_crds: list[dict[str, An
     broken["spec"]["predictor"]["model"]["tensorParallel"] = 4
     problems = check_object(broken, upstream_crds)
     assert any("tensorParallel" in p for p in problems), problems
+
+
+def test_the_checker_would_catch_a_pruned_or_wrong_pod_monitor_field() -> None:
+    """PodMonitors are checked against prometheus-operator's generated models (no pinned CRD)."""
+    monitor = next(obj for _, obj in RENDERED if obj["kind"] == "PodMonitor")
+    pruned = copy.deepcopy(monitor)
+    pruned["spec"]["podMetricsEndpoints"][0]["metricsPort"] = 8080
+    assert any("metricsPort" in p for p in check_object(pruned, []))
+    wrong = copy.deepcopy(monitor)
+    wrong["spec"]["podMetricsEndpoints"][0]["relabelings"][0]["action"] = "copy"
+    assert any("action" in p for p in check_object(wrong, []))
+
+
+def test_the_generated_models_agree_with_the_pinned_prometheus_operator_crd(
+    upstream_crds: list[dict[str, Any]],
+) -> None:
+    """The models stand in for the PodMonitor CRD; on the ServiceMonitor, whose real CRD is pinned, both
+    judge our endpoint settings (port, path, interval, relabelings) alike, good and bad."""
+    endpoint = copy.deepcopy(
+        next(obj for _, obj in RENDERED if obj["kind"] == "PodMonitor")["spec"]["podMetricsEndpoints"][0]
+    )
+    del endpoint["portNumber"]  # PodMonitor only
+    good = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": "chat", "namespace": "ml"},
+        "spec": {"selector": {"matchLabels": {"a": "b"}}, "endpoints": [{**endpoint, "port": "http"}]},
+    }
+    crd = load_crd("servicemonitors.monitoring.coreos.com")
+    assert check_custom_object(good, crd) == []
+    assert check_prometheus_operator_object(good) == []
+    for field, value in (
+        ("relabelings", [{"action": "copy"}]),
+        ("interval", "15 seconds"),
+        ("scheme", "ftp"),
+    ):
+        bad = copy.deepcopy(good)
+        bad["spec"]["endpoints"][0][field] = value
+        assert check_custom_object(bad, crd) != [], field
+        assert check_prometheus_operator_object(bad) != [], field
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)

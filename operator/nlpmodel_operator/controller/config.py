@@ -14,6 +14,8 @@ class OperatorConfig:
     namespaces: tuple[str, ...] = ()  # empty: the whole cluster
     scrape_interval_seconds: float = 15.0  # how often Prometheus scrapes the model servers
     metrics_port: int = 8080  # the operator's own /metrics (0: not served)
+    # A PodMonitor per model where the cluster serves the kind; off for platforms scraping otherwise.
+    pod_monitors: bool = True
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -22,6 +24,7 @@ class OperatorConfig:
             prometheus_url=os.environ.get("NLPMODEL_PROMETHEUS_URL") or None,
             namespaces=tuple(n for n in os.environ.get("NLPMODEL_WATCH_NAMESPACES", "").split(",") if n),
             metrics_port=int(os.environ.get("NLPMODEL_METRICS_PORT", cls.metrics_port)),
+            pod_monitors=os.environ.get("NLPMODEL_POD_MONITORS", "true").lower() not in {"false", "0", "no"},
             scrape_interval_seconds=float(
                 os.environ.get("NLPMODEL_SCRAPE_INTERVAL_SECONDS", cls.scrape_interval_seconds)
             ),

@@ -15,6 +15,7 @@ from nlpmodel_operator.controller.config import OperatorConfig
 from nlpmodel_operator.controller.kube import Kube, load_client
 from nlpmodel_operator.controller.metrics import OperatorMetrics
 from nlpmodel_operator.controller.runner import Reconciler
+from nlpmodel_operator.core.reconcile import Monitoring
 from nlpmodel_operator.providers.factory import provider_for
 
 CONFIG = OperatorConfig.from_env()
@@ -39,7 +40,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.L
         metrics.serve(CONFIG.metrics_port)
     memo.metrics = metrics
     reconciler = Reconciler(
-        Kube(load_client(), CONFIG.field_manager), Analyzer(provider, CONFIG.scrape_interval_seconds), metrics
+        Kube(load_client(), CONFIG.field_manager),
+        Analyzer(provider, CONFIG.scrape_interval_seconds),
+        metrics,
+        monitoring=Monitoring(CONFIG.scrape_interval_seconds) if CONFIG.pod_monitors else None,
     )
     memo.reconciler = reconciler
     memo.resync = asyncio.create_task(

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubernetes import client, config
@@ -15,6 +16,7 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError, UnprocessibleEntityError
 
 from nlpmodel_operator.api import constants as c
+from nlpmodel_operator.core import monitoring
 from nlpmodel_operator.core.reconcile import ChildRef
 
 # Kinds a model's children may have; listed on every reconcile to find leftovers of old revisions.
@@ -23,6 +25,7 @@ CHILD_KINDS: tuple[tuple[str, str], ...] = (
     ("apps/v1", "Deployment"),
     ("v1", "Service"),
     ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+    (monitoring.API_VERSION, monitoring.KIND),
 )
 
 
@@ -39,15 +42,30 @@ def load_client() -> client.ApiClient:
 
 
 class Kube:
-    def __init__(self, api_client: client.ApiClient, field_manager: str) -> None:
+    # The client re-reads all of discovery on every lookup of a kind the server lacks; with optional
+    # kinds (HTTPRoute, PodMonitor) asked for on each reconcile, that is several requests per model per
+    # resync. A miss is remembered this long instead: a CRD installed later is seen within it.
+    MISSING_KIND_TTL_S = 60.0
+
+    def __init__(
+        self, api_client: client.ApiClient, field_manager: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.dynamic = DynamicClient(api_client)
         self.field_manager = field_manager
+        self._clock = clock
+        self._missing_until: dict[tuple[str, str], float] = {}
 
     def _resource(self, api_version: str, kind: str) -> Any:
+        key = (api_version, kind)
+        if self._missing_until.get(key, 0.0) > self._clock():
+            raise MissingAPIError(f"the cluster does not serve {kind} ({api_version})")
         try:
-            return self.dynamic.resources.get(api_version=api_version, kind=kind)
+            resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
         except ResourceNotFoundError:
+            self._missing_until[key] = self._clock() + self.MISSING_KIND_TTL_S
             raise MissingAPIError(f"the cluster does not serve {kind} ({api_version})") from None
+        self._missing_until.pop(key, None)
+        return resource
 
     def serves(self, api_version: str, kind: str) -> bool:
         try:
@@ -55,6 +73,9 @@ class Kube:
         except MissingAPIError:
             return False
         return True
+
+    def serves_pod_monitors(self) -> bool:
+        return self.serves(monitoring.API_VERSION, monitoring.KIND)
 
     def apply(self, obj: Mapping[str, Any], owner: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply with an owner reference to the NLPModel (cascading deletion)."""

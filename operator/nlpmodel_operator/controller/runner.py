@@ -19,7 +19,7 @@ from nlpmodel_operator.controller.kube import Kube, MissingAPIError
 from nlpmodel_operator.controller.metrics import OperatorMetrics
 from nlpmodel_operator.core.conditions import set_condition
 from nlpmodel_operator.core.observe import other_children, revision_states
-from nlpmodel_operator.core.reconcile import Decision, Observation, check_request_for, decide
+from nlpmodel_operator.core.reconcile import Decision, Monitoring, Observation, check_request_for, decide
 from nlpmodel_operator.core.records import Action, Apply, ClearCommand, Delete, Event, Patch
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -61,8 +61,10 @@ class Reconciler:
         analyzer: Analyzer | None = None,
         metrics: OperatorMetrics | None = None,
         now: Callable[[], str] = utc_now,
+        monitoring: Monitoring | None = None,
     ) -> None:
         self.kube = kube
+        self.monitoring = monitoring  # PodMonitor settings, used where the cluster serves the kind
         self.analyzer = analyzer or Analyzer(None)
         self.metrics = metrics or OperatorMetrics()
         self.now = now
@@ -135,6 +137,7 @@ class Reconciler:
             now=self.now(),
             others=other_children(children),
             command=(meta.get("annotations") or {}).get(ANNOTATION_COMMAND),
+            monitoring=self.monitoring if self.monitoring and self.kube.serves_pod_monitors() else None,
         )
         return observation, body
 

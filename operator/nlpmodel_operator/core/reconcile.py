@@ -16,6 +16,7 @@ from nlpmodel_operator.api.constants import ConditionType, Phase, Reason
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.core.analysis.checks import CheckData, CheckRequest, check_request, parse_time
 from nlpmodel_operator.core.conditions import find, set_condition
+from nlpmodel_operator.core.monitoring import render_pod_monitor
 from nlpmodel_operator.core.planner import format_bytes
 from nlpmodel_operator.core.problems import Problem
 from nlpmodel_operator.core.records import (
@@ -38,7 +39,14 @@ from nlpmodel_operator.core.validation import name_problems, parse_spec
 # A condition message is for people: keep it readable and well under etcd's object size limits.
 MAX_MESSAGE = 2000
 
-__all__ = ["ChildRef", "Decision", "Event", "Observation", "RevisionState", "decide"]
+__all__ = ["ChildRef", "Decision", "Event", "Monitoring", "Observation", "RevisionState", "decide"]
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    """How Prometheus scrapes the model's pods (the operator's configuration)."""
+
+    scrape_interval_s: float
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,9 @@ class Observation:
     others: tuple[ChildRef, ...] = ()  # owned children that belong to no revision (routes, model Service)
     command: str | None = None  # the manual-control annotation, if set
     check: CheckData | None = None  # metrics of a due analysis check (see `check_request_for`)
+    # Scrape settings for the model's PodMonitor; None: the cluster serves no PodMonitor (or the
+    # operator is configured not to render one), so none is applied.
+    monitoring: Monitoring | None = None
 
 
 @dataclass
@@ -237,6 +248,13 @@ def _actions(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> l
     router = router_for(spec.serving.router)
     route_objects = router.render(_route(obs, resolved, outcome))
     routes: list[Action] = [Apply(o) for o in route_objects]
+    model_objects = list(route_objects)
+    monitors: list[Action] = []
+    if obs.monitoring is not None:
+        # First, so that a new revision's pods are scraped from their start.
+        monitor = render_pod_monitor(obs.name, obs.namespace, obs.monitoring.scrape_interval_s)
+        monitors.append(Apply(monitor))
+        model_objects.append(monitor)
     revision_objects: list[Action] = []
     resize: list[Action] = []
     if router.renders_workload:
@@ -251,7 +269,7 @@ def _actions(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> l
             resize = [patch]
     keep = {outcome.stable, outcome.canary}
     gone = set(outcome.delete) | {r for r in obs.revisions if r not in keep}
-    wanted = {(o["kind"], o["metadata"]["name"]) for o in route_objects}
+    wanted = {(o["kind"], o["metadata"]["name"]) for o in model_objects}
     deletes: list[Action] = [
         Delete(ref)
         for r in sorted(gone)
@@ -263,10 +281,10 @@ def _actions(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> l
     if outcome.delete:
         # Traffic moves first (to the stable after a rollback, to the new stable on promotion), then
         # the revisions that lost it go and free their GPUs, then the survivor gets its full size.
-        ordered = [*routes, *deletes, *revision_objects, *resize]
+        ordered = [*monitors, *routes, *deletes, *revision_objects, *resize]
     else:
         # Capacity first: the stable gives GPUs up (no surge), the canary takes them, then traffic.
-        ordered = [*resize, *revision_objects, *routes, *deletes]
+        ordered = [*monitors, *resize, *revision_objects, *routes, *deletes]
     if outcome.command_done and obs.command is not None:
         ordered.append(ClearCommand(obs.command))
     return ordered

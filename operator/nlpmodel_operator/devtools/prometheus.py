@@ -1,9 +1,9 @@
 """A real Prometheus (Debian's ``prometheus`` package) for tests, scraping model-server stand-ins.
 
-No prometheus-operator runs here, so the harness plays its part: it turns the pod labels a PodMonitor
-selects into a static scrape config whose target labels are exactly what the PodMonitor's relabeling
-writes (``namespace``, ``nlpmodel_model``, ``nlpmodel_revision``; see
-:mod:`nlpmodel_operator.core.analysis.queries`)::
+No prometheus-operator runs here, so the harness plays its part: from the operator's PodMonitor and the
+pods' labels (`ScrapeTarget.from_pod_monitor`) it writes a static scrape config whose target labels are
+exactly what the PodMonitor's selector and relabeling make of each pod (``namespace``,
+``nlpmodel_model``, ``nlpmodel_revision``; see :mod:`nlpmodel_operator.core.analysis.queries`)::
 
     with PrometheusProcess([ScrapeTarget.for_revision(server.address, "ns", "chat", "1a2b3c4d")]) as prom:
         prom.wait_for_targets_up()
@@ -32,12 +32,13 @@ from typing import Any, Final
 
 import yaml
 
-from nlpmodel_operator.api.constants import LABEL_MODEL, LABEL_REVISION
+from nlpmodel_operator.api.constants import LABEL_MODEL
 from nlpmodel_operator.core.analysis.queries import (
     TARGET_LABEL_MODEL,
     TARGET_LABEL_NAMESPACE,
     TARGET_LABEL_REVISION,
 )
+from nlpmodel_operator.core.monitoring import meta_label, render_pod_monitor
 from nlpmodel_operator.devtools.childproc import ChildError, ChildProcess, free_ports
 from nlpmodel_operator.devtools.localplane_build import ensure_apt_packages
 
@@ -48,6 +49,7 @@ __all__ = [
     "ScrapeTarget",
     "ensure_prometheus",
     "render_config",
+    "selects",
 ]
 
 APT_PACKAGE: Final = "prometheus"
@@ -78,15 +80,62 @@ class ScrapeTarget:
 
     @classmethod
     def from_pod(cls, address: str, namespace: str, pod_labels: Mapping[str, str]) -> ScrapeTarget:
-        """What the PodMonitor's relabeling makes of a revision pod: its namespace, model and revision.
+        """What the operator's PodMonitor for the pod's model makes of a revision pod.
 
-        Raises ValueError for a pod without the operator's model/revision labels (the PodMonitor does
-        not select it).
+        Raises ValueError for a pod that PodMonitor does not select (no model or revision label).
         """
-        missing = [label for label in (LABEL_MODEL, LABEL_REVISION) if not pod_labels.get(label)]
-        if missing:
-            raise ValueError(f"pod at {address} lacks {missing}: no PodMonitor selects it")
-        return cls.for_revision(address, namespace, pod_labels[LABEL_MODEL], pod_labels[LABEL_REVISION])
+        monitor = render_pod_monitor(pod_labels.get(LABEL_MODEL, "unlabelled"), namespace)
+        target = cls.from_pod_monitor(monitor, address, namespace, pod_labels)
+        if target is None:
+            raise ValueError(f"pod at {address} lacks the model/revision labels: no PodMonitor selects it")
+        return target
+
+    @classmethod
+    def from_pod_monitor(
+        cls, monitor: Mapping[str, Any], address: str, namespace: str, pod_labels: Mapping[str, str]
+    ) -> ScrapeTarget | None:
+        """Play prometheus-operator for one pod: None unless ``monitor`` selects it, else the target with
+        the labels the monitor's relabeling writes (plus ``namespace``, which prometheus-operator always
+        sets). Supports what a selector can say and the ``replace`` relabeling; anything else raises, so
+        the harness never silently scrapes differently from a real Prometheus."""
+        spec = monitor.get("spec") or {}
+        if namespace != monitor["metadata"]["namespace"] or not selects(
+            spec.get("selector") or {}, pod_labels
+        ):
+            return None
+        (endpoint,) = spec.get("podMetricsEndpoints") or [{}]
+        meta = {meta_label(key): value for key, value in pod_labels.items()}
+        labels = {TARGET_LABEL_NAMESPACE: namespace}
+        for rule in endpoint.get("relabelings") or []:
+            if rule.get("action", "replace").lower() != "replace" or set(rule) - _SUPPORTED_RELABEL_KEYS:
+                raise PrometheusError(f"the harness does not implement relabeling {rule}")
+            value = ";".join(meta.get(source, "") for source in rule["sourceLabels"])
+            if value:  # the default regex (.*) and replacement ($1) copy a non-empty value
+                labels[rule["targetLabel"]] = value
+        return cls(address, labels)
+
+
+_SUPPORTED_RELABEL_KEYS: Final = frozenset({"action", "sourceLabels", "targetLabel"})
+
+
+def selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """Kubernetes label-selector semantics (matchLabels and matchExpressions, all must hold)."""
+    if any(labels.get(key) != value for key, value in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
+        present = key in labels
+        holds = {
+            "In": present and labels.get(key) in values,
+            "NotIn": not present or labels.get(key) not in values,
+            "Exists": present,
+            "DoesNotExist": not present,
+        }.get(operator)
+        if holds is None:
+            raise PrometheusError(f"unknown selector operator {operator!r}")
+        if not holds:
+            return False
+    return True
 
 
 def _duration(seconds: float) -> str:

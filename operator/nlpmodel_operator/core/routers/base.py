@@ -43,7 +43,7 @@ class Router(Protocol):
         ...
 
 
-def model_metadata(name: str, namespace: str) -> dict[str, Any]:
+def model_metadata(name: str, namespace: str, component: str = "router") -> dict[str, Any]:
     """Per-model objects carry the model label but no revision label: they are not a revision's."""
     return {
         "name": name,
@@ -51,7 +51,7 @@ def model_metadata(name: str, namespace: str) -> dict[str, Any]:
         "labels": {
             c.LABEL_NAME: "nlpmodel",
             c.LABEL_INSTANCE: name,
-            c.LABEL_COMPONENT: "router",
+            c.LABEL_COMPONENT: component,
             c.LABEL_MANAGED_BY: c.MANAGED_BY,
             c.LABEL_MODEL: name,
         },

@@ -14,6 +14,7 @@ from nlpmodel_operator.core.routers.base import RouteContext
 
 ANNOTATION_STABLE_REVISION = f"{c.GROUP}/stable-revision"
 KNATIVE_MODE = "Serverless"
+KNATIVE_PORT_NAME = "http1"
 
 
 class KServeCanaryRouter:
@@ -25,6 +26,9 @@ class KServeCanaryRouter:
         desired = ctx.desired
         assert desired is not None, "the kserve-canary router renders the desired revision"
         body = predictor(desired)
+        # Knative accepts only h2c or http1 as the name of the user container's port.
+        for port in body["model"].get("ports", []):
+            port["name"] = KNATIVE_PORT_NAME
         if ctx.canary is not None:
             body["canaryTrafficPercent"] = ctx.canary_weight
         elif ctx.stable.revision != desired.revision:

@@ -1,0 +1,62 @@
+"""The model's PodMonitor (prometheus-operator): how Prometheus finds every revision's pods and labels
+their series for the analysis queries (pure).
+
+One PodMonitor per NLPModel selects the pods of all its revisions by the model label, and relabels
+each target with the label contract of :mod:`nlpmodel_operator.core.analysis.queries`:
+``nlpmodel_model`` and ``nlpmodel_revision`` from the pod labels, ``namespace`` as prometheus-operator
+always sets it. A revision's pods keep their revision label for life, so stable and canary series never
+mix, whatever the platform (KServe Standard or Knative pods, a raw Deployment).
+
+The endpoint is chosen by ``portNumber`` (prometheus-operator >= 0.80), not by port name: Knative
+renames the serving port of the user container, raw Deployments and KServe Standard do not.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from nlpmodel_operator.api import constants as c
+from nlpmodel_operator.core.analysis.queries import TARGET_LABEL_MODEL, TARGET_LABEL_REVISION
+from nlpmodel_operator.core.engines import SERVING_PORT
+from nlpmodel_operator.core.routers.base import model_metadata
+
+API_VERSION: Final = "monitoring.coreos.com/v1"
+KIND: Final = "PodMonitor"
+METRICS_PATH: Final = "/metrics"
+
+
+def meta_label(pod_label: str) -> str:
+    """The service-discovery meta label under which Prometheus exposes a pod label."""
+    sanitized = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in pod_label)
+    return f"__meta_kubernetes_pod_label_{sanitized}"
+
+
+def _copy_label(pod_label: str, target_label: str) -> dict[str, Any]:
+    return {"action": "replace", "sourceLabels": [meta_label(pod_label)], "targetLabel": target_label}
+
+
+def render_pod_monitor(name: str, namespace: str, scrape_interval_s: float | None = None) -> dict[str, Any]:
+    """The PodMonitor of model `name`: every revision's pods, labelled by model and revision."""
+    endpoint: dict[str, Any] = {
+        "portNumber": SERVING_PORT,
+        "path": METRICS_PATH,
+        "relabelings": [
+            _copy_label(c.LABEL_MODEL, TARGET_LABEL_MODEL),
+            _copy_label(c.LABEL_REVISION, TARGET_LABEL_REVISION),
+        ],
+    }
+    if scrape_interval_s is not None:
+        endpoint["interval"] = f"{max(1, round(scrape_interval_s))}s"
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": model_metadata(name, namespace, component="monitoring"),
+        "spec": {
+            "selector": {
+                "matchLabels": {c.LABEL_MODEL: name},
+                # Only a revision's pods: the label the queries select a revision by must be there.
+                "matchExpressions": [{"key": c.LABEL_REVISION, "operator": "Exists"}],
+            },
+            "podMetricsEndpoints": [endpoint],
+        },
+    }
