@@ -3,7 +3,6 @@ vLLM-compatible model-server stand-ins (one per revision, labelled as the PodMon
 
 from __future__ import annotations
 
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,11 +18,10 @@ from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.core.revision import revision_hash
 from nlpmodel_operator.devtools.childproc import free_ports
 from nlpmodel_operator.devtools.localplane import LocalPlane, pid_alive
-from nlpmodel_operator.devtools.modelserver import ModelServerProcess
-from nlpmodel_operator.devtools.prometheus import PrometheusError, PrometheusProcess, ScrapeTarget
+from nlpmodel_operator.devtools.prometheus import PrometheusProcess
+from nlpmodel_operator.devtools.revision_servers import RevisionServers
 from nlpmodel_operator.devtools.standins import StandInControllers
 
-HEALTHY: dict[str, float] = {"ttft_median": 0.3, "ttft_sigma": 0.4}
 METRICS_PORT = free_ports(1)[0]
 
 
@@ -68,61 +66,6 @@ def operator(
     assert not [pid for pid in proc.pids if pid_alive(pid)]
 
 
-class Servers:
-    """Plays the pods' metrics: a model-server stand-in per revision, registered with Prometheus under
-    the labels the PodMonitor relabels onto every series (namespace, nlpmodel_model, nlpmodel_revision)."""
-
-    def __init__(self, cluster: Cluster, prometheus: PrometheusProcess, namespace: str, tmp: Path) -> None:
-        self.cluster, self.prometheus, self.namespace, self.tmp = cluster, prometheus, namespace, tmp
-        self.profiles: dict[str, dict[str, float]] = {}  # revision → latency profile (default: healthy)
-        self.servers: dict[str, ModelServerProcess] = {}
-        self.stale = False  # Prometheus does not scrape every server yet
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self) -> Servers:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=20)
-        pids = [s.pid for s in self.servers.values()]
-        for server in self.servers.values():
-            server.stop()
-        self.prometheus.set_targets([])
-        assert not [pid for pid in pids if pid_alive(pid)]
-
-    def _loop(self) -> None:
-        while not self._stop.wait(0.5):
-            revisions = {
-                i["metadata"]["labels"][c.LABEL_REVISION]
-                for i in self.cluster.inference_services(self.namespace)
-            }
-            new = sorted(revisions - set(self.servers))
-            for rev in new:
-                params = {"synthetic_rps": 40.0, **HEALTHY, **self.profiles.get(rev, {})}
-                server = ModelServerProcess(
-                    model_name="chat",
-                    seed=len(self.servers),
-                    log_path=self.tmp / f"server-{rev}.log",
-                    **params,
-                )
-                server.start()
-                self.servers[rev] = server
-            self.stale = self.stale or bool(new)
-            if self.stale:
-                targets = [
-                    ScrapeTarget.for_revision(s.address, self.namespace, "chat", rev)
-                    for rev, s in self.servers.items()
-                ]
-                try:
-                    self.prometheus.set_targets(targets)
-                    self.stale = False
-                except PrometheusError:
-                    pass  # a slow reload (busy machine, or Prometheus paused by a test): next round
-
-
 def model(namespace: str, max_model_len: int = 8192, **analysis: Any) -> dict[str, Any]:
     return {
         "apiVersion": c.API_VERSION,
@@ -160,11 +103,15 @@ def world(
     namespace: str,
     localplane: LocalPlane,
     tmp_path: Path,
-) -> Iterator[Servers]:
+) -> Iterator[RevisionServers]:
     admin = localplane.admin_client()
-    with StandInControllers(admin, namespace), Servers(cluster, prometheus, namespace, tmp_path) as servers:
+    with (
+        StandInControllers(admin, namespace),
+        RevisionServers(admin, prometheus, namespace, "chat", tmp_path) as servers,
+    ):
         yield servers
     admin.close()
+    assert not [pid for pid in servers.pids if pid_alive(pid)]
 
 
 def status(cluster: Cluster, namespace: str) -> dict[str, Any]:
@@ -180,7 +127,7 @@ def start_stable(cluster: Cluster, namespace: str) -> dict[str, Any]:
 
 
 def test_a_healthy_canary_is_promoted_through_all_steps_on_passed_checks(
-    cluster: Cluster, namespace: str, world: Servers
+    cluster: Cluster, namespace: str, world: RevisionServers
 ) -> None:
     start_stable(cluster, namespace)
     v2 = model(namespace, max_model_len=4096)
@@ -196,10 +143,18 @@ def test_a_healthy_canary_is_promoted_through_all_steps_on_passed_checks(
     st = status(cluster, namespace)
     assert st["history"][-1]["outcome"] == "Promoted"
     assert "failedRevision" not in st
+    # The metrics came through the operator's PodMonitor: Prometheus scrapes what it selects, labelled
+    # as it relabels (the stand-in prometheus-operator found no target without it); the old stable's
+    # pods went with its workload.
+    wait_for(
+        "only the new stable scraped",
+        lambda: {dict(t.labels)["nlpmodel_revision"] for t in world.scraped()} == {revision(v2)},
+        10,
+    )
 
 
 def test_a_slow_canary_is_rolled_back_with_the_values(
-    cluster: Cluster, namespace: str, world: Servers
+    cluster: Cluster, namespace: str, world: RevisionServers
 ) -> None:
     start_stable(cluster, namespace)
     v2 = model(namespace, max_model_len=4096)
@@ -226,7 +181,7 @@ def test_a_slow_canary_is_rolled_back_with_the_values(
 
 
 def test_missing_metrics_never_promote_and_abort_at_the_deadline(
-    cluster: Cluster, namespace: str, world: Servers, prometheus: PrometheusProcess
+    cluster: Cluster, namespace: str, world: RevisionServers, prometheus: PrometheusProcess
 ) -> None:
     start_stable(cluster, namespace)
     v2 = model(namespace, max_model_len=4096, inconclusiveDeadline="15s")
@@ -240,7 +195,9 @@ def test_missing_metrics_never_promote_and_abort_at_the_deadline(
     assert st["stableRevision"] != revision(v2)  # never promoted
 
 
-def test_a_canary_with_errors_is_rolled_back(cluster: Cluster, namespace: str, world: Servers) -> None:
+def test_a_canary_with_errors_is_rolled_back(
+    cluster: Cluster, namespace: str, world: RevisionServers
+) -> None:
     start_stable(cluster, namespace)
     v2 = model(namespace, max_model_len=4096)
     world.profiles[revision(v2)] = {"error_rate": 0.05}  # 5 % of requests finish with an error
@@ -252,7 +209,7 @@ def test_a_canary_with_errors_is_rolled_back(cluster: Cluster, namespace: str, w
 
 
 def test_prometheus_stopped_mid_analysis_neither_promotes_nor_rolls_back_before_the_deadline(
-    cluster: Cluster, namespace: str, world: Servers, prometheus: PrometheusProcess
+    cluster: Cluster, namespace: str, world: RevisionServers, prometheus: PrometheusProcess
 ) -> None:
     start_stable(cluster, namespace)
     v2 = model(namespace, max_model_len=4096, inconclusiveDeadline="30s")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pydantic
 
-__all__ = ["MODELS_RELEASE", "check_prometheus_operator_object", "models_for"]
+__all__ = ["MODELS_RELEASE", "check_prometheus_operator_object", "models_for", "pod_monitor_stand_in_crd"]
 
 MODELS_RELEASE = "0.80.1"
 
@@ -64,3 +64,46 @@ def check_prometheus_operator_object(obj: Mapping[str, Any]) -> list[str]:
         ]
     kept = parsed.model_dump(by_alias=True, exclude_unset=True, mode="json")
     return _dropped(dict(obj), kept, "")
+
+
+def pod_monitor_stand_in_crd() -> dict[str, Any]:
+    """A PodMonitor CRD for the local control plane, so the operator finds the kind served there.
+
+    Its spec is schemaless (no pinned CRD to install); the schema tier checks every PodMonitor we render
+    against the models above instead.
+    """
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": "podmonitors.monitoring.coreos.com",
+            "annotations": {"nlpmodel.dev/stand-in": "schemaless PodMonitor for tests and the demo"},
+        },
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "scope": "Namespaced",
+            "names": {
+                "kind": "PodMonitor",
+                "listKind": "PodMonitorList",
+                "plural": "podmonitors",
+                "singular": "podmonitor",
+                "shortNames": ["pmon"],
+                "categories": ["prometheus-operator"],
+            },
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
