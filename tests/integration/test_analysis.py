@@ -3,6 +3,7 @@ vLLM-compatible model-server stand-ins (one per revision, labelled as the PodMon
 
 from __future__ import annotations
 
+import re
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -236,3 +237,25 @@ def test_prometheus_stopped_mid_analysis_neither_promotes_nor_rolls_back_before_
     assert {step for _, step in seen[:-1]} <= {0, 1}
     last_checks = st.get("analysis", {}).get("lastChecks") or []
     assert all(c["verdict"] != "fail" for c in last_checks)
+
+
+REQUEST_RATE = (
+    "sum(rate(vllm:request_success_total{"
+    'namespace="{{ namespace }}",nlpmodel_model="{{ model }}",nlpmodel_revision="{{ revision }}"'
+    "}[{{ interval }}]))"
+)
+
+
+def test_a_custom_check_fails_a_canary_that_meets_its_slos(
+    cluster: Cluster, namespace: str, world: RevisionServers
+) -> None:
+    start_stable(cluster, namespace)
+    # A team's own signal: here the request rate, bounded far below what the stand-ins serve (40/s).
+    custom = [{"name": "request-rate", "query": REQUEST_RATE, "thresholdRange": {"max": 5}}]
+    v2 = model(namespace, max_model_len=4096, metrics=custom)
+    cluster.apply_model(v2)
+    wait_for("rolled back", lambda: status(cluster, namespace).get("phase") == "RolledBack", 150)
+    rolled_back = next(x for x in status(cluster, namespace)["conditions"] if x["type"] == "RolledBack")
+    assert rolled_back["reason"] == "AnalysisFailed"
+    # The values come from the real series of both revisions: "request-rate 40.1 > max 5 (stable 39.8)".
+    assert re.search(r"request-rate \d+(\.\d+)? > max 5 \(stable \d+(\.\d+)?\)", rolled_back["message"])

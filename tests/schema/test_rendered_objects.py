@@ -180,6 +180,12 @@ def variant(**spec: Any) -> dict[str, Any]:
     return obj
 
 
+def custom_metric(**metric: Any) -> dict[str, Any]:
+    return variant(
+        rollout={"analysis": {"metrics": [{"name": "quality", **metric}]}, "slo": {"ttftP95": "1s"}}
+    )
+
+
 # Each case is checked twice: by the CEL rules of the generated CRD (what a ≥1.25 API server enforces)
 # and by the Python validators (what `nlpctl validate` and the operator enforce on any server).
 CROSS_FIELD_CASES = [
@@ -231,6 +237,33 @@ CROSS_FIELD_CASES = [
         ),
         "numKVHeads must be <= numHeads",
         id="kv-heads",
+    ),
+    pytest.param(
+        custom_metric(query='avg(quality{nlpmodel_revision="{{ revision }}"})', thresholdRange={"min": 0.8}),
+        None,
+        id="custom-metric",
+    ),
+    pytest.param(
+        custom_metric(
+            query='avg(quality{nlpmodel_revision="{{revision}}"}[{{ interval }}])', thresholdRange={"max": 1}
+        ),
+        None,
+        id="custom-metric-tight-braces",
+    ),
+    pytest.param(
+        custom_metric(query="avg(quality)", thresholdRange={"min": 0.8}),
+        "query must select a revision with {{ revision }}",
+        id="custom-metric-no-revision",
+    ),
+    pytest.param(
+        custom_metric(query='q{r="{{ revision }}"}', thresholdRange={}),
+        "thresholdRange needs min, max or both",
+        id="custom-metric-no-bounds",
+    ),
+    pytest.param(
+        custom_metric(query='q{r="{{ revision }}"}', thresholdRange={"min": 2, "max": 1}),
+        "thresholdRange min must be <= max",
+        id="custom-metric-inverted-bounds",
     ),
     pytest.param({**BASE, "metadata": {"name": "m" * 55, "namespace": "ml"}}, "at most 54", id="long-name"),
 ]

@@ -9,7 +9,8 @@ without CEL; a unit test proves both agree on a table of cases.
 from __future__ import annotations
 
 import itertools
-from typing import Annotated, Any, Literal
+import re
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -346,6 +347,84 @@ class Analysis(_Model):
         default="15m",
         description="Metrics missing or too few requests this long aborts (AnalysisUnavailable).",
     )
+    metrics: list[CustomMetric] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Custom checks (PromQL template and threshold) judged with the SLOs at every check.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+
+    @model_validator(mode="after")
+    def _unique_metric_names(self) -> Analysis:
+        names = [m.name for m in self.metrics]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"metric names must be unique: {', '.join(duplicates)} repeated")
+        return self
+
+
+# Custom metric queries are PromQL templates; these placeholders are filled in for each check.
+QUERY_PLACEHOLDER: Final = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+QUERY_PLACEHOLDERS: Final = ("namespace", "model", "revision", "interval")
+
+
+class ThresholdRange(_Model):
+    """Bounds the canary's value must stay within (inclusive); either or both."""
+
+    min: float | None = Field(default=None, description="Smallest passing value.")
+    max: float | None = Field(default=None, description="Largest passing value.")
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            ("has(self.min) || has(self.max)", "thresholdRange needs min, max or both"),
+            ("!has(self.min) || !has(self.max) || self.min <= self.max", "thresholdRange min must be <= max"),
+        )
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ThresholdRange:
+        if self.min is None and self.max is None:
+            raise ValueError("thresholdRange needs min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("thresholdRange min must be <= max")
+        return self
+
+
+class CustomMetric(_Model):
+    """A team's own quality signal, checked on the canary at every analysis check."""
+
+    name: DNSLabel = Field(description="Names the check in conditions, events and status.")
+    query: str = Field(
+        min_length=1,
+        max_length=4096,
+        description=(
+            "PromQL returning one value for one revision. Placeholders: {{ namespace }}, {{ model }}, "
+            "{{ revision }} (required: it selects the canary, or the stable for comparison) and "
+            "{{ interval }} (the check's window, e.g. 75s)."
+        ),
+    )
+    threshold_range: ThresholdRange = Field(description="The canary's value passes within these bounds.")
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                r"self.query.matches('\\{\\{\\s*revision\\s*\\}\\}')",
+                "query must select a revision with {{ revision }}",
+            ),
+        )
+    )
+
+    @model_validator(mode="after")
+    def _template(self) -> CustomMetric:
+        names = QUERY_PLACEHOLDER.findall(self.query)
+        unknown = sorted(set(names) - set(QUERY_PLACEHOLDERS))
+        if unknown:
+            raise ValueError(
+                f"query uses unknown placeholder(s) {', '.join(unknown)}; known: {', '.join(QUERY_PLACEHOLDERS)}"
+            )
+        if "revision" not in names:
+            raise ValueError("query must select a revision with {{ revision }}")
+        return self
 
 
 class SLO(_Model):

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 
+from nlpmodel_operator.api.spec import CustomMetric
 from nlpmodel_operator.core.analysis import queries as q
 from nlpmodel_operator.core.analysis.checks import CheckData, CheckRequest
+from nlpmodel_operator.core.analysis.custom import CustomValue
 from nlpmodel_operator.core.analysis.judge import Histogram, RevisionSample
 from nlpmodel_operator.providers.base import MetricProvider, NoData, QueryError, QueryResult, Value
 
@@ -23,6 +25,17 @@ def _histogram(result: QueryResult) -> Histogram | None:
     if not isinstance(result, Value):
         return None
     return Histogram.from_prometheus({s.labels.get("le", ""): s.value for s in result.samples})
+
+
+def _one_value(result: QueryResult) -> float | None:
+    """A custom query's value (None: it matched nothing); ValueError unless it is a single series."""
+    if not isinstance(result, Value):
+        return None
+    if len(result.samples) != 1:
+        raise ValueError(
+            f"the query returned {len(result.samples)} series; aggregate it to one (e.g. avg(...) or sum(...))"
+        )
+    return result.samples[0].value
 
 
 def _total(result: QueryResult) -> float | None:
@@ -47,8 +60,32 @@ class Analyzer:
         if canary is None:
             return CheckData(None, None, f"canary {request.canary}: {problem}")
         # Without stable data the absolute SLOs are still judged; regressions need both.
-        stable, _ = await self._sample(namespace, model, request.stable, window)
-        return CheckData(canary, stable)
+        (stable, _), custom = await asyncio.gather(
+            self._sample(namespace, model, request.stable, window),
+            asyncio.gather(
+                *(self._custom(namespace, model, request, metric, window) for metric in request.custom)
+            ),
+        )
+        return CheckData(canary, stable, custom=tuple(custom))
+
+    async def _custom(
+        self, namespace: str, model: str, request: CheckRequest, metric: CustomMetric, window_s: float
+    ) -> CustomValue:
+        assert self.provider is not None
+        canary, stable = await asyncio.gather(
+            *(
+                self.provider.query(q.custom_query(metric.query, namespace, model, revision, window_s))
+                for revision in (request.canary, request.stable)
+            )
+        )
+        if isinstance(canary, QueryError):
+            return CustomValue(metric.name, problem=f"query failed: {canary.message}")
+        try:
+            canary_value = _one_value(canary)
+            stable_value = _one_value(stable) if not isinstance(stable, QueryError) else None
+        except ValueError as exc:
+            return CustomValue(metric.name, problem=str(exc))
+        return CustomValue(metric.name, canary_value, stable_value)
 
     async def _sample(
         self, namespace: str, model: str, revision: str, window_s: float

@@ -20,8 +20,9 @@ from datetime import datetime
 from typing import Any
 
 from nlpmodel_operator.api.constants import Reason
-from nlpmodel_operator.api.spec import NLPModelSpec
+from nlpmodel_operator.api.spec import CustomMetric, NLPModelSpec
 from nlpmodel_operator.api.units import parse_duration
+from nlpmodel_operator.core.analysis.custom import CustomValue, combine, judge_custom
 from nlpmodel_operator.core.analysis.judge import Objectives, RevisionSample, judge
 
 LAST_CHECKS = 5
@@ -34,6 +35,7 @@ class CheckRequest:
     stable: str
     canary: str
     window_s: float
+    custom: tuple[CustomMetric, ...] = ()  # the spec's custom checks, queried for both revisions
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class CheckData:
     canary: RevisionSample | None
     stable: RevisionSample | None
     problem: str | None = None
+    custom: tuple[CustomValue, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ def check_request(spec: NLPModelSpec, status: Mapping[str, Any], now: datetime) 
     reference = last or started
     if reference is not None and (now - reference).total_seconds() < interval:
         return None
-    return CheckRequest(stable, canary, interval)
+    return CheckRequest(stable, canary, interval, tuple(analysis.metrics))
 
 
 def record_check(
@@ -105,8 +108,12 @@ def record_check(
         verdict, message = "error", data.problem or "no metrics for the canary"
     else:
         result = judge(data.canary, data.stable, goals)
-        verdict = result.result
-        message = "; ".join(result.failures) if result.failures else result.summary
+        gathered = {value.name: value for value in data.custom}
+        verdict, message = combine(
+            result.result,
+            "; ".join(result.failures) if result.failures else result.summary,
+            (judge_custom(metric, gathered.get(metric.name)) for metric in settings.metrics),
+        )
     if verdict == "fail":
         failed += 1
         last_conclusive = format_time(now)

@@ -13,6 +13,8 @@ import math
 import re
 from typing import Final
 
+from nlpmodel_operator.api.spec import QUERY_PLACEHOLDER
+
 __all__ = [
     "E2E_SECONDS",
     "ERROR_REASONS",
@@ -25,6 +27,7 @@ __all__ = [
     "TARGET_LABEL_NAMESPACE",
     "TARGET_LABEL_REVISION",
     "TTFT_SECONDS",
+    "custom_query",
     "errors_increase",
     "escape_label_value",
     "histogram_increase",
@@ -138,3 +141,15 @@ def queue_depth(namespace: str, model: str, revision: str) -> str:
 def kv_cache_usage(namespace: str, model: str, revision: str) -> str:
     """The fullest KV cache among the revision's pods (0..1)."""
     return f"max({KV_CACHE_USAGE}{revision_selector(namespace, model, revision)})"
+
+
+def custom_query(template: str, namespace: str, model: str, revision: str, window_s: float) -> str:
+    """A custom metric's PromQL template for one revision: label values escaped for string literals,
+    `{{ interval }}` as a PromQL range (the spec's validation already rejected unknown placeholders)."""
+    values = {
+        "namespace": escape_label_value(namespace),
+        "model": escape_label_value(model),
+        "revision": escape_label_value(revision),
+        "interval": _range(window_s),
+    }
+    return QUERY_PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
