@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.deps-stamp
 
-.PHONY: all deps lint typecheck unit schema integration test demo crds vllm-table clean bench-judge
+.PHONY: all deps lint typecheck unit schema integration test demo crds vllm-table clean bench-judge bench-rollback
 
 all: test
 
@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml
 deps: $(STAMP)
 
 lint: deps
-	$(BIN)/ruff check operator tests
-	$(BIN)/ruff format --check operator tests
+	$(BIN)/ruff check operator tests bench
+	$(BIN)/ruff format --check operator tests bench
 
 typecheck: deps
 	$(BIN)/mypy
@@ -55,3 +55,7 @@ clean:
 # Seeded simulation of canary rollouts: the SLO judge vs a naive p95 judge (table on stdout + JSON).
 bench-judge: deps
 	$(BIN)/python -m bench.judge.run --out bench/results/judge.json
+
+# Regression → 0 % canary weight on the local control plane with a real Prometheus (a few minutes).
+bench-rollback: deps
+	$(BIN)/python -m bench.rollback.run --out bench/results/rollback.json

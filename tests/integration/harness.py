@@ -7,13 +7,8 @@ The admin identity is used only by the harness, never by the operator.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from kubernetes import client
@@ -21,6 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.devtools import standins
+from nlpmodel_operator.devtools.operatorproc import OperatorProcess
 from nlpmodel_operator.devtools.rbac import grant_operator_role
 
 __all__ = ["Cluster", "OperatorProcess", "grant_operator_role", "wait_for"]
@@ -39,62 +35,6 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float = 60.0, 
             return last
         time.sleep(every_s)
     raise AssertionError(f"timed out waiting for {what} (last seen: {last!r})")
-
-
-class OperatorProcess:
-    """`python -m nlpmodel_operator` as the restricted user; its log is kept for failing tests."""
-
-    def __init__(
-        self, kubeconfig: Path, log_path: Path, resync_seconds: float = 1.0, env: dict[str, str] | None = None
-    ) -> None:
-        self.extra_env = env or {}
-        self.kubeconfig = kubeconfig
-        self.log_path = log_path
-        self.resync_seconds = resync_seconds
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.pids: list[int] = []
-
-    def start(self) -> None:
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.kubeconfig),
-            "NLPMODEL_RESYNC_SECONDS": str(self.resync_seconds),
-            "PYTHONUNBUFFERED": "1",
-            "NLPMODEL_METRICS_PORT": "0",  # several operators may run on this machine over a session
-            **self.extra_env,
-        }
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nlpmodel_operator", "--standalone", "--verbose"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        self.pids.append(self.proc.pid)
-
-    def kill(self) -> None:
-        """SIGKILL: the operator gets no chance to clean up (what a node failure does)."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_tail(self, lines: int = 60) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
 
 
 class Cluster:

@@ -22,7 +22,10 @@ import yaml
 from harness import wait_for
 
 from nlpmodel_operator.api.constants import LABEL_MANAGED_BY, LABEL_MODEL, LABEL_REVISION, MANAGED_BY
+from nlpmodel_operator.api.spec import CustomMetric
+from nlpmodel_operator.controller.analysis import Analyzer
 from nlpmodel_operator.core.analysis import queries as q
+from nlpmodel_operator.core.analysis.checks import CheckData, CheckRequest
 from nlpmodel_operator.devtools.childproc import pid_alive
 from nlpmodel_operator.devtools.modelserver import FINISHED_REASONS, HISTOGRAM_BUCKETS, ModelServerProcess
 from nlpmodel_operator.devtools.prometheus import PrometheusProcess, ScrapeTarget
@@ -228,3 +231,45 @@ def test_stopped_prometheus_is_a_transient_error_and_a_restart_keeps_the_data(st
     assert isinstance(kept, Value), kept
     assert kept.single() >= WINDOW_S
     value_of(stack, q.requests_increase(NS, MODEL, STABLE, WINDOW_S))  # and scraping goes on
+
+
+def test_the_analyzer_gathers_custom_checks_and_http_errors_from_real_series(stack: Stack) -> None:
+    """The templates are filled per revision and answered by the real Prometheus: one value each for
+    canary and stable; a query giving several series is an error naming the count; a configured
+    5xx query adds to the sample's failures (here the `stop` finishes stand in for a gateway's 5xx)."""
+    selector = 'namespace="{{ namespace }}",nlpmodel_model="{{ model }}",nlpmodel_revision="{{ revision }}"'
+    rate = CustomMetric.model_validate(
+        {
+            "name": "request-rate",
+            "query": f"sum(rate(vllm:request_success_total{{{selector}}}[{{{{ interval }}}}]))",
+            "thresholdRange": {"max": 1000},
+        }
+    )
+    per_reason = CustomMetric.model_validate(
+        {
+            "name": "per-reason",
+            "query": f"sum by (finished_reason) (vllm:request_success_total{{{selector}}})",
+            "thresholdRange": {"min": 0},
+        }
+    )
+    stops = (
+        f'sum(increase(vllm:request_success_total{{{selector},finished_reason="stop"}}[{{{{ interval }}}}]))'
+    )
+    request = CheckRequest(STABLE, CANARY, WINDOW_S, (rate, per_reason), stops)
+
+    async def gather() -> CheckData:
+        async with PrometheusProvider(stack.prometheus.url) as provider:
+            return await Analyzer(provider, scrape_interval_s=1).gather(NS, MODEL, request)
+
+    data = wait_for("samples for both revisions", lambda: (d := asyncio.run(gather())).stable and d, 20)
+    assert data.problem is None
+    assert data.canary is not None
+    assert data.stable is not None
+    by_name = {value.name: value for value in data.custom}
+    assert by_name["request-rate"].problem is None
+    assert (by_name["request-rate"].canary or 0) > 0
+    assert (by_name["request-rate"].stable or 0) > 0
+    assert f"returned {len(FINISHED_REASONS)} series" in (by_name["per-reason"].problem or "")
+    # Most synthetic requests finish with `stop`: counted as 5xx, they are most of the failures.
+    assert (data.canary.http_5xx or 0) > data.canary.requests / 2
+    assert data.canary.bad > data.canary.errors

@@ -265,6 +265,23 @@ CROSS_FIELD_CASES = [
         "thresholdRange min must be <= max",
         id="custom-metric-inverted-bounds",
     ),
+    pytest.param(
+        variant(
+            rollout={
+                "analysis": {
+                    "httpErrorsQuery": 'sum(increase(x{code=~"5..",rev="{{ revision }}"}[{{ interval }}]))'
+                },
+                "slo": {"errorRate": "1%"},
+            }
+        ),
+        None,
+        id="http-errors-query",
+    ),
+    pytest.param(
+        variant(rollout={"analysis": {"httpErrorsQuery": "sum(x)"}, "slo": {"errorRate": "1%"}}),
+        "httpErrorsQuery must select a revision with {{ revision }}",
+        id="http-errors-query-no-revision",
+    ),
     pytest.param({**BASE, "metadata": {"name": "m" * 55, "namespace": "ml"}}, "at most 54", id="long-name"),
 ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -102,8 +103,23 @@ def test_templates_are_filled_with_escaped_values_and_the_window() -> None:
     ],
 )
 def test_bad_custom_metrics_are_rejected_with_the_reason(metrics: list[dict[str, Any]], problem: str) -> None:
-    with pytest.raises(ValidationError, match=problem.replace("{", "\\{").replace("}", "\\}")):
+    with pytest.raises(ValidationError, match=re.escape(problem)):
         Analysis.model_validate({"metrics": metrics})
+
+
+@pytest.mark.parametrize(
+    ("query", "problem"),
+    [
+        (
+            'sum(x{rev="{{ revision }}", w="{{ window }}"})',
+            "httpErrorsQuery uses unknown placeholder(s) window",
+        ),
+        ("sum(x)", "httpErrorsQuery must select a revision with {{ revision }}"),
+    ],
+)
+def test_a_bad_http_errors_query_is_rejected_with_the_reason(query: str, problem: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(problem)):
+        Analysis.model_validate({"httpErrorsQuery": query})
 
 
 def spec(*metrics: CustomMetric) -> NLPModelSpec:

@@ -331,41 +331,23 @@ def _default_steps() -> list[Step]:
     return [Step(weight=10, pause="5m"), Step(weight=50, pause="10m")]
 
 
-class Analysis(_Model):
-    """SLO analysis of the canary; without it, steps advance by time alone."""
-
-    interval: Duration = Field(
-        default="60s", description="Time between checks (each check covers one interval)."
-    )
-    min_requests: int = Field(
-        default=50, ge=1, le=10**9, description="Below this many canary requests a check is inconclusive."
-    )
-    failure_threshold: int = Field(
-        default=2, ge=1, le=100, description="Consecutive failed checks that trigger a rollback."
-    )
-    inconclusive_deadline: Duration = Field(
-        default="15m",
-        description="Metrics missing or too few requests this long aborts (AnalysisUnavailable).",
-    )
-    metrics: list[CustomMetric] = Field(
-        default_factory=list,
-        max_length=10,
-        description="Custom checks (PromQL template and threshold) judged with the SLOs at every check.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
-    )
-
-    @model_validator(mode="after")
-    def _unique_metric_names(self) -> Analysis:
-        names = [m.name for m in self.metrics]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"metric names must be unique: {', '.join(duplicates)} repeated")
-        return self
-
-
 # Custom metric queries are PromQL templates; these placeholders are filled in for each check.
 QUERY_PLACEHOLDER: Final = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 QUERY_PLACEHOLDERS: Final = ("namespace", "model", "revision", "interval")
+# The CEL twin of the `{{ revision }}` requirement of `check_query_template`.
+_SELECTS_REVISION = r"matches('\\{\\{\\s*revision\\s*\\}\\}')"
+
+
+def check_query_template(field: str, query: str) -> None:
+    """Known placeholders only, and `{{ revision }}` among them (a query must select one revision)."""
+    names = QUERY_PLACEHOLDER.findall(query)
+    unknown = sorted(set(names) - set(QUERY_PLACEHOLDERS))
+    if unknown:
+        raise ValueError(
+            f"{field} uses unknown placeholder(s) {', '.join(unknown)}; known: {', '.join(QUERY_PLACEHOLDERS)}"
+        )
+    if "revision" not in names:
+        raise ValueError(f"{field} must select a revision with {{{{ revision }}}}")
 
 
 class ThresholdRange(_Model):
@@ -408,7 +390,7 @@ class CustomMetric(_Model):
     model_config = ConfigDict(
         json_schema_extra=_cel(
             (
-                r"self.query.matches('\\{\\{\\s*revision\\s*\\}\\}')",
+                f"self.query.{_SELECTS_REVISION}",
                 "query must select a revision with {{ revision }}",
             ),
         )
@@ -416,14 +398,61 @@ class CustomMetric(_Model):
 
     @model_validator(mode="after")
     def _template(self) -> CustomMetric:
-        names = QUERY_PLACEHOLDER.findall(self.query)
-        unknown = sorted(set(names) - set(QUERY_PLACEHOLDERS))
-        if unknown:
-            raise ValueError(
-                f"query uses unknown placeholder(s) {', '.join(unknown)}; known: {', '.join(QUERY_PLACEHOLDERS)}"
-            )
-        if "revision" not in names:
-            raise ValueError("query must select a revision with {{ revision }}")
+        check_query_template("query", self.query)
+        return self
+
+
+class Analysis(_Model):
+    """SLO analysis of the canary; without it, steps advance by time alone."""
+
+    interval: Duration = Field(
+        default="60s", description="Time between checks (each check covers one interval)."
+    )
+    min_requests: int = Field(
+        default=50, ge=1, le=10**9, description="Below this many canary requests a check is inconclusive."
+    )
+    failure_threshold: int = Field(
+        default=2, ge=1, le=100, description="Consecutive failed checks that trigger a rollback."
+    )
+    inconclusive_deadline: Duration = Field(
+        default="15m",
+        description="Metrics missing or too few requests this long aborts (AnalysisUnavailable).",
+    )
+    http_errors_query: str | None = Field(
+        default=None,
+        alias="httpErrorsQuery",
+        min_length=1,
+        max_length=4096,
+        description=(
+            "PromQL counting one revision's HTTP 5xx responses over {{ interval }} (from your gateway or "
+            "mesh); they count as failed requests with vLLM's errors and aborts. Same placeholders as "
+            "metrics[].query; no data counts as none."
+        ),
+    )
+    metrics: list[CustomMetric] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Custom checks (PromQL template and threshold) judged with the SLOs at every check.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                f"!has(self.httpErrorsQuery) || self.httpErrorsQuery.{_SELECTS_REVISION}",
+                "httpErrorsQuery must select a revision with {{ revision }}",
+            ),
+        )
+    )
+
+    @model_validator(mode="after")
+    def _queries(self) -> Analysis:
+        if self.http_errors_query is not None:
+            check_query_template("httpErrorsQuery", self.http_errors_query)
+        names = [m.name for m in self.metrics]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"metric names must be unique: {', '.join(duplicates)} repeated")
         return self
 
 

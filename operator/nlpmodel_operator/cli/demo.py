@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -159,36 +156,9 @@ class Demo:
         return standins.run_pods(self.admin, ns, f"{c.LABEL_MODEL}={model}")
 
 
-@contextlib.contextmanager
-def operator_process(kubeconfig: Path, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(kubeconfig),
-        "NLPMODEL_RESYNC_SECONDS": "1",
-        "NLPMODEL_METRICS_PORT": "0",
-    }
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "nlpmodel_operator", "--standalone"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
 def cluster_part(workdir: Path) -> None:
     from nlpmodel_operator.devtools.localplane import LocalPlane  # noqa: PLC0415 (dev-only)
+    from nlpmodel_operator.devtools.operatorproc import OperatorProcess  # noqa: PLC0415
     from nlpmodel_operator.devtools.rbac import grant_operator_role  # noqa: PLC0415
 
     banner(
@@ -202,8 +172,8 @@ def cluster_part(workdir: Path) -> None:
         print("operator identity: user nlpmodel-operator, bound only to charts/.../clusterrole-rules.yaml")
         demo = Demo(admin)
         banner("operator: python -m nlpmodel_operator --standalone (kopf)")
-        with operator_process(plane.operator_kubeconfig, workdir / "operator.log") as op:
-            print(f"operator pid {op.pid}", flush=True)
+        with OperatorProcess(plane.operator_kubeconfig, workdir / "operator.log") as op:
+            print(f"operator pid {op.pids[-1]}", flush=True)
             for name in APPLIED:
                 demo.apply(EXAMPLES / name)
             demo.watch_until(
@@ -230,7 +200,7 @@ def cluster_part(workdir: Path) -> None:
             )
             banner("kubectl get nlpm -A")
             print(table(demo.models()))
-            if op.poll() is not None:
+            if not op.alive():
                 raise RuntimeError(f"the operator exited: see {workdir / 'operator.log'}")
         admin.close()
     banner("stopped the operator, kube-controller-manager, kube-apiserver and etcd")

@@ -56,12 +56,14 @@ class Analyzer:
         if self.provider is None:
             return CheckData(None, None, NO_PROVIDER)
         window = request.window_s + self.scrape_interval_s
-        canary, problem = await self._sample(namespace, model, request.canary, window)
+        canary, problem = await self._sample(
+            namespace, model, request.canary, window, request.http_errors_query
+        )
         if canary is None:
             return CheckData(None, None, f"canary {request.canary}: {problem}")
         # Without stable data the absolute SLOs are still judged; regressions need both.
         (stable, _), custom = await asyncio.gather(
-            self._sample(namespace, model, request.stable, window),
+            self._sample(namespace, model, request.stable, window, request.http_errors_query),
             asyncio.gather(
                 *(self._custom(namespace, model, request, metric, window) for metric in request.custom)
             ),
@@ -88,7 +90,7 @@ class Analyzer:
         return CustomValue(metric.name, canary_value, stable_value)
 
     async def _sample(
-        self, namespace: str, model: str, revision: str, window_s: float
+        self, namespace: str, model: str, revision: str, window_s: float, http_errors_query: str | None
     ) -> tuple[RevisionSample | None, str]:
         assert self.provider is not None
         wanted = {
@@ -98,6 +100,8 @@ class Analyzer:
             "requests": q.requests_increase(namespace, model, revision, window_s),
             "errors": q.errors_increase(namespace, model, revision, window_s),
         }
+        if http_errors_query is not None:
+            wanted["http 5xx"] = q.custom_query(http_errors_query, namespace, model, revision, window_s)
         answers = await asyncio.gather(*(self.provider.query(promql) for promql in wanted.values()))
         results = dict(zip(wanted, answers, strict=True))
         errors = [f"{name}: {r.message}" for name, r in results.items() if isinstance(r, QueryError)]
@@ -113,6 +117,8 @@ class Analyzer:
                 e2e=_histogram(results["e2e"]),
                 requests=max(requests, 0.0),
                 errors=max(_total(results["errors"]) or 0.0, 0.0),
+                # A 5xx filter that matches nothing means no 5xx: counters appear with the first one.
+                http_5xx=None if http_errors_query is None else max(_total(results["http 5xx"]) or 0.0, 0.0),
             ),
             "",
         )

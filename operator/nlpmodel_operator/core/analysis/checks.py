@@ -36,6 +36,7 @@ class CheckRequest:
     canary: str
     window_s: float
     custom: tuple[CustomMetric, ...] = ()  # the spec's custom checks, queried for both revisions
+    http_errors_query: str | None = None  # template counting a revision's HTTP 5xx, if configured
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def check_request(spec: NLPModelSpec, status: Mapping[str, Any], now: datetime) 
     reference = last or started
     if reference is not None and (now - reference).total_seconds() < interval:
         return None
-    return CheckRequest(stable, canary, interval, tuple(analysis.metrics))
+    return CheckRequest(stable, canary, interval, tuple(analysis.metrics), analysis.http_errors_query)
 
 
 def record_check(
