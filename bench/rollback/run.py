@@ -11,10 +11,10 @@ passed a check at the first step, its server turns bad (the *regression*: TTFT x
 at time t0. The harness then watches the traffic object itself (the HTTPRoute's canary backend
 weight) and records t1, the first moment it reads 0. The result is (t1 - t0) / interval.
 
-What bounds it: a check's window (interval + one scrape) still holds healthy requests right after t0,
-checks are due every interval, `failureThreshold` consecutive fails are needed, and the operator
-notices a due check within its resync period (1 s here). So the expected range is about
-failureThreshold .. failureThreshold + 2 intervals.
+What bounds it: `failureThreshold` consecutive failed checks are needed, one per interval; the first
+check after t0 falls anywhere in (0, interval] after it and may already fail on its partly bad window
+(interval + one scrape) when the regression is strong; the operator notices a due check within its
+resync period (1 s here). So about failureThreshold - 1 to failureThreshold + 1 intervals.
 """
 
 from __future__ import annotations
