@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import urllib.error
+import urllib.request
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from nlpmodel_operator.controller.metrics import OperatorMetrics
+from nlpmodel_operator.devtools.childproc import free_ports
 
 BEFORE: dict[str, Any] = {
     "phase": "Progressing",
@@ -32,7 +37,7 @@ def test_a_rollback_counts_once() -> None:
     metrics.observe("ml", "chat", AFTER, AFTER)  # the next reconcile changes nothing: counts nothing
     r = metrics.registry
     assert value(r, "nlpmodel_rollouts_total", outcome="RolledBack") == 1
-    assert value(r, "nlpmodel_rollouts_total", outcome="Promoted") is None
+    assert value(r, "nlpmodel_rollouts_total", outcome="Promoted") == 0
     assert value(r, "nlpmodel_rollbacks_total", reason="AnalysisFailed") == 1
     assert value(r, "nlpmodel_analysis_checks_total", verdict="fail") == 1
     assert value(r, "nlpmodel_canary_weight_percent") == 0
@@ -54,3 +59,57 @@ def test_forget_drops_the_gauges_of_a_deleted_model() -> None:
     metrics.observe("ml", "chat", {}, {"phase": "Ready"})
     metrics.forget("ml", "chat")
     assert value(metrics.registry, "nlpmodel_phase", phase="Ready") is None
+
+
+def test_counters_start_at_zero_so_the_first_rollback_is_an_increase() -> None:
+    metrics = OperatorMetrics(CollectorRegistry())
+    metrics.observe("ml", "chat", {}, {"phase": "Pending"})
+    r = metrics.registry
+    assert value(r, "nlpmodel_rollbacks_total", reason="AnalysisFailed") == 0
+    assert value(r, "nlpmodel_rollouts_total", outcome="RolledBack") == 0
+    assert value(r, "nlpmodel_analysis_checks_total", verdict="error") == 0
+
+
+def test_revision_info_follows_stable_and_canary() -> None:
+    metrics = OperatorMetrics(CollectorRegistry())
+    r = metrics.registry
+    metrics.observe("ml", "chat", {}, {"stableRevision": "aaaa1111", "canaryRevision": "bbbb2222"})
+    assert value(r, "nlpmodel_revision_info", revision="aaaa1111", role="stable") == 1
+    assert value(r, "nlpmodel_revision_info", revision="bbbb2222", role="canary") == 1
+    metrics.observe("ml", "chat", {}, {"stableRevision": "bbbb2222"})  # promoted
+    assert value(r, "nlpmodel_revision_info", revision="bbbb2222", role="stable") == 1
+    assert value(r, "nlpmodel_revision_info", revision="bbbb2222", role="canary") is None
+    assert value(r, "nlpmodel_revision_info", revision="aaaa1111", role="stable") is None
+    metrics.forget("ml", "chat")
+    assert value(r, "nlpmodel_revision_info", revision="bbbb2222", role="stable") is None
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+@pytest.mark.parametrize(("healthy", "expected"), [(True, 200), (False, 503)])
+def test_one_port_serves_metrics_and_healthz(healthy: bool, expected: int) -> None:
+    metrics = OperatorMetrics(CollectorRegistry())
+    metrics.observe("ml", "chat", {}, {"phase": "Ready"})
+    (port,) = free_ports(1)
+
+    async def scenario() -> tuple[tuple[int, str], tuple[int, str]]:
+        runner = await metrics.serve(port, healthy=lambda: healthy)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            return (
+                await asyncio.to_thread(_get, f"{base}/healthz"),
+                await asyncio.to_thread(_get, f"{base}/metrics"),
+            )
+        finally:
+            await runner.cleanup()
+
+    (health_code, _), (metrics_code, text) = asyncio.run(scenario())
+    assert health_code == expected
+    assert metrics_code == 200
+    assert 'nlpmodel_phase{model="chat",namespace="ml",phase="Ready"} 1.0' in text

@@ -14,6 +14,7 @@ from nlpmodel_operator.controller.analysis import Analyzer
 from nlpmodel_operator.controller.config import OperatorConfig
 from nlpmodel_operator.controller.kube import Kube, load_client
 from nlpmodel_operator.controller.metrics import OperatorMetrics
+from nlpmodel_operator.controller.peering import ensure_peering_objects
 from nlpmodel_operator.controller.runner import Reconciler
 from nlpmodel_operator.core.reconcile import Monitoring
 from nlpmodel_operator.providers.factory import provider_for
@@ -33,14 +34,22 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.L
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.error_backoffs = [1, 2, 5, 10, 20]
+    api_client = load_client()
+    if settings.peering.mandatory and not settings.peering.standalone:  # --peering NAME
+        await asyncio.to_thread(
+            ensure_peering_objects, api_client, settings.peering.name, CONFIG.namespaces, logger
+        )
     provider = provider_for("prometheus", CONFIG.prometheus_url) if CONFIG.prometheus_url else None
     memo.provider = provider
     metrics = OperatorMetrics()
-    if CONFIG.metrics_port:
-        metrics.serve(CONFIG.metrics_port)
+    memo.http = (
+        await metrics.serve(CONFIG.metrics_port, healthy=lambda: not memo.resync.done())
+        if CONFIG.metrics_port
+        else None
+    )
     memo.metrics = metrics
     reconciler = Reconciler(
-        Kube(load_client(), CONFIG.field_manager),
+        Kube(api_client, CONFIG.field_manager),
         Analyzer(provider, CONFIG.scrape_interval_seconds),
         metrics,
         monitoring=Monitoring(CONFIG.scrape_interval_seconds) if CONFIG.pod_monitors else None,
@@ -61,6 +70,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         await task
     if memo.provider is not None:
         await memo.provider.close()
+    if memo.http is not None:
+        await memo.http.cleanup()
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)

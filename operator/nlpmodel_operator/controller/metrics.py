@@ -6,12 +6,34 @@ rollout outcome is counted when a history entry appears, a check when `analysis.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Final, get_args
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
-from nlpmodel_operator.api.constants import Phase
+from nlpmodel_operator.api.constants import Phase, Reason
+from nlpmodel_operator.api.status import CheckRecord, Outcome
+
+# Every label value a per-model counter can take, created at 0 when a model is first seen: alerts use
+# increase(), which cannot see the first increment of a series that starts at 1.
+OUTCOMES: Final = get_args(Outcome)
+VERDICTS: Final = get_args(CheckRecord.model_fields["verdict"].annotation)
+ROLLBACK_REASONS: Final = (
+    Reason.ANALYSIS_FAILED,
+    Reason.ANALYSIS_UNAVAILABLE,
+    Reason.PROGRESS_DEADLINE_EXCEEDED,
+    Reason.ABORTED,
+)
+STABLE: Final = "stable"
+CANARY: Final = "canary"
 
 
 class OperatorMetrics:
@@ -60,13 +82,65 @@ class OperatorMetrics:
             ["namespace", "model", "phase"],
             registry=r,
         )
+        self.revision = Gauge(
+            "nlpmodel_revision_info",
+            "1 for each revision a model serves, with its role (stable or canary).",
+            ["namespace", "model", "revision", "role"],
+            registry=r,
+        )
+        self._known: set[tuple[str, str]] = set()
+        self._revisions: dict[tuple[str, str], set[tuple[str, str]]] = {}
 
-    def serve(self, port: int) -> None:
-        """Expose /metrics on all interfaces of `port` (a daemon thread)."""
-        start_http_server(port, registry=self.registry)
+    async def serve(self, port: int, healthy: Callable[[], bool]) -> web.AppRunner:
+        """Serve /metrics and /healthz on all interfaces of `port`, in the operator's event loop.
+
+        /healthz answers from the loop itself, so a blocked loop fails the probe; `healthy` adds what
+        else must hold (the resync task is alive). Call `cleanup()` on the result to stop serving.
+        """
+
+        async def metrics(_: web.Request) -> web.Response:
+            return web.Response(
+                body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            )
+
+        async def healthz(_: web.Request) -> web.Response:
+            return web.Response(text="ok\n") if healthy() else web.Response(status=503, text="unhealthy\n")
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/healthz", healthz)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, port=port).start()
+        return runner
+
+    def _first_sight(self, namespace: str, model: str) -> None:
+        if (namespace, model) in self._known:
+            return
+        self._known.add((namespace, model))
+        for outcome in OUTCOMES:
+            self.rollouts.labels(namespace, model, outcome)
+        for reason in ROLLBACK_REASONS:
+            self.rollbacks.labels(namespace, model, reason)
+        for verdict in VERDICTS:
+            self.checks.labels(namespace, model, verdict)
+
+    def _set_revisions(self, namespace: str, model: str, status: Mapping[str, Any]) -> None:
+        current = {
+            (str(status[key]), role)
+            for key, role in (("stableRevision", STABLE), ("canaryRevision", CANARY))
+            if status.get(key)
+        }
+        for revision, role in self._revisions.pop((namespace, model), set()) - current:
+            self.revision.remove(namespace, model, revision, role)
+        for revision, role in current:
+            self.revision.labels(namespace, model, revision, role).set(1)
+        if current:
+            self._revisions[(namespace, model)] = current
 
     def observe(self, namespace: str, model: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
         """Count what changed between the status before and after one reconcile."""
+        self._first_sight(namespace, model)
         old_history = list(old.get("history") or [])
         new_history = list(new.get("history") or [])
         # History is bounded: the entries after the last one we had are the new ones.
@@ -94,6 +168,7 @@ class OperatorMetrics:
         current = new.get("phase")
         for phase in Phase.ALL:
             self.phase.labels(namespace, model, phase).set(1 if phase == current else 0)
+        self._set_revisions(namespace, model, new)
 
     def forget(self, namespace: str, model: str) -> None:
         """Drop the per-model gauges of a deleted model."""
@@ -102,3 +177,4 @@ class OperatorMetrics:
                 gauge.remove(namespace, model, *extra)
             except KeyError:
                 continue
+        self._set_revisions(namespace, model, {})
