@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.deps-stamp
 
-.PHONY: all deps lint typecheck unit schema integration test demo crds vllm-table clean bench-judge bench-rollback
+.PHONY: all deps lint typecheck unit schema integration test demo crds vllm-table clean bench-judge bench-rollback \
+	chart-sync manifests-base
 
 all: test
 
@@ -41,6 +42,14 @@ test: deps lint typecheck
 # Regenerate the CRD from the Python API models (the one source of truth).
 crds: deps
 	$(BIN)/python -m nlpmodel_operator.api.crd > crds/nlpmodels.serving.nlpmodel.dev.yaml
+
+# The chart's copies (files/crds from crds/, files/runtimes from runtimes/, the Grafana dashboard) and the
+# kustomize base (the chart rendered with its defaults); tests fail while they are stale.
+chart-sync: deps
+	$(BIN)/python -m nlpmodel_operator.devtools.chartsync chart
+
+manifests-base: chart-sync
+	$(BIN)/python -m nlpmodel_operator.devtools.chartsync base
 
 # Refresh the packaged vLLM flag tables from the facts extracted from each vLLM wheel (../shared/vllm).
 vllm-table:

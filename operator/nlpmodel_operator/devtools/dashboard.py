@@ -1,0 +1,188 @@
+"""The Grafana dashboard the chart ships (files/dashboards/nlpmodel-operator.json), built from the same
+metric and label names the operator and the analysis use; `make chart-sync` writes it, a test checks it
+is current and that every query parses and joins as intended.
+
+Per model: phase, canary weight, TTFT and ITL p95 and error ratio of the stable vs the canary revision
+(the model servers' metrics joined with `nlpmodel_revision_info` for the role), rollouts and rollbacks,
+analysis verdicts; and the operator's own reconcile health.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+from nlpmodel_operator.core.analysis.queries import (
+    ERROR_REASONS,
+    ITL_SECONDS,
+    REQUEST_SUCCESS_TOTAL,
+    TARGET_LABEL_MODEL,
+    TARGET_LABEL_NAMESPACE,
+    TARGET_LABEL_REVISION,
+    TTFT_SECONDS,
+)
+
+__all__ = ["RANGE", "RATE_INTERVAL", "dashboard", "queries", "role_join"]
+
+UID: Final = "nlpmodel-operator"
+RATE_INTERVAL: Final = "$__rate_interval"
+RANGE: Final = "$__range"
+DATASOURCE: Final = {"type": "prometheus", "uid": "${datasource}"}
+
+_OPERATOR = 'namespace=~"$namespace", model=~"$model"'
+_SERVERS = f'{TARGET_LABEL_NAMESPACE}=~"$namespace", {TARGET_LABEL_MODEL}=~"$model"'
+_BY_REVISION = f"{TARGET_LABEL_NAMESPACE}, {TARGET_LABEL_MODEL}, {TARGET_LABEL_REVISION}"
+
+
+def role_join(expr: str) -> str:
+    """`expr` (by namespace, nlpmodel_model, nlpmodel_revision) with each revision's role (stable or
+    canary) from the operator's `nlpmodel_revision_info`, whose labels are named model and revision."""
+    roles = (
+        f"label_replace(label_replace(max by (namespace, model, revision, role) "
+        f'(nlpmodel_revision_info{{{_OPERATOR}}}), "{TARGET_LABEL_MODEL}", "$1", "model", "(.*)"), '
+        f'"{TARGET_LABEL_REVISION}", "$1", "revision", "(.*)")'
+    )
+    return f"({expr}) * on ({_BY_REVISION}) group_left (role) ({roles})"
+
+
+def _p95(family: str) -> str:
+    return role_join(
+        f"histogram_quantile(0.95, sum by (le, {_BY_REVISION}) "
+        f"(rate({family}_bucket{{{_SERVERS}}}[{RATE_INTERVAL}])))"
+    )
+
+
+def _error_ratio() -> str:
+    errors = "|".join(ERROR_REASONS)
+    return role_join(
+        f"sum by ({_BY_REVISION}) (rate({REQUEST_SUCCESS_TOTAL}{{{_SERVERS}, "
+        f'finished_reason=~"{errors}"}}[{RATE_INTERVAL}])) / sum by ({_BY_REVISION}) '
+        f"(rate({REQUEST_SUCCESS_TOTAL}{{{_SERVERS}}}[{RATE_INTERVAL}]))"
+    )
+
+
+def queries() -> dict[str, str]:
+    """Panel title → PromQL (with Grafana's variables)."""
+    return {
+        "Phase": f"max by (namespace, model, phase) (nlpmodel_phase{{{_OPERATOR}}}) == 1",
+        "Canary weight": f"max by (namespace, model) (nlpmodel_canary_weight_percent{{{_OPERATOR}}})",
+        "TTFT p95: stable vs canary": _p95(TTFT_SECONDS),
+        "ITL p95: stable vs canary": _p95(ITL_SECONDS),
+        "Error ratio: stable vs canary": _error_ratio(),
+        "Rollbacks by reason": (
+            f"sum by (namespace, model, reason) (increase(nlpmodel_rollbacks_total{{{_OPERATOR}}}[{RANGE}])) > 0"
+        ),
+        "Rollouts by outcome": (
+            f"sum by (namespace, model, outcome) (increase(nlpmodel_rollouts_total{{{_OPERATOR}}}[{RANGE}])) > 0"
+        ),
+        "Analysis checks by verdict": (
+            f"sum by (namespace, model, verdict) "
+            f"(increase(nlpmodel_analysis_checks_total{{{_OPERATOR}}}[{RATE_INTERVAL}]))"
+        ),
+        "Operator reconcile p95": (
+            f"histogram_quantile(0.95, sum by (le) (rate(nlpmodel_reconcile_duration_seconds_bucket[{RATE_INTERVAL}])))"
+        ),
+        "Operator reconcile errors": f"sum by (reason) (rate(nlpmodel_reconcile_errors_total[{RATE_INTERVAL}]))",
+    }
+
+
+_LEGENDS: Final = {
+    "Canary weight": "{{namespace}}/{{model}}",
+    "TTFT p95: stable vs canary": "{{nlpmodel_model}} {{role}} {{nlpmodel_revision}}",
+    "ITL p95: stable vs canary": "{{nlpmodel_model}} {{role}} {{nlpmodel_revision}}",
+    "Error ratio: stable vs canary": "{{nlpmodel_model}} {{role}} {{nlpmodel_revision}}",
+    "Analysis checks by verdict": "{{model}} {{verdict}}",
+    "Operator reconcile p95": "p95",
+    "Operator reconcile errors": "{{reason}}",
+}
+_UNITS: Final = {
+    "Canary weight": "percent",
+    "TTFT p95: stable vs canary": "s",
+    "ITL p95: stable vs canary": "s",
+    "Error ratio: stable vs canary": "percentunit",
+    "Operator reconcile p95": "s",
+    "Operator reconcile errors": "ops",
+}
+_TABLES: Final = ("Phase", "Rollbacks by reason", "Rollouts by outcome")
+
+
+def _panel(panel_id: int, title: str, expr: str, grid: dict[str, int]) -> dict[str, Any]:
+    table = title in _TABLES
+    target: dict[str, Any] = {"refId": "A", "datasource": DATASOURCE, "expr": expr}
+    if table:
+        target |= {"instant": True, "range": False, "format": "table"}
+    else:
+        target |= {"legendFormat": _LEGENDS.get(title, "__auto")}
+    return {
+        "id": panel_id,
+        "type": "table" if table else "timeseries",
+        "title": title,
+        "datasource": DATASOURCE,
+        "gridPos": grid,
+        "fieldConfig": {"defaults": {"unit": _UNITS.get(title, "short")}, "overrides": []},
+        "targets": [target],
+    }
+
+
+def _variable(name: str, query: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "label": name,
+        "type": "query",
+        "datasource": DATASOURCE,
+        "query": {"query": query, "refId": f"{name}-var"},
+        "definition": query,
+        "refresh": 2,
+        "includeAll": True,
+        "allValue": ".*",
+        "multi": True,
+        "current": {},
+        "sort": 1,
+    }
+
+
+def dashboard() -> dict[str, Any]:
+    tables = [(t, e) for t, e in queries().items() if t in _TABLES]
+    series = [(t, e) for t, e in queries().items() if t not in _TABLES]
+    # One row of three tables, then the time series two per row.
+    grids = [{"h": 8, "w": 8, "x": 8 * i, "y": 0} for i in range(len(tables))] + [
+        {"h": 8, "w": 12, "x": 12 * (i % 2), "y": 8 + 8 * (i // 2)} for i in range(len(series))
+    ]
+    panels = [
+        _panel(i + 1, title, expr, grid)
+        for i, ((title, expr), grid) in enumerate(zip(tables + series, grids, strict=True))
+    ]
+    return {
+        "uid": UID,
+        "title": "NLPModel rollouts",
+        "description": "Per model: phase, canary weight, stable vs canary latency and errors, rollbacks.",
+        "tags": ["nlpmodel", "llm", "vllm"],
+        "editable": True,
+        "schemaVersion": 39,
+        "version": 1,
+        "time": {"from": "now-6h", "to": "now"},
+        "refresh": "30s",
+        "templating": {
+            "list": [
+                {
+                    "name": "datasource",
+                    "label": "Prometheus",
+                    "type": "datasource",
+                    "query": "prometheus",
+                    "current": {},
+                },
+                _variable("namespace", "label_values(nlpmodel_phase, namespace)"),
+                _variable("model", 'label_values(nlpmodel_phase{namespace=~"$namespace"}, model)'),
+            ]
+        },
+        "panels": panels,
+    }
+
+
+def main() -> int:
+    print(json.dumps(dashboard(), indent=2, sort_keys=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
