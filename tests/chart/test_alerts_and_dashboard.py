@@ -1,0 +1,142 @@
+"""The PrometheusRule alerts and the Grafana dashboard's queries, checked by a real promtool."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from chartlib import run
+
+from nlpmodel_operator.devtools.chartsync import CHART
+from nlpmodel_operator.devtools.dashboard import RANGE, RATE_INTERVAL, dashboard, queries
+
+RULES = CHART / "files" / "alerts" / "nlpmodel-operator.rules.yaml"
+ALERT_TESTS = Path(__file__).with_name("alerts.test.yaml")
+
+
+def alert_names() -> set[str]:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    return {rule["alert"] for group in groups for rule in group["rules"] if "alert" in rule}
+
+
+def test_the_rules_are_clean(promtool: Path) -> None:
+    proc = run([promtool, "check", "rules", RULES])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"SUCCESS: {len(alert_names())} rules found" in proc.stdout
+
+
+def test_every_alert_fires_and_stays_silent_as_its_unit_tests_say(promtool: Path) -> None:
+    proc = run([promtool, "test", "rules", ALERT_TESTS])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_alert_has_a_firing_and_a_silent_case() -> None:
+    cases = [
+        case for test in yaml.safe_load(ALERT_TESTS.read_text())["tests"] for case in test["alert_rule_test"]
+    ]
+    fired = {c["alertname"] for c in cases if c["exp_alerts"]}
+    silent = {c["alertname"] for c in cases if not c["exp_alerts"]}
+    assert alert_names() == {
+        "NLPModelRolledBack",
+        "NLPModelAnalysisUnavailable",
+        "NLPModelOperatorReconcileErrors",
+        "NLPModelOperatorDown",
+    }
+    assert fired == alert_names()
+    assert silent == alert_names()
+
+
+# ------------------------------------------------------------------------------------ dashboard
+
+
+def as_prometheus(expr: str) -> str:
+    """A panel's query as Grafana sends it with every namespace and model selected."""
+    return (
+        expr.replace("$namespace", ".*")
+        .replace("$model", ".*")
+        .replace(RATE_INTERVAL, "5m")
+        .replace(RANGE, "1h")
+    )
+
+
+def test_every_panel_query_parses(promtool: Path, tmp_path: Path) -> None:
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"panel:{i}", "expr": as_prometheus(expr)}
+                    for i, expr in enumerate(queries().values())
+                ],
+            }
+        ]
+    }
+    path = tmp_path / "dashboard.rules.yaml"
+    path.write_text(yaml.safe_dump(rules))
+    proc = run([promtool, "check", "rules", path])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_panel_shows_one_of_the_queries() -> None:
+    board: dict[str, Any] = dashboard()
+    shown = {p["title"]: p["targets"][0]["expr"] for p in board["panels"]}
+    assert shown == queries()
+    assert len({p["id"] for p in board["panels"]}) == len(board["panels"])
+    json.dumps(board)  # serialisable as the ConfigMap holds it
+
+
+def test_latency_is_split_into_stable_and_canary(promtool: Path, tmp_path: Path) -> None:
+    """The role join: the model servers' p95 per revision gets the operator's stable/canary role."""
+    bucket = "vllm:time_to_first_token_seconds_bucket"
+    revision = 'namespace="ml", nlpmodel_model="chat", nlpmodel_revision'
+    series = []
+    # Stable: all requests under 0.5 s; canary: all between 1 and 2 s (10 requests per minute each).
+    # p95 interpolates within the bucket: 0.475 and 1.95 (promtool compares the exact floats).
+    for rev, counts in (
+        ("aaaa1111", {"0.5": 10, "1": 10, "2": 10, "+Inf": 10}),
+        ("bbbb2222", {"0.5": 0, "1": 0, "2": 10, "+Inf": 10}),
+    ):
+        for le, per_minute in counts.items():
+            series.append(
+                {"series": f'{bucket}{{{revision}="{rev}", le="{le}"}}', "values": f"0+{per_minute}x10"}
+            )
+    for rev, role in (("aaaa1111", "stable"), ("bbbb2222", "canary")):
+        series.append(
+            {
+                "series": f'nlpmodel_revision_info{{namespace="ml", model="chat", revision="{rev}", role="{role}"}}',
+                "values": "1x10",
+            }
+        )
+    expr = as_prometheus(queries()["TTFT p95: stable vs canary"])
+    tests = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "promql_expr_test": [
+                    {
+                        "expr": expr,
+                        "eval_time": "10m",
+                        "exp_samples": [
+                            {
+                                "labels": f'{{{revision}="aaaa1111", role="stable"}}',
+                                "value": 0.47500000000000003,
+                            },
+                            {
+                                "labels": f'{{{revision}="bbbb2222", role="canary"}}',
+                                "value": 1.9500000000000002,
+                            },
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "join.test.yaml"
+    path.write_text(yaml.safe_dump(tests))
+    proc = run([promtool, "test", "rules", path])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
