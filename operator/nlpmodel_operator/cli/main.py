@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from nlpmodel_operator import __version__
-from nlpmodel_operator.cli import control
+from nlpmodel_operator.cli import control, wait
 from nlpmodel_operator.cli.manifests import Document, ManifestError, read_documents
 from nlpmodel_operator.controller.run import add_arguments as add_run_arguments
 from nlpmodel_operator.core.planner import Plan, format_bytes
@@ -197,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_localplane)
 
     control.add_subcommands(sub)  # promote, abort, retry, pause, resume, status
+    wait.add_subcommand(sub)
     return parser
 
 
