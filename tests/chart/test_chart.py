@@ -409,3 +409,14 @@ def test_notes_tell_how_to_check_and_use_it(render: Render, tmp_path: Path) -> N
     analysed = rendered_notes(render, tmp_path, "--set", "operator.prometheusUrl=http://p:9090")
     assert "No operator.prometheusUrl" not in analysed
     assert "It watches every namespace." in analysed
+
+
+def test_the_image_runs_as_the_user_the_chart_requires(render: Render) -> None:
+    dockerfile = (REPO / "Dockerfile").read_text().splitlines()
+    (user,) = [line.split()[1] for line in dockerfile if line.startswith("USER ")]
+    pod = one(render(), "Deployment")["spec"]["template"]["spec"]
+    assert user == f"{pod['securityContext']['runAsUser']}:{pod['securityContext']['runAsGroup']}"
+    installs = [line for line in dockerfile if "pip install" in line]
+    assert installs
+    assert all("[dev]" not in line for line in installs)  # runtime dependencies only
+    assert all(line.endswith("-slim") or " AS " in line for line in dockerfile if line.startswith("FROM "))
