@@ -262,6 +262,8 @@ def test_values_reach_the_operator_configuration(render: Render, monkeypatch: py
         "operator.scrapeIntervalSeconds=10",
         "--set",
         "metrics.port=9100",
+        "--set",
+        "operator.podMonitors=false",
     )
     container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     for env in container["env"]:
@@ -272,6 +274,7 @@ def test_values_reach_the_operator_configuration(render: Render, monkeypatch: py
     assert config.resync_seconds == 30
     assert config.scrape_interval_seconds == 10
     assert config.metrics_port == 9100
+    assert config.pod_monitors is False
     assert one(docs, "Service")["spec"]["ports"][0]["port"] == 9100
 
 
