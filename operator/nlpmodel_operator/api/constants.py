@@ -56,6 +56,7 @@ class ConditionType:
     PROGRESSING: Final = "Progressing"
     CANARY_HEALTHY: Final = "CanaryHealthy"
     ROLLED_BACK: Final = "RolledBack"
+    AUTOSCALING: Final = "Autoscaling"
 
 
 class Reason:
@@ -91,3 +92,6 @@ class Reason:
     CHECKS_PASSING: Final = "ChecksPassing"
     CHECK_FAILED: Final = "CheckFailed"
     NO_CONCLUSIVE_CHECK: Final = "NoConclusiveCheck"
+    AUTOSCALED: Final = "Autoscaled"
+    AUTOSCALER_UNAVAILABLE: Final = "AutoscalerUnavailable"
+    FIXED_REPLICAS: Final = "FixedReplicas"

@@ -274,6 +274,26 @@ class Serving(_Model):
     )
 
 
+# Per-replica target of each autoscaling metric when `target` is not set.
+DEFAULT_SCALE_TARGETS: Final[dict[str, int]] = {
+    "queue-depth": 8,
+    "kv-cache": 80,
+    "concurrency": 32,
+    "cpu": 70,
+}
+SCALE_TO_ZERO_MESSAGE: Final = (
+    "minReplicas 0 (scale to zero) needs a Prometheus metric (queue-depth, kv-cache, concurrency): "
+    "a cpu HorizontalPodAutoscaler cannot scale to zero"
+)
+CPU_REQUEST_MESSAGE: Final = (
+    "scaling.metric cpu needs resources.cpu: utilization is measured against the request"
+)
+KNATIVE_SCALING_MESSAGE: Final = (
+    "router kserve-canary runs KServe's Knative mode, which autoscales on concurrency or cpu; "
+    "queue-depth and kv-cache need KEDA (router gateway-api or replica-ratio)"
+)
+
+
 class Scaling(_Model):
     """Replicas and autoscaling. Not part of the revision: changing it never restarts pods."""
 
@@ -283,7 +303,10 @@ class Scaling(_Model):
         default=None,
         ge=0,
         le=1000,
-        description="Replicas set through the scale subresource (kubectl scale); used without autoscaling.",
+        description=(
+            "Replicas set through the scale subresource (kubectl scale); used without autoscaling "
+            "(maxReplicas == minReplicas), ignored while an autoscaler sizes the model."
+        ),
     )
     metric: ScaleMetric = Field(
         default="queue-depth",
@@ -296,7 +319,10 @@ class Scaling(_Model):
         default=None,
         ge=1,
         le=100000,
-        description="Target value of the metric per replica (default by metric).",
+        description=(
+            "Target per replica: waiting requests (queue-depth, default 8), KV-cache usage % (kv-cache, "
+            "default 80), running requests (concurrency, default 32) or CPU utilization % (cpu, default 70)."
+        ),
     )
     scale_down_delay_seconds: int = Field(
         default=300, ge=0, le=86400, description="Scale-down stabilization window."
@@ -305,8 +331,18 @@ class Scaling(_Model):
     model_config = ConfigDict(
         json_schema_extra=_cel(
             ("self.minReplicas <= self.maxReplicas", "minReplicas must be <= maxReplicas"),
+            ("self.metric != 'cpu' || self.minReplicas >= 1", SCALE_TO_ZERO_MESSAGE),
         )
     )
+
+    @property
+    def autoscaled(self) -> bool:
+        """An autoscaler sizes the serving revision between minReplicas and maxReplicas."""
+        return self.max_replicas > self.min_replicas
+
+    @property
+    def target_value(self) -> int:
+        return self.target if self.target is not None else DEFAULT_SCALE_TARGETS[self.metric]
 
     @property
     def base_replicas(self) -> int:
@@ -317,6 +353,8 @@ class Scaling(_Model):
     def _min_le_max(self) -> Scaling:
         if self.min_replicas > self.max_replicas:
             raise ValueError("minReplicas must be <= maxReplicas")
+        if self.metric == "cpu" and self.min_replicas == 0:
+            raise ValueError(SCALE_TO_ZERO_MESSAGE)
         return self
 
 
@@ -569,6 +607,16 @@ class NLPModelSpec(_Model):
                 "self.serving.router != 'kserve-canary' || self.serving.platform == 'kserve'",
                 "router kserve-canary requires platform kserve",
             ),
+            (
+                "self.serving.router != 'kserve-canary' || self.scaling.maxReplicas == self.scaling.minReplicas"
+                " || self.scaling.metric in ['concurrency', 'cpu']",
+                KNATIVE_SCALING_MESSAGE,
+            ),
+            (
+                "self.scaling.metric != 'cpu' || self.scaling.maxReplicas == self.scaling.minReplicas"
+                " || has(self.resources.cpu)",
+                CPU_REQUEST_MESSAGE,
+            ),
         )
     )
 
@@ -576,4 +624,12 @@ class NLPModelSpec(_Model):
     def _checks(self) -> NLPModelSpec:
         if self.serving.router == "kserve-canary" and self.serving.platform != "kserve":
             raise ValueError("router kserve-canary requires platform kserve")
+        if (
+            self.serving.router == "kserve-canary"
+            and self.scaling.autoscaled
+            and self.scaling.metric not in ("concurrency", "cpu")
+        ):
+            raise ValueError(KNATIVE_SCALING_MESSAGE)
+        if self.scaling.metric == "cpu" and self.scaling.autoscaled and self.resources.cpu is None:
+            raise ValueError(CPU_REQUEST_MESSAGE)
         return self

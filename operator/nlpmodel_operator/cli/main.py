@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from nlpmodel_operator import __version__
+from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.cli import control, wait
 from nlpmodel_operator.cli.manifests import Document, ManifestError, read_documents
 from nlpmodel_operator.controller.run import add_arguments as add_run_arguments
@@ -110,10 +111,52 @@ def format_plan(name: str, resolution: Resolution) -> str:
         ("max sequences", str(plan.max_concurrent_sequences)),
         ("fits", "yes" if plan.fits else "NO"),
     ]
+    if resolution.spec is not None:
+        rows += scaling_rows(resolution.spec, plan)
     width = max(len(k) for k, _ in rows)
     lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
     lines += [f"{'why'.ljust(width)}  {reason}" for reason in plan.reasons]
     return "\n".join(lines)
+
+
+def gpu_cost(spec: NLPModelSpec, plan: Plan) -> dict[str, int]:
+    """GPUs the model takes at its fewest and most replicas (GPUs per replica times replicas)."""
+    per_replica = plan.tensor_parallel if spec.resources.gpu.count > 0 else 0
+    scaling = spec.scaling
+    low = scaling.min_replicas if scaling.autoscaled else scaling.base_replicas
+    high = scaling.max_replicas if scaling.autoscaled else scaling.base_replicas
+    return {
+        "gpusPerReplica": per_replica,
+        "minReplicas": low,
+        "maxReplicas": high,
+        "minGPUs": per_replica * low,
+        "maxGPUs": per_replica * high,
+    }
+
+
+def scaling_rows(spec: NLPModelSpec, plan: Plan) -> list[tuple[str, str]]:
+    scaling, cost = spec.scaling, gpu_cost(spec, plan)
+    if scaling.autoscaled:
+        replicas = (
+            f"{cost['minReplicas']}-{cost['maxReplicas']}, autoscaled on {scaling.metric} "
+            f"(target {scaling.target_value} per replica)"
+        )
+    else:
+        replicas = f"{cost['minReplicas']} (fixed)"
+    per = cost["gpusPerReplica"]
+    if per == 0:
+        return [("replicas", replicas), ("gpu cost", "none (CPU)")]
+    cost_text = (
+        f"{per} GPU(s) per replica: {cost['minGPUs']} at {cost['minReplicas']} replica(s), "
+        f"{cost['maxGPUs']} at {cost['maxReplicas']}"
+    )
+    rows = [("replicas", replicas), ("gpu cost", cost_text)]
+    if spec.rollout.strategy == "canary" and spec.rollout.gpu_surge:
+        surge = per * scaling.base_replicas
+        rows.append(
+            ("rollout surge", f"up to {surge} more GPU(s) while a canary is promoted (gpuSurge: true)")
+        )
+    return rows
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -129,7 +172,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
         if plan is None or not plan.fits:
             status = EXIT_INVALID
         if args.output == "json":
-            results.append({"name": doc.name, "plan": plan.to_status() if plan else None})
+            results.append(
+                {
+                    "name": doc.name,
+                    "plan": plan.to_status() if plan else None,
+                    "gpuCost": gpu_cost(resolution.spec, plan) if plan and resolution.spec else None,
+                }
+            )
         else:
             print(format_plan(doc.name, resolution))
             for problem in resolution.spec_problems:

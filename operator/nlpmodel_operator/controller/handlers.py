@@ -53,6 +53,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.L
         Analyzer(provider, CONFIG.scrape_interval_seconds),
         metrics,
         monitoring=Monitoring(CONFIG.scrape_interval_seconds) if CONFIG.pod_monitors else None,
+        prometheus_url=CONFIG.prometheus_url,
     )
     memo.reconciler = reconciler
     memo.resync = asyncio.create_task(

@@ -16,7 +16,7 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError, UnprocessibleEntityError
 
 from nlpmodel_operator.api import constants as c
-from nlpmodel_operator.core import monitoring
+from nlpmodel_operator.core import autoscaling, monitoring
 from nlpmodel_operator.core.reconcile import ChildRef
 
 # Kinds a model's children may have; listed on every reconcile to find leftovers of old revisions.
@@ -26,7 +26,11 @@ CHILD_KINDS: tuple[tuple[str, str], ...] = (
     ("v1", "Service"),
     ("gateway.networking.k8s.io/v1", "HTTPRoute"),
     (monitoring.API_VERSION, monitoring.KIND),
+    (autoscaling.KEDA_API_VERSION, autoscaling.KEDA_KIND),
 )
+# HorizontalPodAutoscalers are listed (and created) in one version only, the newest the server offers:
+# a server offering two shows every HPA in both.
+HPA_VERSIONS: tuple[str, ...] = ("autoscaling/v2", "autoscaling/v2beta2")
 
 
 class MissingAPIError(Exception):
@@ -77,6 +81,17 @@ class Kube:
     def serves_pod_monitors(self) -> bool:
         return self.serves(monitoring.API_VERSION, monitoring.KIND)
 
+    def hpa_api_version(self) -> str:
+        """The newest HorizontalPodAutoscaler version the server offers (v2 from Kubernetes 1.23)."""
+        return next((v for v in HPA_VERSIONS if self.serves(v, autoscaling.HPA_KIND)), HPA_VERSIONS[0])
+
+    def scaling_support(self, prometheus_url: str | None) -> autoscaling.ScalingSupport:
+        return autoscaling.ScalingSupport(
+            hpa_api_version=self.hpa_api_version(),
+            keda=self.serves(autoscaling.KEDA_API_VERSION, autoscaling.KEDA_KIND),
+            prometheus_url=prometheus_url,
+        )
+
     def apply(self, obj: Mapping[str, Any], owner: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply with an owner reference to the NLPModel (cascading deletion)."""
         body = copy.deepcopy(dict(obj))
@@ -104,7 +119,7 @@ class Kube:
     def children(self, namespace: str, model: str, owner_uid: str) -> list[dict[str, Any]]:
         """Objects labelled as this model's and owned by it (never someone else's look-alikes)."""
         found: list[dict[str, Any]] = []
-        for api_version, kind in CHILD_KINDS:
+        for api_version, kind in (*CHILD_KINDS, (self.hpa_api_version(), autoscaling.HPA_KIND)):
             if not self.serves(api_version, kind):
                 continue
             resource = self._resource(api_version, kind)

@@ -62,9 +62,11 @@ class Reconciler:
         metrics: OperatorMetrics | None = None,
         now: Callable[[], str] = utc_now,
         monitoring: Monitoring | None = None,
+        prometheus_url: str | None = None,
     ) -> None:
         self.kube = kube
         self.monitoring = monitoring  # PodMonitor settings, used where the cluster serves the kind
+        self.prometheus_url = prometheus_url  # for KEDA triggers
         self.analyzer = analyzer or Analyzer(None)
         self.metrics = metrics or OperatorMetrics()
         self.now = now
@@ -133,11 +135,12 @@ class Reconciler:
             generation=meta.get("generation", 0),
             spec=body.get("spec"),
             status=body.get("status") or {},
-            revisions=revision_states(children),
+            revisions=revision_states(children, self.kube.field_manager),
             now=self.now(),
             others=other_children(children),
             command=(meta.get("annotations") or {}).get(ANNOTATION_COMMAND),
             monitoring=self.monitoring if self.monitoring and self.kube.serves_pod_monitors() else None,
+            scaling=self.kube.scaling_support(self.prometheus_url),
         )
         return observation, body
 

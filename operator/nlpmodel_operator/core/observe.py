@@ -54,8 +54,22 @@ def child_readiness(obj: Mapping[str, Any]) -> tuple[bool, str, int | None, int 
     return True, "", None, None
 
 
-def revision_states(children: Iterable[Mapping[str, Any]]) -> dict[str, RevisionState]:
-    """Children grouped by their revision label; objects without one (routes, …) are not revisions."""
+def applies_replicas(obj: Mapping[str, Any], field_manager: str) -> bool:
+    """Whether `field_manager`'s server-side apply owns the object's spec.replicas."""
+    for entry in (obj.get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") == field_manager and entry.get("operation") == "Apply":
+            spec = (entry.get("fieldsV1") or {}).get("f:spec") or {}
+            if "f:replicas" in spec:
+                return True
+    return False
+
+
+def revision_states(
+    children: Iterable[Mapping[str, Any]], field_manager: str | None = None
+) -> dict[str, RevisionState]:
+    """Children grouped by their revision label; objects without one (routes, …) are not revisions.
+
+    field_manager: the operator's, to tell whether it applies a Deployment's replica count."""
     grouped: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for obj in children:
         revision = ((obj.get("metadata") or {}).get("labels") or {}).get(c.LABEL_REVISION)
@@ -65,6 +79,9 @@ def revision_states(children: Iterable[Mapping[str, Any]]) -> dict[str, Revision
     for revision, objs in grouped.items():
         refs = tuple(ChildRef(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in objs)
         ready, messages, replicas, ready_replicas = True, [], None, None
+        applied = field_manager is not None and any(
+            o.get("kind") == "Deployment" and applies_replicas(o, field_manager) for o in objs
+        )
         workloads = [o for o in objs if o.get("kind") in WORKLOAD_KINDS]
         if not workloads:
             ready, messages = False, [f"revision {revision} has no workload"]
@@ -75,7 +92,9 @@ def revision_states(children: Iterable[Mapping[str, Any]]) -> dict[str, Revision
                 messages.append(why)
             if wanted is not None:
                 replicas, ready_replicas = wanted, ready_n
-        states[revision] = RevisionState(revision, refs, ready, "; ".join(messages), replicas, ready_replicas)
+        states[revision] = RevisionState(
+            revision, refs, ready, "; ".join(messages), replicas, ready_replicas, replicas_applied=applied
+        )
         for obj in objs:
             # kserve-canary: KServe keeps serving the previously rolled-out revision from the same
             # InferenceService, which names it; that revision has no objects of its own.

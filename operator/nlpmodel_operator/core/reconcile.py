@@ -15,6 +15,19 @@ from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.constants import ConditionType, Phase, Reason
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.core.analysis.checks import CheckData, CheckRequest, check_request, parse_time
+from nlpmodel_operator.core.autoscaling import (
+    AUTOSCALER_KINDS,
+    KSERVE_AUTOSCALER_CLASS,
+    Autoscaled,
+    Fixed,
+    Scale,
+    ScalingSupport,
+    autoscaler_objects,
+    kserve_scaling,
+    serving_scale,
+    unavailable,
+)
+from nlpmodel_operator.core.autoscaling import describe as describe_scaling
 from nlpmodel_operator.core.conditions import find, set_condition
 from nlpmodel_operator.core.monitoring import render_pod_monitor
 from nlpmodel_operator.core.planner import format_bytes
@@ -64,6 +77,8 @@ class Observation:
     # Scrape settings for the model's PodMonitor; None: the cluster serves no PodMonitor (or the
     # operator is configured not to render one), so none is applied.
     monitoring: Monitoring | None = None
+    # What the cluster offers autoscalers (discovery, configuration); by default everything.
+    scaling: ScalingSupport = field(default_factory=ScalingSupport)
 
 
 @dataclass
@@ -124,21 +139,39 @@ def _gpu_fit_condition(resolution: Resolution | None) -> tuple[str, str, str]:
     )
 
 
-def _resize(state: RevisionState | None, spec: NLPModelSpec, replicas: int | None) -> Patch | None:
-    """A patch sizing a revision we do not re-render (the stable one during a rollout)."""
+def _resize(state: RevisionState | None, obs: Observation, spec: NLPModelSpec, scale: Scale) -> list[Action]:
+    """Size a revision we do not re-render (the stable during a rollout, or after a rollback)."""
     workload = state.workload if state else None
-    if workload is None:
-        return None
+    if state is None or workload is None:
+        return []
     if workload.kind == "Deployment":
-        return Patch(
-            workload, {"spec": {"replicas": replicas if replicas is not None else spec.scaling.base_replicas}}
-        )
-    low, high = (
-        (replicas, replicas)
-        if replicas is not None
-        else (spec.scaling.min_replicas, spec.scaling.max_replicas)
+        # Under an autoscaler the count is its own; the bounds are on the autoscaler object.
+        return [Patch(workload, {"spec": {"replicas": scale.replicas}})] if isinstance(scale, Fixed) else []
+    autoscaler_class, fields = kserve_scaling(
+        obs.name, obs.namespace, state.revision, spec, scale, obs.scaling
     )
-    return Patch(workload, {"spec": {"predictor": {"minReplicas": low, "maxReplicas": max(high, 1)}}})
+    return [
+        Patch(
+            workload,
+            {
+                "metadata": {"annotations": {KSERVE_AUTOSCALER_CLASS: autoscaler_class}},
+                "spec": {"predictor": fields},
+            },
+        )
+    ]
+
+
+def _handover(state: RevisionState | None, scale: Scale) -> list[Action]:
+    """Before a Deployment is applied without `replicas` (an autoscaler owns the count now), keep the
+    live count with an update of our own: otherwise server-side apply would reset it to 1 the moment
+    the operator stops applying the field (the documented hand-over of `replicas` to an HPA)."""
+    workload = state.workload if state else None
+    if state is None or workload is None or workload.kind != "Deployment" or not state.replicas_applied:
+        return []
+    if not isinstance(scale, Autoscaled):
+        return []
+    live = state.replicas if state.replicas is not None else scale.min
+    return [Patch(workload, {"spec": {"replicas": min(max(live, scale.min), scale.max)}})]
 
 
 class _Conditions:
@@ -255,18 +288,34 @@ def _actions(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> l
         monitor = render_pod_monitor(obs.name, obs.namespace, obs.monitoring.scrape_interval_s)
         monitors.append(Apply(monitor))
         model_objects.append(monitor)
+    support = obs.scaling
+    stable_state = obs.revisions.get(outcome.stable)
+    lent = (outcome.sizing.canary or 0) if outcome.sizing.stable is not None else 0
+    stable_scale = serving_scale(spec, outcome.sizing.stable, lent, unavailable(spec, support) is None)
     revision_objects: list[Action] = []
     resize: list[Action] = []
+    handover: list[Action] = []
+    scalers: list[dict[str, Any]] = []  # the operator's own autoscalers (raw platform)
     if router.renders_workload:
         pass  # one object serves every revision; the router rendered it
     elif outcome.canary is None and outcome.stable == resolved.revision:
-        revision_objects = [Apply(o) for o in render_revision(resolved)]
+        objects = render_revision(resolved, stable_scale, support)
+        scalers = [o for o in objects if o["kind"] in AUTOSCALER_KINDS]
+        workloads = [o for o in objects if o["kind"] not in AUTOSCALER_KINDS]
+        if stable_state is None and isinstance(stable_scale, Autoscaled):
+            # Born at its minimum (an HPA without metrics yet would leave it at the default of one).
+            for obj in workloads:
+                if obj["kind"] == "Deployment":
+                    obj["spec"]["replicas"] = max(stable_scale.min, 1)
+        revision_objects = [Apply(o) for o in workloads]
+        handover = _handover(stable_state, stable_scale)
     else:
         if outcome.canary is not None:
-            revision_objects = [Apply(o) for o in render_revision(resolved, replicas=outcome.sizing.canary)]
-        patch = _resize(obs.revisions.get(outcome.stable), spec, outcome.sizing.stable)
-        if patch is not None:
-            resize = [patch]
+            canary_scale = Fixed(outcome.sizing.canary or 1)
+            revision_objects = [Apply(o) for o in render_revision(resolved, canary_scale, support)]
+        resize = _resize(stable_state, obs, spec, stable_scale)
+        if stable_state is not None:
+            scalers = autoscaler_objects(obs.name, obs.namespace, outcome.stable, spec, stable_scale, support)
     keep = {outcome.stable, outcome.canary}
     gone = set(outcome.delete) | {r for r in obs.revisions if r not in keep}
     wanted = {(o["kind"], o["metadata"]["name"]) for o in model_objects}
@@ -278,13 +327,41 @@ def _actions(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> l
         if (ref.kind, ref.name) not in wanted  # kserve-canary: the shared object carries the newest label
     ]
     deletes += [Delete(ref) for ref in obs.others if (ref.kind, ref.name) not in wanted]
+    # One scaler per workload: an autoscaler that is no longer wanted (the canary's, the old metric's)
+    # goes before any other takes its place.
+    wanted_scalers = {(o["kind"], o["metadata"]["name"]) for o in scalers}
+    stale_scalers: list[Action] = [
+        Delete(ref)
+        for r in sorted(r for r in keep if r is not None and r in obs.revisions)
+        for ref in obs.revisions[r].children
+        if ref.kind in AUTOSCALER_KINDS and (ref.kind, ref.name) not in wanted_scalers
+    ]
+    scaler_applies: list[Action] = [Apply(o) for o in scalers]
     if outcome.delete:
         # Traffic moves first (to the stable after a rollback, to the new stable on promotion), then
         # the revisions that lost it go and free their GPUs, then the survivor gets its full size.
-        ordered = [*monitors, *routes, *deletes, *revision_objects, *resize]
+        ordered = [
+            *monitors,
+            *routes,
+            *deletes,
+            *stale_scalers,
+            *handover,
+            *revision_objects,
+            *resize,
+            *scaler_applies,
+        ]
     else:
         # Capacity first: the stable gives GPUs up (no surge), the canary takes them, then traffic.
-        ordered = [*monitors, *resize, *revision_objects, *routes, *deletes]
+        ordered = [
+            *monitors,
+            *stale_scalers,
+            *resize,
+            *handover,
+            *revision_objects,
+            *scaler_applies,
+            *routes,
+            *deletes,
+        ]
     if outcome.command_done and obs.command is not None:
         ordered.append(ClearCommand(obs.command))
     return ordered
@@ -297,6 +374,7 @@ def _status(
     conds = _Conditions(old, obs.now, obs.generation)
     conds.set(ConditionType.SPEC_VALID, "True", Reason.VALID, "spec is valid")
     conds.set(ConditionType.GPU_FIT, *_gpu_fit_condition(resolution))
+    conds.set(ConditionType.AUTOSCALING, *describe_scaling(resolved.spec, obs.scaling))
     status: dict[str, Any] = dict(outcome.status)
     stable = outcome.stable
     serving = obs.revisions.get(stable)

@@ -23,6 +23,8 @@ class RevisionState:
     message: str = ""
     replicas: int | None = None
     ready_replicas: int | None = None
+    # The operator's server-side apply owns the workload's `replicas` (see autoscaling.handover).
+    replicas_applied: bool = False
 
     @property
     def workload(self) -> ChildRef | None:

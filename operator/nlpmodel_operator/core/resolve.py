@@ -31,6 +31,7 @@ class Resolution:
     architecture_source: str | None = None
     plan: planner.Plan | None = None
     planned_gpu: str | None = None
+    spec: NLPModelSpec | None = None
 
     @property
     def spec_problems(self) -> list[Problem]:
@@ -136,7 +137,7 @@ def resolve(name: str, namespace: str, spec: NLPModelSpec) -> Resolution:
                 Problem("spec.resources.gpu", reason, c.Reason.DOES_NOT_FIT) for reason in plan.reasons
             )
     if problems:
-        return Resolution(None, problems, source, plan, product)
+        return Resolution(None, problems, source, plan, product, spec)
     resolved = Resolved(
         name=name,
         namespace=namespace,
@@ -148,4 +149,4 @@ def resolve(name: str, namespace: str, spec: NLPModelSpec) -> Resolution:
         plan=plan,
         planned_gpu=product,
     )
-    return Resolution(resolved, [], source, plan, product)
+    return Resolution(resolved, [], source, plan, product, spec)

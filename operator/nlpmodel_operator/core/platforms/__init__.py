@@ -6,6 +6,7 @@ from typing import Any, Protocol
 
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.api.spec import Platform as PlatformName
+from nlpmodel_operator.core.autoscaling import Scale, ScalingSupport
 from nlpmodel_operator.core.platforms.kserve import KServePlatform
 from nlpmodel_operator.core.platforms.raw import RawPlatform
 from nlpmodel_operator.core.problems import Problem
@@ -17,8 +18,9 @@ class ServingPlatform(Protocol):
 
     def problems(self, spec: NLPModelSpec) -> list[Problem]: ...
 
-    def render(self, resolved: Resolved, replicas: int | None = None) -> list[dict[str, Any]]:
-        """The child objects of one revision (no owner references: the operator adds them)."""
+    def render(self, resolved: Resolved, scale: Scale, support: ScalingSupport) -> list[dict[str, Any]]:
+        """The child objects of one revision (no owner references: the operator adds them), sized by
+        `scale`; an autoscaler of the operator's own is not among them (see `core.autoscaling`)."""
         ...
 
 

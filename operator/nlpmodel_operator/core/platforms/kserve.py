@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from nlpmodel_operator.api.spec import NLPModelSpec
+from nlpmodel_operator.core.autoscaling import KSERVE_AUTOSCALER_CLASS, Scale, ScalingSupport, kserve_scaling
 from nlpmodel_operator.core.engines import SERVING_PORT, EngineInput, engine_for
 from nlpmodel_operator.core.platforms import common
 from nlpmodel_operator.core.problems import Problem
@@ -30,21 +31,25 @@ class KServePlatform:
     def problems(self, spec: NLPModelSpec) -> list[Problem]:
         return []
 
-    def render(self, resolved: Resolved, replicas: int | None = None) -> list[dict[str, Any]]:
+    def render(self, resolved: Resolved, scale: Scale, support: ScalingSupport) -> list[dict[str, Any]]:
         meta = common.metadata(resolved)
         meta["annotations"][DEPLOYMENT_MODE_ANNOTATION] = DEPLOYMENT_MODE
+        autoscaler_class, body = predictor(resolved, scale, support)
+        if autoscaler_class is not None:
+            meta["annotations"][KSERVE_AUTOSCALER_CLASS] = autoscaler_class
         return [
             {
                 "apiVersion": API_VERSION,
                 "kind": "InferenceService",
                 "metadata": meta,
-                "spec": {"predictor": predictor(resolved, replicas)},
+                "spec": {"predictor": body},
             }
         ]
 
 
-def predictor(resolved: Resolved, replicas: int | None = None) -> dict[str, Any]:
-    """The InferenceService predictor that runs one revision (also used by the kserve-canary router)."""
+def predictor(resolved: Resolved, scale: Scale, support: ScalingSupport) -> tuple[str | None, dict[str, Any]]:
+    """(autoscaler class, the InferenceService predictor) that runs one revision (also used by the
+    kserve-canary router)."""
     spec = resolved.spec
     engine = engine_for(spec.runtime.engine)
     inp = EngineInput(
@@ -70,9 +75,11 @@ def predictor(resolved: Resolved, replicas: int | None = None) -> dict[str, Any]
     ):
         if value:
             model[key] = value
+    autoscaler_class, scaling = kserve_scaling(
+        resolved.name, resolved.namespace, resolved.revision, spec, scale, support
+    )
     out: dict[str, Any] = {
-        "minReplicas": spec.scaling.min_replicas if replicas is None else replicas,
-        "maxReplicas": spec.scaling.max_replicas if replicas is None else max(replicas, 1),
+        **{key: value for key, value in scaling.items() if value is not None},
         # KServe puts these on the pods: the replica-ratio Service selects them by the model label.
         "labels": common.labels(resolved),
         "model": model,
@@ -84,4 +91,4 @@ def predictor(resolved: Resolved, replicas: int | None = None) -> dict[str, Any]
     ):
         if value:
             out[key] = value
-    return out
+    return autoscaler_class, out

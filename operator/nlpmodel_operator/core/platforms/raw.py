@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from nlpmodel_operator.api.spec import NLPModelSpec
+from nlpmodel_operator.core.autoscaling import Fixed, Scale, ScalingSupport
 from nlpmodel_operator.core.engines import SERVING_PORT, EngineInput, engine_for
 from nlpmodel_operator.core.platforms import common
 from nlpmodel_operator.core.problems import Problem
@@ -65,7 +66,7 @@ class RawPlatform:
             mounts.append({"name": MODEL_VOLUME, "mountPath": common.MODEL_MOUNT, "readOnly": True})
         return volumes, mounts
 
-    def render(self, resolved: Resolved, replicas: int | None = None) -> list[dict[str, Any]]:
+    def render(self, resolved: Resolved, scale: Scale, support: ScalingSupport) -> list[dict[str, Any]]:
         spec = resolved.spec
         engine = engine_for(spec.runtime.engine)
         volumes, mounts = self._volumes(resolved)
@@ -98,22 +99,20 @@ class RawPlatform:
             if value:
                 pod_spec[key] = value
         selector = common.selector_labels(resolved)
-        if replicas is None:
-            replicas = (
-                spec.scaling.replicas if spec.scaling.replicas is not None else spec.scaling.min_replicas
-            )
-        deployment = {
+        deployment: dict[str, Any] = {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
             "metadata": common.metadata(resolved),
             "spec": {
-                "replicas": replicas,
                 "selector": {"matchLabels": selector},
                 # A GPU pod cannot surge on a full node: replace in place, one at a time.
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
                 "template": {"metadata": {"labels": common.labels(resolved)}, "spec": pod_spec},
             },
         }
+        if isinstance(scale, Fixed):
+            # Only while the operator owns the count: an autoscaler's changes must not be applied over.
+            deployment["spec"]["replicas"] = scale.replicas
         service = {
             "apiVersion": "v1",
             "kind": "Service",

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from nlpmodel_operator.api import constants as c
+from nlpmodel_operator.core.autoscaling import KSERVE_AUTOSCALER_CLASS, ScalingSupport, serving_scale
 from nlpmodel_operator.core.platforms import common
 from nlpmodel_operator.core.platforms.kserve import API_VERSION, DEPLOYMENT_MODE_ANNOTATION, predictor
 from nlpmodel_operator.core.routers.base import RouteContext
@@ -25,7 +26,9 @@ class KServeCanaryRouter:
     def render(self, ctx: RouteContext) -> list[dict[str, Any]]:
         desired = ctx.desired
         assert desired is not None, "the kserve-canary router renders the desired revision"
-        body = predictor(desired)
+        # Knative scales each of its revisions itself (concurrency or cpu): no fixed canary count.
+        scale = serving_scale(desired.spec, None, 0, autoscaling_possible=True)
+        autoscaler_class, body = predictor(desired, scale, ScalingSupport())
         # Knative accepts only h2c or http1 as the name of the user container's port.
         for port in body["model"].get("ports", []):
             port["name"] = KNATIVE_PORT_NAME
@@ -37,6 +40,8 @@ class KServeCanaryRouter:
         meta["name"] = ctx.name
         meta["annotations"][DEPLOYMENT_MODE_ANNOTATION] = KNATIVE_MODE
         meta["annotations"][ANNOTATION_STABLE_REVISION] = ctx.stable.revision
+        if autoscaler_class is not None:
+            meta["annotations"][KSERVE_AUTOSCALER_CLASS] = autoscaler_class
         return [
             {
                 "apiVersion": API_VERSION,

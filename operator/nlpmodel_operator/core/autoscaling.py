@@ -1,0 +1,282 @@
+"""Who sizes each revision, and the autoscaler that does it (pure).
+
+One owner per workload, always: the operator (a fixed replica count) or one autoscaler. The stable
+revision keeps its autoscaler through a rollout (with its bounds reduced when `gpuSurge: false` lends
+replicas to the canary); the canary runs the fixed count its weight calls for; on promotion the new
+stable gets the autoscaler and the old stable's goes with it. Never two on one workload.
+
+How each platform scales a revision:
+- raw: the operator's own `HorizontalPodAutoscaler` (cpu; `autoscaling/v2`, or `v2beta2` where the
+  server offers no v2) or KEDA `ScaledObject` (LLM metrics from Prometheus), named like the Deployment;
+- kserve (Standard): KServe's autoscaler classes on the InferenceService: `hpa` with
+  scaleMetric/scaleTarget for cpu, `keda` with a Prometheus query for LLM metrics, `none` for a fixed
+  count;
+- kserve-canary (Knative): Knative's autoscaler, concurrency (KPA) or cpu (HPA class).
+
+A Deployment's replica count changes hands without a dip: server-side apply would reset a field its
+manager stops applying, so before the operator applies a Deployment without `replicas` it first sets
+the live count with an ordinary update (`reconcile._handover`), which the autoscaler then takes over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from nlpmodel_operator.api import constants as c
+from nlpmodel_operator.api.spec import NLPModelSpec, Scaling
+from nlpmodel_operator.core.analysis import queries as q
+from nlpmodel_operator.core.revision import revision_name
+
+__all__ = [
+    "AUTOSCALER_KINDS",
+    "KEDA_API_VERSION",
+    "Autoscaled",
+    "Fixed",
+    "Scale",
+    "ScalingSupport",
+    "autoscaler_objects",
+    "describe",
+    "kserve_scaling",
+    "metric_query",
+    "serving_scale",
+    "unavailable",
+]
+
+AUTOSCALER_KINDS: Final = frozenset({"HorizontalPodAutoscaler", "ScaledObject"})
+HPA_KIND: Final = "HorizontalPodAutoscaler"
+KEDA_API_VERSION: Final = "keda.sh/v1alpha1"
+KEDA_KIND: Final = "ScaledObject"
+PROMETHEUS_METRICS: Final = frozenset({"queue-depth", "kv-cache", "concurrency"})
+# Where offline rendering (`nlpctl render`) points KEDA when no operator configuration is at hand.
+DEFAULT_PROMETHEUS_URL: Final = "http://prometheus-operated.monitoring.svc:9090"
+KSERVE_AUTOSCALER_CLASS: Final = "serving.kserve.io/autoscalerClass"
+KEDA_POLLING_INTERVAL_S: Final = 15
+
+
+@dataclass(frozen=True)
+class ScalingSupport:
+    """What the cluster and the operator's configuration offer for autoscaling (the shell finds out)."""
+
+    hpa_api_version: str = "autoscaling/v2"
+    keda: bool = True  # the cluster serves keda.sh/v1alpha1 ScaledObject
+    prometheus_url: str | None = DEFAULT_PROMETHEUS_URL
+
+
+@dataclass(frozen=True)
+class Fixed:
+    """The operator owns the count."""
+
+    replicas: int
+
+
+@dataclass(frozen=True)
+class Autoscaled:
+    """One autoscaler owns the count, within these bounds."""
+
+    min: int
+    max: int
+
+
+Scale = Fixed | Autoscaled
+
+
+def unavailable(spec: NLPModelSpec, support: ScalingSupport) -> str | None:
+    """Why the autoscaling the spec asks for cannot be set up in this cluster (None: it can)."""
+    scaling = spec.scaling
+    if not scaling.autoscaled or scaling.metric not in PROMETHEUS_METRICS:
+        return None
+    if spec.serving.router == "kserve-canary":
+        return None  # Knative's own autoscaler (validation allows only concurrency and cpu there)
+    if not support.keda:
+        return (
+            f"{scaling.metric} autoscaling needs KEDA: the cluster does not serve "
+            f"{KEDA_API_VERSION} {KEDA_KIND}; install KEDA or use metric cpu"
+        )
+    if support.prometheus_url is None:
+        return (
+            f"{scaling.metric} autoscaling needs the operator's Prometheus URL "
+            "(Helm value prometheus.url, environment NLPMODEL_PROMETHEUS_URL)"
+        )
+    return None
+
+
+def serving_scale(spec: NLPModelSpec, fixed: int | None, lent: int, autoscaling_possible: bool) -> Scale:
+    """The scale of the revision that serves at rest (the stable).
+
+    fixed: the count the rollout sets when it sizes the stable itself (None: the spec's size);
+    lent: replicas the stable lends the canary (`gpuSurge: false`), taken off an autoscaler's bounds.
+    """
+    scaling = spec.scaling
+    if scaling.autoscaled and autoscaling_possible:
+        high = max(scaling.max_replicas - lent, 1)
+        return Autoscaled(min(scaling.min_replicas, high), high)
+    return Fixed(fixed if fixed is not None else scaling.base_replicas)
+
+
+def metric_query(metric: str, namespace: str, model: str, revision: str) -> tuple[str, str]:
+    """(PromQL, HPA metric type) of an LLM metric for one revision's series.
+
+    Counts are summed over the revision's pods and compared per replica (AverageValue); KV-cache
+    usage is already a share, so its average (in %) is compared as a whole (Value).
+    """
+    selector = q.revision_selector(namespace, model, revision)
+    if metric == "queue-depth":
+        return q.queue_depth(namespace, model, revision), "AverageValue"
+    if metric == "concurrency":
+        return f"sum({q.NUM_REQUESTS_RUNNING}{selector})", "AverageValue"
+    if metric == "kv-cache":
+        return f"100 * avg({q.KV_CACHE_USAGE}{selector})", "Value"
+    raise ValueError(f"{metric} is not a Prometheus metric")
+
+
+def _labels(name: str, revision: str) -> dict[str, str]:
+    return {
+        c.LABEL_NAME: "nlpmodel",
+        c.LABEL_INSTANCE: name,
+        c.LABEL_COMPONENT: "autoscaler",
+        c.LABEL_MANAGED_BY: c.MANAGED_BY,
+        c.LABEL_MODEL: name,
+        c.LABEL_REVISION: revision,
+    }
+
+
+def _scale_down(scaling: Scaling) -> dict[str, Any]:
+    return {"scaleDown": {"stabilizationWindowSeconds": scaling.scale_down_delay_seconds}}
+
+
+def autoscaler_objects(
+    name: str, namespace: str, revision: str, spec: NLPModelSpec, scale: Scale, support: ScalingSupport
+) -> list[dict[str, Any]]:
+    """The operator's own autoscaler of one revision (raw platform); KServe and Knative bring theirs."""
+    if not isinstance(scale, Autoscaled) or spec.serving.platform != "raw":
+        return []
+    scaling = spec.scaling
+    workload = revision_name(name, revision)
+    meta = {"name": workload, "namespace": namespace, "labels": _labels(name, revision)}
+    if scaling.metric == "cpu":
+        return [
+            {
+                "apiVersion": support.hpa_api_version,
+                "kind": HPA_KIND,
+                "metadata": meta,
+                "spec": {
+                    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": workload},
+                    "minReplicas": scale.min,
+                    "maxReplicas": scale.max,
+                    "metrics": [
+                        {
+                            "type": "Resource",
+                            "resource": {
+                                "name": "cpu",
+                                "target": {"type": "Utilization", "averageUtilization": scaling.target_value},
+                            },
+                        }
+                    ],
+                    "behavior": _scale_down(scaling),
+                },
+            }
+        ]
+    assert support.prometheus_url is not None, "unavailable() said so"
+    query, metric_type = metric_query(scaling.metric, namespace, name, revision)
+    return [
+        {
+            "apiVersion": KEDA_API_VERSION,
+            "kind": KEDA_KIND,
+            "metadata": meta,
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": workload},
+                "minReplicaCount": scale.min,
+                "maxReplicaCount": scale.max,
+                "pollingInterval": KEDA_POLLING_INTERVAL_S,
+                # Scale to zero waits as long as any other scale-down.
+                "cooldownPeriod": scaling.scale_down_delay_seconds,
+                "advanced": {"horizontalPodAutoscalerConfig": {"behavior": _scale_down(scaling)}},
+                "triggers": [
+                    {
+                        "type": "prometheus",
+                        "metricType": metric_type,
+                        "metadata": {
+                            "serverAddress": support.prometheus_url,
+                            "query": query,
+                            "threshold": str(scaling.target_value),
+                        },
+                    }
+                ],
+            },
+        }
+    ]
+
+
+def kserve_scaling(
+    name: str, namespace: str, revision: str, spec: NLPModelSpec, scale: Scale, support: ScalingSupport
+) -> tuple[str | None, dict[str, Any]]:
+    """(autoscaler class annotation, predictor fields) of an InferenceService revision.
+
+    Every scaling field is present, None where unused, so the same dict serves as a merge patch that
+    switches a live InferenceService between classes (None removes a field)."""
+    scaling = spec.scaling
+    fields: dict[str, Any] = {"scaleMetric": None, "scaleTarget": None, "autoScaling": None}
+    if isinstance(scale, Fixed):
+        fields.update(minReplicas=scale.replicas, maxReplicas=max(scale.replicas, 1))
+        knative = spec.serving.router == "kserve-canary"
+        return (None if knative else "none"), fields
+    fields.update(minReplicas=scale.min, maxReplicas=scale.max)
+    if scaling.metric == "cpu":  # an HPA (KServe's in Standard mode, Knative's HPA class otherwise)
+        fields.update(scaleMetric="cpu", scaleTarget=scaling.target_value)
+        fields["autoScaling"] = {"behavior": _scale_down(scaling)}
+        return "hpa", fields
+    if spec.serving.router == "kserve-canary":  # Knative's own autoscaler on concurrency
+        fields.update(scaleMetric="concurrency", scaleTarget=scaling.target_value)
+        return None, fields
+    assert support.prometheus_url is not None, "unavailable() said so"
+    query, metric_type = metric_query(scaling.metric, namespace, name, revision)
+    target_key = "averageValue" if metric_type == "AverageValue" else "value"
+    fields["autoScaling"] = {
+        "metrics": [
+            {
+                "type": "External",
+                "external": {
+                    "metric": {
+                        "backend": "prometheus",
+                        "serverAddress": support.prometheus_url,
+                        "query": query,
+                    },
+                    "target": {"type": metric_type, target_key: str(scaling.target_value)},
+                },
+            }
+        ],
+        "behavior": _scale_down(scaling),
+    }
+    return "keda", fields
+
+
+def describe(spec: NLPModelSpec, support: ScalingSupport) -> tuple[str, str, str]:
+    """(status, reason, message) of the Autoscaling condition."""
+    scaling = spec.scaling
+    if not scaling.autoscaled:
+        how = "set with kubectl scale" if scaling.replicas is not None else "minReplicas == maxReplicas"
+        return "False", c.Reason.FIXED_REPLICAS, f"{scaling.base_replicas} replica(s), {how}"
+    why_not = unavailable(spec, support)
+    if why_not is not None:
+        return (
+            "False",
+            c.Reason.AUTOSCALER_UNAVAILABLE,
+            f"{why_not}; running {scaling.base_replicas} replica(s)",
+        )
+    if spec.serving.router == "kserve-canary":
+        by = "Knative's HPA class" if scaling.metric == "cpu" else "Knative's autoscaler (KPA)"
+    elif spec.serving.platform == "kserve":
+        by = f"KServe autoscaler class {'hpa' if scaling.metric == 'cpu' else 'keda'}"
+    elif scaling.metric == "cpu":
+        by = f"HorizontalPodAutoscaler ({support.hpa_api_version})"
+    else:
+        by = f"KEDA {KEDA_KIND}"
+    unit = {"queue-depth": " waiting", "concurrency": " running", "kv-cache": "% KV cache", "cpu": "% CPU"}
+    ignored = f"; scaling.replicas {scaling.replicas} is ignored" if scaling.replicas is not None else ""
+    return (
+        "True",
+        c.Reason.AUTOSCALED,
+        f"{scaling.min_replicas}-{scaling.max_replicas} replicas on {scaling.metric} "
+        f"(target {scaling.target_value}{unit[scaling.metric]} per replica) by {by}{ignored}",
+    )
