@@ -11,10 +11,10 @@ STAMP := $(VENV)/.deps-stamp
 all: test
 
 # Virtualenv with the package (editable) and the dev tools; rebuilt when pyproject.toml changes.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml runtimes/metrics/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e runtimes/metrics -e '.[dev]'
 	touch $(STAMP)
 
 deps: $(STAMP)

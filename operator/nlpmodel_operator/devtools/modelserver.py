@@ -18,8 +18,8 @@ simulated seconds; ``--time-scale`` only compresses the real sleeps of HTTP requ
 0.01 still sees a 0.3 s TTFT in Prometheus while waiting 3 ms). ``--synthetic-rps R`` records R
 simulated requests per second without sleeping: that is how a test gets thousands of samples quickly.
 
-Metric names, label names, finished reasons and bucket bounds are read from the package's copy of the
-vLLM 0.33.0 facts (``data/vllm-0.33.0-cli.json``) at import, so they cannot drift from vLLM's.
+Metric names, label names, finished reasons and bucket bounds come from ``nlpmodel_vllm_metrics``
+(runtimes/metrics), the one definition our transformers runtime exports too.
 """
 
 from __future__ import annotations
@@ -42,20 +42,28 @@ import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
 from aiohttp import web
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
+from nlpmodel_vllm_metrics import (
+    DEFAULT_LABELS,
+    E2E,
+    FINISHED_REASONS,
+    HISTOGRAM_BUCKETS,
+    ITL,
+    KV_CACHE_USAGE,
+    NUM_REQUESTS_RUNNING,
+    NUM_REQUESTS_WAITING,
+    REQUEST_SUCCESS,
+    SUCCESS_LABELS,
+    TTFT,
+    VLLM_VERSION,
+    VllmMetrics,
+    vllm_facts,
 )
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from nlpmodel_operator.devtools.childproc import ChildError, ChildProcess, free_ports
 
@@ -79,60 +87,9 @@ __all__ = [
     "vllm_facts",
 ]
 
-VLLM_FACTS_FILE: Final = "vllm-0.33.0-cli.json"
-VLLM_VERSION: Final = "0.33.0"
 PID_HEADER: Final = "X-Modelserver-Pid"
-ENGINE_INDEX: Final = "0"  # vLLM's `engine` label: the engine core's index (one engine per server here)
 
 log = logging.getLogger("modelserver")
-
-
-def vllm_facts() -> dict[str, Any]:
-    """The vLLM 0.33.0 facts shipped as package data (identical to ../shared/vllm/)."""
-    text = (resources.files("nlpmodel_operator") / "data" / VLLM_FACTS_FILE).read_text()
-    facts: dict[str, Any] = json.loads(text)
-    return facts
-
-
-_FACTS: Final = vllm_facts()
-_KNOWN_NAMES: Final = frozenset(_FACTS["metrics"])
-
-# vLLM's v1 loggers.py defines vllm:e2e_request_latency_seconds (buckets: REQUEST_LATENCY_BUCKETS), but
-# the static extraction behind the JSON did not list its name; every other name below must be listed.
-_NOT_LISTED_IN_FACTS: Final = frozenset({"vllm:e2e_request_latency_seconds"})
-
-
-def _name(name: str) -> str:
-    """A metric name as vLLM defines it; refuses (at import) a name the vLLM facts do not know."""
-    if name not in _KNOWN_NAMES and name not in _NOT_LISTED_IN_FACTS:
-        raise RuntimeError(f"{name} is not a vLLM {VLLM_VERSION} metric according to {VLLM_FACTS_FILE}")
-    return name
-
-
-TTFT: Final = _name("vllm:time_to_first_token_seconds")
-ITL: Final = _name("vllm:inter_token_latency_seconds")
-E2E: Final = _name("vllm:e2e_request_latency_seconds")
-REQUEST_SUCCESS: Final = _name("vllm:request_success")  # a Counter: exposed as vllm:request_success_total
-NUM_REQUESTS_RUNNING: Final = _name("vllm:num_requests_running")
-NUM_REQUESTS_WAITING: Final = _name("vllm:num_requests_waiting")
-KV_CACHE_USAGE: Final = _name("vllm:kv_cache_usage_perc")
-
-HISTOGRAM_BUCKETS: Final[Mapping[str, tuple[float, ...]]] = {
-    name: tuple(float(b) for b in _FACTS["histogram_buckets"][key])
-    for name, key in (
-        (TTFT, "TIME_TO_FIRST_TOKEN_BUCKETS"),
-        (ITL, "INTER_TOKEN_LATENCY_BUCKETS"),
-        (E2E, "REQUEST_LATENCY_BUCKETS"),
-    )
-}
-DEFAULT_LABELS: Final[tuple[str, ...]] = tuple(_FACTS["metric_labels"]["default"])
-SUCCESS_LABELS: Final[tuple[str, ...]] = tuple(_FACTS["metric_labels"][REQUEST_SUCCESS])
-FINISHED_REASONS: Final[tuple[str, ...]] = tuple(_FACTS["metric_labels"]["finished_reason_values"])
-if set(DEFAULT_LABELS) != {"model_name", "engine"} or set(SUCCESS_LABELS) != {
-    *DEFAULT_LABELS,
-    "finished_reason",
-}:
-    raise RuntimeError(f"unexpected vLLM label sets in {VLLM_FACTS_FILE}: {DEFAULT_LABELS}, {SUCCESS_LABELS}")
 
 _WORDS: Final = ("the", "model", "serves", "tokens", "at", "a", "steady", "pace", "and", "then", "stops")
 MAX_SYNTHETIC_RPS: Final = 5000.0
@@ -244,50 +201,9 @@ def simulate(rng: random.Random, params: Params, max_tokens: int, *, allow_abort
 # ---------------------------------------------------------------------------------------------- metrics
 
 
-class VllmMetrics:
-    """vLLM's metric families in their own registry, labelled as a one-engine vLLM server labels them."""
-
-    def __init__(self, model_name: str, engine: str = ENGINE_INDEX) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        labels = {"model_name": model_name, "engine": engine}
-        reg = self.registry
-
-        def histogram(name: str, doc: str) -> Any:
-            h = Histogram(name, doc, DEFAULT_LABELS, buckets=HISTOGRAM_BUCKETS[name], registry=reg)
-            return h.labels(**labels)
-
-        self.ttft = histogram(TTFT, "Histogram of time to first token in seconds.")
-        self.itl = histogram(ITL, "Histogram of inter-token latency in seconds.")
-        self.e2e = histogram(E2E, "Histogram of e2e request latency in seconds.")
-        success = Counter(
-            REQUEST_SUCCESS, "Count of successfully processed requests.", SUCCESS_LABELS, registry=reg
-        )
-        # Like vLLM, every finished_reason series exists from the start (at 0), so increase() sees it.
-        self.success = {r: success.labels(**labels, finished_reason=r) for r in FINISHED_REASONS}
-        self.running = Gauge(
-            NUM_REQUESTS_RUNNING,
-            "Number of requests in model execution batches.",
-            DEFAULT_LABELS,
-            registry=reg,
-        ).labels(**labels)
-        self.waiting = Gauge(
-            NUM_REQUESTS_WAITING, "Number of requests waiting to be processed.", DEFAULT_LABELS, registry=reg
-        ).labels(**labels)
-        self.kv_cache = Gauge(
-            KV_CACHE_USAGE, "KV-cache usage. 1 means 100 percent usage.", DEFAULT_LABELS, registry=reg
-        ).labels(**labels)
-
-    def record(self, outcome: Outcome) -> None:
-        self.success[outcome.finished_reason].inc()
-        if outcome.ttft_s is None:
-            return
-        self.ttft.observe(outcome.ttft_s)
-        for itl in outcome.itls_s:
-            self.itl.observe(itl)
-        self.e2e.observe(outcome.e2e_s)
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+def record(metrics: VllmMetrics, outcome: Outcome) -> None:
+    """Record one simulated request as vLLM would when it finishes."""
+    metrics.finished(outcome.finished_reason, ttft_s=outcome.ttft_s, itls_s=outcome.itls_s, e2e_s=outcome.e2e_s)
 
 
 # ------------------------------------------------------------------------------------------------ server
@@ -502,12 +418,12 @@ async def _serve(
     try:
         if outcome.ttft_s is None:
             await state.sleep(state.params.ttft_median)  # fail after about as long as a prefill
-            state.metrics.record(outcome)
+            record(state.metrics, outcome)
             return _error_response(500, "simulated engine error (error_rate)")
         if stream:
             return await _stream(request, state, kind, outcome)
         await state.sleep(outcome.e2e_s)
-        state.metrics.record(outcome)
+        record(state.metrics, outcome)
         return web.json_response(_full_body(state, kind, outcome))
     finally:
         state.in_flight -= 1
@@ -582,11 +498,11 @@ async def _stream(request: web.Request, state: _State, kind: str, outcome: Outco
     except (ConnectionError, asyncio.CancelledError):
         # The client went away mid-stream: vLLM counts that request as aborted.
         if sent:
-            state.metrics.record(Outcome("abort", outcome.ttft_s, outcome.itls_s[: sent - 1]))
+            record(state.metrics, Outcome("abort", outcome.ttft_s, outcome.itls_s[: sent - 1]))
         else:
-            state.metrics.record(Outcome("abort", None, ()))
+            record(state.metrics, Outcome("abort", None, ()))
         raise
-    state.metrics.record(outcome)
+    record(state.metrics, outcome)
     return response
 
 
@@ -606,7 +522,7 @@ async def _synthetic_traffic(state: _State) -> None:
         owed -= count
         for _ in range(count):
             outcome = simulate(state.rng_synthetic, params, params.max_tokens)
-            state.metrics.record(outcome)
+            record(state.metrics, outcome)
             mean_e2e = 0.95 * mean_e2e + 0.05 * outcome.e2e_s if mean_e2e else outcome.e2e_s
         state.synthetic_running = params.synthetic_rps * mean_e2e
 

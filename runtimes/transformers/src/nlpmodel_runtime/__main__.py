@@ -1,0 +1,5 @@
+import sys
+
+from nlpmodel_runtime.cli import main
+
+sys.exit(main())
