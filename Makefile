@@ -4,9 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.deps-stamp
+# The cached runtime venv (torch CPU, transformers, vLLM's parser): built by devtools/runtime_venv.py.
+RUNTIME_PY := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/nlpmodel-operator/runtime-venv/bin/python
+RUNTIME_PATH := runtimes/transformers/src:runtimes/metrics/src
 
 .PHONY: all deps lint typecheck unit schema integration test demo crds vllm-table clean bench-judge bench-rollback \
-	chart-sync manifests-base
+	chart-sync manifests-base \
+	runtime-venv runtime-test runtime-typecheck
 
 all: test
 
@@ -20,11 +24,23 @@ $(STAMP): pyproject.toml runtimes/metrics/pyproject.toml
 deps: $(STAMP)
 
 lint: deps
-	$(BIN)/ruff check operator tests bench
-	$(BIN)/ruff format --check operator tests bench
+	$(BIN)/ruff check operator tests runtimes bench
+	$(BIN)/ruff format --check operator tests runtimes bench
 
-typecheck: deps
+typecheck: deps runtime-typecheck
 	$(BIN)/mypy
+
+# Build (first time: ~5 min) or reuse the cached runtime venv.
+runtime-venv: deps
+	$(BIN)/python -m nlpmodel_operator.devtools.runtime_venv
+
+# The transformers runtime and the metrics contract, type-checked where torch and transformers are.
+runtime-typecheck: runtime-venv
+	cd runtimes/transformers && $(RUNTIME_PY) -m mypy
+
+# The transformers runtime's own tests (tiny CPU models built from configs; nothing downloaded).
+runtime-test: runtime-venv
+	PYTHONPATH=$(RUNTIME_PATH) $(RUNTIME_PY) -m pytest -p no:cacheprovider runtimes/transformers/tests
 
 unit: deps
 	$(BIN)/pytest tests/unit
@@ -36,7 +52,7 @@ integration: deps
 	$(BIN)/pytest tests/integration
 
 # The whole suite, as CI runs it (.ci/run calls exactly this).
-test: deps lint typecheck
+test: deps lint typecheck runtime-test
 	$(BIN)/pytest tests
 
 # Regenerate the CRD from the Python API models (the one source of truth).
@@ -54,6 +70,7 @@ manifests-base: chart-sync
 # Refresh the packaged vLLM flag tables from the facts extracted from each vLLM wheel (../shared/vllm).
 vllm-table:
 	cp ../shared/vllm/vllm-*-cli.json operator/nlpmodel_operator/data/
+	cp ../shared/vllm/vllm-0.33.0-cli.json runtimes/metrics/src/nlpmodel_vllm_metrics/data/
 
 demo: deps
 	$(BIN)/python -m nlpmodel_operator.cli.demo

@@ -1,9 +1,9 @@
 """Parse command lines with vLLM's own CLI, exactly as `vllm serve ARGS` would, without serving.
 
 Runs inside the runtime venv (vLLM installed): reads ``[{"label": ..., "argv": ["vllm", "serve", ...]}]``
-as JSON on stdin and writes ``[{"label", "ok", "error"}]`` to the file named by its argument. For each command line it runs vLLM's CLI
-entry point (``vllm.entrypoints.cli.main.main``) with the serve subcommand's action replaced by a
-recorder, so the real parser, the real ``validate`` of the serve subcommand and
+as JSON on stdin and writes ``[{"label", "ok", "error"}]`` to the file named by its argument. For each
+command line it runs vLLM's CLI entry point (``vllm.entrypoints.cli.main.main``) with the serve
+subcommand's action replaced by a recorder, so the real parser, the real ``validate`` of the serve subcommand and
 ``AsyncEngineArgs.from_cli_args`` all run; nothing loads a model. An argparse rejection (unknown flag,
 value outside ``choices``, wrong type) is a SystemExit whose message vLLM printed to stderr.
 """
@@ -21,9 +21,9 @@ from typing import Any
 def check(argv: list[str]) -> str | None:
     """None when vLLM accepts the command line, else vLLM's message."""
     import vllm.entrypoints.cli.main as cli_main  # noqa: PLC0415 - heavy; only inside the venv
-    import vllm.entrypoints.cli.serve as serve  # noqa: PLC0415
     from vllm import platforms  # noqa: PLC0415
     from vllm.engine.arg_utils import AsyncEngineArgs  # noqa: PLC0415
+    from vllm.entrypoints.cli import serve  # noqa: PLC0415
     from vllm.platforms.cpu import CpuPlatform  # noqa: PLC0415
 
     # Without a GPU vLLM detects no platform, and building its parser needs one for defaults; vLLM's
@@ -42,7 +42,7 @@ def check(argv: list[str]) -> str | None:
     sys.argv = argv
     try:
         with contextlib.redirect_stderr(stderr):
-            cli_main.main()
+            cli_main.main()  # type: ignore[no-untyped-call]
         if len(parsed) != 1:
             return "vLLM's CLI did not reach the serve command"
         engine_args = AsyncEngineArgs.from_cli_args(parsed[0])

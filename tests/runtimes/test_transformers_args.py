@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from rendered_commands import EXAMPLES, command_lines, example_spec, runtime_env
 
 CASES = [case for example in EXAMPLES for case in command_lines(example, "transformers")]
@@ -25,10 +24,19 @@ def test_transformers_examples_are_covered() -> None:
 def test_runtime_accepts_the_rendered_command_line(label: str, argv: list[str], runtime_python: Path) -> None:
     assert argv[:3] == ["python", "-m", "nlpmodel_runtime"]
     result = subprocess.run(
-        [str(runtime_python), *argv[1:]], capture_output=True, text=True, env=runtime_env(), timeout=300, check=False
+        [str(runtime_python), *argv[1:]],
+        capture_output=True,
+        text=True,
+        env=runtime_env(),
+        timeout=300,
+        check=False,
     )
     assert result.returncode == EXIT_LOAD_FAILED, result.stderr[-3000:]
     assert "usage:" not in result.stderr
     assert "Traceback" not in result.stderr
-    expected = "no CUDA device" if "--device" in argv and argv[argv.index("--device") + 1] == "cuda" else "cannot load"
+    expected = (
+        "no CUDA device"
+        if "--device" in argv and argv[argv.index("--device") + 1] == "cuda"
+        else "cannot load"
+    )
     assert expected in result.stderr

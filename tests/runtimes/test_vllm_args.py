@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rendered_commands import EXAMPLES, REPO, command_lines, example_spec, runtime_env
 
 from nlpmodel_operator.devtools import runtime_venv
-from rendered_commands import EXAMPLES, REPO, command_lines, example_spec, runtime_env
 
 CHECKER = REPO / "runtimes" / "vllm" / "check_args.py"
 CASES = [case for example in EXAMPLES for case in command_lines(example, "vllm")]
@@ -49,7 +49,9 @@ def test_every_vllm_example_is_covered() -> None:
 
 
 def test_examples_target_the_vllm_release_in_the_venv() -> None:
-    versions = {example_spec(e)[1].runtime.version for e in EXAMPLES if example_spec(e)[1].runtime.engine == "vllm"}
+    versions = {
+        example_spec(e)[1].runtime.version for e in EXAMPLES if example_spec(e)[1].runtime.engine == "vllm"
+    }
     assert versions == {runtime_venv.vllm_version()}
 
 
@@ -64,7 +66,9 @@ def test_vllm_accepts_every_rendered_command_line(runtime_python: Path, tmp_path
         ("control:runner", [*base, "--runner", "pool"]),
     ]
     verdicts = vllm_verdicts(runtime_python, CASES + controls, tmp_path)
-    rejected = {label: v["error"] for label, v in verdicts.items() if not v["ok"] and not label.startswith("control:")}
+    rejected = {
+        label: v["error"] for label, v in verdicts.items() if not v["ok"] and not label.startswith("control:")
+    }
     assert rejected == {}
     assert set(verdicts) == {label for label, _ in CASES + controls}
     for label, _ in controls:

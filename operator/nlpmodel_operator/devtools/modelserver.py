@@ -203,7 +203,9 @@ def simulate(rng: random.Random, params: Params, max_tokens: int, *, allow_abort
 
 def record(metrics: VllmMetrics, outcome: Outcome) -> None:
     """Record one simulated request as vLLM would when it finishes."""
-    metrics.finished(outcome.finished_reason, ttft_s=outcome.ttft_s, itls_s=outcome.itls_s, e2e_s=outcome.e2e_s)
+    metrics.finished(
+        outcome.finished_reason, ttft_s=outcome.ttft_s, itls_s=outcome.itls_s, e2e_s=outcome.e2e_s
+    )
 
 
 # ------------------------------------------------------------------------------------------------ server

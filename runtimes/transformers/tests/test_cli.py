@@ -23,12 +23,27 @@ CONTRACT = ["--model-name", "m", "--model-dir", "/mnt/models", "--task", "genera
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "nlpmodel_runtime", *args], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-m", "nlpmodel_runtime", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
 def test_contract_parses_into_settings() -> None:
-    s = parse_settings([*CONTRACT, "--device", "cuda", "--http-port", "8080", "--quantization", "bitsandbytes-nf4", "--double-quant"])
+    s = parse_settings(
+        [
+            *CONTRACT,
+            "--device",
+            "cuda",
+            "--http-port",
+            "8080",
+            "--quantization",
+            "bitsandbytes-nf4",
+            "--double-quant",
+        ]
+    )
     assert (s.model_name, s.model_dir, s.task, s.max_model_len) == ("m", "/mnt/models", "generate", 64)
     assert (s.device, s.http_port, s.quantization, s.double_quant) == ("cuda", 8080, "bitsandbytes-nf4", True)
 
@@ -36,8 +51,22 @@ def test_contract_parses_into_settings() -> None:
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [
-        (["--device", "cpu", "--http-port", "8080", "--quantization", "bitsandbytes-nf4"], "runs on GPUs only"),
-        (["--device", "cuda", "--http-port", "8080", "--quantization", "bitsandbytes-int8", "--double-quant"], "nf4 only"),
+        (
+            ["--device", "cpu", "--http-port", "8080", "--quantization", "bitsandbytes-nf4"],
+            "runs on GPUs only",
+        ),
+        (
+            [
+                "--device",
+                "cuda",
+                "--http-port",
+                "8080",
+                "--quantization",
+                "bitsandbytes-int8",
+                "--double-quant",
+            ],
+            "nf4 only",
+        ),
         (["--device", "tpu", "--http-port", "8080"], "--device"),
         (["--device", "cpu", "--http-port", "0"], "--http-port"),
         (["--device", "cpu"], "--http-port"),
@@ -60,7 +89,16 @@ def test_cuda_without_a_gpu_exits_3_with_a_message(tmp_path: Path) -> None:
 
 
 def test_missing_model_directory_exits_3_with_a_message(tmp_path: Path) -> None:
-    args = ["--model-name", "m", "--model-dir", str(tmp_path / "absent"), "--task", "embed", "--max-model-len", "64"]
+    args = [
+        "--model-name",
+        "m",
+        "--model-dir",
+        str(tmp_path / "absent"),
+        "--task",
+        "embed",
+        "--max-model-len",
+        "64",
+    ]
     result = run_cli(*args, "--device", "cpu", "--http-port", "8080")
     assert result.returncode == 3
     assert "cannot load" in result.stderr
@@ -88,11 +126,23 @@ def free_port() -> int:
 def served(tmp_path: Path) -> Iterator[str]:
     directory = save_gpt2(tmp_path / "gpt2")
     port = free_port()
-    args = ["--model-name", "chat", "--model-dir", str(directory), "--task", "generate", "--max-model-len", "64"]
+    args = [
+        "--model-name",
+        "chat",
+        "--model-dir",
+        str(directory),
+        "--task",
+        "generate",
+        "--max-model-len",
+        "64",
+    ]
     args += ["--device", "cpu", "--http-port", str(port), "--host", "127.0.0.1"]
     log = (tmp_path / "server.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nlpmodel_runtime", *args], stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy()
+        [sys.executable, "-m", "nlpmodel_runtime", *args],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=os.environ.copy(),
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -115,8 +165,12 @@ def served(tmp_path: Path) -> Iterator[str]:
 
 
 def test_server_process_serves_the_contract(served: str) -> None:
-    body = json.dumps({"model": "chat", "prompt": "the support team", "max_tokens": 3, "temperature": 0}).encode()
-    request = urllib.request.Request(served + "/v1/completions", data=body, headers={"Content-Type": "application/json"})
+    body = json.dumps(
+        {"model": "chat", "prompt": "the support team", "max_tokens": 3, "temperature": 0}
+    ).encode()
+    request = urllib.request.Request(
+        served + "/v1/completions", data=body, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         completion = json.loads(response.read())
     assert completion["usage"]["completion_tokens"] == 3

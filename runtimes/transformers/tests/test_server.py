@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 from pathlib import Path
 from typing import Any
 
 import pytest
+from nlpmodel_vllm_metrics import FINISHED_REASONS, HISTOGRAM_BUCKETS
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
+from transformers import AutoTokenizer, GPT2LMHeadModel
 
 from conftest import GENERATE_MAX_LEN, LABELS, POOLING_MAX_LEN, client_for, save_gpt2, settings_for
-from nlpmodel_vllm_metrics import FINISHED_REASONS, HISTOGRAM_BUCKETS
 
 GREEDY: dict[str, Any] = {"temperature": 0}
 
@@ -54,7 +57,9 @@ def delta(before: Metrics, after: Metrics, name: str, **labels: str) -> float:
 
 
 def test_completion_returns_text_usage_and_finish_reason(generate_client: TestClient) -> None:
-    response = generate_client.post("/v1/completions", json={"prompt": "the support team", "max_tokens": 6, **GREEDY})
+    response = generate_client.post(
+        "/v1/completions", json={"prompt": "the support team", "max_tokens": 6, **GREEDY}
+    )
     assert response.status_code == 200
     body = response.json()
     assert body["object"] == "text_completion"
@@ -90,23 +95,16 @@ def test_stop_string_ends_generation_with_reason_stop(generate_client: TestClien
 def test_eos_token_ends_generation_with_reason_stop(tmp_path: Path) -> None:
     """A model whose end-of-sequence token is the one greedy decoding picks first stops at once."""
     directory = save_gpt2(tmp_path / "gpt2")
-    with client_for(settings_for(directory, "generate", GENERATE_MAX_LEN)) as client:
-        first_id = client.post(
-            "/v1/completions", json={"prompt": "sales wants", "max_tokens": 1, "logprobs": None, **GREEDY}
-        ).json()
-        assert first_id["choices"][0]["finish_reason"] == "length"
-    config_path = directory / "generation_config.json"
-    config = json.loads(config_path.read_text()) if config_path.exists() else {}
-    from transformers import AutoTokenizer, GPT2LMHeadModel
-
     tokenizer = AutoTokenizer.from_pretrained(directory)
     model = GPT2LMHeadModel.from_pretrained(directory)
     ids = tokenizer("sales wants", return_tensors="pt")["input_ids"]
     greedy_first = int(model(input_ids=ids).logits[0, -1].argmax())
-    config["eos_token_id"] = greedy_first
-    config_path.write_text(json.dumps(config))
+    assert greedy_first != tokenizer.eos_token_id
+    (directory / "generation_config.json").write_text(json.dumps({"eos_token_id": greedy_first}))
     with client_for(settings_for(directory, "generate", GENERATE_MAX_LEN)) as client:
-        body = client.post("/v1/completions", json={"prompt": "sales wants", "max_tokens": 5, **GREEDY}).json()
+        body = client.post(
+            "/v1/completions", json={"prompt": "sales wants", "max_tokens": 5, **GREEDY}
+        ).json()
     assert body["choices"][0]["finish_reason"] == "stop"
     assert body["choices"][0]["text"] == ""
     assert body["usage"]["completion_tokens"] == 1
@@ -145,12 +143,16 @@ def test_chat_content_parts_are_joined(generate_client: TestClient) -> None:
 
 def test_seeded_sampling_is_reproducible(generate_client: TestClient) -> None:
     request = {"prompt": "the model", "max_tokens": 8, "temperature": 1.5, "top_p": 0.9, "seed": 42}
-    texts = {generate_client.post("/v1/completions", json=request).json()["choices"][0]["text"] for _ in range(2)}
+    texts = {
+        generate_client.post("/v1/completions", json=request).json()["choices"][0]["text"] for _ in range(2)
+    }
     assert len(texts) == 1
 
 
 def test_token_id_prompt_is_accepted(generate_client: TestClient) -> None:
-    body = generate_client.post("/v1/completions", json={"prompt": [5, 6, 7], "max_tokens": 2, **GREEDY}).json()
+    body = generate_client.post(
+        "/v1/completions", json={"prompt": [5, 6, 7], "max_tokens": 2, **GREEDY}
+    ).json()
     assert body["usage"]["prompt_tokens"] == 3
 
 
@@ -173,14 +175,13 @@ def test_embeddings_are_unit_vectors_one_per_input(embed_client: TestClient) -> 
 def test_embedding_of_a_text_does_not_depend_on_its_batch(embed_client: TestClient) -> None:
     """Padding must not leak into the mean: alone or beside a longer input, the same vector."""
     alone = embed_client.post("/v1/embeddings", json={"input": "sales"}).json()["data"][0]["embedding"]
-    batched = embed_client.post("/v1/embeddings", json={"input": ["sales", "a customer asks the assistant"]}).json()
+    batched = embed_client.post(
+        "/v1/embeddings", json={"input": ["sales", "a customer asks the assistant"]}
+    ).json()
     assert batched["data"][0]["embedding"] == pytest.approx(alone, abs=1e-5)
 
 
 def test_base64_embeddings_decode_to_the_float_vector(embed_client: TestClient) -> None:
-    import base64
-    import struct
-
     floats = embed_client.post("/v1/embeddings", json={"input": "sales"}).json()["data"][0]["embedding"]
     encoded = embed_client.post("/v1/embeddings", json={"input": "sales", "encoding_format": "base64"}).json()
     raw = base64.b64decode(encoded["data"][0]["embedding"])
@@ -205,7 +206,9 @@ def test_rerank_orders_documents_by_score_and_honours_top_n(rerank_client: TestC
     assert scores == sorted(scores, reverse=True)
     assert sorted(r["index"] for r in body["results"]) == [0, 1, 2]
     assert all(r["document"]["text"] == documents[r["index"]] for r in body["results"])
-    top = rerank_client.post("/v1/rerank", json={"query": "invoice", "documents": documents, "top_n": 1}).json()
+    top = rerank_client.post(
+        "/v1/rerank", json={"query": "invoice", "documents": documents, "top_n": 1}
+    ).json()
     assert top["results"] == body["results"][:1]
 
 
@@ -235,8 +238,12 @@ def assert_error(response: Any, status: int, *needles: str) -> None:
         (b'{"prompt": [1, 99999]}', "token ids"),
     ],
 )
-def test_bad_completion_requests_are_400_with_a_message(generate_client: TestClient, body: bytes, needle: str) -> None:
-    response = generate_client.post("/v1/completions", content=body, headers={"Content-Type": "application/json"})
+def test_bad_completion_requests_are_400_with_a_message(
+    generate_client: TestClient, body: bytes, needle: str
+) -> None:
+    response = generate_client.post(
+        "/v1/completions", content=body, headers={"Content-Type": "application/json"}
+    )
     assert_error(response, 400, needle)
 
 
@@ -277,7 +284,11 @@ def test_model_card_and_health(generate_client: TestClient) -> None:
 
 # --------------------------------------------------------------------------------------------- metrics
 
-TTFT, ITL, E2E = "vllm:time_to_first_token_seconds", "vllm:inter_token_latency_seconds", "vllm:e2e_request_latency_seconds"
+TTFT, ITL, E2E = (
+    "vllm:time_to_first_token_seconds",
+    "vllm:inter_token_latency_seconds",
+    "vllm:e2e_request_latency_seconds",
+)
 
 
 def test_metrics_use_vllm_names_labels_and_buckets(generate_client: TestClient) -> None:
@@ -285,7 +296,9 @@ def test_metrics_use_vllm_names_labels_and_buckets(generate_client: TestClient) 
     for family, bounds in HISTOGRAM_BUCKETS.items():
         assert set(metrics.buckets(family)) == {*(repr(float(b)) for b in bounds), "+Inf"}
     for reason in FINISHED_REASONS:
-        metrics.value("vllm:request_success_total", model_name="tiny-gpt2", engine="0", finished_reason=reason)
+        metrics.value(
+            "vllm:request_success_total", model_name="tiny-gpt2", engine="0", finished_reason=reason
+        )
     metrics.value("vllm:num_requests_running", model_name="tiny-gpt2", engine="0")
     metrics.value("vllm:num_requests_waiting", model_name="tiny-gpt2", engine="0")
 
@@ -293,12 +306,20 @@ def test_metrics_use_vllm_names_labels_and_buckets(generate_client: TestClient) 
 def test_metrics_count_exactly_the_requests_made(generate_client: TestClient) -> None:
     before = Metrics(generate_client)
     for max_tokens in (3, 5):  # two requests ending in `length`: 3 + 5 tokens, so 2 + 4 ITLs
-        response = generate_client.post("/v1/completions", json={"prompt": "the model", "max_tokens": max_tokens, **GREEDY})
+        response = generate_client.post(
+            "/v1/completions", json={"prompt": "the model", "max_tokens": max_tokens, **GREEDY}
+        )
         assert response.json()["choices"][0]["finish_reason"] == "length"
-    sse_events(generate_client, "/v1/completions", {"prompt": "the model", "max_tokens": 4, "stream": True, **GREEDY})
-    text = generate_client.post("/v1/completions", json={"prompt": "the model", "max_tokens": 6, **GREEDY}).json()
+    sse_events(
+        generate_client, "/v1/completions", {"prompt": "the model", "max_tokens": 4, "stream": True, **GREEDY}
+    )
+    text = generate_client.post(
+        "/v1/completions", json={"prompt": "the model", "max_tokens": 6, **GREEDY}
+    ).json()
     stop = text["choices"][0]["text"][1:3]
-    stopped = generate_client.post("/v1/completions", json={"prompt": "the model", "max_tokens": 6, "stop": stop, **GREEDY})
+    stopped = generate_client.post(
+        "/v1/completions", json={"prompt": "the model", "max_tokens": 6, "stop": stop, **GREEDY}
+    )
     stop_tokens = stopped.json()["usage"]["completion_tokens"]
     # Refused before the engine: never counted.
     generate_client.post("/v1/completions", content=b"{bad")

@@ -29,6 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nlpmodel_runtime: {exc}", file=sys.stderr)
         return EXIT_LOAD_FAILED
     app = build_app(engine, max_waiting=settings.max_waiting)
-    log.info("serving %s (%s) on %s:%d", settings.model_name, settings.task, settings.host, settings.http_port)
+    log.info(
+        "serving %s (%s) on %s:%d", settings.model_name, settings.task, settings.host, settings.http_port
+    )
     uvicorn.run(app, host=settings.host, port=settings.http_port, log_level="info", access_log=False)
     return 0

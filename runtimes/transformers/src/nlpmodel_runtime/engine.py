@@ -94,7 +94,7 @@ class Engine:
                 yield Step("", "stop")
                 return
             out_ids.append(token)
-            full = self.tokenizer.decode(out_ids, skip_special_tokens=True)
+            full = str(self.tokenizer.decode(out_ids, skip_special_tokens=True))
             # A token may end mid-character (byte-level BPE): emit only text that is complete.
             delta = full[len(text) :] if full.startswith(text) and not full.endswith("\ufffd") else ""
             text += delta
@@ -183,7 +183,9 @@ def _sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Gener
 
 def torch_dtype(settings: Settings) -> torch.dtype:
     if settings.dtype != "auto":
-        return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[settings.dtype]
+        return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[
+            settings.dtype
+        ]
     if settings.device == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float32

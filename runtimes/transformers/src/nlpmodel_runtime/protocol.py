@@ -27,7 +27,9 @@ class RequestError(Exception):
 
     def body(self) -> dict[str, Any]:
         """vLLM's (OpenAI's) error body."""
-        kind = _ERROR_TYPES.get(self.status, "BadRequestError" if self.status < 500 else "InternalServerError")
+        kind = _ERROR_TYPES.get(
+            self.status, "BadRequestError" if self.status < 500 else "InternalServerError"
+        )
         return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.status}}
 
 
@@ -97,7 +99,9 @@ def check_model(body: dict[str, Any], served: str) -> str | None:
     if not isinstance(model, str):
         raise bad("`model` must be a string", "model")
     if model != served:
-        raise RequestError(404, f"The model `{model}` does not exist. This server serves `{served}`.", "model")
+        raise RequestError(
+            404, f"The model `{model}` does not exist. This server serves `{served}`.", "model"
+        )
     return model
 
 
@@ -250,7 +254,11 @@ def _content(content: Any, where: str) -> str:
     if isinstance(content, list):
         parts = []
         for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+            if (
+                not isinstance(part, dict)
+                or part.get("type") != "text"
+                or not isinstance(part.get("text"), str)
+            ):
                 raise bad(f"{where}: only text parts are supported", where)
             parts.append(part["text"])
         return "".join(parts)

@@ -183,7 +183,9 @@ def _token_ids(runtime: Runtime, prompt: str | Sequence[int], param: str) -> lis
 # ------------------------------------------------------------------------------------------ generation
 
 
-def _sampling_params(runtime: Runtime, req: CompletionRequest | ChatRequest, prompt_len: int) -> SamplingParams:
+def _sampling_params(
+    runtime: Runtime, req: CompletionRequest | ChatRequest, prompt_len: int
+) -> SamplingParams:
     max_len = runtime.settings.max_model_len
     error = context_error(prompt_len, req.sampling.max_tokens, max_len)
     if error is not None:
@@ -197,7 +199,9 @@ def _sampling_params(runtime: Runtime, req: CompletionRequest | ChatRequest, pro
     )
 
 
-async def _steps(runtime: Runtime, prompt: list[int], params: SamplingParams, clock: Clock) -> AsyncIterator[Step]:
+async def _steps(
+    runtime: Runtime, prompt: list[int], params: SamplingParams, clock: Clock
+) -> AsyncIterator[Step]:
     """The engine's steps, each forward pass in a worker thread so the event loop keeps serving."""
     steps: Iterator[Step] = runtime.engine.generate(prompt, params)
     capacity = runtime.settings.max_model_len
@@ -240,7 +244,13 @@ async def completions(request: Request) -> Response:
 
     def chunk(text: str, reason: str | None) -> dict[str, Any]:
         choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": reason}
-        return {"id": ident, "object": "text_completion", "created": created, "model": model, "choices": [choice]}
+        return {
+            "id": ident,
+            "object": "text_completion",
+            "created": created,
+            "model": model,
+            "choices": [choice],
+        }
 
     if req.stream:
         return _stream(runtime, prompt, params, clock, chunk, req.include_usage)
@@ -262,15 +272,31 @@ async def chat_completions(request: Request) -> Response:
     ident, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), runtime.settings.model_name
 
     def chunk(text: str, reason: str | None) -> dict[str, Any]:
-        choice = {"index": 0, "delta": {"content": text} if text else {}, "logprobs": None, "finish_reason": reason}
-        return {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [choice]}
+        choice = {
+            "index": 0,
+            "delta": {"content": text} if text else {},
+            "logprobs": None,
+            "finish_reason": reason,
+        }
+        return {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [choice],
+        }
 
     if req.stream:
         opening = chunk("", None)
         opening["choices"][0]["delta"] = {"role": "assistant", "content": ""}
         return _stream(runtime, prompt, params, clock, chunk, req.include_usage, opening)
     text, reason = await _generate_all(runtime, prompt, params, clock)
-    choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": reason}
+    choice = {
+        "index": 0,
+        "message": {"role": "assistant", "content": text},
+        "logprobs": None,
+        "finish_reason": reason,
+    }
     body = {
         "id": ident,
         "object": "chat.completion",
@@ -282,7 +308,9 @@ async def chat_completions(request: Request) -> Response:
     return JSONResponse(body)
 
 
-async def _generate_all(runtime: Runtime, prompt: list[int], params: SamplingParams, clock: Clock) -> tuple[str, str]:
+async def _generate_all(
+    runtime: Runtime, prompt: list[int], params: SamplingParams, clock: Clock
+) -> tuple[str, str]:
     parts: list[str] = []
     reason = "error"
     async with runtime.slot():  # a full queue refuses here, before the engine: nothing to record
@@ -296,7 +324,9 @@ async def _generate_all(runtime: Runtime, prompt: list[int], params: SamplingPar
         except Exception as exc:
             log.exception("generation failed")
             _record(runtime, clock, "error")
-            raise RequestError(500, f"generation failed: {type(exc).__name__} (see the model server's log)") from exc
+            raise RequestError(
+                500, f"generation failed: {type(exc).__name__} (see the model server's log)"
+            ) from exc
     _record(runtime, clock, reason)
     return "".join(parts), reason
 
@@ -364,7 +394,9 @@ async def _pooled(
             log.exception("pooling failed")
             for _ in batch:
                 _record(runtime, clock, "error")
-            raise RequestError(500, f"model call failed: {type(exc).__name__} (see the model server's log)") from exc
+            raise RequestError(
+                500, f"model call failed: {type(exc).__name__} (see the model server's log)"
+            ) from exc
         clock.token()  # the whole result is the "first token" of a pooling request
     for _ in batch:
         _record(runtime, clock, "stop")
@@ -405,7 +437,12 @@ async def classify(request: Request) -> Response:
     probs, tokens = await _pooled(runtime, req, runtime.engine.classify)
     labels = runtime.engine.labels()
     data = [
-        {"index": i, "label": labels[max(range(len(p)), key=p.__getitem__)], "probs": p, "num_classes": len(p)}
+        {
+            "index": i,
+            "label": labels[max(range(len(p)), key=p.__getitem__)],
+            "probs": p,
+            "num_classes": len(p),
+        }
         for i, p in enumerate(probs)
     ]
     body = {
@@ -423,12 +460,16 @@ async def classify(request: Request) -> Response:
 async def rerank(request: Request) -> Response:
     runtime = _runtime(request)
     req = rerank_request(await _body(request), runtime.settings.model_name)
-    pairs = PoolingRequest(req.model, tuple(tuple(runtime.engine.encode_pair(req.query, d)) for d in req.documents))
+    pairs = PoolingRequest(
+        req.model, tuple(tuple(runtime.engine.encode_pair(req.query, d)) for d in req.documents)
+    )
     probs, tokens = await _pooled(runtime, pairs, runtime.engine.classify)
     # A cross-encoder has one logit (its sigmoid is the relevance); otherwise the last class is "relevant".
     scores = [p[-1] for p in probs]
     order = sorted(range(len(scores)), key=lambda i: -scores[i])[: req.top_n or len(scores)]
-    results = [{"index": i, "document": {"text": req.documents[i]}, "relevance_score": scores[i]} for i in order]
+    results = [
+        {"index": i, "document": {"text": req.documents[i]}, "relevance_score": scores[i]} for i in order
+    ]
     body = {
         "id": f"rerank-{uuid.uuid4().hex}",
         "model": runtime.settings.model_name,

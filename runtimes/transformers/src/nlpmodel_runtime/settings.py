@@ -27,7 +27,7 @@ class Settings:
     max_model_len: int
     device: str
     http_port: int
-    host: str = "0.0.0.0"  # noqa: S104 - a pod's server must listen on the pod IP
+    host: str = "0.0.0.0"
     revision: str | None = None
     quantization: str = "none"
     double_quant: bool = False
@@ -46,11 +46,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-model-len", required=True, type=_positive_int, help="prompt + output tokens")
     p.add_argument("--device", required=True, choices=DEVICES)
     p.add_argument("--http-port", required=True, type=_port)
-    p.add_argument("--host", default="0.0.0.0")  # noqa: S104
+    p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--revision", default=None, help="Hugging Face revision (repo ids only)")
     p.add_argument("--quantization", default="none", choices=QUANTIZATION_METHODS)
     p.add_argument("--double-quant", action="store_true", help="bitsandbytes-nf4: quantize the constants too")
-    p.add_argument("--dtype", default="auto", choices=DTYPES, help="auto: bfloat16/float16 on cuda, else float32")
+    p.add_argument(
+        "--dtype", default="auto", choices=DTYPES, help="auto: bfloat16/float16 on cuda, else float32"
+    )
     p.add_argument("--max-waiting", default=256, type=_positive_int)
     return p
 
