@@ -10,12 +10,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-SHAPES = {
+SHAPES: dict[str, dict[str, Any]] = {
     "1b": {
         "hidden_size": 2048,
         "intermediate_size": 5632,
@@ -69,7 +70,8 @@ def main() -> int:
         tie_word_embeddings=False,
     )
     torch.manual_seed(0)
-    model = LlamaForCausalLM(config).to(torch.bfloat16)
+    model: Any = LlamaForCausalLM(config)
+    model = model.to(torch.bfloat16)
     model.save_pretrained(args.out)
     tok.save_pretrained(args.out)
     params = sum(p.numel() for p in model.parameters())
