@@ -369,6 +369,8 @@ def test_runtimes_in_files_become_cluster_serving_runtimes(
 ) -> None:
     chart = tmp_path / "chart"
     shutil.copytree(CHART, chart)
+    for shipped in (chart / "files/runtimes").glob("*.yaml"):  # only the runtime under test
+        shipped.unlink()
     (chart / "files/runtimes/vllm-runtime.yaml").write_text("# a comment first\n" + yaml.safe_dump(RUNTIME))
     docs = render(chart=chart)
     runtime = one(docs, "ClusterServingRuntime")
