@@ -73,11 +73,31 @@ def mid_canary(example: Path, router: str) -> list[dict[str, Any]]:
     return decide(obs).apply
 
 
+def autoscaled(example: str, **scaling: Any) -> list[dict[str, Any]]:
+    """The example at rest with its scaling replaced (autoscalers of every kind we render)."""
+    obj = yaml.safe_load((EXAMPLES[0].parent / example).read_text())
+    obj["spec"]["scaling"] = {"minReplicas": 1, "maxReplicas": 4, **scaling}
+    obj["spec"].setdefault("resources", {})["cpu"] = "2"
+    spec = NLPModelSpec.model_validate(obj["spec"])
+    resolution = resolve(obj["metadata"]["name"], obj["metadata"]["namespace"], spec)
+    assert resolution.resolved is not None, resolution.problems
+    return render_revision(resolution.resolved)
+
+
 def all_rendered() -> list[tuple[str, dict[str, Any]]]:
     out = []
     for example in EXAMPLES:
         for obj in rendered(example):
             out.append((f"{example.stem}:{obj['kind']}", obj))
+    for example, metric in (
+        ("bge-embeddings-raw.yaml", "cpu"),
+        ("bge-embeddings-raw.yaml", "queue-depth"),
+        ("bge-embeddings-raw.yaml", "kv-cache"),
+        ("llama-8b-awq-kserve.yaml", "cpu"),
+        ("llama-8b-awq-kserve.yaml", "kv-cache"),
+    ):
+        for obj in autoscaled(example, metric=metric):
+            out.append((f"{example.removesuffix('.yaml')}:{metric}:{obj['kind']}", obj))
     for router, example in (
         ("gateway-api", "llama-8b-awq-kserve.yaml"),
         ("replica-ratio", "bge-embeddings-raw.yaml"),
@@ -95,7 +115,21 @@ RENDERED = all_rendered()
 
 def test_examples_render_every_kind_we_support() -> None:
     kinds = {obj["kind"] for _, obj in RENDERED}
-    assert {"InferenceService", "Deployment", "Service", "HTTPRoute", "PodMonitor"} <= kinds
+    assert {
+        "InferenceService",
+        "Deployment",
+        "Service",
+        "HTTPRoute",
+        "PodMonitor",
+        "HorizontalPodAutoscaler",
+        "ScaledObject",
+    } <= kinds
+    classes = {
+        o["metadata"]["annotations"].get("serving.kserve.io/autoscalerClass")
+        for _, o in RENDERED
+        if o["kind"] == "InferenceService"
+    }
+    assert {"hpa", "keda", "none"} <= classes
     canary_isvc = [
         o for label, o in RENDERED if label.startswith("kserve-canary:") and o["kind"] == "InferenceService"
     ]
@@ -281,6 +315,42 @@ CROSS_FIELD_CASES = [
         variant(rollout={"analysis": {"httpErrorsQuery": "sum(x)"}, "slo": {"errorRate": "1%"}}),
         "httpErrorsQuery must select a revision with {{ revision }}",
         id="http-errors-query-no-revision",
+    ),
+    pytest.param(
+        variant(scaling={"minReplicas": 0, "maxReplicas": 2, "metric": "cpu"}, resources={"cpu": "2"}),
+        "minReplicas 0 (scale to zero) needs a Prometheus metric",
+        id="cpu-scale-to-zero",
+    ),
+    pytest.param(
+        variant(scaling={"minReplicas": 0, "maxReplicas": 2, "metric": "queue-depth"}),
+        None,
+        id="keda-scale-to-zero",
+    ),
+    pytest.param(
+        variant(scaling={"minReplicas": 1, "maxReplicas": 2, "metric": "cpu"}),
+        "scaling.metric cpu needs resources.cpu",
+        id="cpu-without-request",
+    ),
+    pytest.param(
+        variant(scaling={"minReplicas": 1, "maxReplicas": 2, "metric": "cpu"}, resources={"cpu": "2"}),
+        None,
+        id="cpu-with-request",
+    ),
+    pytest.param(
+        variant(
+            serving={"router": "kserve-canary"},
+            scaling={"minReplicas": 1, "maxReplicas": 2, "metric": "kv-cache"},
+        ),
+        "router kserve-canary runs KServe's Knative mode",
+        id="knative-kv-cache",
+    ),
+    pytest.param(
+        variant(
+            serving={"router": "kserve-canary"},
+            scaling={"minReplicas": 1, "maxReplicas": 2, "metric": "concurrency"},
+        ),
+        None,
+        id="knative-concurrency",
     ),
     pytest.param({**BASE, "metadata": {"name": "m" * 55, "namespace": "ml"}}, "at most 54", id="long-name"),
 ]
