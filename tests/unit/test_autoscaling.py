@@ -18,7 +18,7 @@ from nlpmodel_operator.core.autoscaling import (
 from nlpmodel_operator.core.conditions import find
 from nlpmodel_operator.core.observe import applies_replicas, revision_states
 from nlpmodel_operator.core.reconcile import Decision, Observation, decide
-from nlpmodel_operator.core.records import Action, Apply, ChildRef, Delete, Patch, RevisionState
+from nlpmodel_operator.core.records import Action, Apply, ChildRef, Delete, HandOver, Patch, RevisionState
 from nlpmodel_operator.core.revision import revision_hash
 
 OLD = "0ld0ld00"
@@ -161,7 +161,7 @@ def test_an_autoscaled_deployment_is_applied_without_a_count_once_it_runs() -> N
     )
     (deployment,) = applied(d, "Deployment")
     assert "replicas" not in deployment["spec"]  # the HPA's count stands
-    assert not [a for a in d.actions if isinstance(a, Patch)]  # nothing to hand over
+    assert not [a for a in d.actions if isinstance(a, Patch | HandOver)]  # nothing to hand over
     assert d.delete == []
 
 
@@ -171,12 +171,10 @@ def test_the_live_count_is_handed_over_before_the_operator_stops_applying_it(liv
     r = rev_of(spec)
     state = deployment_state(r, replicas=live, applied=True)  # e.g. a canary just promoted
     d = decide(observe(spec, {"stableRevision": r}, [state]))
-    patch = index(d.actions, lambda a: isinstance(a, Patch) and a.ref.kind == "Deployment")
+    handover = index(d.actions, lambda a: isinstance(a, HandOver))
     apply = index(d.actions, lambda a: isinstance(a, Apply) and a.obj["kind"] == "Deployment")
-    assert patch < apply
-    handover = d.actions[patch]
-    assert isinstance(handover, Patch)
-    assert handover.body == {"spec": {"replicas": kept}}  # the live count, within the bounds
+    assert handover < apply
+    assert d.actions[handover] == HandOver(ChildRef("apps/v1", "Deployment", f"chat-{r}"), kept)
 
 
 def test_during_a_canary_the_stable_keeps_its_autoscaler_and_the_canary_runs_a_fixed_count() -> None:
@@ -277,8 +275,8 @@ def test_on_promotion_the_autoscaler_moves_to_the_new_stable() -> None:
     (hpa,) = applied(d, "HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"]["name"] == f"chat-{new}"
     assert scalers_by_target(d, obs) == {f"chat-{new}": 1}
-    handover = [a for a in d.actions if isinstance(a, Patch) and a.ref.name == f"chat-{new}"]
-    assert [a.body for a in handover] == [{"spec": {"replicas": 2}}]
+    handover = [a for a in d.actions if isinstance(a, HandOver)]
+    assert handover == [HandOver(ChildRef("apps/v1", "Deployment", f"chat-{new}"), 2)]
 
 
 def test_a_new_metric_replaces_the_autoscaler_never_two_at_once() -> None:

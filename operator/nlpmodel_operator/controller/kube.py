@@ -132,6 +132,21 @@ class Kube:
                     found.append(item)
         return found
 
+    def hand_over_replicas(self, ref: ChildRef, namespace: str, replicas: int) -> None:
+        """Apply only spec.replicas as `<manager>-handover` (see core.records.HandOver)."""
+        body = {
+            "apiVersion": ref.api_version,
+            "kind": ref.kind,
+            "metadata": {"name": ref.name, "namespace": namespace},
+            "spec": {"replicas": replicas},
+        }
+        self._resource(ref.api_version, ref.kind).server_side_apply(
+            body=body,
+            namespace=namespace,
+            field_manager=f"{self.field_manager}-handover",
+            force_conflicts=True,
+        )
+
     def patch(self, ref: ChildRef, namespace: str, body: Mapping[str, Any]) -> None:
         self._resource(ref.api_version, ref.kind).patch(
             body=dict(body),

@@ -20,7 +20,7 @@ from nlpmodel_operator.controller.metrics import OperatorMetrics
 from nlpmodel_operator.core.conditions import set_condition
 from nlpmodel_operator.core.observe import other_children, revision_states
 from nlpmodel_operator.core.reconcile import Decision, Monitoring, Observation, check_request_for, decide
-from nlpmodel_operator.core.records import Action, Apply, ClearCommand, Delete, Event, Patch
+from nlpmodel_operator.core.records import Action, Apply, ClearCommand, Delete, Event, HandOver, Patch
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -169,6 +169,8 @@ class Reconciler:
                         self.kube.apply(obj, body)
                     case Patch(ref=ref, body=patch):
                         self.kube.patch(ref, namespace, patch)
+                    case HandOver(ref=ref, replicas=replicas):
+                        self.kube.hand_over_replicas(ref, namespace, replicas)
                     case Delete(ref=ref):
                         logger.info("deleting %s %s/%s", ref.kind, namespace, ref.name)
                         self.kube.delete(ref, namespace)
@@ -196,7 +198,7 @@ def _describe(action: Action) -> str:
     match action:
         case Apply(obj=obj):
             return f"apply {obj['kind']} {obj['metadata']['name']}"
-        case Patch(ref=ref) | Delete(ref=ref):
+        case Patch(ref=ref) | Delete(ref=ref) | HandOver(ref=ref):
             return f"{type(action).__name__.lower()} {ref.kind} {ref.name}"
         case ClearCommand(command=command):
             return f"clear command {command}"

@@ -39,6 +39,7 @@ from nlpmodel_operator.core.records import (
     ClearCommand,
     Delete,
     Event,
+    HandOver,
     Patch,
     RevisionState,
 )
@@ -163,15 +164,15 @@ def _resize(state: RevisionState | None, obs: Observation, spec: NLPModelSpec, s
 
 def _handover(state: RevisionState | None, scale: Scale) -> list[Action]:
     """Before a Deployment is applied without `replicas` (an autoscaler owns the count now), keep the
-    live count with an update of our own: otherwise server-side apply would reset it to 1 the moment
-    the operator stops applying the field (the documented hand-over of `replicas` to an HPA)."""
+    live count under a second manager: otherwise server-side apply would reset it to 1 the moment the
+    operator stops applying the field (Kubernetes' documented hand-over of `replicas` to an HPA)."""
     workload = state.workload if state else None
     if state is None or workload is None or workload.kind != "Deployment" or not state.replicas_applied:
         return []
     if not isinstance(scale, Autoscaled):
         return []
     live = state.replicas if state.replicas is not None else scale.min
-    return [Patch(workload, {"spec": {"replicas": min(max(live, scale.min), scale.max)}})]
+    return [HandOver(workload, min(max(live, scale.min), scale.max))]
 
 
 class _Conditions:

@@ -54,6 +54,16 @@ class Patch:
 
 
 @dataclass(frozen=True)
+class HandOver:
+    """Keep a Deployment's live count under a second field manager of the operator's, so that the
+    next apply without `replicas` does not reset it (server-side apply resets a field its last
+    applier stops applying; an update that changes nothing takes no ownership, so it must be an apply)."""
+
+    ref: ChildRef
+    replicas: int
+
+
+@dataclass(frozen=True)
 class Delete:
     ref: ChildRef
 
@@ -65,4 +75,4 @@ class ClearCommand:
     command: str
 
 
-Action = Apply | Patch | Delete | ClearCommand
+Action = Apply | Patch | HandOver | Delete | ClearCommand
