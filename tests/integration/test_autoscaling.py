@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from kubernetes.dynamic import DynamicClient
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.core.revision import revision_hash
+from nlpmodel_operator.devtools.k8stools import ensure_tools
 from nlpmodel_operator.devtools.localplane import LocalPlane, pid_alive
 from nlpmodel_operator.devtools.prometheus import PrometheusProcess
 from nlpmodel_operator.devtools.revision_servers import RevisionServers
@@ -273,3 +275,44 @@ def revisions_selected(prometheus: PrometheusProcess, query: str, namespace: str
     chosen = asyncio.run(ask(f"count by (nlpmodel_revision) ({inner.group(1)})"))
     assert isinstance(chosen, Value), chosen
     return {s.labels["nlpmodel_revision"] for s in chosen.samples}
+
+
+def test_kubectl_scale_sizes_a_model_without_autoscaling(
+    localplane: LocalPlane, cluster: Cluster, namespace: str, world: Any
+) -> None:
+    v1 = model(namespace, minReplicas=1, maxReplicas=1)
+    cluster.apply_model(v1)
+    wait_for("Ready", lambda: status(cluster, namespace).get("phase") == "Ready", 90)
+    kubectl = ensure_tools().kubectl
+    scaled = subprocess.run(
+        [
+            str(kubectl),
+            "--kubeconfig",
+            str(localplane.admin_kubeconfig),
+            "-n",
+            namespace,
+            "scale",
+            "nlpmodel/chat",
+            "--replicas=3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert scaled.returncode == 0, scaled.stderr
+    name = f"chat-{revision(v1)}"
+    wait_for(
+        "3 replicas", lambda: cluster.apps.read_namespaced_deployment(name, namespace).spec.replicas == 3, 30
+    )
+    assert cluster.model(namespace, "chat")["spec"]["scaling"]["replicas"] == 3
+    scale_path = f"/apis/{c.API_VERSION}/namespaces/{namespace}/{c.PLURAL}/chat/scale"
+    scale = wait_for(
+        "the scale subresource",
+        lambda: (s := get_json(cluster, scale_path))["status"].get("replicas") == 3 and s,
+        30,
+    )
+    assert scale["spec"]["replicas"] == 3
+    assert scale["status"]["selector"] == f"{c.LABEL_MODEL}=chat,{c.LABEL_REVISION}={revision(v1)}"
+    # Nothing else scales it: no autoscaler was created for a fixed-size model.
+    assert Scalers(cluster, namespace, served_hpa_version(cluster)).now()[0] == {}
