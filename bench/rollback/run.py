@@ -2,8 +2,9 @@
 
     python -m bench.rollback.run [--trials N] [--interval 4] [--out bench/results/rollback.json]
 
-The whole loop runs for real: a real kube-apiserver + etcd (the local plane), the operator as its own
-restricted user, a real Prometheus scraping model-server stand-ins through the operator's PodMonitor
+The whole loop runs for real (`nlpmodel_operator.devtools.stack.LocalStack`, shared with `make demo`):
+a real kube-apiserver + etcd (the local plane), the operator under the chart's identity, a real
+Prometheus scraping model-server stand-ins through the operator's PodMonitor
 (one per revision, exporting vLLM's metrics), and stand-in KServe/kubelet controllers.
 
 One trial: a stable revision is made Ready; an update starts a healthy canary; once the canary has
@@ -35,12 +36,8 @@ from kubernetes.client.exceptions import ApiException
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.core.revision import revision_hash
-from nlpmodel_operator.devtools.localplane import LocalPlane
-from nlpmodel_operator.devtools.operatorproc import OperatorProcess
-from nlpmodel_operator.devtools.prometheus import PrometheusProcess
-from nlpmodel_operator.devtools.rbac import grant_operator_role
-from nlpmodel_operator.devtools.revision_servers import HEALTHY, RevisionServers
-from nlpmodel_operator.devtools.standins import StandInControllers
+from nlpmodel_operator.devtools.revision_servers import HEALTHY
+from nlpmodel_operator.devtools.stack import LocalStack, apply_model
 
 MODEL: Final = "chat"
 FAILURE_THRESHOLD: Final = 2
@@ -109,35 +106,15 @@ class Trial:
         return None  # the canary backend is gone from the route: no traffic either
 
     def apply(self, body: dict[str, Any]) -> None:
-        try:
-            current = self.custom.get_namespaced_custom_object(
-                c.GROUP, c.VERSION, self.namespace, c.PLURAL, MODEL
-            )
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            self.custom.create_namespaced_custom_object(c.GROUP, c.VERSION, self.namespace, c.PLURAL, body)
-            return
-        body = {
-            **body,
-            "metadata": {**body["metadata"], "resourceVersion": current["metadata"]["resourceVersion"]},
-        }
-        self.custom.replace_namespaced_custom_object(
-            c.GROUP, c.VERSION, self.namespace, c.PLURAL, MODEL, body
-        )
+        apply_model(self.custom, body)
 
 
-def run_trial(
-    plane: LocalPlane, prometheus: PrometheusProcess, regression: str, interval_s: int, index: int, work: Path
-) -> dict[str, Any]:
-    admin = plane.admin_client()
-    core = client.CoreV1Api(admin)
+def run_trial(stack: LocalStack, regression: str, interval_s: int, index: int, work: Path) -> dict[str, Any]:
     namespace = f"bench-{index}"
-    core.create_namespace({"metadata": {"name": namespace}})
-    trial = Trial(admin, namespace)
-    servers = RevisionServers(admin, prometheus, namespace, MODEL, work)
+    stack.create_namespace(namespace)
+    trial = Trial(stack.admin, namespace)
     try:
-        with StandInControllers(admin, namespace), servers:
+        with stack.namespace_players(namespace, MODEL, work) as servers:
             trial.apply(nlpmodel(namespace, interval_s, 8192))
             wait_for("stable Ready", lambda: trial.status().get("phase") == "Ready", 120)
             update = nlpmodel(namespace, interval_s, 4096)
@@ -168,8 +145,7 @@ def run_trial(
                 "message": rolled_back["message"],
             }
     finally:
-        core.delete_namespace(namespace)
-        admin.close()
+        client.CoreV1Api(stack.admin).delete_namespace(namespace)
 
 
 def summarize(trials: list[dict[str, Any]], interval_s: int) -> list[dict[str, Any]]:
@@ -201,28 +177,22 @@ def main(argv: list[str] | None = None) -> int:
     trials: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="nlpmodel-bench-rollback-") as tmp:
         work = Path(tmp)
-        with LocalPlane(work / "localplane") as plane, PrometheusProcess() as prometheus:
-            admin = plane.admin_client()
-            grant_operator_role(admin)
-            admin.close()
-            env = {
-                "NLPMODEL_PROMETHEUS_URL": prometheus.url,
-                "NLPMODEL_SCRAPE_INTERVAL_SECONDS": "1",
-            }
-            with OperatorProcess(plane.operator_kubeconfig, work / "operator.log", env=env) as op:
-                index = 0
-                for _ in range(args.trials):
-                    for regression in REGRESSIONS:
-                        result = run_trial(plane, prometheus, regression, args.interval, index, work)
-                        index += 1
-                        trials.append(result)
-                        print(
-                            f"{regression:<10} {result['seconds']:6.1f} s = {result['intervals']:4.2f} intervals"
-                            f"  {result['reason']}: {result['message'][:90]}",
-                            flush=True,
-                        )
-                        if not op.alive():
-                            raise RuntimeError(f"the operator exited:\n{op.log_tail()}")
+        with LocalStack(work) as stack:
+            op = stack.operator
+            assert op is not None
+            index = 0
+            for _ in range(args.trials):
+                for regression in REGRESSIONS:
+                    result = run_trial(stack, regression, args.interval, index, work)
+                    index += 1
+                    trials.append(result)
+                    print(
+                        f"{regression:<10} {result['seconds']:6.1f} s = {result['intervals']:4.2f} intervals"
+                        f"  {result['reason']}: {result['message'][:90]}",
+                        flush=True,
+                    )
+                    if not op.alive():
+                        raise RuntimeError(f"the operator exited:\n{op.log_tail()}")
     cells = summarize(trials, args.interval)
     print(
         f"\nregression to 0 % canary weight (interval {args.interval}s, failureThreshold {FAILURE_THRESHOLD}):"

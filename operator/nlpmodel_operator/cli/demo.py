@@ -1,228 +1,514 @@
-"""`make demo`: the operator at work on a real local control plane, start to finish, in one command.
+"""`make demo`: a canary that is slow is rolled back, a healthy one is promoted; one command, start to end.
 
-It validates and plans the shipped examples (no cluster needed), then starts a real kube-apiserver +
-etcd + kube-controller-manager, runs the operator under its own least-privilege identity, applies two
-examples, plays the parts a laptop lacks (KServe marking the InferenceService Ready, the kubelet
-marking pods Ready), prints the children and the `kubectl get nlpm` view as it changes, and stops
-everything it started.
+Locally (the default) it starts everything it needs and stops all of it at the end: a real
+kube-apiserver + etcd + kube-controller-manager, a real Prometheus, the operator under the chart's
+identity (its ServiceAccount bound to the chart's ClusterRole rules), and stand-ins for what a laptop
+lacks: KServe and the kubelet (they mark InferenceServices and pods Ready) and one vLLM-metrics model
+server per running revision, scraped by Prometheus through the operator's PodMonitor.
+
+The story (manifests/demo/): chat-v1 becomes Ready; chat-v2 (a canary whose servers answer with a
+time to first token 80 % slower) is judged and rolled back with its reason; chat-v3 (healthy) is
+promoted step by step. On a terminal a live panel shows the canary weight, the TTFT p95 of stable and
+canary and the verdicts; otherwise (or with --plain) one line per event.
+
+With --cluster it runs the same story on the cluster of $KUBECONFIG (KServe installed): the chart is
+installed with helm, nothing local is started, and the canary is slow only if the scenario's second
+manifest really is (see e2e/kind/scenario/); see docs/demo.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import math
+import os
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, TextIO
 
 import yaml
 from kubernetes import client
+from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from nlpmodel_operator.api import constants as c
+from nlpmodel_operator.api.spec import NLPModelSpec
+from nlpmodel_operator.cli.demoview import Snapshot, events, panel, summary_table
 from nlpmodel_operator.cli.main import main as nlpctl
-from nlpmodel_operator.devtools import standins
+from nlpmodel_operator.core.analysis import queries
+from nlpmodel_operator.core.revision import revision_hash
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "manifests" / "examples"
-APPLIED = ("llama-8b-awq-kserve.yaml", "bge-embeddings-raw.yaml")
-
-
-def banner(text: str) -> None:
-    print(f"\n=== {text} ===", flush=True)
-
-
-def offline_part() -> None:
-    files = sorted(str(p) for p in EXAMPLES.glob("*.yaml"))
-    banner("nlpctl validate manifests/examples   (one example is meant not to fit its GPU)")
-    nlpctl(["validate", *files])
-    banner("nlpctl plan llama-8b-awq-kserve.yaml")
-    nlpctl(["plan", str(EXAMPLES / "llama-8b-awq-kserve.yaml")])
+REPO: Final = Path(__file__).resolve().parents[3]
+SCENARIO: Final = REPO / "manifests" / "demo"
+CHART: Final = REPO / "charts" / "nlpmodel-operator"
+SLOWDOWN: Final = 1.8  # the slow canary's time to first token, relative to the stable's (TTFT +80 %)
+TTFT: Final = "vllm:time_to_first_token_seconds"
+# --fast (the test): shorter analysis interval and pauses; the story is the same.
+FAST_INTERVAL: Final = "4s"
+FAST_PAUSE: Final = "3s"
 
 
-def age(created: str | None) -> str:
-    if not created:
-        return "-"
-    seconds = int(
-        (datetime.now(UTC) - datetime.fromisoformat(created.replace("Z", "+00:00"))).total_seconds()
-    )
-    return f"{seconds}s" if seconds < 120 else f"{seconds // 60}m"
+class DemoError(RuntimeError):
+    """The story did not go as it must (a wrong outcome, a timeout, a component that stopped)."""
 
 
-def table(models: list[dict[str, Any]]) -> str:
-    """The `kubectl get nlpm -A` view (the CRD's printer columns)."""
-    rows = [("NAMESPACE", "NAME", "TASK", "PHASE", "STABLE", "CANARY", "WEIGHT", "READY", "AGE")]
-    for m in models:
-        st = m.get("status") or {}
-        ready = next((x["status"] for x in st.get("conditions") or [] if x["type"] == "Ready"), "")
-        rows.append(
-            (
-                m["metadata"]["namespace"],
-                m["metadata"]["name"],
-                m["spec"].get("task", "generate"),
-                st.get("phase", ""),
-                st.get("stableRevision", ""),
-                st.get("canaryRevision", ""),
-                str(st.get("canaryWeight", "")),
-                ready,
-                age(m["metadata"].get("creationTimestamp")),
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
+def banner(out: TextIO, text: str) -> None:
+    print(f"\n=== {text} ===", file=out, flush=True)
 
 
-class Demo:
-    def __init__(self, admin: client.ApiClient) -> None:
-        self.admin = admin
-        self.custom = client.CustomObjectsApi(admin)
-        self.core = client.CoreV1Api(admin)
-        self.apps = client.AppsV1Api(admin)
-        self.last_view = ""
+# -- the scenario --------------------------------------------------------------------------------------
 
-    def models(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self.custom.list_cluster_custom_object(c.GROUP, c.VERSION, c.PLURAL)[
-            "items"
-        ]
-        return sorted(items, key=lambda m: (m["metadata"]["namespace"], m["metadata"]["name"]))
 
-    def show(self) -> None:
-        """Print the table when something in it (other than the age) changed."""
-        view = table(self.models())
-        key = "\n".join(line.rsplit("   ", 1)[0] for line in view.splitlines())
-        if key != self.last_view:
-            print(view, flush=True)
-            print(flush=True)
-            self.last_view = key
+@dataclass(frozen=True)
+class Chapter:
+    path: Path
+    body: dict[str, Any]
 
-    def watch_until(self, what: str, done: Callable[[], bool], timeout_s: float = 90) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            self.show()
-            if done():
-                return
-            time.sleep(0.5)
-        raise TimeoutError(f"gave up waiting for {what}")
+    @property
+    def revision(self) -> str:
+        return revision_hash(NLPModelSpec.model_validate(self.body["spec"]))
 
-    def apply(self, path: Path) -> dict[str, Any]:
+
+def load_scenario(directory: Path, *, fast: bool, namespace: str | None = None) -> list[Chapter]:
+    """The three manifests (sorted by name): first revision, slow update, healthy update."""
+    files = sorted(directory.glob("*.yaml"))
+    if len(files) != 3:
+        raise DemoError(f"{directory} must hold exactly three NLPModel manifests, found {len(files)}")
+    chapters = []
+    for path in files:
         body: dict[str, Any] = yaml.safe_load(path.read_text())
-        ns = body["metadata"]["namespace"]
-        with contextlib.suppress(ApiException):
-            self.core.create_namespace({"metadata": {"name": ns}})
-        print(f"$ kubectl apply -f manifests/examples/{path.name}", flush=True)
-        created: dict[str, Any] = self.custom.create_namespaced_custom_object(
-            c.GROUP, c.VERSION, ns, c.PLURAL, body
-        )
-        return created
+        if namespace:
+            body["metadata"]["namespace"] = namespace
+        if fast:
+            rollout = body["spec"].setdefault("rollout", {})
+            rollout["steps"] = [{**s, "pause": FAST_PAUSE} for s in rollout.get("steps") or []]
+            rollout.setdefault("analysis", {})["interval"] = FAST_INTERVAL
+        chapters.append(Chapter(path, body))
+    names = {(ch.body["metadata"]["namespace"], ch.body["metadata"]["name"]) for ch in chapters}
+    if len(names) != 1:
+        raise DemoError(f"the manifests in {directory} must all be the same NLPModel, found {sorted(names)}")
+    return chapters
 
-    def phase(self, ns: str, name: str) -> str | None:
-        st = (
-            self.custom.get_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.PLURAL, name).get("status")
-            or {}
-        )
-        phase: str | None = st.get("phase")
-        return phase
 
-    def children(self, ns: str, name: str) -> list[tuple[str, str]]:
-        selector = f"{c.LABEL_MODEL}={name}"
-        found = [
-            ("InferenceService", i["metadata"]["name"])
-            for i in self.custom.list_namespaced_custom_object(
-                "serving.kserve.io", "v1beta1", ns, "inferenceservices", label_selector=selector
-            )["items"]
-        ]
-        found += [
-            ("Deployment", d.metadata.name)
-            for d in self.apps.list_namespaced_deployment(ns, label_selector=selector).items
-        ]
-        found += [
-            ("Service", s.metadata.name)
-            for s in self.core.list_namespaced_service(ns, label_selector=selector).items
-        ]
+# -- reading the world ---------------------------------------------------------------------------------
+
+
+def query_p95(
+    prometheus_url: str, namespace: str, model: str, revision: str, window_s: float
+) -> float | None:
+    """TTFT p95 of one revision over the last window, from Prometheus (None: no data or unreachable)."""
+    promql = queries.histogram_quantile(0.95, TTFT, namespace, model, revision, window_s)
+    url = f"{prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    try:
+        with urllib.request.urlopen(url, timeout=3) as resp:
+            data = json.load(resp)
+    except (OSError, ValueError):
+        return None
+    result = data.get("data", {}).get("result") or []
+    if not result:
+        return None
+    value = float(result[0]["value"][1])
+    return value if math.isfinite(value) else None
+
+
+class Screen:
+    """Event lines scroll; on a TTY the live panel below them is redrawn in place."""
+
+    def __init__(self, out: TextIO, live: bool) -> None:
+        self.out, self.live = out, live
+        self._panel_lines = 0
+
+    def _clear_panel(self) -> None:
+        if self._panel_lines:
+            self.out.write(f"\x1b[{self._panel_lines}F\x1b[J")
+            self._panel_lines = 0
+
+    def show(self, lines: list[str], panel_lines: list[str], t: float) -> None:
+        if self.live:
+            self._clear_panel()
+        for line in lines:
+            print(f"[{int(t) // 60}m{int(t) % 60:02d}s] {line}", file=self.out)
+        if self.live:
+            for line in panel_lines:
+                print(line, file=self.out)
+            self._panel_lines = len(panel_lines)
+        self.out.flush()
+
+    def done(self) -> None:
+        if self.live:
+            self._clear_panel()
+            self.out.flush()
+
+
+@dataclass
+class Outcome:
+    chapter: Chapter
+    result: str
+    seconds: float
+    detail: str = ""
+
+
+@dataclass
+class Story:
+    custom: client.CustomObjectsApi
+    core: client.CoreV1Api
+    chapters: list[Chapter]
+    screen: Screen
+    out: TextIO
+    prometheus_url: str | None = None
+    timeout_s: float = 180.0
+    alive: Callable[[], str | None] = lambda: None  # a reason when a component we depend on stopped
+    started: float = field(default_factory=time.monotonic)
+    outcomes: list[Outcome] = field(default_factory=list)
+    _last: Snapshot | None = None
+
+    @property
+    def namespace(self) -> str:
+        return str(self.chapters[0].body["metadata"]["namespace"])
+
+    @property
+    def name(self) -> str:
+        return str(self.chapters[0].body["metadata"]["name"])
+
+    def model(self) -> dict[str, Any]:
+        found: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            c.GROUP, c.VERSION, self.namespace, c.PLURAL, self.name
+        )
         return found
 
-    def has_children(self, ns: str, name: str) -> bool:
-        return bool(self.children(ns, name))
+    def snapshot(self, model: dict[str, Any]) -> Snapshot:
+        status = model.get("status") or {}
+        spec = model.get("spec") or {}
+        ttft: dict[str, float] = {}
+        if self.prometheus_url:
+            interval = ((spec.get("rollout") or {}).get("analysis") or {}).get("interval", "10s")
+            window = max(10.0, 2 * float(str(interval).rstrip("s") or 10))
+            for revision in {status.get("stableRevision"), status.get("canaryRevision")} - {None}:
+                value = query_p95(self.prometheus_url, self.namespace, self.name, str(revision), window)
+                if value is not None:
+                    ttft[str(revision)] = value
+        return Snapshot(time.monotonic() - self.started, status, spec, ttft)
 
-    def play_kserve(self, ns: str, name: str) -> None:
-        print(f"[stand-in for KServe] InferenceService {ns}/{name} becomes Ready", flush=True)
-        standins.set_inference_service_ready(self.admin, ns, name, ready=True)
+    def apply(self, chapter: Chapter) -> None:
+        from nlpmodel_operator.devtools.stack import apply_model  # noqa: PLC0415 (no kopf import at startup)
 
-    def play_kubelet(self, ns: str, model: str) -> int:
-        return standins.run_pods(self.admin, ns, f"{c.LABEL_MODEL}={model}")
+        with contextlib.suppress(ApiException):  # 409: it exists
+            self.core.create_namespace({"metadata": {"name": self.namespace}})
+        rel = chapter.path.relative_to(REPO) if chapter.path.is_relative_to(REPO) else chapter.path
+        self.screen.show(
+            [f"$ kubectl apply -f {rel}   # revision {chapter.revision}"], [], time.monotonic() - self.started
+        )
+        apply_model(self.custom, chapter.body)
+
+    def watch(self, what: str, done: Callable[[dict[str, Any]], str | None]) -> str:
+        """Poll and show until done(model) returns a result; DemoError on timeout or a stopped component."""
+        deadline = time.monotonic() + self.timeout_s
+        while time.monotonic() < deadline:
+            if problem := self.alive():
+                raise DemoError(problem)
+            try:
+                model = self.model()
+            except ApiException as exc:
+                if exc.status == 404:
+                    time.sleep(0.5)
+                    continue
+                raise
+            snap = self.snapshot(model)
+            self.screen.show(
+                events(self._last, snap),
+                panel(snap, f"{self.namespace}/{self.name}", datetime.now(UTC)),
+                snap.elapsed_s,
+            )
+            self._last = snap
+            generation = model["metadata"].get("generation")
+            if (model.get("status") or {}).get("observedGeneration") == generation and (
+                result := done(model)
+            ):
+                return result
+            time.sleep(0.5)
+        raise DemoError(f"timed out after {self.timeout_s:.0f}s waiting for {what}")
+
+    def run(self) -> list[Outcome]:
+        first, slow, healthy = self.chapters
+
+        banner(self.out, f"1/3 the first revision: {first.path.name}")
+        t0 = time.monotonic()
+        self.apply(first)
+        self.watch("the first revision to be Ready", lambda m: _ready_with(m, first.revision))
+        self.screen.done()
+        self.outcomes.append(Outcome(first, "Ready", time.monotonic() - t0, "first revision: no analysis"))
+
+        banner(self.out, f"2/3 an update whose canary is slow (TTFT +80 %): {slow.path.name}")
+        t0 = time.monotonic()
+        self.apply(slow)
+        result = self.watch("the slow canary's rollback", lambda m: _rolled_back(m, slow.revision))
+        self.screen.done()
+        if result == "Promoted":
+            raise DemoError(f"the slow canary {slow.revision} was promoted: the analysis did not catch it")
+        reason = _condition_text(self.model(), "RolledBack")
+        self.outcomes.append(Outcome(slow, "RolledBack", time.monotonic() - t0, reason))
+
+        banner(self.out, f"3/3 a healthy update: {healthy.path.name}")
+        t0 = time.monotonic()
+        self.apply(healthy)
+        result = self.watch("the healthy canary's promotion", lambda m: _promoted(m, healthy.revision))
+        self.screen.done()
+        if result != "Promoted":
+            raise DemoError(
+                f"the healthy canary {healthy.revision} was not promoted: "
+                f"{_condition_text(self.model(), 'RolledBack')}"
+            )
+        weights = [str(step["weight"]) for step in healthy.body["spec"]["rollout"].get("steps") or []]
+        through = " -> ".join(f"{w}%" for w in [*weights, "100"])
+        self.outcomes.append(
+            Outcome(healthy, "Promoted", time.monotonic() - t0, f"steps {through}, checks passed")
+        )
+        return self.outcomes
 
 
-def cluster_part(workdir: Path) -> None:
-    from nlpmodel_operator.devtools.localplane import LocalPlane  # noqa: PLC0415 (dev-only)
-    from nlpmodel_operator.devtools.operatorproc import OperatorProcess  # noqa: PLC0415
-    from nlpmodel_operator.devtools.rbac import grant_operator_role  # noqa: PLC0415
+def _status(model: dict[str, Any]) -> dict[str, Any]:
+    st: dict[str, Any] = model.get("status") or {}
+    return st
 
-    banner(
-        "local control plane: real etcd + kube-apiserver + kube-controller-manager (first run builds them)"
+
+def _ready_with(model: dict[str, Any], revision: str) -> str | None:
+    st = _status(model)
+    return "Ready" if st.get("phase") == "Ready" and st.get("stableRevision") == revision else None
+
+
+def _rolled_back(model: dict[str, Any], revision: str) -> str | None:
+    st = _status(model)
+    if st.get("phase") == "RolledBack" and st.get("failedRevision") == revision:
+        return "RolledBack"
+    if st.get("stableRevision") == revision:
+        return "Promoted"
+    return None
+
+
+def _promoted(model: dict[str, Any], revision: str) -> str | None:
+    st = _status(model)
+    if st.get("phase") == "Ready" and st.get("stableRevision") == revision and not st.get("canaryRevision"):
+        return "Promoted"
+    if st.get("failedRevision") == revision:
+        return "RolledBack"
+    return None
+
+
+def _condition_text(model: dict[str, Any], kind: str) -> str:
+    found: dict[str, Any] = next(
+        (x for x in _status(model).get("conditions") or [] if x.get("type") == kind), {}
     )
-    with LocalPlane(workdir / "localplane") as plane:
-        major, minor = plane.server_version
-        print(f"API server {plane.git_version} (v{major}.{minor}) at {plane.api_url}", flush=True)
-        admin = plane.admin_client()
-        grant_operator_role(admin)
-        print("operator identity: user nlpmodel-operator, bound only to charts/.../clusterrole-rules.yaml")
-        demo = Demo(admin)
-        banner("operator: python -m nlpmodel_operator --standalone (kopf)")
-        with OperatorProcess(plane.operator_kubeconfig, workdir / "operator.log") as op:
-            print(f"operator pid {op.pids[-1]}", flush=True)
-            for name in APPLIED:
-                demo.apply(EXAMPLES / name)
-            demo.watch_until(
-                "children",
-                lambda: all(
-                    demo.phase(ns, n) for ns, n in (("ml", "support-assistant"), ("search", "bge-embed"))
-                ),
+    return f"{found.get('reason', '')}: {found.get('message', '')}" if found else "(no condition)"
+
+
+def print_summary(out: TextIO, outcomes: list[Outcome], total_s: float) -> None:
+    banner(out, "summary")
+    rows = [("#", "MANIFEST", "REVISION", "OUTCOME", "AFTER", "WHY")]
+    for i, o in enumerate(outcomes, 1):
+        rows.append(
+            (str(i), o.chapter.path.name, o.chapter.revision, o.result, f"{o.seconds:.0f}s", o.detail)
+        )
+    for line in summary_table(rows):
+        print(line, file=out)
+    minutes, secs = divmod(int(total_s), 60)
+    print(f"\nthe demo took {minutes}m{secs:02d}s", file=out, flush=True)
+
+
+# -- local: everything started here --------------------------------------------------------------------
+
+
+def offline_part(out: TextIO, scenario: Path) -> None:
+    banner(
+        out, f"nlpctl validate {scenario.relative_to(REPO) if scenario.is_relative_to(REPO) else scenario}"
+    )
+    out.flush()
+    code = nlpctl(["validate", *(str(p) for p in sorted(scenario.glob("*.yaml")))])
+    if code != 0:
+        raise DemoError("the scenario's manifests are not valid")
+
+
+def run_local(args: argparse.Namespace, out: TextIO, live: bool) -> int:
+    from nlpmodel_operator.devtools.revision_servers import HEALTHY  # noqa: PLC0415 (dev-only, heavy)
+    from nlpmodel_operator.devtools.stack import LocalStack  # noqa: PLC0415
+
+    chapters = load_scenario(args.scenario, fast=args.fast)
+    started = time.monotonic()
+    banner(out, "local stack: etcd + kube-apiserver + kube-controller-manager, Prometheus, the operator")
+    print(
+        "(the first run builds kube-apiserver v1.20 from Debian's sources: about 6 minutes)",
+        file=out,
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="nlpmodel-demo-") as tmp:
+        work = Path(tmp)
+        stack = LocalStack(work)
+        try:
+            with stack:
+                plane = stack.plane
+                print(f"API server {plane.git_version} at {plane.api_url}", file=out)
+                print(f"Prometheus {stack.prometheus.url}", file=out)
+                print(
+                    "operator: python -m nlpmodel_operator as ServiceAccount nlpmodel-system/nlpmodel-operator, "
+                    "bound to charts/nlpmodel-operator/files/clusterrole-rules.yaml",
+                    file=out,
+                    flush=True,
+                )
+                first = chapters[0].body["metadata"]
+                stack.create_namespace(first["namespace"])
+                with stack.namespace_players(first["namespace"], first["name"], work) as servers:
+                    # The second revision's model servers answer slower: TTFT +80 %.
+                    servers.profiles[chapters[1].revision] = {
+                        "ttft_median": HEALTHY["ttft_median"] * SLOWDOWN
+                    }
+                    print(
+                        "stand-ins: KServe and the kubelet mark objects Ready; one model server per revision "
+                        f"(ttft median {HEALTHY['ttft_median']}s, {HEALTHY['synthetic_rps']:.0f} req/s; "
+                        f"revision {chapters[1].revision} x{SLOWDOWN})",
+                        file=out,
+                        flush=True,
+                    )
+                    operator = stack.operator
+                    assert operator is not None
+
+                    def alive() -> str | None:
+                        return None if operator.alive() else f"the operator exited:\n{operator.log_tail()}"
+
+                    story = Story(
+                        client.CustomObjectsApi(stack.admin),
+                        client.CoreV1Api(stack.admin),
+                        chapters,
+                        Screen(out, live),
+                        out,
+                        prometheus_url=stack.prometheus.url,
+                        timeout_s=args.timeout,
+                        alive=alive,
+                    )
+                    outcomes = story.run()
+        except DemoError as exc:
+            log = work / "operator.log"
+            if log.exists():
+                print("\n".join(log.read_text(errors="replace").splitlines()[-40:]), file=sys.stderr)
+            print(f"demo failed: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            pids = stack.pids()
+            count = sum(len(v) for v in pids.values())
+            print(
+                f"\nstopped everything it started ({count} processes): {json.dumps(pids)}",
+                file=out,
+                flush=True,
             )
-            banner("children (owned by their NLPModel, named <model>-<revision>)")
-            for ns, model in (("ml", "support-assistant"), ("search", "bge-embed")):
-                demo.watch_until("children", partial(demo.has_children, ns, model))
-                for kind, child in demo.children(ns, model):
-                    print(f"  {kind:<17} {ns}/{child}")
-            banner("the harness plays KServe and the kubelet; status follows the children")
-            isvc = demo.children("ml", "support-assistant")[0][1]
-            demo.play_kserve("ml", isvc)
-            demo.watch_until("pods", lambda: demo.play_kubelet("search", "bge-embed") >= 2)
-            demo.watch_until(
-                "both Ready",
-                lambda: (
-                    demo.phase("ml", "support-assistant") == "Ready"
-                    and demo.phase("search", "bge-embed") == "Ready"
-                ),
-            )
-            banner("kubectl get nlpm -A")
-            print(table(demo.models()))
-            if not op.alive():
-                raise RuntimeError(f"the operator exited: see {workdir / 'operator.log'}")
-        admin.close()
-    banner("stopped the operator, kube-controller-manager, kube-apiserver and etcd")
+    print_summary(out, outcomes, time.monotonic() - started)
+    return 0
+
+
+# -- a real cluster --------------------------------------------------------------------------------------
+
+
+def run_cluster(args: argparse.Namespace, out: TextIO, live: bool) -> int:
+    kubeconfig = args.kubeconfig or os.environ.get("KUBECONFIG")
+    if not kubeconfig:
+        print("demo --cluster: set KUBECONFIG (or --kubeconfig) to the cluster to use", file=sys.stderr)
+        return 2
+    chapters = load_scenario(args.scenario, fast=args.fast, namespace=args.namespace)
+    started = time.monotonic()
+    if args.install:
+        from nlpmodel_operator.devtools.k8stools import ensure_tools  # noqa: PLC0415 (dev-only)
+
+        helm = ensure_tools().helm
+        cmd = [
+            str(helm), "upgrade", "--install", "nlpmodel-operator", str(CHART),
+            "--namespace", "nlpmodel-system", "--create-namespace", "--wait", "--timeout", "5m",
+            "--kubeconfig", kubeconfig,
+            "--set", f"operator.prometheusUrl={args.operator_prometheus_url}",
+        ]  # fmt: skip
+        banner(out, "helm upgrade --install nlpmodel-operator charts/nlpmodel-operator -n nlpmodel-system")
+        subprocess.run(cmd, check=True, stdout=out, stderr=sys.stderr)
+    api = k8s_config.new_client_from_config(config_file=kubeconfig)
+    story = Story(
+        client.CustomObjectsApi(api),
+        client.CoreV1Api(api),
+        chapters,
+        Screen(out, live),
+        out,
+        prometheus_url=args.prometheus_url,
+        timeout_s=args.timeout,
+    )
+    try:
+        outcomes = story.run()
+    except DemoError as exc:
+        print(f"demo failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if not args.keep:
+            with contextlib.suppress(ApiException):
+                story.custom.delete_namespaced_custom_object(
+                    c.GROUP, c.VERSION, story.namespace, c.PLURAL, story.name
+                )
+        api.close()
+    print_summary(out, outcomes, time.monotonic() - started)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nlpctl demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--offline", action="store_true", help="only validate the scenario (no cluster)")
+    parser.add_argument(
+        "--fast", action="store_true", help=f"analysis every {FAST_INTERVAL}, pauses {FAST_PAUSE}"
+    )
+    parser.add_argument("--plain", action="store_true", help="one line per event (the default without a TTY)")
+    parser.add_argument(
+        "--scenario", type=Path, default=SCENARIO, help="three manifests (default manifests/demo)"
+    )
+    parser.add_argument("--timeout", type=float, default=240.0, help="seconds each chapter may take")
+    cluster = parser.add_argument_group("a real cluster (KServe installed): see docs/demo.md")
+    cluster.add_argument(
+        "--cluster", action="store_true", help="use $KUBECONFIG's cluster; start nothing here"
+    )
+    cluster.add_argument("--kubeconfig", help="instead of $KUBECONFIG")
+    cluster.add_argument("--namespace", help="namespace of the demo model (default: the manifests')")
+    cluster.add_argument(
+        "--no-install", dest="install", action="store_false", help="the chart is installed already"
+    )
+    cluster.add_argument(
+        "--operator-prometheus-url",
+        default="",
+        help="Prometheus URL the operator uses in the cluster (the chart's operator.prometheusUrl)",
+    )
+    cluster.add_argument(
+        "--prometheus-url", help="the same Prometheus as this machine reaches it (TTFT view)"
+    )
+    cluster.add_argument("--keep", action="store_true", help="leave the demo model in the cluster")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="nlpctl demo", description=__doc__)
-    parser.add_argument("--offline", action="store_true", help="only validate/plan (no control plane)")
-    args = parser.parse_args(argv)
-    offline_part()
-    if args.offline:
-        return 0
-    with tempfile.TemporaryDirectory(prefix="nlpmodel-demo-") as tmp:
-        try:
-            cluster_part(Path(tmp))
-        except Exception as exc:
-            log = Path(tmp) / "operator.log"
-            if log.exists():
-                print(log.read_text()[-3000:], file=sys.stderr)
-            print(f"demo failed: {exc}", file=sys.stderr)
-            return 1
-    return 0
+    args = build_parser().parse_args(argv)
+    out = sys.stdout
+    live = out.isatty() and not args.plain
+    try:
+        offline_part(out, args.scenario)
+        if args.offline:
+            return 0
+        if args.cluster:
+            return run_cluster(args, out, live)
+        return run_local(args, out, live)
+    except DemoError as exc:
+        print(f"demo failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -203,7 +203,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from nlpmodel_operator.cli import demo  # noqa: PLC0415 (demo imports this module)
 
-    return demo.main(["--offline"] if args.offline else [])
+    return demo.main(args.demo_args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,8 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("demo", help="the end-to-end demo on a local control plane (make demo)")
-    p.add_argument("--offline", action="store_true", help="only validate and plan the examples")
+    p = sub.add_parser(
+        "demo", help="a slow canary rolled back, a healthy one promoted (make demo); nlpctl demo -- --help"
+    )
+    p.add_argument("demo_args", nargs=argparse.REMAINDER, help="--fast, --plain, --cluster, ... (see --help)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("localplane", help="start/stop a local kube-apiserver + etcd (development)")

@@ -21,8 +21,16 @@ def operator_rules() -> list[dict[str, Any]]:
     return rules
 
 
-def grant_operator_role(admin: client.ApiClient, user: str = OPERATOR_USER) -> None:
-    """Create (or replace) the ClusterRole and bind `user` to it, as the admin."""
+def grant_operator_role(
+    admin: client.ApiClient, user: str = OPERATOR_USER, *, service_account: tuple[str, str] | None = None
+) -> None:
+    """Create (or replace) the ClusterRole and bind `user` to it, as the admin; or, given
+    `service_account` (namespace, name), bind that ServiceAccount instead (as the chart does)."""
+    subject: dict[str, str] = (
+        {"kind": "ServiceAccount", "namespace": service_account[0], "name": service_account[1]}
+        if service_account is not None
+        else {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}
+    )
     rbac = client.RbacAuthorizationV1Api(admin)
     role: dict[str, Any] = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -35,7 +43,7 @@ def grant_operator_role(admin: client.ApiClient, user: str = OPERATOR_USER) -> N
         "kind": "ClusterRoleBinding",
         "metadata": {"name": ROLE_NAME},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": ROLE_NAME},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        "subjects": [subject],
     }
     for create, replace, body in (
         (rbac.create_cluster_role, rbac.replace_cluster_role, role),
