@@ -192,7 +192,14 @@ class Story:
         if self.prometheus_url:
             interval = ((spec.get("rollout") or {}).get("analysis") or {}).get("interval", "10s")
             window = max(10.0, 2 * float(str(interval).rstrip("s") or 10))
-            for revision in {status.get("stableRevision"), status.get("canaryRevision")} - {None}:
+            # The canary just rolled back or promoted too: its last value goes with the event.
+            before = self._last.status if self._last is not None else {}
+            revisions = {
+                status.get("stableRevision"),
+                status.get("canaryRevision"),
+                before.get("canaryRevision"),
+            }
+            for revision in revisions - {None}:
                 value = query_p95(self.prometheus_url, self.namespace, self.name, str(revision), window)
                 if value is not None:
                     ttft[str(revision)] = value

@@ -91,8 +91,9 @@ def ttft_pair(snapshot: Snapshot, stable: str | None, canary: str | None) -> str
 def events(previous: Snapshot | None, current: Snapshot) -> list[str]:
     """What happened between two snapshots, one line each, oldest first.
 
-    New canary, weight changes, every new analysis check with its verdict (and the TTFT p95 of both
-    revisions at that moment), the rollback with its reason and message, a promotion, phase changes.
+    A new canary, every new analysis check with its verdict (and the TTFT p95 of both revisions at that
+    moment), the weight changes they lead to, the rollback with its reason and message, a promotion,
+    phase changes.
     """
     before: Mapping[str, Any] = previous.status if previous is not None else {}
     now = current.status
@@ -103,11 +104,6 @@ def events(previous: Snapshot | None, current: Snapshot) -> list[str]:
         lines.append(
             f"canary {canary} created beside stable {stable or 'none'} (no traffic until it is ready)"
         )
-    weight, was_weight = now.get("canaryWeight"), before.get("canaryWeight")
-    if canary and weight is not None and (weight != was_weight or canary != was_canary):
-        step = now.get("currentStep")
-        where = f" (step {step + 1})" if isinstance(step, int) else ""
-        lines.append(f"canary {canary} weight {weight}%{where}")
     seen = set(_checks(before))
     failed = int((now.get("analysis") or {}).get("failedChecks") or 0)
     threshold = ((current.spec.get("rollout") or {}).get("analysis") or {}).get("failureThreshold")
@@ -119,6 +115,11 @@ def events(previous: Snapshot | None, current: Snapshot) -> list[str]:
             f"check {verdict.upper():<12} {ttft_pair(current, stable, canary or was_canary)}{tail}"
             + (f"\n    {summary}" if summary else "")
         )
+    weight, was_weight = now.get("canaryWeight"), before.get("canaryWeight")
+    if canary and weight is not None and (weight != was_weight or canary != was_canary):
+        step = now.get("currentStep")
+        where = f" (step {step + 1})" if isinstance(step, int) else ""
+        lines.append(f"canary {canary} weight {weight}%{where}")
     old_history = set(_history(before))
     for revision, outcome, reason, at in _history(now):
         if (revision, outcome, reason, at) in old_history:
