@@ -10,7 +10,7 @@ RUNTIME_PATH := runtimes/transformers/src:runtimes/metrics/src
 
 .PHONY: all deps lint typecheck unit schema integration test demo crds vllm-table clean bench-judge bench-rollback \
 	chart-sync manifests-base \
-	runtime-venv runtime-test runtime-typecheck
+	runtime-venv runtime-test runtime-typecheck docs e2e
 
 all: test
 
@@ -72,8 +72,17 @@ vllm-table:
 	cp ../shared/vllm/vllm-*-cli.json operator/nlpmodel_operator/data/
 	cp ../shared/vllm/vllm-0.33.0-cli.json runtimes/metrics/src/nlpmodel_vllm_metrics/data/
 
+# A slow canary rolled back, a healthy one promoted, live (docs/demo.md); DEMO_ARGS=--plain, --fast, --cluster.
 demo: deps
-	$(BIN)/python -m nlpmodel_operator.cli.demo
+	$(BIN)/python -m nlpmodel_operator.cli.demo $(DEMO_ARGS)
+
+# The API reference (docs/api-reference.md), generated from the CRD in crds/; a test fails while it is stale.
+docs: deps
+	$(BIN)/python -m nlpmodel_operator.devtools.apidocs --write
+
+# End to end on a kind cluster with real pods (needs Docker and kind; e2e/kind/README.md). Not in `make test`.
+e2e: deps
+	bash e2e/kind/run.sh $(E2E_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
