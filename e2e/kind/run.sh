@@ -124,11 +124,8 @@ load_images() {
   kind load docker-image "$OPERATOR_IMAGE" --name "$CLUSTER"
   local runtime
   runtime="$(runtime_image)"
-  if [[ -f "$repo/runtimes/transformers/Dockerfile" ]]; then
-    docker build -t "$runtime" "$repo/runtimes/transformers"
-  else
-    docker pull "$runtime"
-  fi
+  # runtimes/transformers/Dockerfile builds from the repository root (it needs runtimes/metrics too).
+  docker build -f "$repo/runtimes/transformers/Dockerfile" -t "$runtime" "$repo"
   kind load docker-image "$runtime" --name "$CLUSTER"
 }
 
@@ -137,7 +134,7 @@ install_operator() {
   "$HELM" upgrade --install nlpmodel-operator "$repo/charts/nlpmodel-operator" \
     --namespace nlpmodel-system --create-namespace -f "$here/values.yaml" --wait --timeout 5m
   kc get clusterservingruntime nlpmodel-transformers >/dev/null ||
-    die "the chart installed no ClusterServingRuntime nlpmodel-transformers (runtimes/ not in charts/nlpmodel-operator/files/runtimes? run make chart-sync)"
+    die "the chart installed no ClusterServingRuntime nlpmodel-transformers (run make chart-sync)"
 }
 
 deploy_workload() {
