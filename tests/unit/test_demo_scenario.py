@@ -10,6 +10,7 @@ import yaml
 
 from nlpmodel_operator.api.crd import crd
 from nlpmodel_operator.cli.demo import FAST_INTERVAL, FAST_PAUSE, SCENARIO, DemoError, load_scenario
+from nlpmodel_operator.cli.main import main as nlpctl
 from nlpmodel_operator.devtools.schemacheck import check_custom_object
 
 
@@ -44,3 +45,11 @@ def test_a_directory_that_is_not_a_scenario_is_refused(tmp_path: Path) -> None:
     (tmp_path / "2.yaml").write_text(yaml.safe_dump(bodies[2]))
     with pytest.raises(DemoError, match="the same NLPModel"):
         load_scenario(tmp_path, fast=False)
+
+
+def test_nlpctl_demo_takes_the_demos_own_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert nlpctl(["demo", "--fast", "--offline"]) == 0
+    assert "chat-v2-slow.yaml: chat: valid" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as usage:
+        nlpctl(["demo", "--no-such-option"])
+    assert usage.value.code == 2

@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
-        "demo", help="a slow canary rolled back, a healthy one promoted (make demo); nlpctl demo -- --help"
+        "demo", help="a slow canary rolled back, a healthy one promoted (make demo); nlpctl demo --help"
     )
     p.add_argument("demo_args", nargs=argparse.REMAINDER, help="--fast, --plain, --cluster, ... (see --help)")
     p.set_defaults(func=cmd_demo)
@@ -253,6 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    words = sys.argv[1:] if argv is None else argv
+    if words[:1] == ["demo"]:  # its own options (--fast, --cluster, ...), parsed by the demo itself
+        from nlpmodel_operator.cli import demo  # noqa: PLC0415 (demo imports this module)
+
+        return demo.main(words[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
