@@ -7,16 +7,16 @@ machine may build them (~6 minutes), which must not count against a single test'
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Cluster, OperatorProcess, grant_operator_role
+from harness import Cluster, OperatorProcess, grant_operator_role, run_operator
 
 from nlpmodel_operator.devtools.localplane import LocalPlane, pid_alive
 from nlpmodel_operator.devtools.localplane_build import ensure_binaries
+from nlpmodel_operator.devtools.prometheus import PrometheusProcess
 
 _HERE = Path(__file__).resolve().parent
 
@@ -71,20 +71,15 @@ def cluster(localplane: LocalPlane) -> Iterator[Cluster]:
 def operator(
     localplane: LocalPlane, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    proc = OperatorProcess(
-        localplane.operator_kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log"
-    )
-    proc.start()
-    yield proc
-    proc.stop()
-    # The operator processes this module started are all gone (no leftovers after `make test`).
-    assert not [pid for pid in proc.pids if pid_alive(pid)]
-    # Least privilege must still be enough: any denied request or crash shows up in the log.
-    log = proc.log_path.read_text(errors="replace")
-    # RBAC denials read `... is forbidden: User "nlpmodel-operator" cannot ...` (other 403s, such as a
-    # namespace being terminated, are not permission problems).
-    problems = [line for line in log.splitlines() if re.search(r"forbidden: User|Traceback", line)]
-    assert problems == [], "\n".join(problems[:20])
+    yield from run_operator(localplane, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def prometheus() -> Iterator[PrometheusProcess]:
+    """A real Prometheus for the module (scraping 1 s); modules point their operator at it."""
+    with PrometheusProcess() as prom:
+        yield prom
+    assert not [pid for pid in prom.pids if pid_alive(pid)]
 
 
 @pytest.fixture

@@ -7,19 +7,23 @@ The admin identity is used only by the harness, never by the operator.
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+import pytest
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.devtools import standins
+from nlpmodel_operator.devtools.childproc import pid_alive
+from nlpmodel_operator.devtools.localplane import LocalPlane
 from nlpmodel_operator.devtools.operatorproc import OperatorProcess
 from nlpmodel_operator.devtools.rbac import grant_operator_role
+from nlpmodel_operator.devtools.stack import apply_model
 
-__all__ = ["Cluster", "OperatorProcess", "grant_operator_role", "wait_for"]
+__all__ = ["Cluster", "OperatorProcess", "grant_operator_role", "run_operator", "wait_for"]
 
 
 T = TypeVar("T")
@@ -37,6 +41,27 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float = 60.0, 
     raise AssertionError(f"timed out waiting for {what} (last seen: {last!r})")
 
 
+def run_operator(
+    localplane: LocalPlane, tmp_path_factory: pytest.TempPathFactory, env: dict[str, str] | None = None
+) -> Iterator[OperatorProcess]:
+    """The operator as the restricted user for a module; afterwards, none of its processes is left and
+    its log shows no permission denial or crash."""
+    proc = OperatorProcess(
+        localplane.operator_kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log", env=env
+    )
+    proc.start()
+    yield proc
+    proc.stop()
+    # The operator processes this module started are all gone (no leftovers after `make test`).
+    assert not [pid for pid in proc.pids if pid_alive(pid)]
+    # Least privilege must still be enough: any denied request or crash shows up in the log.
+    log = proc.log_path.read_text(errors="replace")
+    # RBAC denials read `... is forbidden: User "nlpmodel-operator" cannot ...` (other 403s, such as a
+    # namespace being terminated, are not permission problems).
+    problems = [line for line in log.splitlines() if re.search(r"forbidden: User|Traceback", line)]
+    assert problems == [], "\n".join(problems[:20])
+
+
 class Cluster:
     """Admin-side views and actions of the harness."""
 
@@ -49,24 +74,7 @@ class Cluster:
         self.core.create_namespace({"metadata": {"name": name}})
 
     def apply_model(self, body: dict[str, Any]) -> dict[str, Any]:
-        ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
-        try:
-            current = self.api.get_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.PLURAL, name)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            created: dict[str, Any] = self.api.create_namespaced_custom_object(
-                c.GROUP, c.VERSION, ns, c.PLURAL, body
-            )
-            return created
-        body = {
-            **body,
-            "metadata": {**body["metadata"], "resourceVersion": current["metadata"]["resourceVersion"]},
-        }
-        replaced: dict[str, Any] = self.api.replace_namespaced_custom_object(
-            c.GROUP, c.VERSION, ns, c.PLURAL, name, body
-        )
-        return replaced
+        return apply_model(self.api, body)
 
     def model(self, ns: str, name: str) -> dict[str, Any]:
         found: dict[str, Any] = self.api.get_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.PLURAL, name)

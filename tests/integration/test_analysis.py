@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Cluster, OperatorProcess, wait_for
+from harness import Cluster, OperatorProcess, run_operator, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from nlpmodel_operator.api import constants as c
@@ -36,34 +36,18 @@ def operator_metrics() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 @pytest.fixture(scope="module")
-def prometheus() -> Iterator[PrometheusProcess]:
-    prom = PrometheusProcess()
-    prom.start()
-    yield prom
-    prom.close()
-    assert not [pid for pid in prom.pids if pid_alive(pid)]
-
-
-@pytest.fixture(scope="module")
 def operator(
     localplane: LocalPlane,
     cluster: Cluster,
     prometheus: PrometheusProcess,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    proc = OperatorProcess(
-        localplane.operator_kubeconfig,
-        tmp_path_factory.mktemp("operator") / "operator.log",
-        env={
-            "NLPMODEL_PROMETHEUS_URL": prometheus.url,
-            "NLPMODEL_SCRAPE_INTERVAL_SECONDS": "1",
-            "NLPMODEL_METRICS_PORT": str(METRICS_PORT),
-        },
-    )
-    proc.start()
-    yield proc
-    proc.stop()
-    assert not [pid for pid in proc.pids if pid_alive(pid)]
+    env = {
+        "NLPMODEL_PROMETHEUS_URL": prometheus.url,
+        "NLPMODEL_SCRAPE_INTERVAL_SECONDS": "1",
+        "NLPMODEL_METRICS_PORT": str(METRICS_PORT),
+    }
+    yield from run_operator(localplane, tmp_path_factory, env)
 
 
 def model(namespace: str, max_model_len: int = 8192, **analysis: Any) -> dict[str, Any]:

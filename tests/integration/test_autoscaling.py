@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Cluster, OperatorProcess, wait_for
+from harness import Cluster, OperatorProcess, run_operator, wait_for
 from kubernetes import client
 from kubernetes.dynamic import DynamicClient
 
@@ -21,7 +21,7 @@ from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.core.revision import revision_hash
 from nlpmodel_operator.devtools.k8stools import ensure_tools
-from nlpmodel_operator.devtools.localplane import LocalPlane, pid_alive
+from nlpmodel_operator.devtools.localplane import LocalPlane
 from nlpmodel_operator.devtools.prometheus import PrometheusProcess
 from nlpmodel_operator.devtools.revision_servers import RevisionServers
 from nlpmodel_operator.devtools.standins import StandInControllers
@@ -32,29 +32,17 @@ PAUSE = "3s"
 
 
 @pytest.fixture(scope="module")
-def prometheus() -> Iterator[PrometheusProcess]:
-    with PrometheusProcess() as prom:
-        yield prom
-    assert not [pid for pid in prom.pids if pid_alive(pid)]
-
-
-@pytest.fixture(scope="module")
 def operator(
     localplane: LocalPlane,
     cluster: Cluster,
     prometheus: PrometheusProcess,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    proc = OperatorProcess(
-        localplane.operator_kubeconfig,
-        tmp_path_factory.mktemp("operator") / "operator.log",
-        env={"NLPMODEL_PROMETHEUS_URL": prometheus.url, "NLPMODEL_SCRAPE_INTERVAL_SECONDS": "1"},
-    )
-    with proc:
-        yield proc
-    assert not [pid for pid in proc.pids if pid_alive(pid)]
-    log = proc.log_path.read_text(errors="replace")
-    assert not [line for line in log.splitlines() if re.search(r"forbidden: User|Traceback", line)]
+    env = {
+        "NLPMODEL_PROMETHEUS_URL": prometheus.url,
+        "NLPMODEL_SCRAPE_INTERVAL_SECONDS": "1",
+    }
+    yield from run_operator(localplane, tmp_path_factory, env)
 
 
 def model(namespace: str, max_model_len: int = 8192, **scaling: Any) -> dict[str, Any]:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from harness import Cluster, OperatorProcess, wait_for
+from harness import Cluster, OperatorProcess, run_operator, wait_for
 from kubernetes.client.exceptions import ApiException
 
 from nlpmodel_operator.api.spec import NLPModelSpec
+from nlpmodel_operator.core.autoscaling import ScalingSupport
 from nlpmodel_operator.core.reconcile import Observation, decide
 from nlpmodel_operator.core.revision import revision_hash
 from nlpmodel_operator.devtools.localplane import LocalPlane
@@ -29,6 +31,20 @@ def revision_of(body: dict[str, Any]) -> str:
     return revision_hash(NLPModelSpec.model_validate(body["spec"]))
 
 
+# The operator of this module knows a Prometheus (never queried here: no canary is analysed), so the
+# autoscalers the examples ask for are rendered, and stored, too.
+PROMETHEUS_URL = "http://prometheus.invalid:9090"
+# What the local plane (v1.20, with the upstream CRDs) offers autoscalers.
+LOCAL_PLANE_SCALING = ScalingSupport("autoscaling/v2beta2", keda=True, prometheus_url=PROMETHEUS_URL)
+
+
+@pytest.fixture(scope="module")
+def operator(
+    localplane: LocalPlane, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    yield from run_operator(localplane, tmp_path_factory, {"NLPMODEL_PROMETHEUS_URL": PROMETHEUS_URL})
+
+
 def rendered(body: dict[str, Any]) -> list[dict[str, Any]]:
     """Everything the operator applies for a new model: the revision's objects and the router's."""
     obs = Observation(
@@ -39,6 +55,7 @@ def rendered(body: dict[str, Any]) -> list[dict[str, Any]]:
         {},
         {},
         "2026-11-26T10:00:00Z",
+        scaling=LOCAL_PLANE_SCALING,
     )
     return decide(obs).apply
 
