@@ -74,6 +74,16 @@ def observe(
     )
 
 
+def canary_status(canary: str, step: int = 0) -> dict[str, Any]:
+    return {
+        "stableRevision": OLD,
+        "canaryRevision": canary,
+        "currentStep": step,
+        "stepStartedAt": T0,
+        "canaryStartedAt": T0,
+    }
+
+
 def applied(decision: Decision, kind: str) -> list[dict[str, Any]]:
     return [o for o in decision.apply if o["kind"] == kind]
 

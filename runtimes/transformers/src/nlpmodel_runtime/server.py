@@ -419,11 +419,16 @@ async def embeddings(request: Request) -> Response:
         return vector
 
     data = [{"index": i, "object": "embedding", "embedding": encode(v)} for i, v in enumerate(vectors)]
+    return _pooling_list("embd", runtime.settings.model_name, data, tokens)
+
+
+def _pooling_list(prefix: str, model: str, data: list[dict[str, Any]], tokens: int) -> JSONResponse:
+    """The list response of a pooling endpoint (embeddings, classify), with its token usage."""
     body = {
-        "id": f"embd-{uuid.uuid4().hex}",
+        "id": f"{prefix}-{uuid.uuid4().hex}",
         "object": "list",
         "created": int(time.time()),
-        "model": runtime.settings.model_name,
+        "model": model,
         "data": data,
         "usage": _pooling_usage(tokens),
     }
@@ -445,15 +450,7 @@ async def classify(request: Request) -> Response:
         }
         for i, p in enumerate(probs)
     ]
-    body = {
-        "id": f"classify-{uuid.uuid4().hex}",
-        "object": "list",
-        "created": int(time.time()),
-        "model": runtime.settings.model_name,
-        "data": data,
-        "usage": _pooling_usage(tokens),
-    }
-    return JSONResponse(body)
+    return _pooling_list("classify", runtime.settings.model_name, data, tokens)
 
 
 @_json_errors
