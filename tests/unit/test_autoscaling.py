@@ -192,13 +192,7 @@ def test_during_a_canary_the_stable_keeps_its_autoscaler_and_the_canary_runs_a_f
     canary = rev_of(spec)
     obs = observe(
         spec,
-        {
-            "stableRevision": OLD,
-            "canaryRevision": canary,
-            "currentStep": 0,
-            "stepStartedAt": T0,
-            "canaryStartedAt": T0,
-        },
+        canary_status(canary),
         [deployment_state(OLD, scaler="HorizontalPodAutoscaler", replicas=4)],
     )
     d = decide(obs)
@@ -218,13 +212,7 @@ def test_without_gpu_surge_the_stable_autoscaler_lends_the_canary_its_replicas()
     canary = rev_of(spec)
     obs = observe(
         spec,
-        {
-            "stableRevision": OLD,
-            "canaryRevision": canary,
-            "currentStep": 1,
-            "stepStartedAt": T0,
-            "canaryStartedAt": T0,
-        },
+        canary_status(canary, 1),
         [
             deployment_state(OLD, scaler="HorizontalPodAutoscaler", replicas=2),
             deployment_state(canary, replicas=1, applied=True),
@@ -242,13 +230,7 @@ def test_a_rollback_leaves_the_stable_autoscaler_and_removes_the_canary() -> Non
     canary = rev_of(spec)
     obs = observe(
         spec,
-        {
-            "stableRevision": OLD,
-            "canaryRevision": canary,
-            "currentStep": 0,
-            "stepStartedAt": T0,
-            "canaryStartedAt": T0,
-        },
+        canary_status(canary),
         [
             deployment_state(OLD, scaler="HorizontalPodAutoscaler", replicas=4),
             deployment_state(canary, replicas=1, applied=True),
@@ -267,13 +249,7 @@ def test_on_promotion_the_autoscaler_moves_to_the_new_stable() -> None:
     # The promoted canary runs at full size; the old stable's children (its HPA among them) go.
     obs = observe(
         spec,
-        {
-            "stableRevision": OLD,
-            "canaryRevision": new,
-            "currentStep": 2,
-            "stepStartedAt": T0,
-            "canaryStartedAt": T0,
-        },
+        canary_status(new, 2),
         [
             deployment_state(OLD, scaler="HorizontalPodAutoscaler", replicas=4),
             deployment_state(new, replicas=2, applied=True),
@@ -352,13 +328,7 @@ def test_kserve_revisions_use_kserve_autoscaler_classes() -> None:
     canary = rev_of(spec)
     obs = observe(
         spec,
-        {
-            "stableRevision": OLD,
-            "canaryRevision": canary,
-            "currentStep": 0,
-            "stepStartedAt": T0,
-            "canaryStartedAt": T0,
-        },
+        canary_status(canary),
         [
             RevisionState(
                 OLD, (ChildRef("serving.kserve.io/v1beta1", "InferenceService", f"chat-{OLD}"),), True
