@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from harness import Cluster, OperatorProcess, run_operator, wait_for
 from kubernetes.client.exceptions import ApiException
 
 from nlpmodel_operator.api.spec import NLPModelSpec
+from nlpmodel_operator.controller.kube import Kube
 from nlpmodel_operator.core.autoscaling import ScalingSupport
 from nlpmodel_operator.core.reconcile import Observation, decide
 from nlpmodel_operator.core.revision import revision_hash
@@ -290,3 +292,29 @@ def test_cross_field_rules_hold_on_any_server_version(
     assert (spec_valid["status"], spec_valid["reason"]) == ("False", "InvalidSpec")
     assert "spec.scaling: minReplicas must be <= maxReplicas" in spec_valid["message"]
     assert cluster.inference_services(namespace) == []
+
+
+def test_discovery_lookups_from_many_reconcile_threads_at_once(localplane: LocalPlane) -> None:
+    """Reconciles run in threads; a kind the server lacks makes the client re-read discovery, and
+    lookups in other threads meanwhile must neither fail nor see a half-read cache."""
+    api = localplane.admin_client()
+    kube = Kube(api, "nlpmodel-operator")
+    kube.MISSING_KIND_TTL_S = 0.0  # re-read discovery on every miss: the worst case
+    errors: list[BaseException] = []
+
+    def lookups() -> None:
+        try:
+            for _ in range(15):
+                assert kube.serves("apps/v1", "Deployment")
+                assert not kube.serves("autoscaling/v2", "HorizontalPodAutoscaler")  # not on v1.20
+                assert kube.hpa_api_version() == "autoscaling/v2beta2"
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=lookups) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    api.close()
+    assert errors == []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -58,17 +59,21 @@ class Kube:
         self.field_manager = field_manager
         self._clock = clock
         self._missing_until: dict[tuple[str, str], float] = {}
+        # Reconciles run in threads, and the client's discovery cache is not thread-safe: a lookup that
+        # misses re-reads discovery in place, and another thread reading meanwhile fails (KeyError).
+        self._discovery = threading.Lock()
 
     def _resource(self, api_version: str, kind: str) -> Any:
         key = (api_version, kind)
-        if self._missing_until.get(key, 0.0) > self._clock():
-            raise MissingAPIError(f"the cluster does not serve {kind} ({api_version})")
-        try:
-            resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
-        except ResourceNotFoundError:
-            self._missing_until[key] = self._clock() + self.MISSING_KIND_TTL_S
-            raise MissingAPIError(f"the cluster does not serve {kind} ({api_version})") from None
-        self._missing_until.pop(key, None)
+        with self._discovery:
+            if self._missing_until.get(key, 0.0) > self._clock():
+                raise MissingAPIError(f"the cluster does not serve {kind} ({api_version})")
+            try:
+                resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
+            except ResourceNotFoundError:
+                self._missing_until[key] = self._clock() + self.MISSING_KIND_TTL_S
+                raise MissingAPIError(f"the cluster does not serve {kind} ({api_version})") from None
+            self._missing_until.pop(key, None)
         return resource
 
     def serves(self, api_version: str, kind: str) -> bool:
