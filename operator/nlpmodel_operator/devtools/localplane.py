@@ -39,7 +39,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -300,6 +300,7 @@ class LocalPlane:
         binaries: Binaries | None = None,
         startup_timeout_s: float = 120.0,
         tie_to_parent: bool = True,
+        audit_policy: Mapping[str, Any] | None = None,
     ) -> None:
         self._owns_state_dir = state_dir is None
         self._state_dir = Path(state_dir) if state_dir is not None else None
@@ -308,6 +309,9 @@ class LocalPlane:
         self._binaries = binaries
         self._timeout = startup_timeout_s
         self._tie_to_parent = tie_to_parent
+        # An audit policy (audit.k8s.io/v1 Policy) turns the API server's audit log on: which requests
+        # were made, by whom (the reliability tests tell writers apart, the scale bench counts requests).
+        self._audit_policy = dict(audit_policy) if audit_policy is not None else None
         self._procs: list[_Proc] = []
         self._data_dir: Path | None = None
         self._api_url = ""
@@ -360,6 +364,41 @@ class LocalPlane:
 
     def log_path(self, component: str) -> Path:
         return self.state_dir / "logs" / f"{component}.log"
+
+    @property
+    def audit_log(self) -> Path | None:
+        """The API server's audit log (JSON lines), when started with an audit policy."""
+        return self.state_dir / "logs" / "audit.jsonl" if self._audit_policy is not None else None
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """The audit log's events so far (the last line may still be being written: skipped)."""
+        path = self.audit_log
+        if path is None:
+            raise LocalPlaneError("started without an audit policy")
+        events = []
+        if path.exists():
+            for line in path.read_text(errors="replace").splitlines():
+                with contextlib.suppress(ValueError):
+                    events.append(json.loads(line))
+        return events
+
+    def restart_apiserver(self, down_s: float = 0.0) -> None:
+        """Stop kube-apiserver (SIGTERM), leave it down `down_s` seconds, start it again on the same port
+        with the same flags and serving certificate; returns once it is ready. etcd keeps the data."""
+        index, proc = next((i, p) for i, p in enumerate(self._procs) if p.name == "kube-apiserver")
+        self._terminate(proc)
+        time.sleep(down_s)
+        self._procs.pop(index)
+        restarted = self._spawn("kube-apiserver", proc.cmdline, append_log=True)
+        self._procs.remove(restarted)
+        self._procs.insert(index, restarted)  # stop() still stops the controllers first, etcd last
+        self._save_state()
+        self._wait_for(
+            restarted,
+            "ready again (/readyz)",
+            lambda: self._request("/readyz", verify=False)[0] == 200,
+            self._timeout,
+        )
 
     def admin_client(self) -> ApiClient:
         """A kubernetes ApiClient as the admin (system:masters); does not touch the global config."""
@@ -512,10 +551,10 @@ class LocalPlane:
         _write_private(tmp, json.dumps(state, indent=2) + "\n")  # holds the admin token
         tmp.replace(self.state_dir / STATE_FILE)
 
-    def _spawn(self, name: str, cmd: list[str]) -> _Proc:
+    def _spawn(self, name: str, cmd: list[str], *, append_log: bool = False) -> _Proc:
         log_path = self.log_path(name)
         tie = self._tie_to_parent and threading.current_thread() is threading.main_thread()
-        with log_path.open("wb") as out:
+        with log_path.open("ab" if append_log else "wb") as out:
             popen = subprocess.Popen(
                 cmd,
                 stdin=subprocess.DEVNULL,
@@ -627,6 +666,7 @@ class LocalPlane:
                 f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
                 "--allow-privileged=true",
                 "--profiling=false",
+                *self._audit_flags(),
             ],
         )
         self._wait_for(
@@ -677,6 +717,19 @@ class LocalPlane:
             log(f"installing {len(crd_files)} CRD file(s)")
             self.install_crds(crd_files)
         log(f"local control plane up: {self._api_url} (Kubernetes {self.git_version}), pids {self.pids}")
+
+    def _audit_flags(self) -> list[str]:
+        if self._audit_policy is None or self.audit_log is None:
+            return []
+        policy = self.state_dir / "audit-policy.yaml"
+        policy.write_text(yaml.safe_dump(self._audit_policy))
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-mode=blocking",  # written before the response: a test reads it right after
+            "--audit-log-maxsize=0",  # never rotated: counts cover the whole run
+        ]
 
     def _verifiable_ca(self, cert: Path) -> Path | None:
         """Use the generated cert as CA when it verifies our URL; else kubeconfigs skip verification."""

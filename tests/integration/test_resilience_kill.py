@@ -1,0 +1,216 @@
+"""The operator SIGKILLed at every phase of a canary with SLO analysis (real Prometheus, model-server
+stand-ins found through the PodMonitor), over and over: a healthy canary is promoted and a slow one is
+rolled back exactly as without the kills.
+
+Every version of the route, the InferenceServices and the model's status is recorded (`Timeline`) and
+checked afterwards: no unplanned traffic change, no weight to a revision that is not Ready, no
+deletion before traffic left, no duplicate or re-created child, no lost rollout state. The time each
+restarted operator takes to write again is printed (not asserted: speed belongs in bench/)."""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import Cluster, OperatorProcess, wait_for
+from timeline import Timeline
+
+from nlpmodel_operator.api import constants as c
+from nlpmodel_operator.api.spec import NLPModelSpec
+from nlpmodel_operator.core.revision import revision_hash
+from nlpmodel_operator.devtools.localplane import LocalPlane, pid_alive
+from nlpmodel_operator.devtools.prometheus import PrometheusProcess
+from nlpmodel_operator.devtools.revision_servers import HEALTHY, RevisionServers
+from nlpmodel_operator.devtools.standins import StandInControllers
+
+PLAN = [10, 50]
+MIN_KILLS = 20
+
+
+@pytest.fixture(scope="module")
+def prometheus() -> Iterator[PrometheusProcess]:
+    prom = PrometheusProcess()
+    prom.start()
+    yield prom
+    prom.close()
+
+
+@pytest.fixture(scope="module")
+def operator(
+    localplane: LocalPlane,
+    cluster: Cluster,
+    prometheus: PrometheusProcess,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[OperatorProcess]:
+    proc = OperatorProcess(
+        localplane.operator_kubeconfig,
+        tmp_path_factory.mktemp("operator") / "operator.log",
+        env={"NLPMODEL_PROMETHEUS_URL": prometheus.url, "NLPMODEL_SCRAPE_INTERVAL_SECONDS": "1"},
+    )
+    proc.start()
+    yield proc
+    proc.stop()
+    assert not [pid for pid in proc.pids if pid_alive(pid)]
+
+
+def model(namespace: str, max_model_len: int) -> dict[str, Any]:
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.KIND,
+        "metadata": {"name": "chat", "namespace": namespace},
+        "spec": {
+            "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct"},
+            "quantization": {"method": "awq"},
+            "runtime": {"maxModelLen": max_model_len},
+            "resources": {"gpu": {"count": 1, "product": "nvidia-l4"}},
+            "scaling": {"minReplicas": 2, "maxReplicas": 2},  # the canary grows 1 → 2 when promoted
+            "rollout": {
+                "steps": [{"weight": w, "pause": "6s"} for w in PLAN],
+                "progressDeadline": "90s",
+                "analysis": {
+                    "interval": "3s",
+                    "minRequests": 40,
+                    "failureThreshold": 2,
+                    "inconclusiveDeadline": "90s",
+                },
+                "slo": {"ttftP95": "3s", "errorRate": "2%", "maxRegression": "20%"},
+            },
+        },
+    }
+
+
+def revision(body: dict[str, Any]) -> str:
+    return revision_hash(NLPModelSpec.model_validate(body["spec"]))
+
+
+def status(cluster: Cluster, namespace: str) -> dict[str, Any]:
+    st: dict[str, Any] = cluster.model(namespace, "chat").get("status") or {}
+    return st
+
+
+def phase_of(st: dict[str, Any]) -> tuple[Any, ...]:
+    """What distinguishes one phase of a rollout with analysis from the next."""
+    analysis = st.get("analysis") or {}
+    return (
+        st.get("phase"),
+        st.get("canaryRevision"),
+        st.get("currentStep"),
+        st.get("canaryWeight"),
+        min(int(analysis.get("passedChecks") or 0), 1),
+        int(analysis.get("failedChecks") or 0),
+    )
+
+
+class Killer:
+    """Kills the operator at each new phase it sees, and in between so that no phase goes unhit."""
+
+    def __init__(self, operator: OperatorProcess, cluster: Cluster, namespace: str) -> None:
+        self.operator, self.cluster, self.namespace = operator, cluster, namespace
+        self.kills: list[tuple[Any, ...]] = []
+        self.resume_s: list[float] = []
+        self.rng = random.Random(8)
+
+    def restart(self, at: tuple[Any, ...]) -> None:
+        self.operator.kill()
+        self.kills.append(at)
+        before = self.cluster.model(self.namespace, "chat")["metadata"]["resourceVersion"]
+        time.sleep(self.rng.uniform(0.0, 1.0))  # the world goes on without it for a moment
+        started = time.monotonic()
+        self.operator.start()
+        # Resumed: the new process wrote the model's status (every reconcile of a running canary does:
+        # its progress message counts down). At rest nothing is written: no time is taken.
+        deadline = started + (20 if at[1] is not None else 2)
+        while time.monotonic() < deadline:
+            if self.cluster.model(self.namespace, "chat")["metadata"]["resourceVersion"] != before:
+                self.resume_s.append(time.monotonic() - started)
+                break
+            time.sleep(0.05)
+
+    def drive(self, done: Any, timeout_s: float, every_s: float = 0.5) -> dict[str, Any]:
+        """Kill at each new phase and every `every_s` until `done(status)`; returns the final status."""
+        deadline = time.monotonic() + timeout_s
+        last_phase: tuple[Any, ...] | None = None
+        last_kill = time.monotonic()
+        while time.monotonic() < deadline:
+            st = status(self.cluster, self.namespace)
+            if done(st):
+                return st
+            here = phase_of(st)
+            if here != last_phase or time.monotonic() - last_kill > every_s:
+                self.restart(here)
+                last_phase, last_kill = here, time.monotonic()
+            time.sleep(0.05)
+        raise AssertionError(f"not done after {len(self.kills)} kills: {status(self.cluster, self.namespace)}")
+
+
+def test_sigkill_at_every_phase_of_canaries_with_analysis(
+    cluster: Cluster,
+    operator: OperatorProcess,
+    prometheus: PrometheusProcess,
+    namespace: str,
+    localplane: LocalPlane,
+    tmp_path: Path,
+) -> None:
+    admin = localplane.admin_client()
+    v1, v2, v3 = model(namespace, 8192), model(namespace, 4096), model(namespace, 2048)
+    with (
+        StandInControllers(admin, namespace),
+        RevisionServers(admin, prometheus, namespace, "chat", tmp_path) as servers,
+        Timeline(admin, namespace) as timeline,
+    ):
+        servers.profiles[revision(v3)] = {"ttft_median": HEALTHY["ttft_median"] * 1.6}  # a slow canary
+        cluster.apply_model(v1)
+        wait_for("stable Ready", lambda: status(cluster, namespace).get("phase") == "Ready", 90)
+        killer = Killer(operator, cluster, namespace)
+
+        cluster.apply_model(v2)
+        promoted = killer.drive(
+            lambda st: st.get("stableRevision") == revision(v2) and st.get("phase") == "Ready", 300
+        )
+        assert promoted["history"][-1]["outcome"] == "Promoted"
+        killer.restart(phase_of(promoted))  # at rest after a promotion, too
+
+        cluster.apply_model(v3)
+        rolled_back = killer.drive(lambda st: st.get("phase") == "RolledBack", 300)
+        killer.restart(phase_of(rolled_back))  # at rest after a rollback
+        while len(killer.kills) < MIN_KILLS:  # more at rest, should the rollouts have been quick
+            killer.restart(phase_of(rolled_back))
+        timeline.wait_quiet(2)
+        final = status(cluster, namespace)
+        route = timeline.route_history()[-1]
+        violations = timeline.violations(PLAN)
+    admin.close()
+
+    kills = killer.kills
+    times = killer.resume_s
+    print(
+        f"\n{len(kills)} SIGKILLs; resume (restart → first write) "
+        f"min {min(times):.1f}s median {statistics.median(times):.1f}s max {max(times):.1f}s "
+        f"over {len(times)} restarts; phases hit: {sorted({k[:4] for k in kills}, key=str)}"
+    )
+    assert violations == []
+    assert len(kills) >= MIN_KILLS
+    # Every phase was hit: the canary before it was ready or at its first step, each step with and
+    # without a passed check, after the first failed check, promoted and rolled back.
+    hit = {(k[1], k[2], k[3]) for k in kills}
+    for canary in (revision(v2), revision(v3)):
+        assert (canary, 0, 10) in hit or (canary, 0, 0) in hit
+    assert (revision(v2), 1, 50) in hit
+    assert any(k[1] == revision(v3) and k[5] == 1 for k in kills)  # one failed check recorded
+    assert {k[0] for k in kills} >= {"Progressing", "Ready", "RolledBack"}
+    # The outcomes are those without kills: v2 promoted, v3 rolled back on its latency, v2 serving alone.
+    assert final["stableRevision"] == revision(v2)
+    assert final["failedRevision"] == revision(v3)
+    rolled = next(x for x in final["conditions"] if x["type"] == "RolledBack")
+    assert rolled["reason"] == "AnalysisFailed"
+    assert [h["outcome"] for h in final["history"]] == ["Promoted", "RolledBack"]
+    assert route == {revision(v2): 100}
+    assert {i["metadata"]["labels"][c.LABEL_REVISION] for i in cluster.inference_services(namespace)} == {
+        revision(v2)
+    }
+    assert timeline.isvc_creations() == {revision(v1): 1, revision(v2): 1, revision(v3): 1}

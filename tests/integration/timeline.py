@@ -1,0 +1,316 @@
+"""Everything the API server stored for one model during a test, in the order it stored it, and the
+rollout invariants checked on that history (not on samples of it).
+
+A `Timeline` watches the model, its HTTPRoute and its InferenceServices (as admin) from a background
+thread, so every version the API server stored is seen, even one that lived for a millisecond. On this
+local control plane one etcd orders every write of every kind: the resourceVersion is etcd's revision,
+so sorting by it interleaves the kinds as they happened (resourceVersion is opaque in general; here it
+is the one etcd's counter, and the harness relies on that).
+
+Invariants (`violations`), each a precise meaning of the reliability issue's words:
+
+- **no unplanned traffic change**: every HTTPRoute version gives 100 % to one revision, or splits
+  `100-w / w` with `w` one of the plan's weights (0 included: a canary that is not ready yet); a
+  revision's weight only moves forward through the plan (0 → steps → 100), except that it may drop to
+  0 (rollback, abort) and then never rises again;
+- **never weight to a revision that is not Ready**: a backend with weight > 0 has an InferenceService
+  whose Ready condition is True at that moment, unless no revision of the route is ready at all (the
+  first revision of a model, before anything serves);
+- **never delete before traffic left**: an InferenceService is deleted only while the route gives its
+  revision no weight;
+- **no duplicate children**: at most one InferenceService per revision at any time, each revision's
+  created once (the same uid throughout);
+- **no lost rollout state**: while a canary runs, `currentStep`, `canaryStartedAt`,
+  `analysis.lastCheckAt` never go back, `history` only grows (its older entries kept as they were),
+  `stableRevision` changes only to the canary being promoted, and a `failedRevision` stays set.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
+
+from nlpmodel_operator.api import constants as c
+
+_REVISION = re.compile(r"-([0-9a-f]{8})(-predictor)?$")
+
+
+@dataclass(frozen=True)
+class Stored:
+    rv: int
+    kind: str  # NLPModel | HTTPRoute | InferenceService
+    type: str  # ADDED | MODIFIED | DELETED
+    obj: dict[str, Any]
+    seen_at: float  # time.monotonic() when the harness received it
+
+
+def revision_of_backend(name: str) -> str:
+    match = _REVISION.search(name)
+    return match[1] if match else name
+
+
+def route_weights(route: dict[str, Any]) -> dict[str, int]:
+    rules = (route.get("spec") or {}).get("rules") or [{}]
+    return {
+        revision_of_backend(r["name"]): int(r.get("weight", 1)) for r in rules[0].get("backendRefs") or []
+    }
+
+
+def is_ready(isvc: dict[str, Any]) -> bool:
+    conditions = (isvc.get("status") or {}).get("conditions") or []
+    return any(x.get("type") == "Ready" and x.get("status") == "True" for x in conditions)
+
+
+def revision_label(obj: dict[str, Any]) -> str:
+    return str(((obj.get("metadata") or {}).get("labels") or {}).get(c.LABEL_REVISION, ""))
+
+
+@dataclass
+class Timeline:
+    admin: client.ApiClient
+    namespace: str
+    model: str = "chat"
+    events: list[Stored] = field(default_factory=list)
+    gaps: int = 0  # watches restarted from a fresh list (history compacted meanwhile): none expected
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        custom = client.CustomObjectsApi(self.admin)
+        ns = self.namespace
+        sources: list[tuple[str, Callable[..., Any]]] = [
+            (
+                "NLPModel",
+                lambda **kw: custom.list_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.PLURAL, **kw),
+            ),
+            (
+                "HTTPRoute",
+                lambda **kw: custom.list_namespaced_custom_object(
+                    "gateway.networking.k8s.io", "v1", ns, "httproutes", **kw
+                ),
+            ),
+            (
+                "InferenceService",
+                lambda **kw: custom.list_namespaced_custom_object(
+                    "serving.kserve.io", "v1beta1", ns, "inferenceservices", **kw
+                ),
+            ),
+        ]
+        self._threads = [
+            threading.Thread(target=self._follow, args=(kind, lister), daemon=True, name=f"timeline-{kind}")
+            for kind, lister in sources
+        ]
+
+    def __enter__(self) -> Timeline:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=15)
+
+    def _record(self, rv: int, kind: str, type_: str, obj: dict[str, Any]) -> None:
+        with self._lock:
+            self.events.append(Stored(rv, kind, type_, obj, time.monotonic()))
+
+    def _follow(self, kind: str, lister: Callable[..., Any]) -> None:
+        rv = ""
+        while not self._stop.is_set():
+            try:
+                if not rv:
+                    listed = lister()
+                    for item in listed["items"]:
+                        self._record(int(item["metadata"]["resourceVersion"]), kind, "ADDED", item)
+                    rv = listed["metadata"]["resourceVersion"]
+                stream = watch.Watch().stream(
+                    lister, resource_version=rv, timeout_seconds=5, allow_watch_bookmarks=True
+                )
+                for event in stream:
+                    obj = event["object"]
+                    rv = obj["metadata"]["resourceVersion"]
+                    if event["type"] == "BOOKMARK":
+                        continue
+                    if event["type"] == "ERROR":
+                        rv = "" if obj.get("code") == 410 else rv
+                        self.gaps += obj.get("code") == 410
+                        break
+                    self._record(int(rv), kind, event["type"], obj)
+                    if self._stop.is_set():
+                        break
+            except ApiException as exc:
+                if exc.status == 410:
+                    rv = ""  # compacted: list again (the history has a gap)
+                    self.gaps += 1
+                time.sleep(0.2)
+            except Exception:  # the API server restarting under the watch: reconnect from rv
+                time.sleep(0.2)
+
+    # -- views ------------------------------------------------------------------------------------------
+
+    def ordered(self) -> list[Stored]:
+        with self._lock:
+            unique = {(e.kind, e.rv, e.type): e for e in self.events}
+        return sorted(unique.values(), key=lambda e: (e.rv, e.type != "DELETED"))
+
+    def statuses(self) -> Iterator[tuple[Stored, dict[str, Any]]]:
+        for e in self.ordered():
+            if e.kind == "NLPModel" and e.obj["metadata"]["name"] == self.model and e.type != "DELETED":
+                yield e, e.obj.get("status") or {}
+
+    def route_history(self) -> list[dict[str, int]]:
+        """The distinct traffic splits, in order."""
+        out: list[dict[str, int]] = []
+        for e in self.ordered():
+            if e.kind == "HTTPRoute" and e.type != "DELETED":
+                weights = route_weights(e.obj)
+                if not out or out[-1] != weights:
+                    out.append(weights)
+        return out
+
+    def isvc_creations(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for e in self.ordered():
+            if e.kind == "InferenceService" and e.type == "ADDED":
+                counts[revision_label(e.obj)] = counts.get(revision_label(e.obj), 0) + 1
+        return counts
+
+    def wait_quiet(self, seconds: float = 1.0) -> None:
+        """Let the watches catch up with what was just written."""
+        time.sleep(seconds)
+
+    # -- invariants -------------------------------------------------------------------------------------
+
+    def violations(self, plan: list[int], *, check_creations: bool = True) -> list[str]:
+        found: list[str] = []
+        allowed = {0, *plan}
+        order = [0, *sorted(plan), 100]
+        isvcs: dict[str, dict[str, Any]] = {}  # name → current object
+        route: dict[str, int] = {}
+        first_seen: dict[str, int] = {}  # revision → rv of the first route naming it
+        canary_weight: dict[str, int] = {}  # the weight each revision had as a canary
+        dropped: set[str] = set()  # canaries whose weight fell to 0 after having some
+        for e in self.ordered():
+            if e.kind == "InferenceService":
+                name = e.obj["metadata"]["name"]
+                rev = revision_label(e.obj)
+                if e.type == "DELETED":
+                    isvcs.pop(name, None)
+                    if route.get(rev, 0) > 0:
+                        found.append(
+                            f"rv {e.rv}: InferenceService {name} deleted while the route gives it {route}"
+                        )
+                    continue
+                same = [n for n, o in isvcs.items() if revision_label(o) == rev and n != name]
+                if same:
+                    found.append(f"rv {e.rv}: a second InferenceService {name} for revision {rev} ({same})")
+                isvcs[name] = e.obj
+            elif e.kind == "HTTPRoute" and e.type != "DELETED":
+                weights = route_weights(e.obj)
+                if weights == route:
+                    continue
+                found.extend(f"rv {e.rv}: {p}" for p in _split_problems(weights, allowed))
+                ready = {revision_label(o) for o in isvcs.values() if is_ready(o)}
+                if ready & set(weights):
+                    found.extend(
+                        f"rv {e.rv}: {w}% to revision {rev}, which is not Ready ({weights})"
+                        for rev, w in weights.items()
+                        if w > 0 and rev not in ready
+                    )
+                for rev in weights:
+                    first_seen.setdefault(rev, e.rv)
+                canaries = _canaries(weights, first_seen)
+                # A canary that left the route has 0 % from now on.
+                gone = [r for r in canary_weight if r not in weights and canary_weight[r] not in (0, 100)]
+                for rev, w in [*((r, 0) for r in gone), *canaries.items()]:
+                    before = canary_weight.get(rev, 0)
+                    if w == before:
+                        continue
+                    if w == 0:
+                        dropped.add(rev)
+                    elif rev in dropped:
+                        found.append(f"rv {e.rv}: revision {rev} got {w}% again after losing its traffic")
+                    elif w not in order or before not in order or order.index(w) != order.index(before) + 1:
+                        found.append(
+                            f"rv {e.rv}: revision {rev} moved {before}% → {w}%, not the plan's next step"
+                        )
+                    canary_weight[rev] = w
+                route = weights
+        found.extend(self._state_violations())
+        if check_creations:
+            for rev, n in self.isvc_creations().items():
+                if n > 1:
+                    found.append(f"revision {rev}: InferenceService created {n} times")
+        return found
+
+    def _state_violations(self) -> list[str]:
+        found: list[str] = []
+        previous: dict[str, Any] | None = None
+        for e, st in self.statuses():
+            if previous is not None and st:
+                found.extend(f"rv {e.rv}: {p}" for p in _lost_state(previous, st))
+            if st:
+                previous = st
+        return found
+
+
+def _split_problems(weights: dict[str, int], allowed: set[int]) -> list[str]:
+    values = sorted(weights.values())
+    if values == [100]:
+        return []
+    if len(values) == 2 and sum(values) == 100 and (values[0] in allowed or values[1] in allowed):
+        return []
+    return [f"split {weights} is not in the plan (100, or 100-w/w with w in {sorted(allowed)})"]
+
+
+def _canaries(weights: dict[str, int], first_seen: dict[str, int]) -> dict[str, int]:
+    """The canary of a split is the revision that joined the route later; a revision alone at 100 %
+    that joined later than some other is a promoted canary (its weight is 100)."""
+    if len(weights) == 2:
+        newer = max(weights, key=lambda r: first_seen[r])
+        return {newer: weights[newer]}
+    (only,) = weights
+    return {only: 100} if any(first_seen[r] < first_seen[only] for r in first_seen) else {}
+
+
+def _lost_state(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    problems = []
+    canary = old.get("canaryRevision")
+    if canary is not None and new.get("canaryRevision") == canary:
+        if (new.get("currentStep") or 0) < (old.get("currentStep") or 0):
+            problems.append(f"currentStep went back {old.get('currentStep')} → {new.get('currentStep')}")
+        if new.get("canaryStartedAt") != old.get("canaryStartedAt"):
+            problems.append(
+                f"canaryStartedAt changed {old.get('canaryStartedAt')} → {new.get('canaryStartedAt')}"
+            )
+        before = (old.get("analysis") or {}).get("lastCheckAt")
+        after = (new.get("analysis") or {}).get("lastCheckAt")
+        if before and (not after or after < before):
+            problems.append(f"analysis.lastCheckAt went back {before} → {after}")
+    stable, now_stable = old.get("stableRevision"), new.get("stableRevision")
+    if stable and now_stable not in (stable, canary):
+        problems.append(f"stable {stable} replaced by {now_stable}, not by the canary")
+    if old.get("failedRevision") and new.get("failedRevision") != old.get("failedRevision"):
+        problems.append(f"failedRevision {old.get('failedRevision')} lost")
+    old_history, new_history = old.get("history") or [], new.get("history") or []
+    kept = len(old_history) - max(0, len(old_history) + 1 - 10)  # entries that survive one more append
+    if len(new_history) < len(old_history) or not _extends(old_history, new_history):
+        problems.append(f"history lost entries: {len(old_history)} → {len(new_history)} ({kept} must stay)")
+    return problems
+
+
+def _extends(old: list[Any], new: list[Any]) -> bool:
+    """`new` is `old` with entries appended (the oldest ones may fall off the bounded list)."""
+    for start in range(len(old) + 1):
+        tail = old[start:]
+        if new[: len(tail)] == tail:
+            return True
+    return False
