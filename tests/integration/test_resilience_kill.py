@@ -145,7 +145,9 @@ class Killer:
                 self.restart(here)
                 last_phase, last_kill = here, time.monotonic()
             time.sleep(0.05)
-        raise AssertionError(f"not done after {len(self.kills)} kills: {status(self.cluster, self.namespace)}")
+        raise AssertionError(
+            f"not done after {len(self.kills)} kills: {status(self.cluster, self.namespace)}"
+        )
 
 
 def test_sigkill_at_every_phase_of_canaries_with_analysis(
@@ -161,7 +163,7 @@ def test_sigkill_at_every_phase_of_canaries_with_analysis(
     with (
         StandInControllers(admin, namespace),
         RevisionServers(admin, prometheus, namespace, "chat", tmp_path) as servers,
-        Timeline(admin, namespace) as timeline,
+        Timeline(localplane.etcd_url, namespace) as timeline,
     ):
         servers.profiles[revision(v3)] = {"ttft_median": HEALTHY["ttft_median"] * 1.6}  # a slow canary
         cluster.apply_model(v1)
@@ -210,6 +212,11 @@ def test_sigkill_at_every_phase_of_canaries_with_analysis(
     assert rolled["reason"] == "AnalysisFailed"
     assert [h["outcome"] for h in final["history"]] == ["Promoted", "RolledBack"]
     assert route == {revision(v2): 100}
+    splits = timeline.route_history()
+    r1, r2, r3 = revision(v1), revision(v2), revision(v3)
+    assert [{r1: 90, r2: 10}, {r1: 50, r2: 50}, {r2: 100}, {r2: 90, r3: 10}] == [
+        s for s in splits if s in ({r1: 90, r2: 10}, {r1: 50, r2: 50}, {r2: 100}, {r2: 90, r3: 10})
+    ][:4]
     assert {i["metadata"]["labels"][c.LABEL_REVISION] for i in cluster.inference_services(namespace)} == {
         revision(v2)
     }

@@ -1,11 +1,9 @@
 """Everything the API server stored for one model during a test, in the order it stored it, and the
 rollout invariants checked on that history (not on samples of it).
 
-A `Timeline` watches the model, its HTTPRoute and its InferenceServices (as admin) from a background
-thread, so every version the API server stored is seen, even one that lived for a millisecond. On this
-local control plane one etcd orders every write of every kind: the resourceVersion is etcd's revision,
-so sorting by it interleaves the kinds as they happened (resourceVersion is opaque in general; here it
-is the one etcd's counter, and the harness relies on that).
+A `Timeline` watches the model, its HTTPRoute and its InferenceServices in etcd from background threads,
+so every version that was stored is seen, even one that lived for a millisecond, and one etcd revision
+orders every write of every kind as it happened.
 
 Invariants (`violations`), each a precise meaning of the reliability issue's words:
 
@@ -27,15 +25,15 @@ Invariants (`violations`), each a precise meaning of the reliability issue's wor
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
-
-from kubernetes import client, watch
-from kubernetes.client.exceptions import ApiException
 
 from nlpmodel_operator.api import constants as c
 
@@ -72,87 +70,101 @@ def revision_label(obj: dict[str, Any]) -> str:
     return str(((obj.get("metadata") or {}).get("labels") or {}).get(c.LABEL_REVISION, ""))
 
 
+_KINDS = {
+    "NLPModel": f"{c.GROUP}/{c.PLURAL}",
+    "HTTPRoute": "gateway.networking.k8s.io/httproutes",
+    "InferenceService": "serving.kserve.io/inferenceservices",
+}
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _prefix_end(prefix: str) -> str:
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
 @dataclass
 class Timeline:
-    admin: client.ApiClient
+    """Reads the history from etcd itself (its JSON gateway's watch, with the previous value of each
+    deletion): custom resources are stored there as JSON, and etcd keeps running when the API server is
+    restarted, so the history has no gap whatever happens to the API server."""
+
+    etcd_url: str
     namespace: str
     model: str = "chat"
     events: list[Stored] = field(default_factory=list)
-    gaps: int = 0  # watches restarted from a fresh list (history compacted meanwhile): none expected
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        custom = client.CustomObjectsApi(self.admin)
-        ns = self.namespace
-        sources: list[tuple[str, Callable[..., Any]]] = [
-            (
-                "NLPModel",
-                lambda **kw: custom.list_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.PLURAL, **kw),
-            ),
-            (
-                "HTTPRoute",
-                lambda **kw: custom.list_namespaced_custom_object(
-                    "gateway.networking.k8s.io", "v1", ns, "httproutes", **kw
-                ),
-            ),
-            (
-                "InferenceService",
-                lambda **kw: custom.list_namespaced_custom_object(
-                    "serving.kserve.io", "v1beta1", ns, "inferenceservices", **kw
-                ),
-            ),
-        ]
         self._threads = [
-            threading.Thread(target=self._follow, args=(kind, lister), daemon=True, name=f"timeline-{kind}")
-            for kind, lister in sources
+            threading.Thread(
+                target=self._follow, args=(kind, f"/registry/{path}/{self.namespace}/"), daemon=True
+            )
+            for kind, path in _KINDS.items()
         ]
+        self._started = threading.Barrier(len(self._threads) + 1)
+        self.broken = ""  # why a watch ended early (then the history is incomplete)
 
     def __enter__(self) -> Timeline:
         for thread in self._threads:
             thread.start()
+        self._started.wait(30)
         return self
 
     def __exit__(self, *_: object) -> None:
+        # The streams stay open until their next event or etcd's end; what they record is ignored.
         self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=15)
 
     def _record(self, rv: int, kind: str, type_: str, obj: dict[str, Any]) -> None:
+        obj.setdefault("metadata", {})["resourceVersion"] = str(rv)
         with self._lock:
             self.events.append(Stored(rv, kind, type_, obj, time.monotonic()))
 
-    def _follow(self, kind: str, lister: Callable[..., Any]) -> None:
-        rv = ""
-        while not self._stop.is_set():
-            try:
-                if not rv:
-                    listed = lister()
-                    for item in listed["items"]:
-                        self._record(int(item["metadata"]["resourceVersion"]), kind, "ADDED", item)
-                    rv = listed["metadata"]["resourceVersion"]
-                stream = watch.Watch().stream(
-                    lister, resource_version=rv, timeout_seconds=5, allow_watch_bookmarks=True
-                )
-                for event in stream:
-                    obj = event["object"]
-                    rv = obj["metadata"]["resourceVersion"]
-                    if event["type"] == "BOOKMARK":
-                        continue
-                    if event["type"] == "ERROR":
-                        rv = "" if obj.get("code") == 410 else rv
-                        self.gaps += obj.get("code") == 410
+    def _post(self, path: str, body: dict[str, Any], timeout_s: float) -> Any:
+        request = urllib.request.Request(
+            self.etcd_url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
+        return urllib.request.urlopen(request, timeout=timeout_s)
+
+    def _follow(self, kind: str, prefix: str) -> None:
+        key, end = _b64(prefix), _b64(_prefix_end(prefix))
+        with self._post("/v3/kv/range", {"key": key, "range_end": end}, 10) as resp:
+            listed = json.loads(resp.read())
+        for kv in listed.get("kvs") or []:
+            self._record(int(kv["mod_revision"]), kind, "SYNC", json.loads(base64.b64decode(kv["value"])))
+        start = int(listed["header"]["revision"]) + 1
+        watch = {"create_request": {"key": key, "range_end": end, "start_revision": start, "prev_kv": True}}
+        try:
+            with self._post("/v3/watch", watch, 24 * 3600) as stream:
+                self._started.wait(30)
+                buffer = b""
+                while not self._stop.is_set():
+                    chunk = stream.read1(65536)
+                    if not chunk:
                         break
-                    self._record(int(rv), kind, event["type"], obj)
-                    if self._stop.is_set():
-                        break
-            except ApiException as exc:
-                if exc.status == 410:
-                    rv = ""  # compacted: list again (the history has a gap)
-                    self.gaps += 1
-                time.sleep(0.2)
-            except Exception:  # the API server restarting under the watch: reconnect from rv
-                time.sleep(0.2)
+                    buffer += chunk
+                    while b"\n" in buffer:
+                        line, buffer = buffer.split(b"\n", 1)
+                        if line.strip():
+                            self._take(kind, json.loads(line))
+        except Exception as exc:  # etcd stopped at the end of the session: the history is complete
+            if not self._stop.is_set():
+                self.broken = f"{kind}: {exc!r}"
+
+    def _take(self, kind: str, message: dict[str, Any]) -> None:
+        for event in (message.get("result") or {}).get("events") or []:
+            kv = event["kv"]
+            rv = int(kv["mod_revision"])
+            if event.get("type") == "DELETE":
+                previous = (event.get("prev_kv") or {}).get("value")
+                obj = json.loads(base64.b64decode(previous)) if previous else {"metadata": {}}
+                self._record(rv, kind, "DELETED", obj)
+            else:
+                type_ = "ADDED" if int(kv.get("version", 0)) == 1 else "MODIFIED"
+                self._record(rv, kind, type_, json.loads(base64.b64decode(kv["value"])))
 
     # -- views ------------------------------------------------------------------------------------------
 
@@ -183,6 +195,10 @@ class Timeline:
                 counts[revision_label(e.obj)] = counts.get(revision_label(e.obj), 0) + 1
         return counts
 
+    def describe(self) -> str:
+        """For a failing test: the splits."""
+        return f"route history {self.route_history()} {self.broken}"
+
     def wait_quiet(self, seconds: float = 1.0) -> None:
         """Let the watches catch up with what was just written."""
         time.sleep(seconds)
@@ -190,7 +206,7 @@ class Timeline:
     # -- invariants -------------------------------------------------------------------------------------
 
     def violations(self, plan: list[int], *, check_creations: bool = True) -> list[str]:
-        found: list[str] = []
+        found: list[str] = [f"the history is incomplete: {self.broken}"] if self.broken else []
         allowed = {0, *plan}
         order = [0, *sorted(plan), 100]
         isvcs: dict[str, dict[str, Any]] = {}  # name → current object

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from collections import defaultdict
@@ -12,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from nlpmodel_operator.api.constants import ANNOTATION_COMMAND, ConditionType, Reason
 from nlpmodel_operator.controller.analysis import Analyzer
@@ -96,6 +98,10 @@ class Reconciler:
                 logger.warning(
                     "reconcile of %s/%s deferred: %s", meta["namespace"], meta["name"], _api_error(exc)
                 )
+            except HTTPError as exc:
+                # The API server unreachable (restarting, a connection cut): the next resync retries.
+                self.metrics.reconcile_errors.labels("api-unreachable").inc()
+                logger.warning("reconcile of %s/%s deferred: %s", meta["namespace"], meta["name"], exc)
             finally:
                 self.metrics.reconcile_seconds.observe(time.monotonic() - started)
 
@@ -107,6 +113,9 @@ class Reconciler:
             await asyncio.sleep(every_s)
             try:
                 models = await asyncio.to_thread(self.kube.list_models, namespaces)
+            except (ApiException, HTTPError) as exc:  # the API server restarting, throttling: next round
+                logger.warning("listing models for resync failed (retrying): %s", exc)
+                continue
             except Exception:
                 logger.exception("listing models for resync failed; retrying")
                 continue
@@ -147,8 +156,21 @@ class Reconciler:
     def _decide_and_execute(self, observation: Observation, body: dict[str, Any], logger: Logger) -> None:
         namespace, name = observation.namespace, observation.name
         decision = decide(observation)
+        written: Mapping[str, Any] = observation.status
+        if observation.command is not None or observation.check is not None:
+            # This decision consumed what cannot be seen again: a manual command (its annotation is
+            # removed by the actions) or an analysis check (metrics of a window that has passed). It is
+            # recorded in status before anything acts on it, so that an operator killed, or an API
+            # error, in between resumes from the decision instead of making another one (an abort
+            # forgotten and its canary brought back, a passed step undone). Every other decision follows
+            # from status and the world alone: it acts first and reports after, so that status never
+            # runs ahead of the objects.
+            journal = status_patch(written, decision.status)
+            if journal is not None:
+                self.kube.patch_status(namespace, name, journal)
+                written = copy.deepcopy(decision.status)
         self._execute(decision, body, logger)
-        patch = status_patch(observation.status, decision.status)
+        patch = status_patch(written, decision.status)
         if patch is not None:
             self.kube.patch_status(namespace, name, patch)
         self.metrics.observe(namespace, name, observation.status, decision.status)

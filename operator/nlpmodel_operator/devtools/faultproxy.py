@@ -53,7 +53,7 @@ class FaultProxy:
         self._silent = False
         self._rejects: list[re.Pattern[str]] = []
         self.rejected = 0  # requests answered with an error so far
-        self.silenced_watches = 0  # watch requests whose responses were swallowed
+        self.silenced_bytes = 0  # bytes of watch responses swallowed
         self._conns: set[_Conn] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
@@ -164,8 +164,6 @@ class FaultProxy:
                     await writer.drain()
                     continue
                 conn.watching = "watch=true" in target or "watch=1" in target
-                if conn.watching and self._silent:
-                    self.silenced_watches += 1
                 up_writer.write(head + body)
                 await up_writer.drain()
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ssl.SSLError):
@@ -201,6 +199,7 @@ class FaultProxy:
                 if not data:
                     break
                 if conn.watching and self._silent:
+                    self.silenced_bytes += len(data)
                     continue  # the stream stays open and says nothing
                 writer.write(data)
                 await writer.drain()

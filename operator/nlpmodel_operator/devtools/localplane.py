@@ -366,6 +366,13 @@ class LocalPlane:
         return self.state_dir / "logs" / f"{component}.log"
 
     @property
+    def etcd_url(self) -> str:
+        """etcd's client URL (tests read the store's history from it; the operator never talks to it)."""
+        proc = next(p for p in self._procs if p.name == "etcd")
+        flag = next(a for a in proc.cmdline if a.startswith("--listen-client-urls="))
+        return flag.split("=", 1)[1]
+
+    @property
     def audit_log(self) -> Path | None:
         """The API server's audit log (JSON lines), when started with an audit policy."""
         return self.state_dir / "logs" / "audit.jsonl" if self._audit_policy is not None else None

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from nlpmodel_operator.api.constants import LABEL_REVISION
 
@@ -107,5 +108,5 @@ class StandInControllers:
                         )
                 selector = ",".join(f"{LABEL_REVISION}!={r}" for r in sorted(self.broken))
                 run_pods(self.admin, self.namespace, selector)
-            except ApiException:
-                continue  # a namespace being deleted, an object gone meanwhile: next round
+            except (ApiException, HTTPError):
+                continue  # a namespace being deleted, an object gone, the API server restarting: next round
