@@ -11,6 +11,7 @@ class OperatorConfig:
     resync_seconds: float = 15.0  # how often readiness is read back from the children
     field_manager: str = "nlpmodel-operator"
     prometheus_url: str | None = None
+    prometheus_timeout_seconds: float = 5.0  # per query attempt (2 retries: a query ends within 3×)
     namespaces: tuple[str, ...] = ()  # empty: the whole cluster
     scrape_interval_seconds: float = 15.0  # how often Prometheus scrapes the model servers
     metrics_port: int = 8080  # the operator's own /metrics (0: not served)
@@ -22,6 +23,9 @@ class OperatorConfig:
         return cls(
             resync_seconds=float(os.environ.get("NLPMODEL_RESYNC_SECONDS", cls.resync_seconds)),
             prometheus_url=os.environ.get("NLPMODEL_PROMETHEUS_URL") or None,
+            prometheus_timeout_seconds=float(
+                os.environ.get("NLPMODEL_PROMETHEUS_TIMEOUT_SECONDS", cls.prometheus_timeout_seconds)
+            ),
             namespaces=tuple(n for n in os.environ.get("NLPMODEL_WATCH_NAMESPACES", "").split(",") if n),
             metrics_port=int(os.environ.get("NLPMODEL_METRICS_PORT", cls.metrics_port)),
             pod_monitors=os.environ.get("NLPMODEL_POD_MONITORS", "true").lower() not in {"false", "0", "no"},

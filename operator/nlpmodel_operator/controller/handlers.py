@@ -39,7 +39,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.L
         await asyncio.to_thread(
             ensure_peering_objects, api_client, settings.peering.name, CONFIG.namespaces, logger
         )
-    provider = provider_for("prometheus", CONFIG.prometheus_url) if CONFIG.prometheus_url else None
+    provider = (
+        provider_for("prometheus", CONFIG.prometheus_url, timeout_s=CONFIG.prometheus_timeout_seconds)
+        if CONFIG.prometheus_url
+        else None
+    )
     memo.provider = provider
     metrics = OperatorMetrics()
     memo.http = (

@@ -71,6 +71,7 @@ class RevisionServers:
         self.served_name = served_name or model
         self.base = dict(base)
         self.profiles: dict[str, dict[str, float]] = {}  # revision → params over `base`, set before it runs
+        self.hidden: set[str] = set()  # revisions Prometheus is not told about (their series go stale)
         self.servers: dict[str, ModelServerProcess] = {}
         self.pids: list[int] = []  # every server started (for leak checks)
         self._scraped: list[ScrapeTarget] | None = None
@@ -164,6 +165,7 @@ class RevisionServers:
                 target
                 for revision, server in sorted(self.servers.items())
                 if monitor is not None
+                and revision not in self.hidden
                 and (
                     target := ScrapeTarget.from_pod_monitor(
                         monitor, server.address, self.namespace, pods[revision]
