@@ -20,6 +20,22 @@ from nlpmodel_operator.devtools.prometheus import PrometheusProcess
 
 _HERE = Path(__file__).resolve().parent
 
+# The API server's audit log records who wrote what when it was a ServiceAccount (the operator as the
+# chart runs it): the replica tests tell two operators apart by it. Nothing else is logged.
+SERVICE_ACCOUNT_WRITES = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {
+            "level": "Metadata",
+            "userGroups": ["system:serviceaccounts"],
+            "verbs": ["create", "update", "patch", "delete", "deletecollection"],
+        },
+        {"level": "None"},
+    ],
+}
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Hooks in a conftest see the whole session's items: mark only the ones below this directory.
@@ -48,7 +64,7 @@ def localplane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlane]
     Shared by the whole session: tests work in their own namespaces and remove the cluster-scoped
     objects they create. Logs stay in the session's tmp dir (`<tmp>/localplane0/logs/`).
     """
-    plane = LocalPlane(tmp_path_factory.mktemp("localplane"))
+    plane = LocalPlane(tmp_path_factory.mktemp("localplane"), audit_policy=SERVICE_ACCOUNT_WRITES)
     plane.start()
     try:
         yield plane

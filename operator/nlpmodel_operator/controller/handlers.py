@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from typing import Any
 
 import kopf
@@ -14,7 +15,12 @@ from nlpmodel_operator.controller.analysis import Analyzer
 from nlpmodel_operator.controller.config import OperatorConfig
 from nlpmodel_operator.controller.kube import Kube, load_client
 from nlpmodel_operator.controller.metrics import OperatorMetrics
-from nlpmodel_operator.controller.peering import ensure_peering_objects
+from nlpmodel_operator.controller.peering import (
+    LIFETIME_ENV,
+    PeeringGate,
+    ensure_peering_objects,
+    operator_identity,
+)
 from nlpmodel_operator.controller.runner import Reconciler
 from nlpmodel_operator.core.reconcile import Monitoring
 from nlpmodel_operator.providers.factory import provider_for
@@ -35,9 +41,21 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.L
     settings.watching.client_timeout = 330
     settings.networking.error_backoffs = [1, 2, 5, 10, 20]
     api_client = load_client()
+    gate = None
     if settings.peering.mandatory and not settings.peering.standalone:  # --peering NAME
         await asyncio.to_thread(
             ensure_peering_objects, api_client, settings.peering.name, CONFIG.namespaces, logger
+        )
+        lifetime = os.environ.get(LIFETIME_ENV)
+        if lifetime:
+            settings.peering.lifetime = int(lifetime)  # how soon a replica that died is taken over
+        # The resync loop acts only while kopf would: this replica leads its peering objects.
+        gate = PeeringGate(
+            api_client,
+            settings.peering.name,
+            CONFIG.namespaces,
+            memo.get("identity") or operator_identity(),
+            settings.peering.priority,
         )
     provider = (
         provider_for("prometheus", CONFIG.prometheus_url, timeout_s=CONFIG.prometheus_timeout_seconds)
@@ -58,6 +76,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.L
         metrics,
         monitoring=Monitoring(CONFIG.scrape_interval_seconds) if CONFIG.pod_monitors else None,
         prometheus_url=CONFIG.prometheus_url,
+        leading=gate.leading if gate is not None else None,
     )
     memo.reconciler = reconciler
     memo.resync = asyncio.create_task(

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import time
 
 import kopf
 
@@ -16,6 +17,14 @@ def run(
     # The handlers read their scope from the configuration when they are imported (registered).
     os.environ["NLPMODEL_WATCH_NAMESPACES"] = ",".join(namespaces)
     import nlpmodel_operator.controller.handlers  # noqa: F401, PLC0415 (registers the handlers)
+    from nlpmodel_operator.controller import peering as peers  # noqa: PLC0415
+
+    identity = peers.operator_identity()
+    priority = None
+    if peering is not None and not standalone:
+        # Each replica its own priority, the oldest highest (see controller/peering.py).
+        configured = os.environ.get(peers.PRIORITY_ENV)
+        priority = int(configured) if configured else peers.default_priority(time.time())
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -28,6 +37,9 @@ def run(
             standalone=standalone,
             peering_name=peering,
             liveness_endpoint=liveness,
+            identity=identity,  # type: ignore[arg-type]  # kopf's Identity is a NewType of str
+            priority=priority,
+            memo=kopf.Memo(identity=identity),
         )
     )
     return 0

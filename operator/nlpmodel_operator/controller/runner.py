@@ -65,8 +65,11 @@ class Reconciler:
         now: Callable[[], str] = utc_now,
         monitoring: Monitoring | None = None,
         prometheus_url: str | None = None,
+        leading: Callable[[], bool] | None = None,
     ) -> None:
         self.kube = kube
+        # With several replicas (kopf peering): whether this one is the one that acts (None: always).
+        self.leading = leading
         self.monitoring = monitoring  # PodMonitor settings, used where the cluster serves the kind
         self.prometheus_url = prometheus_url  # for KEDA triggers
         self.analyzer = analyzer or Analyzer(None)
@@ -111,6 +114,8 @@ class Reconciler:
         finalizer on every user object and block its deletion while the operator is down."""
         while True:
             await asyncio.sleep(every_s)
+            if self.leading is not None and not await asyncio.to_thread(self.leading):
+                continue  # another replica acts; kopf has paused this one's watches likewise
             try:
                 models = await asyncio.to_thread(self.kube.list_models, namespaces)
             except (ApiException, HTTPError) as exc:  # the API server restarting, throttling: next round

@@ -20,9 +20,15 @@ class OperatorProcess:
     """`python -m nlpmodel_operator` as the restricted user; its log is kept for failing tests."""
 
     def __init__(
-        self, kubeconfig: Path, log_path: Path, resync_seconds: float = 1.0, env: dict[str, str] | None = None
+        self,
+        kubeconfig: Path,
+        log_path: Path,
+        resync_seconds: float = 1.0,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
     ) -> None:
         self.extra_env = env or {}
+        self.args = args if args is not None else ["--standalone"]  # e.g. ["--peering=NAME"]
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.resync_seconds = resync_seconds
@@ -40,7 +46,7 @@ class OperatorProcess:
         }
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nlpmodel_operator", "--standalone", "--verbose"],
+            [sys.executable, "-m", "nlpmodel_operator", *self.args, "--verbose"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -1,0 +1,218 @@
+"""Two operator replicas with kopf peering, as the chart runs them (--peering, the chart's RBAC), each
+as its own ServiceAccount so that the API server's audit log tells their writes apart: exactly one
+acts, the other takes over when it dies (SIGKILL), and never do both write."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from harness import Cluster, OperatorProcess, wait_for
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from nlpmodel_operator.api import constants as c
+from nlpmodel_operator.api.spec import NLPModelSpec
+from nlpmodel_operator.core.revision import revision_hash
+from nlpmodel_operator.devtools.chartsync import CHART
+from nlpmodel_operator.devtools.k8stools import ensure_tools
+from nlpmodel_operator.devtools.localplane import LocalPlane, pid_alive
+from nlpmodel_operator.devtools.rbac import ROLE_NAME
+from nlpmodel_operator.devtools.standins import StandInControllers
+
+PEERING = "replicas-test"
+LIFETIME_S = 6  # a dead replica's peering entry expires after this: the takeover time
+
+
+def chart_objects(*args: str) -> list[dict[str, Any]]:
+    helm = ensure_tools().helm
+    out = subprocess.run(
+        [str(helm), "template", "nlpm", str(CHART), "--set", f"peering.name={PEERING}", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if isinstance(d, dict)]
+
+
+@pytest.fixture
+def peering_rbac(
+    localplane: LocalPlane, cluster: Cluster, namespace: str, tmp_path: Path
+) -> Iterator[list[str]]:
+    """kopf's peering CRDs and the chart's peering ClusterRole; two ServiceAccounts bound to it and to
+    the operator's ClusterRole. Yields the two users' names."""
+    objects = chart_objects()
+    crds = [
+        o for o in objects if o["kind"] == "CustomResourceDefinition" and o["spec"]["group"] == "kopf.dev"
+    ]
+    crd_file = tmp_path / "peering-crds.yaml"
+    crd_file.write_text(yaml.safe_dump_all(crds))
+    localplane.install_crds([crd_file])
+    (role,) = [
+        o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"].endswith("-peering")
+    ]
+    role["metadata"] = {"name": f"{PEERING}-peering"}
+    rbac = client.RbacAuthorizationV1Api(cluster.api.api_client)
+    rbac.create_cluster_role(role)
+    users, bindings = [], []
+    for sa in ("replica-a", "replica-b"):
+        cluster.core.create_namespaced_service_account(namespace, {"metadata": {"name": sa}})
+        for role_name in (ROLE_NAME, role["metadata"]["name"]):
+            binding = f"{namespace}-{sa}-{role_name}"
+            rbac.create_cluster_role_binding(
+                {
+                    "metadata": {"name": binding},
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "ClusterRole",
+                        "name": role_name,
+                    },
+                    "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}],
+                }
+            )
+            bindings.append(binding)
+        users.append(f"system:serviceaccount:{namespace}:{sa}")
+    yield users
+    for binding in bindings:
+        rbac.delete_cluster_role_binding(binding)
+    rbac.delete_cluster_role(role["metadata"]["name"])
+    ext = client.ApiextensionsV1Api(cluster.api.api_client)
+    for crd in crds:
+        ext.delete_custom_resource_definition(crd["metadata"]["name"])
+
+
+def replica(
+    localplane: LocalPlane, cluster: Cluster, namespace: str, sa: str, tmp_path: Path
+) -> OperatorProcess:
+    token = cluster.core.create_namespaced_service_account_token(
+        sa, namespace, {"spec": {"expirationSeconds": 3600}}
+    ).status.token
+    kubeconfig = yaml.safe_load(localplane.admin_kubeconfig.read_text())
+    kubeconfig["users"][0]["user"] = {"token": token}
+    path = tmp_path / f"{sa}.kubeconfig"
+    path.write_text(yaml.safe_dump(kubeconfig))
+    return OperatorProcess(
+        path,
+        tmp_path / f"{sa}.log",
+        env={"POD_ID": sa, "NLPMODEL_PEERING_LIFETIME_SECONDS": str(LIFETIME_S)},
+        args=[f"--peering={PEERING}"],
+    )
+
+
+def model(namespace: str, max_replicas: int, max_model_len: int = 8192) -> dict[str, Any]:
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.KIND,
+        "metadata": {"name": "chat", "namespace": namespace},
+        "spec": {
+            "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct"},
+            "quantization": {"method": "awq"},
+            "runtime": {"maxModelLen": max_model_len},
+            "resources": {"gpu": {"count": 1, "product": "nvidia-l4"}},
+            "scaling": {"minReplicas": 1, "maxReplicas": max_replicas},
+            "rollout": {"strategy": "direct"},
+        },
+    }
+
+
+def peers(cluster: Cluster) -> dict[str, Any]:
+    try:
+        found = cluster.api.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", PEERING)
+    except ApiException as exc:
+        if exc.status == 404:
+            return {}
+        raise
+    status: dict[str, Any] = found.get("status") or {}
+    return status
+
+
+def writes(localplane: LocalPlane, users: list[str], namespace: str) -> list[tuple[datetime, str, str]]:
+    """(when, who, what) of every write either replica made in the test's namespace (its own peering
+    keep-alives are not writes to the world)."""
+    out = []
+    for event in localplane.audit_events():
+        user = event.get("user", {}).get("username")
+        ref = event.get("objectRef") or {}
+        if user in users and ref.get("namespace") == namespace and event.get("stage") == "ResponseComplete":
+            when = datetime.fromisoformat(event["requestReceivedTimestamp"].replace("Z", "+00:00"))
+            what = (
+                f"{event['verb']} {ref.get('resource')}/{ref.get('subresource') or ''}{ref.get('name', '')}"
+            )
+            out.append((when, user, what))
+    return sorted(out)
+
+
+def test_two_replicas_one_acts_the_other_takes_over_never_both(
+    localplane: LocalPlane, cluster: Cluster, namespace: str, peering_rbac: list[str], tmp_path: Path
+) -> None:
+    user_a, user_b = peering_rbac
+    a = replica(localplane, cluster, namespace, "replica-a", tmp_path)
+    b = replica(localplane, cluster, namespace, "replica-b", tmp_path)
+    admin = localplane.admin_client()
+    try:
+        with StandInControllers(admin, namespace):
+            a.start()
+            wait_for("replica a joined", lambda: "replica-a" in peers(cluster), 60)
+            b.start()
+            wait_for("replica b joined", lambda: "replica-b" in peers(cluster), 60)
+            # Both run; a (older, higher priority) acts: the model is served, scaled, served again.
+            v1 = model(namespace, 2)
+            cluster.apply_model(v1)
+            wait_for(
+                "served",
+                lambda: (cluster.model(namespace, "chat").get("status") or {}).get("phase") == "Ready",
+                60,
+            )
+            cluster.apply_model(model(namespace, 3))
+            wait_for(
+                "rescaled",
+                lambda: cluster.inference_services(namespace)[0]["spec"]["predictor"]["maxReplicas"] == 3,
+                60,
+            )
+            time.sleep(3)  # several resync periods of both replicas
+            before_kill = writes(localplane, [user_a, user_b], namespace)
+            a.kill()
+            killed_at = datetime.now().astimezone()
+            # The other takes over once a's peering entry expires: a new revision is rolled out.
+            v2 = model(namespace, 3, max_model_len=4096)
+            cluster.apply_model(v2)
+            wait_for(
+                "the new revision served by the survivor",
+                lambda: (
+                    (cluster.model(namespace, "chat").get("status") or {}).get("stableRevision")
+                    == revision_hash(NLPModelSpec.model_validate(v2["spec"]))
+                    and (cluster.model(namespace, "chat").get("status") or {}).get("phase") == "Ready"
+                ),
+                60 + LIFETIME_S,
+            )
+            takeover = datetime.now().astimezone()
+            after = writes(localplane, [user_a, user_b], namespace)
+    finally:
+        for proc in (a, b):
+            proc.stop()
+        admin.close()
+    assert not [pid for pid in a.pids + b.pids if pid_alive(pid)]
+    # Exactly one acted while both ran: every write was a's.
+    assert before_kill, "replica a wrote nothing"
+    assert {who for _, who, _ in before_kill} == {user_a}
+    # Never two writers: a's writes all come before b's first; b wrote only after a was killed.
+    order = [who for _, who, _ in after]
+    first_b = order.index(user_b)
+    assert set(order[:first_b]) == {user_a}
+    assert set(order[first_b:]) == {user_b}
+    assert after[first_b][0] >= killed_at.replace(microsecond=0)
+    print(
+        f"\nwrites: a {order.count(user_a)}, b {order.count(user_b)}; "
+        f"takeover {(after[first_b][0] - killed_at).total_seconds():.1f}s after the kill "
+        f"(peering lifetime {LIFETIME_S}s), served {(takeover - killed_at).total_seconds():.1f}s after it"
+    )
+    for proc in (a, b):
+        log = proc.log_path.read_text(errors="replace")
+        assert "forbidden: User" not in log
+        assert "Traceback" not in log
