@@ -47,6 +47,7 @@ DNSSubdomain = Annotated[
         max_length=253,
     ),
 ]
+HOSTNAME_PATTERN: Final = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|Ki|Mi|Gi|Ti|Pi)?$", max_length=32)]
 
 
@@ -269,7 +270,8 @@ class Serving(_Model):
         ),
     )
     gateway: GatewayRef | None = Field(default=None, description="Gateway for the gateway-api router.")
-    hostnames: list[Annotated[str, Field(max_length=253)]] = Field(
+    # Gateway API's own Hostname pattern: a hostname the HTTPRoute would reject is caught here, at admission.
+    hostnames: list[Annotated[str, Field(max_length=253, pattern=HOSTNAME_PATTERN)]] = Field(
         default_factory=list, max_length=16, description="Hostnames of the HTTPRoute (gateway-api router)."
     )
 

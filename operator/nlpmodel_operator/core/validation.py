@@ -48,7 +48,8 @@ def parse_spec(raw: Any) -> tuple[NLPModelSpec | None, list[Problem]]:
     if not isinstance(raw, Mapping):
         return None, [Problem("spec", "must be an object")]
     try:
-        return NLPModelSpec.model_validate(raw), []
+        # Strict, as the API server's schema is: `true` is not an integer, "8" is not a number.
+        return NLPModelSpec.model_validate(raw, strict=True), []
     except ValidationError as exc:
         return None, spec_problems_from(exc)
 
