@@ -54,6 +54,17 @@ def child_readiness(obj: Mapping[str, Any]) -> tuple[bool, str, int | None, int 
     return True, "", None, None
 
 
+def can_serve(obj: Mapping[str, Any]) -> bool:
+    """A workload that can take traffic now: KServe reports it Ready (a newer generation may still be
+    rolling out behind it), or a Deployment has a ready pod."""
+    if obj.get("kind") == "InferenceService":
+        ready = _ready_condition(obj)
+        return ready is not None and ready.get("status") == "True"
+    if obj.get("kind") == "Deployment":
+        return bool((obj.get("status") or {}).get("readyReplicas"))
+    return True
+
+
 def applies_replicas(obj: Mapping[str, Any], field_manager: str) -> bool:
     """Whether `field_manager`'s server-side apply owns the object's spec.replicas."""
     for entry in (obj.get("metadata") or {}).get("managedFields") or []:
@@ -92,8 +103,16 @@ def revision_states(
                 messages.append(why)
             if wanted is not None:
                 replicas, ready_replicas = wanted, ready_n
+        serving = bool(workloads) and all(can_serve(o) for o in workloads)
         states[revision] = RevisionState(
-            revision, refs, ready, "; ".join(messages), replicas, ready_replicas, replicas_applied=applied
+            revision,
+            refs,
+            ready,
+            "; ".join(messages),
+            replicas,
+            ready_replicas,
+            replicas_applied=applied,
+            serving=serving,
         )
         for obj in objs:
             # kserve-canary: KServe keeps serving the previously rolled-out revision from the same

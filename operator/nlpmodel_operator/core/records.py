@@ -25,6 +25,13 @@ class RevisionState:
     ready_replicas: int | None = None
     # The operator's server-side apply owns the workload's `replicas` (see autoscaling.handover).
     replicas_applied: bool = False
+    # Whether it can take traffic now (KServe says Ready, or some pod is), even while it is not `ready`
+    # (converged at its current spec: scaling up, a new generation not yet processed). None: as ready.
+    serving: bool | None = None
+
+    @property
+    def can_serve(self) -> bool:
+        return self.ready if self.serving is None else self.serving
 
     @property
     def workload(self) -> ChildRef | None:

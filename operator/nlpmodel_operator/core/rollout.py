@@ -270,6 +270,8 @@ def step_rollout(inp: RolloutInput) -> RolloutOutcome:
         )
         if paused:
             message += " (paused by nlpctl pause)"
+    if state is None or not state.can_serve:
+        weight = 0  # no traffic to a canary that cannot take it (not up yet, or its pods went down)
     status.update(
         {
             "stableRevision": stable,
