@@ -10,7 +10,7 @@ RUNTIME_PATH := runtimes/transformers/src:runtimes/metrics/src
 
 .PHONY: all deps lint typecheck unit schema integration test demo crds vllm-table clean bench-judge bench-rollback \
 	chart-sync manifests-base \
-	runtime-venv runtime-test runtime-typecheck docs e2e
+	runtime-venv runtime-test runtime-typecheck docs e2e bench-scale
 
 all: test
 
@@ -94,3 +94,7 @@ bench-judge: deps
 # Regression → 0 % canary weight on the local control plane with a real Prometheus (a few minutes).
 bench-rollback: deps
 	$(BIN)/python -m bench.rollback.run --out bench/results/rollback.json
+
+# 100 and 1,000 models at once: time to all Ready, operator RSS, API requests per model, cost at rest.
+bench-scale: deps
+	$(BIN)/python -m bench.scale.run --out bench/results/scale.json
