@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Cluster, OperatorProcess, wait_for
+from harness import Cluster, OperatorProcess, run_operator, wait_for
 from timeline import Timeline
 
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.core.revision import revision_hash
-from nlpmodel_operator.devtools.localplane import LocalPlane, pid_alive
+from nlpmodel_operator.devtools.localplane import LocalPlane
 from nlpmodel_operator.devtools.prometheus import PrometheusProcess
 from nlpmodel_operator.devtools.revision_servers import HEALTHY, RevisionServers
 from nlpmodel_operator.devtools.standins import StandInControllers
@@ -28,33 +28,21 @@ QUERY_TIMEOUT_S = 1.0  # per attempt; a hanging query is given up after 3 attemp
 
 
 @pytest.fixture(scope="module")
-def prometheus() -> Iterator[PrometheusProcess]:
-    prom = PrometheusProcess()
-    prom.start()
-    yield prom
-    prom.close()
-
-
-@pytest.fixture(scope="module")
 def operator(
     localplane: LocalPlane,
     cluster: Cluster,
     prometheus: PrometheusProcess,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    proc = OperatorProcess(
-        localplane.operator_kubeconfig,
-        tmp_path_factory.mktemp("operator") / "operator.log",
+    yield from run_operator(
+        localplane,
+        tmp_path_factory,
         env={
             "NLPMODEL_PROMETHEUS_URL": prometheus.url,
             "NLPMODEL_SCRAPE_INTERVAL_SECONDS": "1",
             "NLPMODEL_PROMETHEUS_TIMEOUT_SECONDS": str(QUERY_TIMEOUT_S),
         },
     )
-    proc.start()
-    yield proc
-    proc.stop()
-    assert not [pid for pid in proc.pids if pid_alive(pid)]
 
 
 def model(namespace: str, max_model_len: int, weights: list[int], deadline: str) -> dict[str, Any]:

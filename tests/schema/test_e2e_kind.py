@@ -130,7 +130,8 @@ def mid_canary(body: dict[str, Any]) -> list[dict[str, Any]]:
         1,
         body["spec"],
         status,
-        {"5ab1e000": RevisionState("5ab1e000", (), True)},
+        # Both up: a canary gets traffic only while it can serve.
+        {r: RevisionState(r, (), True) for r in ("5ab1e000", revision_hash(spec))},
         "2026-11-26T10:00:01Z",
         monitoring=Monitoring(scrape_interval_s=5),
     )

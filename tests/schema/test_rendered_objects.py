@@ -51,7 +51,8 @@ def mid_canary(example: Path, router: str) -> list[dict[str, Any]]:
     obj["spec"].setdefault("serving", {})["router"] = router
     obj["spec"].setdefault("rollout", {})["gpuSurge"] = True
     spec = NLPModelSpec.model_validate(obj["spec"])
-    revisions = {"5ab1e000": RevisionState("5ab1e000", (), True)}
+    # Both up: a canary gets traffic only while it can serve.
+    revisions = {r: RevisionState(r, (), True) for r in ("5ab1e000", revision_hash(spec))}
     status = {
         "stableRevision": "5ab1e000",
         "canaryRevision": revision_hash(spec),

@@ -330,7 +330,9 @@ def test_two_outcomes_in_one_decision_are_both_recorded() -> None:
 
 
 def test_a_canary_that_can_no_longer_serve_loses_its_traffic_and_keeps_its_step() -> None:
-    down = RevisionState(C, (ChildRef("apps/v1", "Deployment", f"m-{C}"),), False, "0/1 ready", 1, 0, serving=False)
+    down = RevisionState(
+        C, (ChildRef("apps/v1", "Deployment", f"m-{C}"),), False, "0/1 ready", 1, 0, serving=False
+    )
     out = run(canary_status(1, timedelta(seconds=30)), [rev(S, True), down], timedelta(seconds=60))
     assert out.weight == 0
     assert (out.status["currentStep"], out.status["canaryWeight"]) == (1, 0)
@@ -339,6 +341,8 @@ def test_a_canary_that_can_no_longer_serve_loses_its_traffic_and_keeps_its_step(
 
 
 def test_a_canary_growing_to_its_next_size_keeps_serving_its_weight() -> None:
-    growing = RevisionState(C, (ChildRef("apps/v1", "Deployment", f"m-{C}"),), False, "1/2 ready", 2, 1, serving=True)
+    growing = RevisionState(
+        C, (ChildRef("apps/v1", "Deployment", f"m-{C}"),), False, "1/2 ready", 2, 1, serving=True
+    )
     out = run(canary_status(1, timedelta(seconds=30)), [rev(S, True), growing], timedelta(seconds=60))
     assert out.weight == 50
