@@ -141,7 +141,7 @@ def run_one(n: int, rest_s: float, workdir: Path) -> dict[str, Any]:
         for t in threads:
             t.join()
         created_s = time.monotonic() - t0
-        ready_s = None
+        ready_s, ready = None, 0
         while time.monotonic() - t0 < 600:
             items = custom.list_namespaced_custom_object(c.GROUP, c.VERSION, NAMESPACE, c.PLURAL)["items"]
             ready = sum(1 for m in items if (m.get("status") or {}).get("phase") == "Ready")
@@ -166,6 +166,8 @@ def run_one(n: int, rest_s: float, workdir: Path) -> dict[str, Any]:
             "models": n,
             "created_s": round(created_s, 1),
             "all_ready_s": round(ready_s, 1) if ready_s is not None else None,
+            "ready_when_measured": ready,  # all of them, unless 600 s passed first
+            "operator_log": str(operator.log_path),
             "rss_before_mib": round(rss_before / 1024, 1),
             "rss_all_ready_mib": round(rss_ready / 1024, 1),
             "rss_at_rest_mib": round(rss_rest / 1024, 1),
@@ -193,11 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
     results = []
-    with tempfile.TemporaryDirectory(prefix="nlpmodel-bench-scale-") as tmp:
-        for n in args.models:
-            print(f"[scale] {n} models ...", file=sys.stderr, flush=True)
-            results.append(run_one(n, args.rest, Path(tmp)))
-            print(f"[scale] {json.dumps(results[-1])}", file=sys.stderr, flush=True)
+    tmp = tempfile.mkdtemp(prefix="nlpmodel-bench-scale-")  # kept: the operator's logs
+    for n in args.models:
+        print(f"[scale] {n} models ...", file=sys.stderr, flush=True)
+        results.append(run_one(n, args.rest, Path(tmp)))
+        print(f"[scale] {json.dumps(results[-1])}", file=sys.stderr, flush=True)
     header = ("models", "all Ready", "peak RSS", "RSS/model", "req/model", "CPU rest", "req/s rest")
     widths = (7, 11, 10, 11, 11, 10, 12)
     print("".join(f"{h:>{w}}" for h, w in zip(header, widths, strict=True)))

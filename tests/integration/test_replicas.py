@@ -105,7 +105,7 @@ def replica(
     )
 
 
-def model(namespace: str, max_replicas: int, max_model_len: int = 8192) -> dict[str, Any]:
+def model(namespace: str, hostnames: list[str], max_model_len: int = 8192) -> dict[str, Any]:
     return {
         "apiVersion": c.API_VERSION,
         "kind": c.KIND,
@@ -115,10 +115,17 @@ def model(namespace: str, max_replicas: int, max_model_len: int = 8192) -> dict[
             "quantization": {"method": "awq"},
             "runtime": {"maxModelLen": max_model_len},
             "resources": {"gpu": {"count": 1, "product": "nvidia-l4"}},
-            "scaling": {"minReplicas": 1, "maxReplicas": max_replicas},
+            "serving": {"hostnames": hostnames},  # a routing field: no new revision
             "rollout": {"strategy": "direct"},
         },
     }
+
+
+def route_hostnames(cluster: Cluster, namespace: str) -> list[str]:
+    route = cluster.api.get_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", namespace, "httproutes", "chat"
+    )
+    return list(route["spec"].get("hostnames") or [])
 
 
 def peers(cluster: Cluster) -> dict[str, Any]:
@@ -161,18 +168,18 @@ def test_two_replicas_one_acts_the_other_takes_over_never_both(
             wait_for("replica a joined", lambda: "replica-a" in peers(cluster), 60)
             b.start()
             wait_for("replica b joined", lambda: "replica-b" in peers(cluster), 60)
-            # Both run; a (older, higher priority) acts: the model is served, scaled, served again.
-            v1 = model(namespace, 2)
+            # Both run; a (older, higher priority) acts: the model is served, then routed by a new hostname.
+            v1 = model(namespace, [])
             cluster.apply_model(v1)
             wait_for(
                 "served",
                 lambda: (cluster.model(namespace, "chat").get("status") or {}).get("phase") == "Ready",
                 60,
             )
-            cluster.apply_model(model(namespace, 3))
+            cluster.apply_model(model(namespace, ["chat.example.com"]))
             wait_for(
-                "rescaled",
-                lambda: cluster.inference_services(namespace)[0]["spec"]["predictor"]["maxReplicas"] == 3,
+                "the new hostname routed",
+                lambda: route_hostnames(cluster, namespace) == ["chat.example.com"],
                 60,
             )
             time.sleep(3)  # several resync periods of both replicas
@@ -180,7 +187,7 @@ def test_two_replicas_one_acts_the_other_takes_over_never_both(
             a.kill()
             killed_at = datetime.now().astimezone()
             # The other takes over once a's peering entry expires: a new revision is rolled out.
-            v2 = model(namespace, 3, max_model_len=4096)
+            v2 = model(namespace, ["chat.example.com"], max_model_len=4096)
             cluster.apply_model(v2)
             wait_for(
                 "the new revision served by the survivor",

@@ -61,7 +61,9 @@ def world(
         admin.close()
 
 
-def model(namespace: str, max_model_len: int = 8192, pause: str = "4s", **scaling: Any) -> dict[str, Any]:
+def model(
+    namespace: str, max_model_len: int = 8192, pause: str = "4s", hostnames: tuple[str, ...] = ()
+) -> dict[str, Any]:
     return {
         "apiVersion": c.API_VERSION,
         "kind": c.KIND,
@@ -71,7 +73,7 @@ def model(namespace: str, max_model_len: int = 8192, pause: str = "4s", **scalin
             "quantization": {"method": "awq"},
             "runtime": {"maxModelLen": max_model_len},
             "resources": {"gpu": {"count": 1, "product": "nvidia-l4"}},
-            "scaling": {"minReplicas": 1, "maxReplicas": 2, **scaling},
+            "serving": {"hostnames": list(hostnames)},  # a routing field: changing it is no new revision
             "rollout": {"steps": [{"weight": w, "pause": pause} for w in PLAN], "progressDeadline": "90s"},
         },
     }
@@ -112,6 +114,13 @@ def route(cluster: Cluster, namespace: str) -> dict[str, int]:
     )
 
 
+def route_hostnames(cluster: Cluster, namespace: str) -> list[str]:
+    found = cluster.api.get_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", namespace, "httproutes", "chat"
+    )
+    return list(found["spec"].get("hostnames") or [])
+
+
 def isvc(cluster: Cluster, namespace: str, rev: str) -> dict[str, Any]:
     found: dict[str, Any] = cluster.api.get_namespaced_custom_object(
         "serving.kserve.io", "v1beta1", namespace, "inferenceservices", f"chat-{rev}"
@@ -132,8 +141,8 @@ def test_the_apiserver_restarted_mid_rollout(
     cluster.apply_model(v2)
     wait_for("canary at 10 %", lambda: status(cluster, namespace).get("canaryWeight") == 10, 60)
     localplane.restart_apiserver(down_s=3)
-    # A spec change right after the restart (scaling: the stable is resized, no new revision) is not lost.
-    changed = model(namespace, 4096, maxReplicas=3)
+    # A spec change right after the restart (a routing field, no new revision) is not lost.
+    changed = model(namespace, 4096, hostnames=("chat.example.com",))
     cluster.apply_model(changed)
     wait_for(
         "promoted after the restart",
@@ -144,7 +153,7 @@ def test_the_apiserver_restarted_mid_rollout(
         ),
         120,
     )
-    assert isvc(cluster, namespace, revision(v2))["spec"]["predictor"]["maxReplicas"] == 3
+    assert route_hostnames(cluster, namespace) == ["chat.example.com"]
     timeline.wait_quiet()
     assert timeline.violations(PLAN) == [], timeline.describe()
     splits = timeline.route_history()
@@ -167,11 +176,12 @@ def test_a_concurrent_writer_fighting_over_the_route_and_the_inference_service(
 
     def fight() -> None:
         """Another controller's read-modify-write (with the resourceVersion it read): 50/50 on the route,
-        another size on the stable's InferenceService; the operator's writes in between give it 409s."""
+        another node selector on the canary's InferenceService; the operator's writes in between give
+        it 409s."""
         while not stop.is_set():
             for group, version, plural, name, change in (
                 ("gateway.networking.k8s.io", "v1", "httproutes", "chat", _even_split),
-                ("serving.kserve.io", "v1beta1", "inferenceservices", f"chat-{revision(v1)}", _resize),
+                ("serving.kserve.io", "v1beta1", "inferenceservices", f"chat-{revision(v2)}", _reschedule),
             ):
                 try:
                     obj = custom.get_namespaced_custom_object(group, version, namespace, plural, name)
@@ -188,22 +198,23 @@ def test_a_concurrent_writer_fighting_over_the_route_and_the_inference_service(
     fighter = threading.Thread(target=fight, daemon=True)
     fighter.start()
     time.sleep(4)
-    # The user's spec change while the two fight (the stable's range): not lost.
-    cluster.apply_model(model(namespace, 4096, pause="1h", maxReplicas=3))
+    # The user's spec change while the two fight (a routing field): not lost.
+    cluster.apply_model(model(namespace, 4096, pause="1h", hostnames=("chat.example.com",)))
     time.sleep(4)
     stop.set()
     fighter.join(10)
     print(f"\nthe other writer: {outcomes['written']} writes, {outcomes['conflicts']} conflicts (409)")
     assert outcomes["written"] > 0
-    # Converged to the plan once the other writer stops: the canary's split, the operator's sizes, the
-    # user's change; the rollout goes on from where it was (promoted on request).
+    # Converged to the plan once the other writer stops: the canary's split, the operator's node
+    # selector, the user's change; the rollout goes on from where it was (promoted on request).
     stable, canary = revision(v1), revision(v2)
     wait_for("the planned split back", lambda: route(cluster, namespace) == {stable: 90, canary: 10}, 30)
     wait_for(
-        "the stable's size back",
+        "the canary's node selector back, the user's change in",
         lambda: (
-            isvc(cluster, namespace, stable)["spec"]["predictor"]["maxReplicas"] == 3
-            and isvc(cluster, namespace, stable)["spec"]["predictor"]["minReplicas"] == 1
+            isvc(cluster, namespace, canary)["spec"]["predictor"]["nodeSelector"]
+            == isvc(cluster, namespace, stable)["spec"]["predictor"]["nodeSelector"]
+            and route_hostnames(cluster, namespace) == ["chat.example.com"]
             and converged(cluster, namespace)
         ),
         30,
@@ -227,9 +238,8 @@ def _even_split(route: dict[str, Any]) -> dict[str, Any]:
     return route
 
 
-def _resize(isvc: dict[str, Any]) -> dict[str, Any]:
-    isvc["spec"]["predictor"]["minReplicas"] = 2
-    isvc["spec"]["predictor"]["maxReplicas"] = 7
+def _reschedule(isvc: dict[str, Any]) -> dict[str, Any]:
+    isvc["spec"]["predictor"]["nodeSelector"]["nvidia.com/gpu.product"] = "NVIDIA-A100-SXM4-80GB"
     return isvc
 
 
@@ -257,7 +267,7 @@ def test_a_silent_watch_still_converges_through_the_resync(
     assert proxy.silenced_bytes > dropped  # events were written to the watch, and swallowed
     proxy.heal()
     # After the fault the watch works again: a change is picked up and converges.
-    cluster.apply_model(model(namespace, 4096, pause="2s", maxReplicas=3))
+    cluster.apply_model(model(namespace, 4096, pause="2s", hostnames=("chat.example.com",)))
     wait_for("converged after the fault", lambda: converged(cluster, namespace), 60)
     timeline.wait_quiet()
     assert timeline.violations(PLAN) == [], timeline.describe()
