@@ -16,6 +16,8 @@ import pytest
 from kubernetes import client
 
 from nlpmodel_operator.api import constants as c
+from nlpmodel_operator.api.spec import NLPModelSpec
+from nlpmodel_operator.core.revision import revision_hash
 from nlpmodel_operator.devtools import standins
 from nlpmodel_operator.devtools.childproc import pid_alive
 from nlpmodel_operator.devtools.localplane import LocalPlane
@@ -23,7 +25,15 @@ from nlpmodel_operator.devtools.operatorproc import OperatorProcess
 from nlpmodel_operator.devtools.rbac import grant_operator_role
 from nlpmodel_operator.devtools.stack import apply_model
 
-__all__ = ["Cluster", "OperatorProcess", "grant_operator_role", "run_operator", "wait_for"]
+__all__ = [
+    "Cluster",
+    "OperatorProcess",
+    "grant_operator_role",
+    "revision",
+    "run_operator",
+    "status",
+    "wait_for",
+]
 
 
 T = TypeVar("T")
@@ -60,6 +70,17 @@ def run_operator(
     # namespace being terminated, are not permission problems).
     problems = [line for line in log.splitlines() if re.search(r"forbidden: User|Traceback", line)]
     assert problems == [], "\n".join(problems[:20])
+
+
+def revision(body: dict[str, Any]) -> str:
+    """The revision hash of an NLPModel manifest (what the operator names its children by)."""
+    return revision_hash(NLPModelSpec.model_validate(body["spec"]))
+
+
+def status(cluster: Cluster, namespace: str, name: str = "chat") -> dict[str, Any]:
+    """The model's status as the API server holds it ({} before the first write)."""
+    found: dict[str, Any] = cluster.model(namespace, name).get("status") or {}
+    return found
 
 
 class Cluster:

@@ -10,12 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Cluster, OperatorProcess, run_operator, wait_for
+from harness import Cluster, OperatorProcess, revision, run_operator, status, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from nlpmodel_operator.api import constants as c
-from nlpmodel_operator.api.spec import NLPModelSpec
-from nlpmodel_operator.core.revision import revision_hash
 from nlpmodel_operator.devtools.childproc import free_ports
 from nlpmodel_operator.devtools.localplane import LocalPlane, pid_alive
 from nlpmodel_operator.devtools.prometheus import PrometheusProcess
@@ -75,10 +73,6 @@ def model(namespace: str, max_model_len: int = 8192, **analysis: Any) -> dict[st
     }
 
 
-def revision(body: dict[str, Any]) -> str:
-    return revision_hash(NLPModelSpec.model_validate(body["spec"]))
-
-
 @pytest.fixture
 def world(
     cluster: Cluster,
@@ -96,11 +90,6 @@ def world(
         yield servers
     admin.close()
     assert not [pid for pid in servers.pids if pid_alive(pid)]
-
-
-def status(cluster: Cluster, namespace: str) -> dict[str, Any]:
-    st: dict[str, Any] = cluster.model(namespace, "chat").get("status") or {}
-    return st
 
 
 def start_stable(cluster: Cluster, namespace: str) -> dict[str, Any]:

@@ -12,14 +12,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from harness import Cluster, OperatorProcess, wait_for
+from harness import Cluster, OperatorProcess, revision, status, wait_for
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from timeline import Timeline, route_weights
 
 from nlpmodel_operator.api import constants as c
-from nlpmodel_operator.api.spec import NLPModelSpec
-from nlpmodel_operator.core.revision import revision_hash
 from nlpmodel_operator.devtools.faultproxy import FaultProxy
 from nlpmodel_operator.devtools.localplane import LocalPlane, pid_alive
 from nlpmodel_operator.devtools.standins import StandInControllers
@@ -77,15 +75,6 @@ def model(
             "rollout": {"steps": [{"weight": w, "pause": pause} for w in PLAN], "progressDeadline": "90s"},
         },
     }
-
-
-def revision(body: dict[str, Any]) -> str:
-    return revision_hash(NLPModelSpec.model_validate(body["spec"]))
-
-
-def status(cluster: Cluster, namespace: str) -> dict[str, Any]:
-    st: dict[str, Any] = cluster.model(namespace, "chat").get("status") or {}
-    return st
 
 
 def serve(cluster: Cluster, namespace: str, body: dict[str, Any]) -> None:

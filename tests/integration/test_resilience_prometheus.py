@@ -12,12 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Cluster, OperatorProcess, run_operator, wait_for
+from harness import Cluster, OperatorProcess, revision, run_operator, status, wait_for
 from timeline import Timeline
 
 from nlpmodel_operator.api import constants as c
-from nlpmodel_operator.api.spec import NLPModelSpec
-from nlpmodel_operator.core.revision import revision_hash
 from nlpmodel_operator.devtools.localplane import LocalPlane
 from nlpmodel_operator.devtools.prometheus import PrometheusProcess
 from nlpmodel_operator.devtools.revision_servers import HEALTHY, RevisionServers
@@ -69,15 +67,6 @@ def model(namespace: str, max_model_len: int, weights: list[int], deadline: str)
             },
         },
     }
-
-
-def revision(body: dict[str, Any]) -> str:
-    return revision_hash(NLPModelSpec.model_validate(body["spec"]))
-
-
-def status(cluster: Cluster, namespace: str) -> dict[str, Any]:
-    st: dict[str, Any] = cluster.model(namespace, "chat").get("status") or {}
-    return st
 
 
 @pytest.fixture

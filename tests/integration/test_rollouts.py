@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Cluster, OperatorProcess, wait_for
+from harness import Cluster, OperatorProcess, revision, wait_for
 from kubernetes.client.exceptions import ApiException
 
 from nlpmodel_operator.api import constants as c
-from nlpmodel_operator.api.spec import NLPModelSpec
-from nlpmodel_operator.core.revision import revision_hash
 from nlpmodel_operator.devtools.localplane import LocalPlane
 from nlpmodel_operator.devtools.standins import StandInControllers
 
@@ -59,10 +57,6 @@ def model(namespace: str, setup: Setup, max_model_len: int = 8192, **rollout: An
             },
         },
     }
-
-
-def revision(body: dict[str, Any]) -> str:
-    return revision_hash(NLPModelSpec.model_validate(body["spec"]))
 
 
 @pytest.fixture

@@ -13,13 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Cluster, OperatorProcess, run_operator, wait_for
+from harness import Cluster, OperatorProcess, revision, run_operator, status, wait_for
 from kubernetes import client
 from kubernetes.dynamic import DynamicClient
 
 from nlpmodel_operator.api import constants as c
-from nlpmodel_operator.api.spec import NLPModelSpec
-from nlpmodel_operator.core.revision import revision_hash
 from nlpmodel_operator.devtools.k8stools import ensure_tools
 from nlpmodel_operator.devtools.localplane import LocalPlane
 from nlpmodel_operator.devtools.prometheus import PrometheusProcess
@@ -63,15 +61,6 @@ def model(namespace: str, max_model_len: int = 8192, **scaling: Any) -> dict[str
             },
         },
     }
-
-
-def revision(body: dict[str, Any]) -> str:
-    return revision_hash(NLPModelSpec.model_validate(body["spec"]))
-
-
-def status(cluster: Cluster, namespace: str) -> dict[str, Any]:
-    st: dict[str, Any] = cluster.model(namespace, "chat").get("status") or {}
-    return st
 
 
 def get_json(cluster: Cluster, path: str) -> dict[str, Any]:
