@@ -147,10 +147,14 @@ def test_a_slow_canary_is_rolled_back_with_the_values(
     verdicts = [c["verdict"] for c in st["analysis"]["lastChecks"]]
     assert [v for v in verdicts if v in {"pass", "fail"}] == ["fail", "fail"]
     assert verdicts[-2:] == ["fail", "fail"]
-    # The operator's own metrics count what happened.
-    seen = operator_metrics()
+    # The operator's own metrics count what happened. A scrape races the operator's write of status
+    # (the operator counts right after the API server answered), so the scrape is retried until the
+    # rollback shows; then every figure must agree with it.
     who = (("model", "chat"), ("namespace", namespace))
-    assert seen[("nlpmodel_rollouts_total", (*who, ("outcome", "RolledBack")))] == 1
+    rolled_back_total = ("nlpmodel_rollouts_total", (*who, ("outcome", "RolledBack")))
+    wait_for("rollback counted", lambda: operator_metrics().get(rolled_back_total, 0) >= 1, 10)
+    seen = operator_metrics()
+    assert seen[rolled_back_total] == 1
     assert seen[("nlpmodel_rollbacks_total", (*who, ("reason", "AnalysisFailed")))] == 1
     assert seen[("nlpmodel_analysis_checks_total", (*who, ("verdict", "fail")))] >= 2
     assert seen[("nlpmodel_phase", (*who, ("phase", "RolledBack")))] == 1

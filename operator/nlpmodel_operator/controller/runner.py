@@ -173,12 +173,15 @@ class Reconciler:
             journal = status_patch(written, decision.status)
             if journal is not None:
                 self.kube.patch_status(namespace, name, journal)
+                # Counted when written: what status shows, /metrics shows (a rollback the journal
+                # records is counted even if the actions after it fail or the operator dies).
+                self.metrics.observe(namespace, name, written, decision.status)
                 written = copy.deepcopy(decision.status)
         self._execute(decision, body, logger)
         patch = status_patch(written, decision.status)
         if patch is not None:
             self.kube.patch_status(namespace, name, patch)
-        self.metrics.observe(namespace, name, observation.status, decision.status)
+        self.metrics.observe(namespace, name, written, decision.status)
         for event in decision.events:
             try:
                 self.kube.post_event(body, event.type, event.reason, event.message, self.now())
