@@ -8,7 +8,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class OperatorConfig:
-    resync_seconds: float = 15.0  # how often readiness is read back from the children
+    # How often models are re-read for what time moves on (pauses, analysis intervals, deadlines);
+    # models at rest only every `settled_resync_seconds` (children's changes come as events).
+    resync_seconds: float = 15.0
+    settled_resync_seconds: float = 300.0
     field_manager: str = "nlpmodel-operator"
     prometheus_url: str | None = None
     prometheus_timeout_seconds: float = 5.0  # per query attempt (2 retries: a query ends within 3×)
@@ -22,6 +25,9 @@ class OperatorConfig:
     def from_env(cls) -> OperatorConfig:
         return cls(
             resync_seconds=float(os.environ.get("NLPMODEL_RESYNC_SECONDS", cls.resync_seconds)),
+            settled_resync_seconds=float(
+                os.environ.get("NLPMODEL_SETTLED_RESYNC_SECONDS", cls.settled_resync_seconds)
+            ),
             prometheus_url=os.environ.get("NLPMODEL_PROMETHEUS_URL") or None,
             prometheus_timeout_seconds=float(
                 os.environ.get("NLPMODEL_PROMETHEUS_TIMEOUT_SECONDS", cls.prometheus_timeout_seconds)

@@ -13,7 +13,7 @@ import kopf
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.controller.analysis import Analyzer
 from nlpmodel_operator.controller.config import OperatorConfig
-from nlpmodel_operator.controller.kube import Kube, load_client
+from nlpmodel_operator.controller.kube import WATCHED_CHILDREN, Kube, load_client
 from nlpmodel_operator.controller.metrics import OperatorMetrics
 from nlpmodel_operator.controller.peering import (
     LIFETIME_ENV,
@@ -26,6 +26,7 @@ from nlpmodel_operator.core.reconcile import Monitoring
 from nlpmodel_operator.providers.factory import provider_for
 
 CONFIG = OperatorConfig.from_env()
+RECONCILE_LOG = logging.getLogger("nlpmodel.reconcile")
 
 
 @kopf.on.startup()
@@ -81,7 +82,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.L
     memo.reconciler = reconciler
     memo.resync = asyncio.create_task(
         reconciler.resync_forever(
-            CONFIG.namespaces, CONFIG.resync_seconds, logging.getLogger("nlpmodel.resync")
+            CONFIG.namespaces,
+            CONFIG.resync_seconds,
+            logging.getLogger("nlpmodel.resync"),
+            settled_every_s=CONFIG.settled_resync_seconds,
         )
     )
 
@@ -92,6 +96,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    reconciler: Reconciler = memo.reconciler
+    await reconciler.close()
     if memo.provider is not None:
         await memo.provider.close()
     if memo.http is not None:
@@ -107,11 +113,27 @@ async def on_model_event(
     Watching handlers keep no state on the object (no finalizer, no annotations), and every call
     converges on the same desired state whatever the event was.
     """
+    reconciler: Reconciler = memo.reconciler
     if event["type"] == "DELETED":
         metrics: OperatorMetrics = memo.metrics
         metrics.forget(body["metadata"]["namespace"], body["metadata"]["name"])
+        reconciler.forget(body["metadata"]["namespace"], body["metadata"]["name"])
         return
     if body.get("metadata", {}).get("deletionTimestamp"):
         return
-    reconciler: Reconciler = memo.reconciler
     await reconciler.reconcile(body, logger)
+
+
+async def on_child_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A child whose state the model reports changed (or went): reconcile its model soon, instead of
+    at the next resync. KServe's own Deployments carry the model label too; their model is the same."""
+    model = (body.get("metadata", {}).get("labels") or {}).get(c.LABEL_MODEL)
+    namespace = body.get("metadata", {}).get("namespace")
+    if model and namespace:
+        reconciler: Reconciler = memo.reconciler
+        reconciler.request(namespace, model, RECONCILE_LOG)
+
+
+# Only objects with the model label reach the handler (kopf filters them; no state is kept on them).
+for _group, _version, _plural in WATCHED_CHILDREN:
+    kopf.on.event(_group, _version, _plural, labels={c.LABEL_MODEL: kopf.PRESENT})(on_child_event)

@@ -29,6 +29,14 @@ CHILD_KINDS: tuple[tuple[str, str], ...] = (
     (monitoring.API_VERSION, monitoring.KIND),
     (autoscaling.KEDA_API_VERSION, autoscaling.KEDA_KIND),
 )
+# Children whose state the model reports (readiness, traffic): their changes reconcile the owner at
+# once (see handlers); the other kinds only carry what the operator wrote, repaired at the resync.
+# (group, version, plural) as kopf names them.
+WATCHED_CHILDREN: tuple[tuple[str, str, str], ...] = (
+    ("serving.kserve.io", "v1beta1", "inferenceservices"),
+    ("apps", "v1", "deployments"),
+    ("gateway.networking.k8s.io", "v1", "httproutes"),
+)
 # HorizontalPodAutoscalers are listed (and created) in one version only, the newest the server offers:
 # a server offering two shows every HPA in both.
 HPA_VERSIONS: tuple[str, ...] = ("autoscaling/v2", "autoscaling/v2beta2")
@@ -128,7 +136,13 @@ class Kube:
             if not self.serves(api_version, kind):
                 continue
             resource = self._resource(api_version, kind)
-            listed = resource.get(namespace=namespace, label_selector=f"{c.LABEL_MODEL}={model}")
+            # resourceVersion "0": served from the API server's watch cache rather than a quorum
+            # read of every object of the kind in the namespace from etcd (O(models) per list). It may
+            # lag our own last write by the cache's delay; every decision is idempotent and waits for
+            # what it has not seen yet, and the event of that write reconciles the model again.
+            listed = resource.get(
+                namespace=namespace, label_selector=f"{c.LABEL_MODEL}={model}", resource_version="0"
+            )
             for item in listed.to_dict().get("items", []):
                 owners = item.get("metadata", {}).get("ownerReferences") or []
                 if any(o.get("uid") == owner_uid for o in owners):

@@ -23,6 +23,7 @@ from nlpmodel_operator.core.conditions import set_condition
 from nlpmodel_operator.core.observe import other_children, revision_states
 from nlpmodel_operator.core.reconcile import Decision, Monitoring, Observation, check_request_for, decide
 from nlpmodel_operator.core.records import Action, Apply, ClearCommand, Delete, Event, HandOver, Patch
+from nlpmodel_operator.core.resync import settled
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -77,11 +78,60 @@ class Reconciler:
         self.now = now
         # One reconcile at a time per model: the watch handler and the resync timer may overlap.
         self._locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+        # When each model's last reconcile started (monotonic): a request made before it is answered.
+        self._started: dict[tuple[str, str], float] = {}
+        # Models with a reconcile queued by `request`, and when the latest of its requests came.
+        self._requested: dict[tuple[str, str], float] = {}
+        self._pending: set[asyncio.Task[None]] = set()
 
-    async def reconcile(self, body: Mapping[str, Any], logger: Logger) -> None:
+    def request(self, namespace: str, name: str, logger: Logger, delay_s: float = 0.2) -> None:
+        """Reconcile a model soon because something it reads changed (a child's state).
+
+        Requests coalesce: one apply round makes several child events, and while one reconcile is
+        queued the next requests only move its time forward. It is dropped if a reconcile started
+        after the latest request: that one observed the change already."""
+        key = (namespace, name)
+        queued = key in self._requested
+        self._requested[key] = time.monotonic()
+        if queued:
+            return
+        task = asyncio.create_task(self._answer(key, delay_s, logger))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _answer(self, key: tuple[str, str], delay_s: float, logger: Logger) -> None:
+        try:
+            await asyncio.sleep(delay_s)
+        finally:
+            asked_at = self._requested.pop(key)
+        try:
+            await self.reconcile({"metadata": {"namespace": key[0], "name": key[1]}}, logger, asked_at)
+        except Exception:
+            logger.exception("reconcile of %s/%s on a child's change failed", *key)
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop what is kept per model once it is deleted."""
+        key = (namespace, name)
+        self._started.pop(key, None)
+        lock = self._locks.get(key)
+        if lock is not None and not lock.locked():
+            del self._locks[key]
+
+    async def close(self) -> None:
+        """Cancel the queued requests (on shutdown)."""
+        for task in list(self._pending):
+            task.cancel()
+        await asyncio.gather(*self._pending, return_exceptions=True)
+
+    async def reconcile(self, body: Mapping[str, Any], logger: Logger, asked_at: float | None = None) -> None:
+        """Converge one model. `body` may be stale (a watch event, a listing) or only name it."""
         meta = body["metadata"]
-        async with self._locks[(meta["namespace"], meta["name"])]:
+        key = (meta["namespace"], meta["name"])
+        async with self._locks[key]:
+            if asked_at is not None and self._started.get(key, -1.0) > asked_at:
+                return  # a reconcile that started after the request has seen what it was for
             started = time.monotonic()
+            self._started[key] = started
             try:
                 observed = await asyncio.to_thread(self._observe, body)
                 if observed is None:
@@ -96,22 +146,36 @@ class Reconciler:
             except ApiException as exc:
                 if exc.status == 404 or "NamespaceTerminating" in (exc.body or ""):
                     return  # the model (or its namespace) is going away: nothing left to do
-                # Transient API trouble (restart, throttling, conflict): the next resync retries.
+                # Transient API trouble (restart, throttling, conflict): the next resync retries,
+                # even a model at rest (forgetting when it was reconciled makes the resync visit it).
+                self._started.pop(key, None)
                 self.metrics.reconcile_errors.labels(f"api-{exc.status}").inc()
                 logger.warning(
                     "reconcile of %s/%s deferred: %s", meta["namespace"], meta["name"], _api_error(exc)
                 )
             except HTTPError as exc:
                 # The API server unreachable (restarting, a connection cut): the next resync retries.
+                self._started.pop(key, None)
                 self.metrics.reconcile_errors.labels("api-unreachable").inc()
                 logger.warning("reconcile of %s/%s deferred: %s", meta["namespace"], meta["name"], exc)
+            except Exception:
+                self._started.pop(key, None)  # not converged: the resync visits it, at rest or not
+                raise
             finally:
                 self.metrics.reconcile_seconds.observe(time.monotonic() - started)
 
-    async def resync_forever(self, namespaces: tuple[str, ...], every_s: float, logger: Logger) -> None:
-        """Re-reconcile every model periodically: children change (an InferenceService turns Ready)
-        without the model changing. A loop of our own rather than kopf timers, which would put a
+    async def resync_forever(
+        self,
+        namespaces: tuple[str, ...],
+        every_s: float,
+        logger: Logger,
+        settled_every_s: float | None = None,
+    ) -> None:
+        """Re-reconcile the models periodically: what time alone moves on (pauses, analysis intervals,
+        deadlines), and a safety net for a missed event. Models at rest (`core.resync.settled`) only
+        every `settled_every_s`. A loop of our own rather than kopf timers, which would put a
         finalizer on every user object and block its deletion while the operator is down."""
+        settled_every_s = every_s if settled_every_s is None else max(every_s, settled_every_s)
         while True:
             await asyncio.sleep(every_s)
             if self.leading is not None and not await asyncio.to_thread(self.leading):
@@ -125,7 +189,11 @@ class Reconciler:
                 logger.exception("listing models for resync failed; retrying")
                 continue
             for body in models:
-                if body["metadata"].get("deletionTimestamp"):
+                meta = body["metadata"]
+                if meta.get("deletionTimestamp"):
+                    continue
+                last = self._started.get((meta.get("namespace", ""), meta["name"]))
+                if settled(body) and last is not None and time.monotonic() - last < settled_every_s:
                     continue
                 try:
                     await self.reconcile(body, logger)
@@ -138,8 +206,10 @@ class Reconciler:
         # The body a watch event or the resync listing carried may be older than our last status
         # write; deciding on it could write an inconsistent mix. Read the model afresh.
         body = self.kube.get_model(stale["metadata"]["namespace"], stale["metadata"]["name"])
-        if body is None or body["metadata"]["uid"] != stale["metadata"]["uid"]:
+        if body is None or stale["metadata"].get("uid") not in (None, body["metadata"]["uid"]):
             return None
+        if body["metadata"].get("deletionTimestamp"):
+            return None  # being deleted: its children go with it (garbage collection)
         meta = body["metadata"]
         name, namespace = meta["name"], meta["namespace"]
         children = self.kube.children(namespace, name, meta["uid"])

@@ -40,6 +40,8 @@ class OperatorProcess:
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "NLPMODEL_RESYNC_SECONDS": str(self.resync_seconds),
+            # Models at rest are re-read less often; short here, so that tests see that path too.
+            "NLPMODEL_SETTLED_RESYNC_SECONDS": str(10 * self.resync_seconds),
             "PYTHONUNBUFFERED": "1",
             "NLPMODEL_METRICS_PORT": "0",  # several operators may run on this machine over a session
             **self.extra_env,

@@ -1,0 +1,99 @@
+"""Children's changes reach their model as events, not at the next resync.
+
+The operator of this module resyncs once an hour: whatever it does within the test, it does because an
+event told it to. (The other modules resync every second and would hide a missing watch.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from harness import Cluster, OperatorProcess, run_operator, status, wait_for
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from nlpmodel_operator.devtools.localplane import LocalPlane
+from nlpmodel_operator.devtools.standins import StandInControllers
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
+AN_HOUR = "3600"
+
+
+def example(name: str, namespace: str) -> dict[str, Any]:
+    body: dict[str, Any] = yaml.safe_load((EXAMPLES / name).read_text())
+    body["metadata"]["namespace"] = namespace
+    return body
+
+
+@pytest.fixture(scope="module")
+def operator(
+    localplane: LocalPlane, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    yield from run_operator(
+        localplane,
+        tmp_path_factory,
+        {"NLPMODEL_RESYNC_SECONDS": AN_HOUR, "NLPMODEL_SETTLED_RESYNC_SECONDS": AN_HOUR},
+    )
+
+
+def ready(cluster: Cluster, namespace: str, name: str) -> str | None:
+    cond = cluster.condition(namespace, name, "Ready")
+    return None if cond is None else str(cond["status"])
+
+
+def test_ready_follows_the_inference_service_without_a_resync(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    cluster.apply_model(example("llama-8b-awq-kserve.yaml", namespace))
+    isvc = wait_for("the InferenceService", lambda: cluster.inference_services(namespace))[0]["metadata"][
+        "name"
+    ]
+    wait_for("Ready=False", lambda: ready(cluster, namespace, "support-assistant") == "False", 30)
+    cluster.set_inference_service_ready(namespace, isvc, True)
+    wait_for("Ready=True", lambda: ready(cluster, namespace, "support-assistant") == "True", 30)
+    assert status(cluster, namespace, "support-assistant")["phase"] == "Ready"
+    cluster.set_inference_service_ready(namespace, isvc, False)
+    wait_for("Ready=False", lambda: ready(cluster, namespace, "support-assistant") == "False", 30)
+
+
+def test_ready_follows_the_deployment_of_a_raw_model_without_a_resync(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    # The pods turn Ready (the stand-in kubelet); the Deployment controller updates the Deployment's
+    # status; that event, not a resync, brings the model to Ready.
+    with StandInControllers(cluster.api.api_client, namespace):
+        cluster.apply_model(example("bge-embeddings-raw.yaml", namespace))
+        wait_for("Ready=True", lambda: ready(cluster, namespace, "bge-embed") == "True", 60)
+    assert status(cluster, namespace, "bge-embed")["phase"] == "Ready"
+
+
+def test_a_deleted_route_is_put_back_without_a_resync(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    routes = client.CustomObjectsApi(cluster.api.api_client)
+    group, version, plural = "gateway.networking.k8s.io", "v1", "httproutes"
+
+    def route() -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = routes.get_namespaced_custom_object(
+                group, version, namespace, plural, "support-assistant"
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found
+
+    cluster.apply_model(example("llama-8b-awq-kserve.yaml", namespace))
+    before = wait_for("the HTTPRoute", route, 30)
+    routes.delete_namespaced_custom_object(group, version, namespace, plural, "support-assistant")
+    after = wait_for(
+        "the HTTPRoute back",
+        lambda: (r := route()) is not None and r["metadata"]["uid"] != before["metadata"]["uid"] and r,
+        30,
+    )
+    assert after["spec"]["rules"] == before["spec"]["rules"]
