@@ -33,13 +33,15 @@ from typing import Any, Final
 from kubernetes import client
 
 from nlpmodel_operator.api import constants as c
+from nlpmodel_operator.controller.config import OperatorConfig
 from nlpmodel_operator.devtools.localplane import OPERATOR_USER, LocalPlane
 from nlpmodel_operator.devtools.operatorproc import OperatorProcess
 from nlpmodel_operator.devtools.rbac import grant_operator_role
 from nlpmodel_operator.devtools.standins import set_inference_service_ready
 
 NAMESPACE: Final = "scale"
-RESYNC_S: Final = 15.0  # the operator's default (NLPMODEL_RESYNC_SECONDS)
+RESYNC_S: Final = OperatorConfig.resync_seconds  # the operator's defaults
+SETTLED_RESYNC_S: Final = OperatorConfig.settled_resync_seconds
 TARGET_READY_S: Final = 30.0
 TARGET_RSS_PER_MODEL_KIB: Final = 100.0
 # Every request of the operator's user, without bodies: who asked what, when.
@@ -117,7 +119,10 @@ def run_one(n: int, rest_s: float, workdir: Path) -> dict[str, Any]:
         grant_operator_role(admin)
         client.CoreV1Api(admin).create_namespace({"metadata": {"name": NAMESPACE}})
         operator = OperatorProcess(
-            plane.operator_kubeconfig, workdir / f"operator-{n}.log", resync_seconds=RESYNC_S
+            plane.operator_kubeconfig,
+            workdir / f"operator-{n}.log",
+            resync_seconds=RESYNC_S,
+            env={"NLPMODEL_SETTLED_RESYNC_SECONDS": str(SETTLED_RESYNC_S)},
         )
         operator.start()
         assert operator.proc is not None

@@ -11,7 +11,7 @@ class OperatorConfig:
     # How often models are re-read for what time moves on (pauses, analysis intervals, deadlines);
     # models at rest only every `settled_resync_seconds` (children's changes come as events).
     resync_seconds: float = 15.0
-    settled_resync_seconds: float = 300.0
+    settled_resync_seconds: float = 600.0
     field_manager: str = "nlpmodel-operator"
     prometheus_url: str | None = None
     prometheus_timeout_seconds: float = 5.0  # per query attempt (2 retries: a query ends within 3×)

@@ -29,12 +29,13 @@ CHILD_KINDS: tuple[tuple[str, str], ...] = (
     (monitoring.API_VERSION, monitoring.KIND),
     (autoscaling.KEDA_API_VERSION, autoscaling.KEDA_KIND),
 )
-# Children whose state the model reports (readiness, traffic): their changes reconcile the owner at
-# once (see handlers); the other kinds only carry what the operator wrote, repaired at the resync.
-# (group, version, plural) as kopf names them.
+# Children that serve or carry traffic, or whose state the model reports: their changes (and their
+# deletion) reconcile the owner at once (see handlers). The autoscalers and the PodMonitor only carry
+# what the operator wrote; drift there is repaired at the resync. (group, version, plural) for kopf.
 WATCHED_CHILDREN: tuple[tuple[str, str, str], ...] = (
     ("serving.kserve.io", "v1beta1", "inferenceservices"),
     ("apps", "v1", "deployments"),
+    ("", "v1", "services"),
     ("gateway.networking.k8s.io", "v1", "httproutes"),
 )
 # HorizontalPodAutoscalers are listed (and created) in one version only, the newest the server offers:

@@ -135,6 +135,7 @@ class Reconciler:
             try:
                 observed = await asyncio.to_thread(self._observe, body)
                 if observed is None:
+                    self._started.pop(key, None)
                     return  # deleted (or replaced by a new object of the same name) since
                 observation, fresh = observed
                 request = check_request_for(observation)
