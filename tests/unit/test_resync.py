@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from nlpmodel_operator.api.constants import ANNOTATION_COMMAND
-from nlpmodel_operator.core.resync import settled
+from nlpmodel_operator.core.resync import fingerprint, settled
 
 AT_REST: dict[str, Any] = {
     "metadata": {"name": "chat", "namespace": "ml", "generation": 3},
@@ -58,3 +58,55 @@ def changed(path: str, value: Any) -> dict[str, Any]:
 )
 def test_only_models_at_rest_are_settled(body: dict[str, Any], at_rest: bool, why: str) -> None:
     assert settled(body) is at_rest, why
+
+
+ROUTE: dict[str, Any] = {
+    "apiVersion": "gateway.networking.k8s.io/v1",
+    "kind": "HTTPRoute",
+    "metadata": {
+        "name": "chat",
+        "namespace": "ml",
+        "resourceVersion": "260",
+        "managedFields": [
+            {
+                "manager": "nlpmodel-operator",
+                "operation": "Apply",
+                "time": "2026-11-26T10:50:19Z",
+                "fieldsV1": {"f:spec": {"f:rules": {}}},
+            }
+        ],
+    },
+    "spec": {"rules": [{"backendRefs": [{"name": "chat-aaaa1111-predictor", "port": 80, "weight": 100}]}]},
+}
+
+
+def edited(path: str, value: Any) -> dict[str, Any]:
+    body = copy.deepcopy(ROUTE)
+    node: Any = body
+    *parents, last = path.split(".")
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    node[last] = value
+    return body
+
+
+@pytest.mark.parametrize(
+    ("other", "tells_something", "why"),
+    [
+        (edited("metadata.resourceVersion", "263"), False, "rewritten by an apply that changed nothing"),
+        (edited("metadata.managedFields.0.time", "2026-11-26T10:50:33Z"), False, "only the apply's time"),
+        (
+            edited("spec.rules.0.backendRefs.0.weight", 90),
+            True,
+            "a weight changed",
+        ),
+        (edited("metadata.managedFields.0.fieldsV1", {}), True, "ownership changed (replica hand-over)"),
+        (edited("metadata.labels", {"a": "b"}), True, "a label changed"),
+        (edited("status", {"parents": []}), True, "status written"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_a_childs_fingerprint_changes_with_what_the_operator_reads(
+    other: dict[str, Any], tells_something: bool, why: str
+) -> None:
+    assert (fingerprint(other) != fingerprint(ROUTE)) is tells_something, why

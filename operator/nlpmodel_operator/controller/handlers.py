@@ -23,6 +23,7 @@ from nlpmodel_operator.controller.peering import (
 )
 from nlpmodel_operator.controller.runner import Reconciler
 from nlpmodel_operator.core.reconcile import Monitoring
+from nlpmodel_operator.core.resync import fingerprint
 from nlpmodel_operator.providers.factory import provider_for
 
 CONFIG = OperatorConfig.from_env()
@@ -124,13 +125,17 @@ async def on_model_event(
     await reconciler.reconcile(body, logger)
 
 
-async def on_child_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def on_child_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A child whose state the model reports changed (or went): reconcile its model soon, instead of
     at the next resync. KServe's own Deployments carry the model label too; their model is the same."""
-    model = (body.get("metadata", {}).get("labels") or {}).get(c.LABEL_MODEL)
-    namespace = body.get("metadata", {}).get("namespace")
-    if model and namespace:
-        reconciler: Reconciler = memo.reconciler
+    meta = body.get("metadata", {})
+    model = (meta.get("labels") or {}).get(c.LABEL_MODEL)
+    namespace = meta.get("namespace")
+    if not model or not namespace:
+        return
+    reconciler: Reconciler = memo.reconciler
+    digest = None if event["type"] == "DELETED" else fingerprint(body)
+    if reconciler.child_changed(namespace, body.get("kind", ""), meta.get("name", ""), digest):
         reconciler.request(namespace, model, RECONCILE_LOG)
 
 

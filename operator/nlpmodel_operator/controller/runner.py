@@ -83,6 +83,20 @@ class Reconciler:
         # Models with a reconcile queued by `request`, and when the latest of its requests came.
         self._requested: dict[tuple[str, str], float] = {}
         self._pending: set[asyncio.Task[None]] = set()
+        # The last fingerprint (core.resync.fingerprint) of each watched child, to tell a change from
+        # the echo of an apply that changed nothing. (namespace, kind, name) → digest.
+        self._children_seen: dict[tuple[str, str, str], str] = {}
+
+    def child_changed(self, namespace: str, kind: str, name: str, digest: str | None) -> bool:
+        """Record a child's watch event; whether it tells something new (None: it was deleted)."""
+        key = (namespace, kind, name)
+        if digest is None:
+            self._children_seen.pop(key, None)
+            return True
+        if self._children_seen.get(key) == digest:
+            return False
+        self._children_seen[key] = digest
+        return True
 
     def request(self, namespace: str, name: str, logger: Logger, delay_s: float = 0.2) -> None:
         """Reconcile a model soon because something it reads changed (a child's state).

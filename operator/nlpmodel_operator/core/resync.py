@@ -9,12 +9,14 @@ A model at rest has nothing that time moves on, so it is only re-read at the slo
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from nlpmodel_operator.api.constants import ANNOTATION_COMMAND, ConditionType, Phase
 
-__all__ = ["settled"]
+__all__ = ["fingerprint", "settled"]
 
 # Phases in which a model with no rollout in flight waits for nothing but its user.
 _AT_REST = frozenset({Phase.READY, Phase.ROLLED_BACK})
@@ -36,3 +38,20 @@ def settled(body: Mapping[str, Any]) -> bool:
         None,
     )
     return ready is not None and ready.get("status") == "True"
+
+
+def fingerprint(obj: Mapping[str, Any]) -> str:
+    """What a child's watch event may tell the operator, as a digest: everything but the
+    resourceVersion and the times in managedFields (who owns which field stays in).
+
+    An apply that changes nothing still rewrites the object on some servers (Kubernetes 1.20 bumps
+    the applier's managedFields time on every apply of a CRD with defaulted fields, e.g. an
+    HTTPRoute): its event, answered with another apply, would reconcile the model forever."""
+    meta = dict(obj.get("metadata") or {})
+    meta.pop("resourceVersion", None)
+    meta["managedFields"] = [
+        {k: v for k, v in entry.items() if k != "time"} for entry in meta.get("managedFields") or []
+    ]
+    essence = {**obj, "metadata": meta}
+    text = json.dumps(essence, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
