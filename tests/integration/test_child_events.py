@@ -6,6 +6,8 @@ event told it to. (The other modules resync every second and would hide a missin
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from harness import Cluster, OperatorProcess, run_operator, status, wait_for
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.devtools.localplane import LocalPlane
 from nlpmodel_operator.devtools.standins import StandInControllers
 
@@ -36,7 +39,10 @@ def operator(
     yield from run_operator(
         localplane,
         tmp_path_factory,
-        {"NLPMODEL_RESYNC_SECONDS": AN_HOUR, "NLPMODEL_SETTLED_RESYNC_SECONDS": AN_HOUR},
+        {
+            "NLPMODEL_RESYNC_SECONDS": AN_HOUR,
+            "NLPMODEL_SETTLED_RESYNC_SECONDS": AN_HOUR,
+        },
     )
 
 
@@ -97,3 +103,47 @@ def test_a_deleted_route_is_put_back_without_a_resync(
         30,
     )
     assert after["spec"]["rules"] == before["spec"]["rules"]
+
+
+def reconciles(operator: OperatorProcess, namespace: str) -> int:
+    """How many reconciles of the namespace's models the operator has run: each begins with a fresh GET
+    of its model, which the operator's (verbose) log records."""
+    get = re.compile(rf'"GET /apis/{c.GROUP}/{c.VERSION}/namespaces/{namespace}/{c.PLURAL}/[^/ ?]+ HTTP')
+    return sum(1 for line in operator.log_path.read_text(errors="replace").splitlines() if get.search(line))
+
+
+def test_the_echo_of_an_apply_that_changed_nothing_reconciles_nothing(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    """On v1.20 an apply that changes nothing still rewrites an HTTPRoute (the applier's managedFields
+    time, at a new second). Were that echo answered with a reconcile, whose apply rewrites the route
+    again, a busy operator would reconcile its models in a loop."""
+    routes = client.CustomObjectsApi(cluster.api.api_client)
+
+    def route_version() -> str:
+        found = routes.get_namespaced_custom_object(
+            "gateway.networking.k8s.io", "v1", namespace, "httproutes", "support-assistant"
+        )
+        return str(found["metadata"]["resourceVersion"])
+
+    cluster.apply_model(example("llama-8b-awq-kserve.yaml", namespace))
+    isvc = wait_for("the InferenceService", lambda: cluster.inference_services(namespace))[0]["metadata"][
+        "name"
+    ]
+    cluster.set_inference_service_ready(namespace, isvc, True)
+    wait_for("Ready=True", lambda: ready(cluster, namespace, "support-assistant") == "True", 30)
+    time.sleep(2)  # past the reconciles answering the operator's own last writes, and a new second
+    before, route_before = reconciles(operator, namespace), route_version()
+    # Someone labels the InferenceService: one reconcile, which applies the route again.
+    cluster.api.patch_namespaced_custom_object(
+        "serving.kserve.io",
+        "v1beta1",
+        namespace,
+        "inferenceservices",
+        isvc,
+        {"metadata": {"labels": {"team": "a"}}},
+    )
+    wait_for("a reconcile", lambda: reconciles(operator, namespace) > before, 30)
+    time.sleep(2)  # an echo would be answered within the 0.2 s coalescing delay
+    assert route_version() != route_before, "the apply rewrote the route (what this test is about)"
+    assert reconciles(operator, namespace) == before + 1

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from nlpmodel_operator.api.constants import ANNOTATION_COMMAND
-from nlpmodel_operator.core.resync import fingerprint, settled
+from nlpmodel_operator.core.resync import fingerprint, model_fingerprint, settled
 
 AT_REST: dict[str, Any] = {
     "metadata": {"name": "chat", "namespace": "ml", "generation": 3},
@@ -110,3 +110,40 @@ def test_a_childs_fingerprint_changes_with_what_the_operator_reads(
     other: dict[str, Any], tells_something: bool, why: str
 ) -> None:
     assert (fingerprint(other) != fingerprint(ROUTE)) is tells_something, why
+
+
+MODEL: dict[str, Any] = {
+    **copy.deepcopy(AT_REST),
+    "apiVersion": "serving.nlpmodel.dev/v1alpha1",
+    "kind": "NLPModel",
+    "spec": {"model": {"uri": "hf://org/chat"}},
+}
+MODEL["metadata"].update(resourceVersion="41", managedFields=[{"manager": "kubectl", "time": "t1"}])
+
+
+def model_edited(path: str, value: Any) -> dict[str, Any]:
+    body = copy.deepcopy(MODEL)
+    *parents, last = path.split(".")
+    node = body
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return body
+
+
+@pytest.mark.parametrize(
+    ("other", "tells_something", "why"),
+    [
+        (model_edited("metadata.resourceVersion", "42"), False, "written again, same content"),
+        (model_edited("metadata.managedFields", []), False, "only who wrote it"),
+        (model_edited("spec.model", {"uri": "hf://org/chat-v2"}), True, "the user's spec"),
+        (model_edited("metadata.annotations", {ANNOTATION_COMMAND: "abort"}), True, "a command"),
+        (model_edited("status.phase", "Progressing"), True, "a status the last reconcile did not write"),
+        (model_edited("metadata.deletionTimestamp", "2026-11-26T10:00:00Z"), True, "being deleted"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_a_models_fingerprint_leaves_out_only_what_every_write_changes(
+    other: dict[str, Any], tells_something: bool, why: str
+) -> None:
+    assert (model_fingerprint(other) != model_fingerprint(MODEL)) is tells_something, why

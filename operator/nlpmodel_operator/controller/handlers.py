@@ -122,6 +122,8 @@ async def on_model_event(
         return
     if body.get("metadata", {}).get("deletionTimestamp"):
         return
+    if reconciler.seen(body):
+        return  # the echo of our own status write: nothing the operator has not decided on
     await reconciler.reconcile(body, logger)
 
 

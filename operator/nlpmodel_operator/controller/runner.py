@@ -23,7 +23,7 @@ from nlpmodel_operator.core.conditions import set_condition
 from nlpmodel_operator.core.observe import other_children, revision_states
 from nlpmodel_operator.core.reconcile import Decision, Monitoring, Observation, check_request_for, decide
 from nlpmodel_operator.core.records import Action, Apply, ClearCommand, Delete, Event, HandOver, Patch
-from nlpmodel_operator.core.resync import settled
+from nlpmodel_operator.core.resync import model_fingerprint, settled
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -86,6 +86,15 @@ class Reconciler:
         # The last fingerprint (core.resync.fingerprint) of each watched child, to tell a change from
         # the echo of an apply that changed nothing. (namespace, kind, name) → digest.
         self._children_seen: dict[tuple[str, str, str], str] = {}
+        # Each model as its last reconcile left it (what it read, with the status it wrote), as a
+        # core.resync.model_fingerprint: the watch event of that state needs no reconcile.
+        self._models_seen: dict[tuple[str, str], str] = {}
+
+    def seen(self, body: Mapping[str, Any]) -> bool:
+        """Whether a model's watch event carries exactly the state its last reconcile left."""
+        meta = body.get("metadata") or {}
+        known = self._models_seen.get((meta.get("namespace", ""), meta.get("name", "")))
+        return known is not None and known == model_fingerprint(body)
 
     def child_changed(self, namespace: str, kind: str, name: str, digest: str | None) -> bool:
         """Record a child's watch event; whether it tells something new (None: it was deleted)."""
@@ -127,6 +136,7 @@ class Reconciler:
         """Drop what is kept per model once it is deleted."""
         key = (namespace, name)
         self._started.pop(key, None)
+        self._models_seen.pop(key, None)
         lock = self._locks.get(key)
         if lock is not None and not lock.locked():
             del self._locks[key]
@@ -143,13 +153,14 @@ class Reconciler:
         key = (meta["namespace"], meta["name"])
         async with self._locks[key]:
             if asked_at is not None and self._started.get(key, -1.0) > asked_at:
-                return  # a reconcile that started after the request has seen what it was for
+                return  # a reconcile that started after the request (or listing) has seen what it was for
             started = time.monotonic()
             self._started[key] = started
             try:
                 observed = await asyncio.to_thread(self._observe, body)
                 if observed is None:
                     self._started.pop(key, None)
+                    self._models_seen.pop(key, None)
                     return  # deleted (or replaced by a new object of the same name) since
                 observation, fresh = observed
                 request = check_request_for(observation)
@@ -157,13 +168,15 @@ class Reconciler:
                     # Metrics are gathered here, in the event loop; judging them is the core's job.
                     check = await self.analyzer.gather(observation.namespace, observation.name, request)
                     observation = replace(observation, check=check)
-                await asyncio.to_thread(self._decide_and_execute, observation, fresh, logger)
+                status = await asyncio.to_thread(self._decide_and_execute, observation, fresh, logger)
+                self._models_seen[key] = model_fingerprint({**fresh, "status": status})
             except ApiException as exc:
                 if exc.status == 404 or "NamespaceTerminating" in (exc.body or ""):
                     return  # the model (or its namespace) is going away: nothing left to do
                 # Transient API trouble (restart, throttling, conflict): the next resync retries,
                 # even a model at rest (forgetting when it was reconciled makes the resync visit it).
                 self._started.pop(key, None)
+                self._models_seen.pop(key, None)
                 self.metrics.reconcile_errors.labels(f"api-{exc.status}").inc()
                 logger.warning(
                     "reconcile of %s/%s deferred: %s", meta["namespace"], meta["name"], _api_error(exc)
@@ -171,10 +184,12 @@ class Reconciler:
             except HTTPError as exc:
                 # The API server unreachable (restarting, a connection cut): the next resync retries.
                 self._started.pop(key, None)
+                self._models_seen.pop(key, None)
                 self.metrics.reconcile_errors.labels("api-unreachable").inc()
                 logger.warning("reconcile of %s/%s deferred: %s", meta["namespace"], meta["name"], exc)
             except Exception:
                 self._started.pop(key, None)  # not converged: the resync visits it, at rest or not
+                self._models_seen.pop(key, None)
                 raise
             finally:
                 self.metrics.reconcile_seconds.observe(time.monotonic() - started)
@@ -195,6 +210,7 @@ class Reconciler:
             await asyncio.sleep(every_s)
             if self.leading is not None and not await asyncio.to_thread(self.leading):
                 continue  # another replica acts; kopf has paused this one's watches likewise
+            listed_at = time.monotonic()
             try:
                 models = await asyncio.to_thread(self.kube.list_models, namespaces)
             except (ApiException, HTTPError) as exc:  # the API server restarting, throttling: next round
@@ -211,7 +227,9 @@ class Reconciler:
                 if settled(body) and last is not None and time.monotonic() - last < settled_every_s:
                     continue
                 try:
-                    await self.reconcile(body, logger)
+                    # A model reconciled since the listing (an event) is skipped: a round over many
+                    # models takes a while, and its listing grows stale meanwhile.
+                    await self.reconcile(body, logger, asked_at=listed_at)
                 except Exception:
                     logger.exception(
                         "resync of %s/%s failed", body["metadata"]["namespace"], body["metadata"]["name"]
@@ -243,7 +261,10 @@ class Reconciler:
         )
         return observation, body
 
-    def _decide_and_execute(self, observation: Observation, body: dict[str, Any], logger: Logger) -> None:
+    def _decide_and_execute(
+        self, observation: Observation, body: dict[str, Any], logger: Logger
+    ) -> Mapping[str, Any]:
+        """Decide, act, write status; returns the status as written."""
         namespace, name = observation.namespace, observation.name
         decision = decide(observation)
         written: Mapping[str, Any] = observation.status
@@ -272,6 +293,7 @@ class Reconciler:
                 self.kube.post_event(body, event.type, event.reason, event.message, self.now())
             except ApiException as exc:  # an Event is best-effort: never fail a reconcile over it
                 logger.warning("could not post event %s: %s", event.reason, _api_error(exc))
+        return decision.status
 
     def _execute(self, decision: Decision, body: Mapping[str, Any], logger: Logger) -> None:
         """Run the actions in their order; stop at the first failure (later steps depend on earlier

@@ -16,7 +16,7 @@ from typing import Any
 
 from nlpmodel_operator.api.constants import ANNOTATION_COMMAND, ConditionType, Phase
 
-__all__ = ["fingerprint", "settled"]
+__all__ = ["fingerprint", "model_fingerprint", "settled"]
 
 # Phases in which a model with no rollout in flight waits for nothing but its user.
 _AT_REST = frozenset({Phase.READY, Phase.ROLLED_BACK})
@@ -53,5 +53,17 @@ def fingerprint(obj: Mapping[str, Any]) -> str:
         {k: v for k, v in entry.items() if k != "time"} for entry in meta.get("managedFields") or []
     ]
     essence = {**obj, "metadata": meta}
+    text = json.dumps(essence, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def model_fingerprint(body: Mapping[str, Any]) -> str:
+    """A model's metadata, spec and status as a digest, without what every write changes (the
+    resourceVersion, managedFields): a watch event that carries exactly the model a reconcile saw,
+    with the status it wrote, tells the operator nothing new (the echo of its own status write)."""
+    meta = {
+        k: v for k, v in (body.get("metadata") or {}).items() if k not in {"resourceVersion", "managedFields"}
+    }
+    essence = {"metadata": meta, "spec": body.get("spec"), "status": body.get("status") or {}}
     text = json.dumps(essence, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
