@@ -178,7 +178,9 @@ def test_one_autoscaler_per_workload_through_a_canary_its_promotion_and_a_rollba
         wait_for("v1's ScaledObject", lambda: scalers.now()[0] == {f"chat-{r1}": [f"so/chat-{r1}"]}, 30)
 
         # The ScaledObject's query selects exactly one revision's series in a real Prometheus that
-        # scrapes both revisions through the operator's PodMonitor.
+        # scrapes both revisions through the operator's PodMonitor. The 50 % step waits until the
+        # check is done (then `nlpctl promote`): both revisions must live until Prometheus has both.
+        v2["spec"]["rollout"]["steps"][1]["pause"] = "1h"
         cluster.apply_model(v2)
         wait_for("canary at 50 %", lambda: status(cluster, namespace).get("canaryWeight") == 50, 90)
         so = cluster.api.get_namespaced_custom_object(
@@ -191,6 +193,14 @@ def test_one_autoscaler_per_workload_through_a_canary_its_promotion_and_a_rollba
             30,
         )
         assert selected == {r1}
+        cluster.api.patch_namespaced_custom_object(
+            c.GROUP,
+            c.VERSION,
+            namespace,
+            c.PLURAL,
+            "chat",
+            {"metadata": {"annotations": {c.ANNOTATION_COMMAND: "promote"}}},
+        )
 
         wait_for(
             "v2 promoted",
