@@ -101,6 +101,17 @@ class Cluster:
         found: dict[str, Any] = self.api.get_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.PLURAL, name)
         return found
 
+    def command(self, ns: str, name: str, command: str) -> None:
+        """What `nlpctl promote|abort|pause|resume|retry` does: the command annotation."""
+        self.api.patch_namespaced_custom_object(
+            c.GROUP,
+            c.VERSION,
+            ns,
+            c.PLURAL,
+            name,
+            {"metadata": {"annotations": {c.ANNOTATION_COMMAND: command}}},
+        )
+
     def delete_model(self, ns: str, name: str) -> None:
         self.api.delete_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.PLURAL, name)
 

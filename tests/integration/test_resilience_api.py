@@ -209,14 +209,7 @@ def test_a_concurrent_writer_fighting_over_the_route_and_the_inference_service(
         30,
     )
     assert status(cluster, namespace)["currentStep"] == 0  # the rollout state survived the fight
-    cluster.api.patch_namespaced_custom_object(
-        c.GROUP,
-        c.VERSION,
-        namespace,
-        c.PLURAL,
-        "chat",
-        {"metadata": {"annotations": {c.ANNOTATION_COMMAND: "promote"}}},
-    )
+    cluster.command(namespace, "chat", "promote")
     wait_for("promoted", lambda: status(cluster, namespace).get("stableRevision") == canary, 60)
     assert route(cluster, namespace) == {canary: 100}
 
@@ -278,14 +271,7 @@ def test_an_abort_is_not_lost_when_status_writes_fail(
     cluster.apply_model(v2)
     wait_for("canary at 10 %", lambda: status(cluster, namespace).get("canaryWeight") == 10, 60)
     proxy.reject(rf"^PATCH \S*/namespaces/{namespace}/nlpmodels/chat/status")
-    cluster.api.patch_namespaced_custom_object(
-        c.GROUP,
-        c.VERSION,
-        namespace,
-        c.PLURAL,
-        "chat",
-        {"metadata": {"annotations": {c.ANNOTATION_COMMAND: "abort"}}},
-    )
+    cluster.command(namespace, "chat", "abort")
     rejected = proxy.rejected
     wait_for("status writes failing", lambda: proxy.rejected > rejected + 2, 30)
     proxy.heal()

@@ -193,14 +193,7 @@ def test_one_autoscaler_per_workload_through_a_canary_its_promotion_and_a_rollba
             30,
         )
         assert selected == {r1}
-        cluster.api.patch_namespaced_custom_object(
-            c.GROUP,
-            c.VERSION,
-            namespace,
-            c.PLURAL,
-            "chat",
-            {"metadata": {"annotations": {c.ANNOTATION_COMMAND: "promote"}}},
-        )
+        cluster.command(namespace, "chat", "promote")
 
         wait_for(
             "v2 promoted",
@@ -216,14 +209,7 @@ def test_one_autoscaler_per_workload_through_a_canary_its_promotion_and_a_rollba
         standins.broken.add(r3)  # a canary that never comes up, then aborted
         cluster.apply_model(v3)
         wait_for("v3 canary", lambda: status(cluster, namespace).get("canaryRevision") == r3, 60)
-        cluster.api.patch_namespaced_custom_object(
-            c.GROUP,
-            c.VERSION,
-            namespace,
-            c.PLURAL,
-            "chat",
-            {"metadata": {"annotations": {c.ANNOTATION_COMMAND: "abort"}}},
-        )
+        cluster.command(namespace, "chat", "abort")
         wait_for("rolled back", lambda: status(cluster, namespace).get("phase") == "RolledBack", 60)
         wait_for("v3 gone", lambda: f"chat-{r3}" not in scalers.now()[1], 30)
         final_targets, final_counts = scalers.now()
