@@ -1,8 +1,9 @@
 """Which models the periodic resync must visit each round, and which it may leave for longer.
 
 Changes reach the operator as events: of the model (spec, annotations, scale) and of the children that
-serve or route its traffic (InferenceService, Deployment, Service, HTTPRoute). The resync is what time alone moves on — a
-step's pause, an analysis interval, a progress deadline — and a safety net for anything an event missed.
+serve or route its traffic (InferenceService, Deployment, Service, HTTPRoute). The resync is for what
+time alone moves on (a step's pause, an analysis interval, a progress deadline) and a safety net for
+anything an event missed.
 A model at rest has nothing that time moves on, so it is only re-read at the slower, settled period:
 1,000 models at rest must not keep the API server busy.
 """
