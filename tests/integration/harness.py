@@ -72,6 +72,29 @@ def run_operator(
     assert problems == [], "\n".join(problems[:20])
 
 
+def chat_model(namespace: str, max_model_len: int = 8192, **sections: Any) -> dict[str, Any]:
+    """The NLPModel `chat` the rollout tests share (an 8B AWQ model on one L4); `sections` add or replace
+    top-level spec sections (rollout, scaling, serving, resources). `max_model_len` is what tests change
+    to make a new revision."""
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.KIND,
+        "metadata": {"name": "chat", "namespace": namespace},
+        "spec": {
+            "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct"},
+            "quantization": {"method": "awq"},
+            "runtime": {"maxModelLen": max_model_len},
+            "resources": {"gpu": {"count": 1, "product": "nvidia-l4"}},
+            **sections,
+        },
+    }
+
+
+def with_prometheus(url: str, **extra: str) -> dict[str, str]:
+    """The operator's environment for a module with a real Prometheus (scraping every second)."""
+    return {"NLPMODEL_PROMETHEUS_URL": url, "NLPMODEL_SCRAPE_INTERVAL_SECONDS": "1", **extra}
+
+
 def revision(body: dict[str, Any]) -> str:
     """The revision hash of an NLPModel manifest (what the operator names its children by)."""
     return revision_hash(NLPModelSpec.model_validate(body["spec"]))

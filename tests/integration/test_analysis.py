@@ -10,10 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Cluster, OperatorProcess, revision, run_operator, status, wait_for
+from harness import (
+    Cluster,
+    OperatorProcess,
+    chat_model,
+    revision,
+    run_operator,
+    status,
+    wait_for,
+    with_prometheus,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
-from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.devtools.childproc import free_ports
 from nlpmodel_operator.devtools.localplane import LocalPlane, pid_alive
 from nlpmodel_operator.devtools.prometheus import PrometheusProcess
@@ -40,37 +48,26 @@ def operator(
     prometheus: PrometheusProcess,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    env = {
-        "NLPMODEL_PROMETHEUS_URL": prometheus.url,
-        "NLPMODEL_SCRAPE_INTERVAL_SECONDS": "1",
-        "NLPMODEL_METRICS_PORT": str(METRICS_PORT),
-    }
+    env = with_prometheus(prometheus.url, NLPMODEL_METRICS_PORT=str(METRICS_PORT))
     yield from run_operator(localplane, tmp_path_factory, env)
 
 
 def model(namespace: str, max_model_len: int = 8192, **analysis: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": c.API_VERSION,
-        "kind": c.KIND,
-        "metadata": {"name": "chat", "namespace": namespace},
-        "spec": {
-            "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct"},
-            "quantization": {"method": "awq"},
-            "runtime": {"maxModelLen": max_model_len},
-            "resources": {"gpu": {"count": 1, "product": "nvidia-l4"}},
-            "rollout": {
-                "steps": [{"weight": 10, "pause": "3s"}, {"weight": 50, "pause": "3s"}],
-                "analysis": {
-                    "interval": "4s",
-                    "minRequests": 40,
-                    "failureThreshold": 2,
-                    "inconclusiveDeadline": "40s",
-                    **analysis,
-                },
-                "slo": {"ttftP95": "3s", "errorRate": "2%", "maxRegression": "20%"},
+    return chat_model(
+        namespace,
+        max_model_len,
+        rollout={
+            "steps": [{"weight": 10, "pause": "3s"}, {"weight": 50, "pause": "3s"}],
+            "analysis": {
+                "interval": "4s",
+                "minRequests": 40,
+                "failureThreshold": 2,
+                "inconclusiveDeadline": "40s",
+                **analysis,
             },
+            "slo": {"ttftP95": "3s", "errorRate": "2%", "maxRegression": "20%"},
         },
-    }
+    )
 
 
 @pytest.fixture

@@ -13,11 +13,10 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import Cluster, OperatorProcess, wait_for
+from harness import Cluster, OperatorProcess, chat_model, wait_for
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.core.revision import revision_hash
 from nlpmodel_operator.devtools.chartsync import CHART
@@ -106,19 +105,12 @@ def replica(
 
 
 def model(namespace: str, hostnames: list[str], max_model_len: int = 8192) -> dict[str, Any]:
-    return {
-        "apiVersion": c.API_VERSION,
-        "kind": c.KIND,
-        "metadata": {"name": "chat", "namespace": namespace},
-        "spec": {
-            "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct"},
-            "quantization": {"method": "awq"},
-            "runtime": {"maxModelLen": max_model_len},
-            "resources": {"gpu": {"count": 1, "product": "nvidia-l4"}},
-            "serving": {"hostnames": hostnames},  # a routing field: no new revision
-            "rollout": {"strategy": "direct"},
-        },
-    }
+    return chat_model(
+        namespace,
+        max_model_len,
+        serving={"hostnames": hostnames},  # a routing field: no new revision
+        rollout={"strategy": "direct"},
+    )
 
 
 def route_hostnames(cluster: Cluster, namespace: str) -> list[str]:

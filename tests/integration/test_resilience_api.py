@@ -12,12 +12,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from harness import Cluster, OperatorProcess, revision, status, wait_for
+from harness import Cluster, OperatorProcess, chat_model, revision, status, wait_for
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from timeline import Timeline, route_weights
 
-from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.devtools.faultproxy import FaultProxy
 from nlpmodel_operator.devtools.localplane import LocalPlane, pid_alive
 from nlpmodel_operator.devtools.standins import StandInControllers
@@ -62,19 +61,12 @@ def world(
 def model(
     namespace: str, max_model_len: int = 8192, pause: str = "4s", hostnames: tuple[str, ...] = ()
 ) -> dict[str, Any]:
-    return {
-        "apiVersion": c.API_VERSION,
-        "kind": c.KIND,
-        "metadata": {"name": "chat", "namespace": namespace},
-        "spec": {
-            "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct"},
-            "quantization": {"method": "awq"},
-            "runtime": {"maxModelLen": max_model_len},
-            "resources": {"gpu": {"count": 1, "product": "nvidia-l4"}},
-            "serving": {"hostnames": list(hostnames)},  # a routing field: changing it is no new revision
-            "rollout": {"steps": [{"weight": w, "pause": pause} for w in PLAN], "progressDeadline": "90s"},
-        },
-    }
+    return chat_model(
+        namespace,
+        max_model_len,
+        serving={"hostnames": list(hostnames)},  # a routing field: changing it is no new revision
+        rollout={"steps": [{"weight": w, "pause": pause} for w in PLAN], "progressDeadline": "90s"},
+    )
 
 
 def serve(cluster: Cluster, namespace: str, body: dict[str, Any]) -> None:

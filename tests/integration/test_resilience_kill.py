@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Cluster, OperatorProcess, revision, run_operator, status, wait_for
+from harness import (
+    Cluster,
+    OperatorProcess,
+    chat_model,
+    revision,
+    run_operator,
+    status,
+    wait_for,
+    with_prometheus,
+)
 from timeline import Timeline
 
 from nlpmodel_operator.api import constants as c
@@ -40,34 +49,27 @@ def operator(
     yield from run_operator(
         localplane,
         tmp_path_factory,
-        env={"NLPMODEL_PROMETHEUS_URL": prometheus.url, "NLPMODEL_SCRAPE_INTERVAL_SECONDS": "1"},
+        env=with_prometheus(prometheus.url),
     )
 
 
 def model(namespace: str, max_model_len: int) -> dict[str, Any]:
-    return {
-        "apiVersion": c.API_VERSION,
-        "kind": c.KIND,
-        "metadata": {"name": "chat", "namespace": namespace},
-        "spec": {
-            "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct"},
-            "quantization": {"method": "awq"},
-            "runtime": {"maxModelLen": max_model_len},
-            "resources": {"gpu": {"count": 1, "product": "nvidia-l4"}},
-            "scaling": {"minReplicas": 2, "maxReplicas": 2},  # the canary grows 1 → 2 when promoted
-            "rollout": {
-                "steps": [{"weight": w, "pause": "6s"} for w in PLAN],
-                "progressDeadline": "90s",
-                "analysis": {
-                    "interval": "3s",
-                    "minRequests": 40,
-                    "failureThreshold": 2,
-                    "inconclusiveDeadline": "90s",
-                },
-                "slo": {"ttftP95": "3s", "errorRate": "2%", "maxRegression": "20%"},
+    return chat_model(
+        namespace,
+        max_model_len,
+        scaling={"minReplicas": 2, "maxReplicas": 2},  # the canary grows 1 → 2 when promoted
+        rollout={
+            "steps": [{"weight": w, "pause": "6s"} for w in PLAN],
+            "progressDeadline": "90s",
+            "analysis": {
+                "interval": "3s",
+                "minRequests": 40,
+                "failureThreshold": 2,
+                "inconclusiveDeadline": "90s",
             },
+            "slo": {"ttftP95": "3s", "errorRate": "2%", "maxRegression": "20%"},
         },
-    }
+    )
 
 
 def phase_of(st: dict[str, Any]) -> tuple[Any, ...]:

@@ -12,10 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Cluster, OperatorProcess, revision, run_operator, status, wait_for
+from harness import (
+    Cluster,
+    OperatorProcess,
+    chat_model,
+    revision,
+    run_operator,
+    status,
+    wait_for,
+    with_prometheus,
+)
 from timeline import Timeline
 
-from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.devtools.localplane import LocalPlane
 from nlpmodel_operator.devtools.prometheus import PrometheusProcess
 from nlpmodel_operator.devtools.revision_servers import HEALTHY, RevisionServers
@@ -35,38 +43,27 @@ def operator(
     yield from run_operator(
         localplane,
         tmp_path_factory,
-        env={
-            "NLPMODEL_PROMETHEUS_URL": prometheus.url,
-            "NLPMODEL_SCRAPE_INTERVAL_SECONDS": "1",
-            "NLPMODEL_PROMETHEUS_TIMEOUT_SECONDS": str(QUERY_TIMEOUT_S),
-        },
+        env=with_prometheus(prometheus.url, NLPMODEL_PROMETHEUS_TIMEOUT_SECONDS=str(QUERY_TIMEOUT_S)),
     )
 
 
 def model(namespace: str, max_model_len: int, weights: list[int], deadline: str) -> dict[str, Any]:
-    return {
-        "apiVersion": c.API_VERSION,
-        "kind": c.KIND,
-        "metadata": {"name": "chat", "namespace": namespace},
-        "spec": {
-            "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct"},
-            "quantization": {"method": "awq"},
-            "runtime": {"maxModelLen": max_model_len},
-            "resources": {"gpu": {"count": 1, "product": "nvidia-l4"}},
-            "rollout": {
-                # Pauses shorter than an interval: only the analysis holds a step.
-                "steps": [{"weight": w, "pause": "1s"} for w in weights],
-                "progressDeadline": "120s",
-                "analysis": {
-                    "interval": f"{INTERVAL_S:g}s",
-                    "minRequests": 40,
-                    "failureThreshold": 2,
-                    "inconclusiveDeadline": deadline,
-                },
-                "slo": {"ttftP95": "3s", "errorRate": "2%", "maxRegression": "20%"},
+    return chat_model(
+        namespace,
+        max_model_len,
+        rollout={
+            # Pauses shorter than an interval: only the analysis holds a step.
+            "steps": [{"weight": w, "pause": "1s"} for w in weights],
+            "progressDeadline": "120s",
+            "analysis": {
+                "interval": f"{INTERVAL_S:g}s",
+                "minRequests": 40,
+                "failureThreshold": 2,
+                "inconclusiveDeadline": deadline,
             },
+            "slo": {"ttftP95": "3s", "errorRate": "2%", "maxRegression": "20%"},
         },
-    }
+    )
 
 
 @pytest.fixture

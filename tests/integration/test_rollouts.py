@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Cluster, OperatorProcess, revision, wait_for
+from harness import Cluster, OperatorProcess, chat_model, revision, wait_for
 from kubernetes.client.exceptions import ApiException
 
 from nlpmodel_operator.api import constants as c
@@ -39,24 +39,17 @@ SETUPS = [
 
 
 def model(namespace: str, setup: Setup, max_model_len: int = 8192, **rollout: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": c.API_VERSION,
-        "kind": c.KIND,
-        "metadata": {"name": "chat", "namespace": namespace},
-        "spec": {
-            "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct"},
-            "quantization": {"method": "awq"},
-            "runtime": {"maxModelLen": max_model_len},
-            "resources": {"gpu": {"count": 1, "product": "nvidia-l4"}},
-            "serving": {"platform": setup.platform, "router": setup.router},
-            "scaling": {"minReplicas": 2, "maxReplicas": 2},
-            "rollout": {
-                "steps": [{"weight": 10, "pause": PAUSE}, {"weight": 50, "pause": PAUSE}],
-                "progressDeadline": "60s",
-                **rollout,
-            },
+    return chat_model(
+        namespace,
+        max_model_len,
+        serving={"platform": setup.platform, "router": setup.router},
+        scaling={"minReplicas": 2, "maxReplicas": 2},
+        rollout={
+            "steps": [{"weight": 10, "pause": PAUSE}, {"weight": 50, "pause": PAUSE}],
+            "progressDeadline": "60s",
+            **rollout,
         },
-    }
+    )
 
 
 @pytest.fixture

@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Cluster, OperatorProcess, revision, run_operator, status, wait_for
+from harness import (
+    Cluster,
+    OperatorProcess,
+    chat_model,
+    revision,
+    run_operator,
+    status,
+    wait_for,
+    with_prometheus,
+)
 from kubernetes import client
 from kubernetes.dynamic import DynamicClient
 
@@ -36,31 +45,21 @@ def operator(
     prometheus: PrometheusProcess,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    env = {
-        "NLPMODEL_PROMETHEUS_URL": prometheus.url,
-        "NLPMODEL_SCRAPE_INTERVAL_SECONDS": "1",
-    }
-    yield from run_operator(localplane, tmp_path_factory, env)
+    yield from run_operator(localplane, tmp_path_factory, with_prometheus(prometheus.url))
 
 
 def model(namespace: str, max_model_len: int = 8192, **scaling: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": c.API_VERSION,
-        "kind": c.KIND,
-        "metadata": {"name": "chat", "namespace": namespace},
-        "spec": {
-            "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct"},
-            "quantization": {"method": "awq"},
-            "runtime": {"maxModelLen": max_model_len},
-            "resources": {"gpu": {"count": 1, "product": "nvidia-l4"}, "cpu": "2"},
-            "serving": {"platform": "raw", "router": "gateway-api"},
-            "scaling": {"minReplicas": 2, "maxReplicas": 4, "metric": "queue-depth", **scaling},
-            "rollout": {
-                "steps": [{"weight": 10, "pause": PAUSE}, {"weight": 50, "pause": PAUSE}],
-                "progressDeadline": "60s",
-            },
+    return chat_model(
+        namespace,
+        max_model_len,
+        resources={"gpu": {"count": 1, "product": "nvidia-l4"}, "cpu": "2"},  # cpu: what the HPA scales on
+        serving={"platform": "raw", "router": "gateway-api"},
+        scaling={"minReplicas": 2, "maxReplicas": 4, "metric": "queue-depth", **scaling},
+        rollout={
+            "steps": [{"weight": 10, "pause": PAUSE}, {"weight": 50, "pause": PAUSE}],
+            "progressDeadline": "60s",
         },
-    }
+    )
 
 
 def get_json(cluster: Cluster, path: str) -> dict[str, Any]:
