@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.deps-stamp
-# The cached runtime venv (torch CPU, transformers, vLLM's parser): built by devtools/runtime_venv.py.
+# The cached runtime venv (torch CPU, transformers, vLLM's parser): built by harness/src/nlpmodel_harness/runtime_venv.py.
 RUNTIME_PY := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/nlpmodel-operator/runtime-venv/bin/python
 RUNTIME_PATH := runtimes/transformers/src:runtimes/metrics/src
 
@@ -15,24 +15,24 @@ RUNTIME_PATH := runtimes/transformers/src:runtimes/metrics/src
 all: test
 
 # Virtualenv with the package (editable) and the dev tools; rebuilt when pyproject.toml changes.
-$(STAMP): pyproject.toml runtimes/metrics/pyproject.toml
+$(STAMP): pyproject.toml runtimes/metrics/pyproject.toml harness/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
-	$(BIN)/pip install -q -e runtimes/metrics -e '.[dev]'
+	$(BIN)/pip install -q -e runtimes/metrics -e '.[dev]' -e harness
 	touch $(STAMP)
 
 deps: $(STAMP)
 
 lint: deps
-	$(BIN)/ruff check operator tests runtimes bench
-	$(BIN)/ruff format --check operator tests runtimes bench
+	$(BIN)/ruff check operator harness hack tests runtimes bench
+	$(BIN)/ruff format --check operator harness hack tests runtimes bench
 
 typecheck: deps runtime-typecheck
 	$(BIN)/mypy
 
 # Build (first time: ~5 min) or reuse the cached runtime venv.
 runtime-venv: deps
-	$(BIN)/python -m nlpmodel_operator.devtools.runtime_venv
+	$(BIN)/python -m nlpmodel_harness.runtime_venv
 
 # The transformers runtime and the metrics contract, type-checked where torch and transformers are.
 runtime-typecheck: runtime-venv
@@ -62,10 +62,10 @@ crds: deps
 # The chart's copies (files/crds from crds/, files/runtimes from runtimes/, the Grafana dashboard) and the
 # kustomize base (the chart rendered with its defaults); tests fail while they are stale.
 chart-sync: deps
-	$(BIN)/python -m nlpmodel_operator.devtools.chartsync chart
+	$(BIN)/python -m hack.chartsync chart
 
 manifests-base: chart-sync
-	$(BIN)/python -m nlpmodel_operator.devtools.chartsync base
+	$(BIN)/python -m hack.chartsync base
 
 # Refresh the packaged vLLM flag tables from the facts extracted from each vLLM wheel (../shared/vllm).
 vllm-table:
@@ -74,11 +74,11 @@ vllm-table:
 
 # A slow canary rolled back, a healthy one promoted, live (docs/demo.md); DEMO_ARGS=--plain, --fast, --cluster.
 demo: deps
-	$(BIN)/python -m nlpmodel_operator.cli.demo $(DEMO_ARGS)
+	$(BIN)/nlpctl demo $(DEMO_ARGS)
 
 # The API reference (docs/api-reference.md), generated from the CRD in crds/; a test fails while it is stale.
 docs: deps
-	$(BIN)/python -m nlpmodel_operator.devtools.apidocs --write
+	$(BIN)/python -m hack.apidocs --write
 
 # End to end on a kind cluster with real pods (needs Docker and kind; e2e/kind/README.md). Not in `make test`.
 e2e: deps

@@ -6,4 +6,4 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-$repo/.venv/bin/python}"
 [[ -x "$PYTHON" ]] || PYTHON=python3
-exec "$PYTHON" -m nlpmodel_operator.devtools.localplane "$@"
+exec "$PYTHON" -m nlpmodel_harness.localplane "$@"

@@ -2,7 +2,7 @@
 
     python -m bench.rollback.run [--trials N] [--interval 4] [--out bench/results/rollback.json]
 
-The whole loop runs for real (`nlpmodel_operator.devtools.stack.LocalStack`, shared with `make demo`):
+The whole loop runs for real (`nlpmodel_harness.stack.LocalStack`, shared with `make demo`):
 a real kube-apiserver + etcd (the local plane), the operator under the chart's identity, a real
 Prometheus scraping model-server stand-ins through the operator's PodMonitor
 (one per revision, exporting vLLM's metrics), and stand-in KServe/kubelet controllers.
@@ -33,11 +33,11 @@ from typing import Any, Final
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from nlpmodel_harness.revision_servers import HEALTHY
+from nlpmodel_harness.stack import LocalStack, apply_model
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.core.revision import revision_hash
-from nlpmodel_operator.devtools.revision_servers import HEALTHY
-from nlpmodel_operator.devtools.stack import LocalStack, apply_model
 
 MODEL: Final = "chat"
 FAILURE_THRESHOLD: Final = 2

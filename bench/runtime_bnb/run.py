@@ -28,10 +28,10 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from nlpmodel_harness import runtime_venv
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.core.engines import EngineInput, engine_for
 from nlpmodel_operator.core.resolve import resolve
-from nlpmodel_operator.devtools import runtime_venv
 
 ROOT = Path(__file__).resolve().parents[2]
 TTFT, ITL, E2E = (

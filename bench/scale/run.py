@@ -36,12 +36,12 @@ from typing import Any, Final
 
 from kubernetes import client
 
+from nlpmodel_harness.localplane import OPERATOR_USER, LocalPlane
+from nlpmodel_harness.operatorproc import OperatorProcess
+from nlpmodel_harness.rbac import grant_operator_role
+from nlpmodel_harness.standins import set_inference_service_ready
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.controller.config import OperatorConfig
-from nlpmodel_operator.devtools.localplane import OPERATOR_USER, LocalPlane
-from nlpmodel_operator.devtools.operatorproc import OperatorProcess
-from nlpmodel_operator.devtools.rbac import grant_operator_role
-from nlpmodel_operator.devtools.standins import set_inference_service_ready
 
 NAMESPACE: Final = "scale"
 RESYNC_S: Final = OperatorConfig.resync_seconds  # the operator's defaults

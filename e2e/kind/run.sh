@@ -43,11 +43,11 @@ need() {
   done
 }
 
-# helm and kubectl: the pinned binaries the chart tests use (devtools/k8stools.py), unless set.
+# helm and kubectl: the pinned binaries the chart tests use (harness/src/nlpmodel_harness/k8stools.py), unless set.
 tools() {
   [[ -x "$PYTHON" ]] || die "no $PYTHON: run \`make deps\` first"
   local paths
-  paths="$("$PYTHON" -m nlpmodel_operator.devtools.k8stools)"
+  paths="$("$PYTHON" -m nlpmodel_harness.k8stools)"
   HELM="${HELM:-$(awk '$1 == "helm" {print $2}' <<<"$paths")}"
   KUBECTL="${KUBECTL:-$(awk '$1 == "kubectl" {print $2}' <<<"$paths")}"
 }

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from nlpmodel_operator.devtools.chartsync import CHART
+from hack.chartsync import CHART
 
 RELEASE = "nlpm"
 NAMESPACE = "nlpmodel-system"

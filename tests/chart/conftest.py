@@ -1,5 +1,5 @@
 """Chart and manifest tests with the real tools: helm 3.17 and kubectl 1.31 (fetched on first use into
-~/.cache by nlpmodel_operator.devtools.k8stools), promtool (Debian's prometheus), Lua 5.1 (lupa)."""
+~/.cache by nlpmodel_harness.k8stools), promtool (Debian's prometheus), Lua 5.1 (lupa)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from chartlib import CHART, Render, helm_template
 
-from nlpmodel_operator.devtools.k8stools import Tools, ensure_tools
-from nlpmodel_operator.devtools.prometheus import ensure_prometheus
+from nlpmodel_harness.k8stools import Tools, ensure_tools
+from nlpmodel_harness.prometheus import ensure_prometheus
 
 
 @pytest.fixture(scope="session")

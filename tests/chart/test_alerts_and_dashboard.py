@@ -9,8 +9,8 @@ from typing import Any
 import yaml
 from chartlib import run
 
-from nlpmodel_operator.devtools.chartsync import CHART
-from nlpmodel_operator.devtools.dashboard import RANGE, RATE_INTERVAL, dashboard, queries
+from hack.chartsync import CHART
+from hack.dashboard import RANGE, RATE_INTERVAL, dashboard, queries
 
 RULES = CHART / "files" / "alerts" / "nlpmodel-operator.rules.yaml"
 ALERT_TESTS = Path(__file__).with_name("alerts.test.yaml")

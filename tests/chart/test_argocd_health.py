@@ -12,8 +12,8 @@ import yaml
 from chartlib import run
 from lupa import lua51
 
+from nlpmodel_harness.k8stools import Tools
 from nlpmodel_operator.api.constants import ConditionType, Phase, Reason
-from nlpmodel_operator.devtools.k8stools import Tools
 
 ARGOCD = Path(__file__).resolve().parents[2] / "manifests" / "argocd"
 SCRIPT = (ARGOCD / "health" / "nlpmodel.lua").read_text()

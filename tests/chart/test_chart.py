@@ -13,9 +13,7 @@ import pytest
 import yaml
 from chartlib import NAMESPACE, SCENARIOS, Render, helm_template, of_kind, one, run
 
-from nlpmodel_operator.api.constants import CRD_NAME
-from nlpmodel_operator.controller.config import OperatorConfig
-from nlpmodel_operator.devtools.chartsync import (
+from hack.chartsync import (
     BASE,
     BASE_FILE,
     CHART,
@@ -23,10 +21,12 @@ from nlpmodel_operator.devtools.chartsync import (
     render_base,
     stale_runtime_copies,
 )
-from nlpmodel_operator.devtools.k8stools import Tools
-from nlpmodel_operator.devtools.rbac import operator_rules
-from nlpmodel_operator.devtools.schemacheck import check_object
-from nlpmodel_operator.devtools.upstream_crds import load_crd, upstream_crd_files
+from nlpmodel_harness.k8stools import Tools
+from nlpmodel_harness.rbac import operator_rules
+from nlpmodel_harness.schemacheck import check_object
+from nlpmodel_harness.upstream_crds import load_crd, upstream_crd_files
+from nlpmodel_operator.api.constants import CRD_NAME
+from nlpmodel_operator.controller.config import OperatorConfig
 
 REPO = CHART.parents[1]
 SCENARIO_IDS = [p.name for p in SCENARIOS]

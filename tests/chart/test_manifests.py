@@ -14,9 +14,9 @@ import pytest
 import yaml
 from chartlib import Render, one, run
 
+from hack.chartsync import BASE_NAMESPACE, BASE_RELEASE
+from nlpmodel_harness.k8stools import Tools
 from nlpmodel_operator.api.constants import KIND
-from nlpmodel_operator.devtools.chartsync import BASE_NAMESPACE, BASE_RELEASE
-from nlpmodel_operator.devtools.k8stools import Tools
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nlpmodel_operator.devtools.apidocs import API_REFERENCE, CRD_FILE, github_anchor, render
+from hack.apidocs import API_REFERENCE, CRD_FILE, github_anchor, render
 
 REPO = Path(__file__).resolve().parents[2]
 ALERTS = REPO / "charts" / "nlpmodel-operator" / "files" / "alerts" / "nlpmodel-operator.rules.yaml"

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Cluster, OperatorProcess, grant_operator_role, run_operator
 
-from nlpmodel_operator.devtools.localplane import LocalPlane, pid_alive
-from nlpmodel_operator.devtools.localplane_build import ensure_binaries
-from nlpmodel_operator.devtools.prometheus import PrometheusProcess
+from harness import Cluster, OperatorProcess, grant_operator_role, run_operator
+from nlpmodel_harness.localplane import LocalPlane, pid_alive
+from nlpmodel_harness.localplane_build import ensure_binaries
+from nlpmodel_harness.prometheus import PrometheusProcess
 
 _HERE = Path(__file__).resolve().parent
 

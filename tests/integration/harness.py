@@ -15,15 +15,15 @@ from typing import Any, TypeVar
 import pytest
 from kubernetes import client
 
+from nlpmodel_harness import standins
+from nlpmodel_harness.childproc import pid_alive
+from nlpmodel_harness.localplane import LocalPlane
+from nlpmodel_harness.operatorproc import OperatorProcess
+from nlpmodel_harness.rbac import grant_operator_role
+from nlpmodel_harness.stack import apply_model
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.core.revision import revision_hash
-from nlpmodel_operator.devtools import standins
-from nlpmodel_operator.devtools.childproc import pid_alive
-from nlpmodel_operator.devtools.localplane import LocalPlane
-from nlpmodel_operator.devtools.operatorproc import OperatorProcess
-from nlpmodel_operator.devtools.rbac import grant_operator_role
-from nlpmodel_operator.devtools.stack import apply_model
 
 __all__ = [
     "Cluster",

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
 from harness import (
     Cluster,
     OperatorProcess,
@@ -20,13 +22,11 @@ from harness import (
     wait_for,
     with_prometheus,
 )
-from prometheus_client.parser import text_string_to_metric_families
-
-from nlpmodel_operator.devtools.childproc import free_ports
-from nlpmodel_operator.devtools.localplane import LocalPlane, pid_alive
-from nlpmodel_operator.devtools.prometheus import PrometheusProcess
-from nlpmodel_operator.devtools.revision_servers import HEALTHY, RevisionServers
-from nlpmodel_operator.devtools.standins import StandInControllers
+from nlpmodel_harness.childproc import free_ports
+from nlpmodel_harness.localplane import LocalPlane, pid_alive
+from nlpmodel_harness.prometheus import PrometheusProcess
+from nlpmodel_harness.revision_servers import HEALTHY, RevisionServers
+from nlpmodel_harness.standins import StandInControllers
 
 METRICS_PORT = free_ports(1)[0]
 

@@ -23,17 +23,17 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import Cluster, OperatorProcess, wait_for
 from kubernetes import client, dynamic
 from kubernetes.client.exceptions import ApiException
 
+from hack.chartsync import CHART
+from harness import Cluster, OperatorProcess, wait_for
+from nlpmodel_harness.childproc import free_ports
+from nlpmodel_harness.k8stools import ensure_tools
+from nlpmodel_harness.localplane import LocalPlane
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.constants import ConditionType, Phase, Reason
 from nlpmodel_operator.cli.wait import EXIT_NEVER, EXIT_TIMEOUT
-from nlpmodel_operator.devtools.chartsync import CHART
-from nlpmodel_operator.devtools.childproc import free_ports
-from nlpmodel_operator.devtools.k8stools import ensure_tools
-from nlpmodel_operator.devtools.localplane import LocalPlane
 
 REPO = Path(__file__).resolve().parents[2]
 RELEASE = "nlpm"

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import Cluster, OperatorProcess, run_operator, status, wait_for
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from harness import Cluster, OperatorProcess, run_operator, status, wait_for
+from nlpmodel_harness.localplane import LocalPlane
+from nlpmodel_harness.standins import StandInControllers
 from nlpmodel_operator.api import constants as c
-from nlpmodel_operator.devtools.localplane import LocalPlane
-from nlpmodel_operator.devtools.standins import StandInControllers
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
 AN_HOUR = "3600"

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import yaml
 
+from nlpmodel_harness.localplane import pid_alive
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.core.revision import revision_hash
-from nlpmodel_operator.devtools.localplane import pid_alive
 
 SCENARIO = Path(__file__).resolve().parents[2] / "manifests" / "demo"
 
@@ -30,7 +30,7 @@ def revision(name: str) -> str:
 
 def test_the_demo_rolls_back_the_slow_canary_promotes_the_healthy_one_and_leaves_nothing_running() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "nlpmodel_operator.cli.demo", "--fast"],
+        [sys.executable, "-m", "nlpmodel_harness.demo", "--fast"],
         capture_output=True,
         text=True,
         timeout=900,

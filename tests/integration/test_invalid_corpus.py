@@ -21,15 +21,15 @@ from typing import Any
 
 import pytest
 from corpus import CORPUS, Case, load
-from harness import Cluster, OperatorProcess, wait_for
 from kubernetes.client.exceptions import ApiException
 
+from harness import Cluster, OperatorProcess, wait_for
+from nlpmodel_harness.k8stools import ensure_tools
+from nlpmodel_harness.localplane import LocalPlane
+from nlpmodel_harness.standins import StandInControllers
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.core.reconcile import Observation, decide
 from nlpmodel_operator.core.validation import object_problems
-from nlpmodel_operator.devtools.k8stools import ensure_tools
-from nlpmodel_operator.devtools.localplane import LocalPlane
-from nlpmodel_operator.devtools.standins import StandInControllers
 
 STRICT_FIELDS_SINCE = (1, 25)
 CEL_SINCE = (1, 25)

@@ -24,8 +24,8 @@ from kubernetes import client, config
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from nlpmodel_operator.devtools import localplane_build
-from nlpmodel_operator.devtools.localplane import (
+from nlpmodel_harness import localplane_build
+from nlpmodel_harness.localplane import (
     OPERATOR_USER,
     LocalPlane,
     adapt_crd_for_server,
@@ -267,7 +267,7 @@ def test_stop_leaves_no_process_and_no_data(tmp_path: Path) -> None:
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "nlpmodel_operator.devtools.localplane", *args],
+        [sys.executable, "-m", "nlpmodel_harness.localplane", *args],
         capture_output=True,
         text=True,
         timeout=300,

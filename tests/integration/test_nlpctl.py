@@ -24,11 +24,11 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import Cluster, wait_for
 from kubernetes import client
 
+from harness import Cluster, wait_for
+from nlpmodel_harness.localplane import LocalPlane
 from nlpmodel_operator.api import constants as c
-from nlpmodel_operator.devtools.localplane import LocalPlane
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "manifests" / "examples" / "llama-8b-awq-kserve.yaml"
 NLPCTL = str(Path(sys.executable).with_name("nlpctl"))

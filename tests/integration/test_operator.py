@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import Cluster, OperatorProcess, run_operator, wait_for
 from kubernetes.client.exceptions import ApiException
 
+from harness import Cluster, OperatorProcess, run_operator, wait_for
+from nlpmodel_harness.localplane import LocalPlane
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.controller.kube import Kube
 from nlpmodel_operator.core.autoscaling import ScalingSupport
 from nlpmodel_operator.core.reconcile import Observation, decide
 from nlpmodel_operator.core.revision import revision_hash
-from nlpmodel_operator.devtools.localplane import LocalPlane
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
 

@@ -19,16 +19,16 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import wait_for
 
+from harness import wait_for
+from nlpmodel_harness.childproc import pid_alive
+from nlpmodel_harness.modelserver import FINISHED_REASONS, HISTOGRAM_BUCKETS, ModelServerProcess
+from nlpmodel_harness.prometheus import PrometheusProcess, ScrapeTarget
 from nlpmodel_operator.api.constants import LABEL_MANAGED_BY, LABEL_MODEL, LABEL_REVISION, MANAGED_BY
 from nlpmodel_operator.api.spec import CustomMetric
 from nlpmodel_operator.controller.analysis import Analyzer
 from nlpmodel_operator.core.analysis import queries as q
 from nlpmodel_operator.core.analysis.checks import CheckData, CheckRequest
-from nlpmodel_operator.devtools.childproc import pid_alive
-from nlpmodel_operator.devtools.modelserver import FINISHED_REASONS, HISTOGRAM_BUCKETS, ModelServerProcess
-from nlpmodel_operator.devtools.prometheus import PrometheusProcess, ScrapeTarget
 from nlpmodel_operator.providers import NoData, PrometheusProvider, QueryError, QueryResult, Value
 
 NS, MODEL = "team-a", "chat"

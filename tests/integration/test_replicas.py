@@ -13,17 +13,17 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import Cluster, OperatorProcess, chat_model, wait_for
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from hack.chartsync import CHART
+from harness import Cluster, OperatorProcess, chat_model, wait_for
+from nlpmodel_harness.k8stools import ensure_tools
+from nlpmodel_harness.localplane import LocalPlane, pid_alive
+from nlpmodel_harness.rbac import ROLE_NAME
+from nlpmodel_harness.standins import StandInControllers
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.core.revision import revision_hash
-from nlpmodel_operator.devtools.chartsync import CHART
-from nlpmodel_operator.devtools.k8stools import ensure_tools
-from nlpmodel_operator.devtools.localplane import LocalPlane, pid_alive
-from nlpmodel_operator.devtools.rbac import ROLE_NAME
-from nlpmodel_operator.devtools.standins import StandInControllers
 
 PEERING = "replicas-test"
 LIFETIME_S = 6  # a dead replica's peering entry expires after this: the takeover time

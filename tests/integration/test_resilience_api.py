@@ -12,14 +12,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from harness import Cluster, OperatorProcess, chat_model, revision, status, wait_for
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from timeline import Timeline, route_weights
 
-from nlpmodel_operator.devtools.faultproxy import FaultProxy
-from nlpmodel_operator.devtools.localplane import LocalPlane, pid_alive
-from nlpmodel_operator.devtools.standins import StandInControllers
+from harness import Cluster, OperatorProcess, chat_model, revision, status, wait_for
+from nlpmodel_harness.faultproxy import FaultProxy
+from nlpmodel_harness.localplane import LocalPlane, pid_alive
+from nlpmodel_harness.standins import StandInControllers
 
 PLAN = [10, 50]
 

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from timeline import Timeline
+
 from harness import (
     Cluster,
     OperatorProcess,
@@ -27,13 +29,11 @@ from harness import (
     wait_for,
     with_prometheus,
 )
-from timeline import Timeline
-
+from nlpmodel_harness.localplane import LocalPlane
+from nlpmodel_harness.prometheus import PrometheusProcess
+from nlpmodel_harness.revision_servers import HEALTHY, RevisionServers
+from nlpmodel_harness.standins import StandInControllers
 from nlpmodel_operator.api import constants as c
-from nlpmodel_operator.devtools.localplane import LocalPlane
-from nlpmodel_operator.devtools.prometheus import PrometheusProcess
-from nlpmodel_operator.devtools.revision_servers import HEALTHY, RevisionServers
-from nlpmodel_operator.devtools.standins import StandInControllers
 
 PLAN = [10, 50]
 MIN_KILLS = 20

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from timeline import Timeline
+
 from harness import (
     Cluster,
     OperatorProcess,
@@ -22,12 +24,10 @@ from harness import (
     wait_for,
     with_prometheus,
 )
-from timeline import Timeline
-
-from nlpmodel_operator.devtools.localplane import LocalPlane
-from nlpmodel_operator.devtools.prometheus import PrometheusProcess
-from nlpmodel_operator.devtools.revision_servers import HEALTHY, RevisionServers
-from nlpmodel_operator.devtools.standins import StandInControllers
+from nlpmodel_harness.localplane import LocalPlane
+from nlpmodel_harness.prometheus import PrometheusProcess
+from nlpmodel_harness.revision_servers import HEALTHY, RevisionServers
+from nlpmodel_harness.standins import StandInControllers
 
 INTERVAL_S = 3.0
 QUERY_TIMEOUT_S = 1.0  # per attempt; a hanging query is given up after 3 attempts

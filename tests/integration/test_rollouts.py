@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Cluster, OperatorProcess, chat_model, revision, wait_for
 from kubernetes.client.exceptions import ApiException
 
+from harness import Cluster, OperatorProcess, chat_model, revision, wait_for
+from nlpmodel_harness.localplane import LocalPlane
+from nlpmodel_harness.standins import StandInControllers
 from nlpmodel_operator.api import constants as c
-from nlpmodel_operator.devtools.localplane import LocalPlane
-from nlpmodel_operator.devtools.standins import StandInControllers
 
 PAUSE = "4s"
 

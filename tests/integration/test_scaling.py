@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
+from kubernetes.dynamic import DynamicClient
+
 from harness import (
     Cluster,
     OperatorProcess,
@@ -23,15 +26,12 @@ from harness import (
     wait_for,
     with_prometheus,
 )
-from kubernetes import client
-from kubernetes.dynamic import DynamicClient
-
+from nlpmodel_harness.k8stools import ensure_tools
+from nlpmodel_harness.localplane import LocalPlane
+from nlpmodel_harness.prometheus import PrometheusProcess
+from nlpmodel_harness.revision_servers import RevisionServers
+from nlpmodel_harness.standins import StandInControllers
 from nlpmodel_operator.api import constants as c
-from nlpmodel_operator.devtools.k8stools import ensure_tools
-from nlpmodel_operator.devtools.localplane import LocalPlane
-from nlpmodel_operator.devtools.prometheus import PrometheusProcess
-from nlpmodel_operator.devtools.revision_servers import RevisionServers
-from nlpmodel_operator.devtools.standins import StandInControllers
 from nlpmodel_operator.providers import Value
 from nlpmodel_operator.providers.prometheus import PrometheusProvider
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import Cluster, OperatorProcess, wait_for
 from kubernetes import client
 
+from harness import Cluster, OperatorProcess, wait_for
+from nlpmodel_harness.localplane import LocalPlane
 from nlpmodel_operator.api import constants as c
-from nlpmodel_operator.devtools.localplane import LocalPlane
 
 TOKEN_KEYS = ("HF_TOKEN", "AWS_SECRET_ACCESS_KEY")  # hf:// and s3:// read these
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"

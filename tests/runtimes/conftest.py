@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nlpmodel_operator.devtools import runtime_venv
+from nlpmodel_harness import runtime_venv
 
 
 @pytest.fixture(scope="session")

@@ -8,13 +8,13 @@ from typing import Any
 
 import yaml
 
+from nlpmodel_harness import runtime_venv
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.core.render import render_revision
 from nlpmodel_operator.core.resolve import architecture_of, effective_max_model_len, resolve
 from nlpmodel_operator.core.resolved import Resolved
 from nlpmodel_operator.core.revision import revision_hash
 from nlpmodel_operator.core.validation import object_problems
-from nlpmodel_operator.devtools import runtime_venv
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "manifests" / "examples").glob("*.yaml"))

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from rendered_commands import EXAMPLES, REPO, command_lines, example_spec, runtime_env
 
-from nlpmodel_operator.devtools import runtime_venv
+from nlpmodel_harness import runtime_venv
 
 CHECKER = REPO / "runtimes" / "vllm" / "check_args.py"
 CASES = [case for example in EXAMPLES for case in command_lines(example, "vllm")]

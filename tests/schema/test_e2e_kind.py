@@ -22,17 +22,17 @@ import jsonschema
 import pytest
 import yaml
 
+from hack.chartsync import CHART
+from nlpmodel_harness.k8stools import ensure_tools
+from nlpmodel_harness.localplane_build import ensure_apt_packages
+from nlpmodel_harness.schemacheck import check_builtin_object, check_custom_object, check_object
+from nlpmodel_harness.upstream_crds import load_crd, upstream_crd_files
 from nlpmodel_operator.api.crd import crd as nlpmodel_crd
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.core.reconcile import Monitoring, Observation, decide
 from nlpmodel_operator.core.records import RevisionState
 from nlpmodel_operator.core.revision import revision_hash
 from nlpmodel_operator.core.validation import object_problems
-from nlpmodel_operator.devtools.chartsync import CHART
-from nlpmodel_operator.devtools.k8stools import ensure_tools
-from nlpmodel_operator.devtools.localplane_build import ensure_apt_packages
-from nlpmodel_operator.devtools.schemacheck import check_builtin_object, check_custom_object, check_object
-from nlpmodel_operator.devtools.upstream_crds import load_crd, upstream_crd_files
 
 REPO = Path(__file__).resolve().parents[2]
 KIND = REPO / "e2e" / "kind"

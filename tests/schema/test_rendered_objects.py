@@ -14,6 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
+from nlpmodel_harness.prometheus_operator_models import check_prometheus_operator_object
+from nlpmodel_harness.schemacheck import check_custom_object, check_object
+from nlpmodel_harness.upstream_crds import load_crd, upstream_crd_files
 from nlpmodel_operator.api.crd import crd as nlpmodel_crd
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.core.reconcile import Monitoring, Observation, decide
@@ -22,9 +25,6 @@ from nlpmodel_operator.core.render import render_revision
 from nlpmodel_operator.core.resolve import resolve
 from nlpmodel_operator.core.revision import revision_hash
 from nlpmodel_operator.core.validation import object_problems
-from nlpmodel_operator.devtools.prometheus_operator_models import check_prometheus_operator_object
-from nlpmodel_operator.devtools.schemacheck import check_custom_object, check_object
-from nlpmodel_operator.devtools.upstream_crds import load_crd, upstream_crd_files
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "manifests" / "examples").glob("*.yaml"))
 KUBERNETES_VERSIONS = ["1.30.0", "1.34.0"]

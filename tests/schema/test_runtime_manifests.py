@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
+from nlpmodel_harness.schemacheck import check_object
+from nlpmodel_harness.upstream_crds import load_crd, upstream_crd_files
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.core.engines import engine_for
-from nlpmodel_operator.devtools.schemacheck import check_object
-from nlpmodel_operator.devtools.upstream_crds import load_crd, upstream_crd_files
 
 RUNTIMES = Path(__file__).resolve().parents[2] / "runtimes"
 MANIFESTS = {

@@ -19,8 +19,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from nlpmodel_operator.devtools import upstream_crds
-from nlpmodel_operator.devtools.schemacheck import (
+from nlpmodel_harness import upstream_crds
+from nlpmodel_harness.schemacheck import (
     PRUNED,
     apply_defaults,
     check_builtin_object,
@@ -30,7 +30,7 @@ from nlpmodel_operator.devtools.schemacheck import (
     kubernetes_validate_versions,
     resolve_kubernetes_version,
 )
-from nlpmodel_operator.devtools.upstream_crds import (
+from nlpmodel_harness.upstream_crds import (
     PINNED_FILES,
     PROMETHEUS_OPERATOR_VERSION,
     ChecksumMismatchError,

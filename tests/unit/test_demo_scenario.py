@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nlpmodel_harness.demo import FAST_INTERVAL, FAST_PAUSE, SCENARIO, DemoError, load_scenario
+from nlpmodel_harness.schemacheck import check_custom_object
 from nlpmodel_operator.api.crd import crd
-from nlpmodel_operator.cli.demo import FAST_INTERVAL, FAST_PAUSE, SCENARIO, DemoError, load_scenario
 from nlpmodel_operator.cli.main import main as nlpctl
-from nlpmodel_operator.devtools.schemacheck import check_custom_object
 
 
 def test_the_shipped_scenario_is_three_revisions_of_one_model() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from nlpmodel_operator.cli.demoview import Snapshot, events, panel, ttft_pair, verdict_marks, weight_bar
+from nlpmodel_harness.demoview import Snapshot, events, panel, ttft_pair, verdict_marks, weight_bar
 
 SPEC: dict[str, Any] = {
     "rollout": {

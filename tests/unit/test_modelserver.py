@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from nlpmodel_operator.devtools.childproc import pid_alive
-from nlpmodel_operator.devtools.modelserver import ModelServerProcess
+from nlpmodel_harness.childproc import pid_alive
+from nlpmodel_harness.modelserver import ModelServerProcess
 
 FACTS = json.loads(
     (Path(__file__).resolve().parents[2] / "operator/nlpmodel_operator/data/vllm-0.33.0-cli.json").read_text()

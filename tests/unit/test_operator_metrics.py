@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from nlpmodel_harness.childproc import free_ports
 from nlpmodel_operator.controller.metrics import OperatorMetrics
-from nlpmodel_operator.devtools.childproc import free_ports
 
 BEFORE: dict[str, Any] = {
     "phase": "Progressing",

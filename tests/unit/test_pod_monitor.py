@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from nlpmodel_harness.prometheus import PrometheusError, ScrapeTarget, selects
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.core.analysis.queries import revision_selector
 from nlpmodel_operator.core.monitoring import render_pod_monitor
 from nlpmodel_operator.core.reconcile import ChildRef, Monitoring, Observation, decide
-from nlpmodel_operator.devtools.prometheus import PrometheusError, ScrapeTarget, selects
 
 MONITOR = render_pod_monitor("chat", "ml", scrape_interval_s=15)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nlpmodel_harness.prometheus import JOB_NAME, PrometheusProcess, ScrapeTarget, render_config
 from nlpmodel_operator.api.constants import LABEL_MODEL, LABEL_REVISION
-from nlpmodel_operator.devtools.prometheus import JOB_NAME, PrometheusProcess, ScrapeTarget, render_config
 
 
 def test_rendered_config_passes_promtool(tmp_path: Path) -> None:

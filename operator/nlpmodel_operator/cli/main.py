@@ -1,19 +1,23 @@
-"""`nlpctl`: validate, plan and render NLPModels without a cluster; run the operator; manage a local plane;
-control rollouts (promote, abort, retry, pause, resume) and show their status."""
+"""`nlpctl`: validate, plan and render NLPModels without a cluster; run the operator; control rollouts
+(promote, abort, retry, pause, resume) and show their status. In a checkout with the development harness
+installed, also `demo` and `localplane`."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any
+from importlib.metadata import entry_points
+from typing import Any, Protocol
 
 import yaml
 
 from nlpmodel_operator import __version__
+from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.cli import control, wait
 from nlpmodel_operator.cli.manifests import Document, ManifestError, read_documents
@@ -188,22 +192,32 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return status
 
 
-def cmd_localplane(args: argparse.Namespace) -> int:
-    from nlpmodel_operator.devtools import localplane  # noqa: PLC0415 (dev-only, heavy)
-
-    return localplane.main(args.localplane_args)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from nlpmodel_operator.controller.run import run  # noqa: PLC0415 (kopf only when running)
 
     return run(args.namespace, args.standalone, args.peering, args.liveness, args.verbose)
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from nlpmodel_operator.cli import demo  # noqa: PLC0415 (demo imports this module)
+class Plugin(Protocol):
+    """A subcommand another installed distribution adds (the development harness: demo, localplane)."""
 
-    return demo.main(args.demo_args)
+    help: str
+
+    def main(self, argv: list[str]) -> int: ...
+
+
+# Entry points `name = "module:object"`; the object is a Plugin. Loaded only to list or run them.
+PLUGIN_GROUP = "nlpctl.plugins"
+# A plugin never shadows one of these.
+BUILTIN_COMMANDS = frozenset({"validate", "render", "plan", "run", "wait", "status", *c.COMMANDS})
+
+
+def plugins() -> dict[str, Plugin]:
+    found: dict[str, Plugin] = {}
+    for entry in entry_points(group=PLUGIN_GROUP):
+        with contextlib.suppress(Exception):  # a broken plugin must not break nlpctl itself
+            found[entry.name] = entry.load()
+    return found
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,27 +251,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser(
-        "demo", help="a slow canary rolled back, a healthy one promoted (make demo); nlpctl demo --help"
-    )
-    p.add_argument("demo_args", nargs=argparse.REMAINDER, help="--fast, --plain, --cluster, ... (see --help)")
-    p.set_defaults(func=cmd_demo)
-
-    p = sub.add_parser("localplane", help="start/stop a local kube-apiserver + etcd (development)")
-    p.add_argument("localplane_args", nargs=argparse.REMAINDER, help="up | down | status | build")
-    p.set_defaults(func=cmd_localplane)
-
     control.add_subcommands(sub)  # promote, abort, retry, pause, resume, status
     wait.add_subcommand(sub)
+    # Listed for --help only: main() hands a plugin's words to it before argparse sees them.
+    for name, plugin in sorted(plugins().items()):
+        if name not in sub.choices:
+            sub.add_parser(name, help=plugin.help, add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
-    if words[:1] == ["demo"]:  # its own options (--fast, --cluster, ...), parsed by the demo itself
-        from nlpmodel_operator.cli import demo  # noqa: PLC0415 (demo imports this module)
-
-        return demo.main(words[1:])
+    if words and words[0] not in BUILTIN_COMMANDS and (plugin := plugins().get(words[0])):
+        return plugin.main(words[1:])  # it parses its own options (--fast, --cluster, up --node, ...)
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func

@@ -1,7 +1,7 @@
 """vLLM 0.33's Prometheus metric contract: names, label sets, finished reasons and bucket bounds.
 
 One definition shared by everything that must look like vLLM to the SLO analysis: our transformers
-runtime (runtimes/transformers) and the operator's model-server stand-in (devtools/modelserver). The
+runtime (runtimes/transformers) and the operator's model-server stand-in (the harness's modelserver). The
 values are read at import from this package's copy of the vLLM 0.33.0 facts
 (``data/vllm-0.33.0-cli.json``, identical to ``../shared/vllm``; `make vllm-table` refreshes both copies),
 so they cannot drift from vLLM's.

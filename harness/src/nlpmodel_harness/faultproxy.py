@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from nlpmodel_operator.devtools.childproc import free_ports
+from nlpmodel_harness.childproc import free_ports
 
 __all__ = ["FaultProxy"]
 

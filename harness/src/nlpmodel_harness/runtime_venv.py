@@ -1,6 +1,6 @@
 """The cached virtualenv the runtime tiers run in: torch CPU, transformers, and vLLM's own CLI parser.
 
-    python -m nlpmodel_operator.devtools.runtime_venv      # build if missing or stale; prints the python
+    python -m nlpmodel_harness.runtime_venv      # build if missing or stale; prints the python
 
 One venv serves both tiers (one torch instead of two): our transformers runtime's tests and the check
 of rendered vLLM args by vLLM's parser. vLLM is the exact release the operator supports
@@ -33,13 +33,14 @@ from typing import Final
 
 from nlpmodel_operator.core.engines.vllm import known_versions
 
-__all__ = ["REPO_ROOT", "RUNTIME_SOURCES", "ensure", "python_path", "venv_dir", "vllm_version"]
+from nlpmodel_harness.checkout import REPO
 
-REPO_ROOT: Final = Path(__file__).resolve().parents[3]
-RUNTIME_PYPROJECT: Final = REPO_ROOT / "runtimes" / "transformers" / "pyproject.toml"
+__all__ = ["RUNTIME_SOURCES", "ensure", "python_path", "venv_dir", "vllm_version"]
+
+RUNTIME_PYPROJECT: Final = REPO / "runtimes" / "transformers" / "pyproject.toml"
 RUNTIME_SOURCES: Final = (
-    REPO_ROOT / "runtimes" / "transformers" / "src",
-    REPO_ROOT / "runtimes" / "metrics" / "src",
+    REPO / "runtimes" / "transformers" / "src",
+    REPO / "runtimes" / "metrics" / "src",
 )
 BUILDER_VERSION: Final = "1"  # bump to force a rebuild when this recipe changes
 TORCH: Final = "torch==2.13.0"  # the CPU build (the machines carry its wheel; pip prefers it)

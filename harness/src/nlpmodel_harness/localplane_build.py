@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from nlpmodel_operator.devtools.childproc import tail
+from nlpmodel_harness.childproc import tail
 
 ENV_BIN_DIR = "NLPMODEL_LOCALPLANE_BIN_DIR"
 ENV_NO_DOWNLOAD = "NLPMODEL_LOCALPLANE_NO_DOWNLOAD"
@@ -55,6 +55,10 @@ DOWNLOAD_RETRY_AFTER_S = 6 * 3600
 DOWNLOAD_TIMEOUT_S = 60.0
 
 BIN_NAMES = ("kube-apiserver", "kube-controller-manager", "etcd")
+# The node's binaries (`localplane up --node`): built in the same `make` (about a minute more than two).
+NODE_BIN_NAMES = ("kube-scheduler", "kubelet", "kube-proxy")
+# What one Debian build produces, all from the same source tree.
+DEBIAN_BUILT = (*BIN_NAMES[:2], *NODE_BIN_NAMES)
 DEBIAN_CACHE_NAME = "debian-kubernetes"
 # Debian's reflect2 1.0.2: the vendored 1.0.1 crashes (SIGSEGV in map iteration) when built with Go 1.19.
 REFLECT2_SRC = Path("/usr/share/gocode/src/github.com/modern-go/reflect2")
@@ -174,9 +178,9 @@ def ensure_binaries(*, allow_download: bool | None = None, retry_download: bool 
             log(f"envtest v{ENVTEST_K8S_VERSION} not available ({exc}); using Debian's kubernetes source")
 
     debian = root / DEBIAN_CACHE_NAME
-    if not _complete(debian / "bin", BIN_NAMES[:2]):
+    if not _complete(debian / "bin", DEBIAN_BUILT):
         with file_lock(root / "debian-build.lock"):
-            if not _complete(debian / "bin", BIN_NAMES[:2]):
+            if not _complete(debian / "bin", DEBIAN_BUILT):
                 build_debian(debian)
     etcd = _ensure_debian_etcd()
     manifest = _read_manifest(debian)
@@ -392,7 +396,7 @@ def build_debian(dest: Path) -> None:
     """Build kube-apiserver and kube-controller-manager from Debian's `kubernetes` source package."""
     started = time.monotonic()
     root = dest.parent
-    log("building kube-apiserver + kube-controller-manager from Debian's `kubernetes` source package")
+    log(f"building {', '.join(DEBIAN_BUILT)} from Debian's `kubernetes` source package")
     log("this happens once per machine and takes about 6-15 minutes on 2 cores; later runs use the cache")
     log("phase 1/6: apt dependencies")
     ensure_apt_packages(BUILD_APT_PACKAGES)
@@ -420,13 +424,13 @@ def build_debian(dest: Path) -> None:
         log("phase 4/6: replacing vendor/github.com/modern-go/reflect2 with Debian's reflect2 1.0.2")
         _replace_reflect2(tree)
 
-        log("phase 5/6: make WHAT='cmd/kube-apiserver cmd/kube-controller-manager' (the long part)")
+        log(f"phase 5/6: make WHAT='{' '.join(DEBIAN_BUILT)}' (the long part)")
         _make(tree, work)
 
         log("phase 6/6: installing into the cache")
         bin_dir = staging / "bin"
         bin_dir.mkdir()
-        for name in BIN_NAMES[:2]:
+        for name in DEBIAN_BUILT:
             built = tree / "_output" / "bin" / name
             if not built.is_file() or built.stat().st_size < 1_000_000:
                 raise BinariesError(f"make succeeded but {built} is missing or truncated")
@@ -477,8 +481,8 @@ def _make(tree: Path, work: Path) -> None:
         "HOME": str(home),  # keeps go's other caches inside the temp dir
         "PATH": "/usr/lib/go/bin:" + os.environ.get("PATH", "/usr/bin:/bin"),
     }
-    cmd = ["make", "WHAT=cmd/kube-apiserver cmd/kube-controller-manager"]
-    built = [tree / "_output" / "bin" / name for name in BIN_NAMES[:2]]
+    cmd = ["make", "WHAT=" + " ".join(f"cmd/{name}" for name in DEBIAN_BUILT)]
+    built = [tree / "_output" / "bin" / name for name in DEBIAN_BUILT]
     log_path = work / "make.log"
     for attempt in (1, 2):
         rc = _run_with_progress(cmd, cwd=tree, env=env, log_path=log_path, gocache=gocache, products=built)

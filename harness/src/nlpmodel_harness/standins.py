@@ -11,9 +11,8 @@ from datetime import UTC, datetime
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
-
 from nlpmodel_operator.api.constants import LABEL_REVISION
+from urllib3.exceptions import HTTPError
 
 
 def _now() -> str:

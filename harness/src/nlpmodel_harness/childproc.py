@@ -1,6 +1,6 @@
 """Child processes for test harnesses: free loopback ports, spawn with a log, stop exactly that PID.
 
-The same rules as :mod:`nlpmodel_operator.devtools.localplane` (which keeps its own copy because it
+The same rules as :mod:`nlpmodel_harness.localplane` (which keeps its own copy because it
 also re-attaches to processes across CLI runs), in a module light enough to import from a process
 that must start fast (the model-server stand-in imports nothing heavy).
 """

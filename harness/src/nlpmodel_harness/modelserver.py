@@ -2,7 +2,7 @@
 
 Run one per revision; Prometheus scrapes /metrics, and the SLO analysis cannot tell it from vLLM::
 
-    python -m nlpmodel_operator.devtools.modelserver --port 8001 --model-name llama \\
+    python -m nlpmodel_harness.modelserver --port 8001 --model-name llama \\
         --ttft-median 0.3 --ttft-sigma 0.5 --synthetic-rps 20 --time-scale 0.01 --seed 1
 
 Library use (tests)::
@@ -65,7 +65,7 @@ from nlpmodel_vllm_metrics import (
 )
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from nlpmodel_operator.devtools.childproc import ChildError, ChildProcess, free_ports
+from nlpmodel_harness.childproc import ChildError, ChildProcess, free_ports
 
 __all__ = [
     "DEFAULT_LABELS",
@@ -624,7 +624,7 @@ class ModelServerProcess:
         cmd = [
             sys.executable,
             "-m",
-            "nlpmodel_operator.devtools.modelserver",
+            "nlpmodel_harness.modelserver",
             f"--port={self.port}",
             f"--model-name={model_name}",
             f"--seed={seed}",

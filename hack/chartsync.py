@@ -2,7 +2,7 @@
 
 The chart cannot read outside its directory (`.Files`), so it holds copies: the CRD from `crds/`, the
 ClusterServingRuntimes from `runtimes/` (every YAML there declaring one) and the Grafana dashboard built
-by :mod:`nlpmodel_operator.devtools.dashboard`. `manifests/base` is the chart rendered with its
+by :mod:`hack.dashboard`. `manifests/base` is the chart rendered with its
 defaults. `make chart-sync` and `make manifests-base` write them; tests fail while they are stale.
 """
 
@@ -16,9 +16,9 @@ from typing import Final
 
 import yaml
 
-from nlpmodel_operator.devtools.dashboard import dashboard
+from hack.dashboard import dashboard
 
-REPO: Final = Path(__file__).resolve().parents[3]
+REPO: Final = Path(__file__).resolve().parents[1]  # hack/ is run from the checkout
 CHART: Final = REPO / "charts" / "nlpmodel-operator"
 CRD_FILE: Final = "nlpmodels.serving.nlpmodel.dev.yaml"
 RUNTIMES: Final = REPO / "runtimes"
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "chart":
         sync_chart()
     else:
-        from nlpmodel_operator.devtools.k8stools import ensure_tools  # noqa: PLC0415 (fetches helm)
+        from nlpmodel_harness.k8stools import ensure_tools  # noqa: PLC0415 (fetches helm)
 
         (BASE / BASE_FILE).write_text(render_base(ensure_tools().helm))
     return 0

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-REPO = Path(__file__).resolve().parents[3]
+from nlpmodel_harness.checkout import CHART
+
 # One source: the Helm chart renders the same file into its ClusterRole.
-RBAC_RULES = REPO / "charts" / "nlpmodel-operator" / "files" / "clusterrole-rules.yaml"
+RBAC_RULES = CHART / "files" / "clusterrole-rules.yaml"
 OPERATOR_USER = "nlpmodel-operator"
 ROLE_NAME = "nlpmodel-operator"
 

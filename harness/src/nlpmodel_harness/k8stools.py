@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from nlpmodel_operator.devtools.localplane_build import ensure_apt_packages, file_lock, log
+from nlpmodel_harness.localplane_build import ensure_apt_packages, file_lock, log
 
 __all__ = ["Tools", "ToolsError", "ensure_tools"]
 

@@ -11,7 +11,7 @@ Every file, wherever it comes from, must have the pinned sha256: the schemas are
 silent upstream change would make the schema tests prove something else. Set
 ``NLPMODEL_UPSTREAM_CRDS_NO_DOWNLOAD=1`` to forbid step 4.
 
-``python -m nlpmodel_operator.devtools.upstream_crds --verify-download`` downloads every file into a
+``python -m nlpmodel_harness.upstream_crds --verify-download`` downloads every file into a
 temporary directory and checks the pins (run it once on a machine that can reach GitHub after
 changing a pin).
 """
@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from nlpmodel_harness.checkout import SHARED
 
 __all__ = [
     "ENV_NO_DOWNLOAD",
@@ -133,16 +135,11 @@ class ChecksumMismatchError(UpstreamCRDError):
     """A file's bytes differ from the pinned sha256."""
 
 
-def _repo_root() -> Path:
-    # operator/nlpmodel_operator/devtools/upstream_crds.py -> repo root
-    return Path(__file__).resolve().parents[3]
-
-
 def _search_dirs() -> list[Path]:
     dirs = []
     if shared := os.environ.get(ENV_SHARED_DIR):
         dirs.append(Path(shared) / "upstream-crds")
-    dirs.append(_repo_root().parent / "shared" / "upstream-crds")
+    dirs.append(SHARED / "upstream-crds")
     return dirs
 
 
@@ -263,7 +260,7 @@ def _group_of(api_version: str) -> str:
 
 def crd_for(api_version: str, kind: str) -> dict[str, Any]:
     """The pinned upstream CRD defining ``kind`` in the group of ``api_version`` (version not checked:
-    :func:`~nlpmodel_operator.devtools.schemacheck.check_custom_object` reports unserved versions)."""
+    :func:`~nlpmodel_harness.schemacheck.check_custom_object` reports unserved versions)."""
     group = _group_of(api_version)
     files = upstream_crd_files()
 

@@ -1,7 +1,7 @@
 """The API reference (docs/api-reference.md), generated from the NLPModel CRD in crds/.
 
-    python -m nlpmodel_operator.devtools.apidocs --write    # `make docs`
-    python -m nlpmodel_operator.devtools.apidocs            # print it
+    python -m hack.apidocs --write    # `make docs`
+    python -m hack.apidocs            # print it
 
 One section per object of the schema (spec, status and every nested object), each a table of its
 fields with type, default, constraints (enums, bounds, patterns) and the CRD's description, then the
@@ -23,7 +23,7 @@ import yaml
 
 __all__ = ["API_REFERENCE", "CRD_FILE", "github_anchor", "render"]
 
-REPO: Final = Path(__file__).resolve().parents[3]
+REPO: Final = Path(__file__).resolve().parents[1]  # hack/ is run from the checkout
 CRD_FILE: Final = REPO / "crds" / "nlpmodels.serving.nlpmodel.dev.yaml"
 API_REFERENCE: Final = REPO / "docs" / "api-reference.md"
 HEADER: Final = (

@@ -7,10 +7,10 @@ Library use (tests)::
 
 CLI (``nlpctl localplane`` delegates to :func:`main`)::
 
-    python -m nlpmodel_operator.devtools.localplane up      # detached; last stdout line: admin kubeconfig
-    python -m nlpmodel_operator.devtools.localplane status
-    python -m nlpmodel_operator.devtools.localplane down
-    python -m nlpmodel_operator.devtools.localplane build   # only make sure the binaries exist
+    python -m nlpmodel_harness.localplane up      # detached; last stdout line: admin kubeconfig
+    python -m nlpmodel_harness.localplane status
+    python -m nlpmodel_harness.localplane down
+    python -m nlpmodel_harness.localplane build   # only make sure the binaries exist
 
 There is no scheduler and no kubelet: pods are created but never run. The controller-manager runs the
 controllers that make ownership, Deployments and namespaces behave (see :data:`CONTROLLERS`).
@@ -50,8 +50,9 @@ from kubernetes import config as k8s_config
 from kubernetes.client import ApiClient, ApiextensionsV1Api
 from kubernetes.client.exceptions import ApiException
 
-from nlpmodel_operator.devtools.childproc import _die_with_parent, _starttime, free_ports, pid_alive, tail
-from nlpmodel_operator.devtools.localplane_build import (
+from nlpmodel_harness.checkout import REPO, SHARED
+from nlpmodel_harness.childproc import _die_with_parent, _starttime, free_ports, pid_alive, tail
+from nlpmodel_harness.localplane_build import (
     Binaries,
     BinariesError,
     cache_root,
@@ -59,7 +60,7 @@ from nlpmodel_operator.devtools.localplane_build import (
     ensure_binaries,
     log,
 )
-from nlpmodel_operator.devtools.prometheus_operator_models import pod_monitor_stand_in_crd
+from nlpmodel_harness.prometheus_operator_models import pod_monitor_stand_in_crd
 
 __all__ = [
     "ADMIN_USER",
@@ -96,9 +97,8 @@ CEL_VALIDATIONS_SINCE = (1, 25)  # x-kubernetes-validations
 EMPTY_STRING_DEFAULT_SINCE = (1, 25)
 STOP_GRACE_S = 10.0
 STATE_FILE = "state.json"
-REPO_ROOT = Path(__file__).resolve().parents[3]  # operator/nlpmodel_operator/devtools/ -> repo
-SHARED_UPSTREAM_CRDS = REPO_ROOT.parent / "shared" / "upstream-crds"
-UPSTREAM_CRDS_MODULE = "nlpmodel_operator.devtools.upstream_crds"
+SHARED_UPSTREAM_CRDS = SHARED / "upstream-crds"
+UPSTREAM_CRDS_MODULE = "nlpmodel_harness.upstream_crds"
 
 
 class LocalPlaneError(RuntimeError):
@@ -111,7 +111,7 @@ def default_state_dir() -> Path:
 
 def default_crd_files() -> list[Path]:
     """Our own CRDs: every *.yaml in the repository's crds/ directory."""
-    return sorted((REPO_ROOT / "crds").glob("*.yaml"))
+    return sorted((REPO / "crds").glob("*.yaml"))
 
 
 def upstream_crd_files() -> dict[str, Path]:
@@ -865,7 +865,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     plane.start()
     plane.detach()
     log(f"operator kubeconfig: {plane.operator_kubeconfig}")
-    log(f"stop with: python -m nlpmodel_operator.devtools.localplane down --state-dir {state_dir}")
+    log(f"stop with: python -m nlpmodel_harness.localplane down --state-dir {state_dir}")
     print(plane.admin_kubeconfig)
     return 0
 

@@ -1,6 +1,6 @@
 """What `make demo` shows: pure functions from two NLPModel snapshots to event lines and a live panel.
 
-Nothing here talks to a cluster or a terminal; `nlpmodel_operator.cli.demo` polls the model and
+Nothing here talks to a cluster or a terminal; `nlpmodel_harness.demo` polls the model and
 Prometheus and prints these. A *snapshot* is the model's status and spec plus the time to first token
 (p95) that Prometheus measured for each revision, so the view can show stable vs canary side by side.
 """

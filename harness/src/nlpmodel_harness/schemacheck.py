@@ -54,7 +54,7 @@ import kubernetes_validate.utils
 import re2  # type: ignore[import-untyped, unused-ignore]
 import referencing
 
-from nlpmodel_operator.devtools.prometheus_operator_models import check_prometheus_operator_object
+from nlpmodel_harness.prometheus_operator_models import check_prometheus_operator_object
 
 __all__ = [
     "CEL_EXTENSIONS",

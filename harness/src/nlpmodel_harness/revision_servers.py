@@ -21,11 +21,11 @@ from typing import Any, Final
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.core import monitoring
-from nlpmodel_operator.devtools.modelserver import ModelServerProcess
-from nlpmodel_operator.devtools.prometheus import PrometheusError, PrometheusProcess, ScrapeTarget
+
+from nlpmodel_harness.modelserver import ModelServerProcess
+from nlpmodel_harness.prometheus import PrometheusError, PrometheusProcess, ScrapeTarget
 
 __all__ = ["HEALTHY", "RevisionServers", "revision_pods"]
 

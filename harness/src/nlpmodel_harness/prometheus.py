@@ -31,7 +31,6 @@ from types import MappingProxyType, TracebackType
 from typing import Any, Final
 
 import yaml
-
 from nlpmodel_operator.api.constants import LABEL_MODEL
 from nlpmodel_operator.core.analysis.queries import (
     TARGET_LABEL_MODEL,
@@ -39,8 +38,9 @@ from nlpmodel_operator.core.analysis.queries import (
     TARGET_LABEL_REVISION,
 )
 from nlpmodel_operator.core.monitoring import meta_label, render_pod_monitor
-from nlpmodel_operator.devtools.childproc import ChildError, ChildProcess, free_ports
-from nlpmodel_operator.devtools.localplane_build import ensure_apt_packages
+
+from nlpmodel_harness.childproc import ChildError, ChildProcess, free_ports
+from nlpmodel_harness.localplane_build import ensure_apt_packages
 
 __all__ = [
     "JOB_NAME",

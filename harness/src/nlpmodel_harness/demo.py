@@ -39,17 +39,16 @@ import yaml
 from kubernetes import client
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
-
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.spec import NLPModelSpec
-from nlpmodel_operator.cli.demoview import Snapshot, events, panel, summary_table
 from nlpmodel_operator.cli.main import main as nlpctl
 from nlpmodel_operator.core.analysis import queries
 from nlpmodel_operator.core.revision import revision_hash
 
-REPO: Final = Path(__file__).resolve().parents[3]
+from nlpmodel_harness.checkout import CHART, REPO
+from nlpmodel_harness.demoview import Snapshot, events, panel, summary_table
+
 SCENARIO: Final = REPO / "manifests" / "demo"
-CHART: Final = REPO / "charts" / "nlpmodel-operator"
 SLOWDOWN: Final = 1.8  # the slow canary's time to first token, relative to the stable's (TTFT +80 %)
 TTFT: Final = "vllm:time_to_first_token_seconds"
 # --fast (the test): shorter analysis interval and pauses; the story is the same.
@@ -206,7 +205,7 @@ class Story:
         return Snapshot(time.monotonic() - self.started, status, spec, ttft)
 
     def apply(self, chapter: Chapter) -> None:
-        from nlpmodel_operator.devtools.stack import apply_model  # noqa: PLC0415 (no kopf import at startup)
+        from nlpmodel_harness.stack import apply_model  # noqa: PLC0415 (no kopf import at startup)
 
         with contextlib.suppress(ApiException):  # 409: it exists
             self.core.create_namespace({"metadata": {"name": self.namespace}})
@@ -344,8 +343,8 @@ def offline_part(out: TextIO, scenario: Path) -> None:
 
 
 def run_local(args: argparse.Namespace, out: TextIO, live: bool) -> int:
-    from nlpmodel_operator.devtools.revision_servers import HEALTHY  # noqa: PLC0415 (dev-only, heavy)
-    from nlpmodel_operator.devtools.stack import LocalStack  # noqa: PLC0415
+    from nlpmodel_harness.revision_servers import HEALTHY  # noqa: PLC0415 (dev-only, heavy)
+    from nlpmodel_harness.stack import LocalStack  # noqa: PLC0415
 
     chapters = load_scenario(args.scenario, fast=args.fast)
     started = time.monotonic()
@@ -429,7 +428,7 @@ def run_cluster(args: argparse.Namespace, out: TextIO, live: bool) -> int:
     chapters = load_scenario(args.scenario, fast=args.fast, namespace=args.namespace)
     started = time.monotonic()
     if args.install:
-        from nlpmodel_operator.devtools.k8stools import ensure_tools  # noqa: PLC0415 (dev-only)
+        from nlpmodel_harness.k8stools import ensure_tools  # noqa: PLC0415 (dev-only)
 
         helm = ensure_tools().helm
         cmd = [

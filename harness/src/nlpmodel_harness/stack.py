@@ -5,8 +5,8 @@ operator as a separate process under the chart's identity: the ServiceAccount
 ``nlpmodel-system/nlpmodel-operator`` bound to the chart's ClusterRole rules
 (``charts/nlpmodel-operator/files/clusterrole-rules.yaml``), authenticated with a TokenRequest token.
 What a laptop lacks (KServe, the kubelet, the model servers) is played per namespace by
-:class:`~nlpmodel_operator.devtools.standins.StandInControllers` and
-:class:`~nlpmodel_operator.devtools.revision_servers.RevisionServers`::
+:class:`~nlpmodel_harness.standins.StandInControllers` and
+:class:`~nlpmodel_harness.revision_servers.RevisionServers`::
 
     with LocalStack(work_dir) as stack:
         stack.apply_model(body)                      # create or replace, as admin
@@ -25,14 +25,14 @@ from typing import Any, Final
 import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-
 from nlpmodel_operator.api import constants as c
-from nlpmodel_operator.devtools.localplane import LocalPlane
-from nlpmodel_operator.devtools.operatorproc import OperatorProcess
-from nlpmodel_operator.devtools.prometheus import PrometheusProcess
-from nlpmodel_operator.devtools.rbac import grant_operator_role
-from nlpmodel_operator.devtools.revision_servers import RevisionServers
-from nlpmodel_operator.devtools.standins import StandInControllers
+
+from nlpmodel_harness.localplane import LocalPlane
+from nlpmodel_harness.operatorproc import OperatorProcess
+from nlpmodel_harness.prometheus import PrometheusProcess
+from nlpmodel_harness.rbac import grant_operator_role
+from nlpmodel_harness.revision_servers import RevisionServers
+from nlpmodel_harness.standins import StandInControllers
 
 __all__ = ["OPERATOR_NAMESPACE", "OPERATOR_SERVICE_ACCOUNT", "LocalStack", "apply_model"]
 

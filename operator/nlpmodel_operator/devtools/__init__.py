@@ -1,1 +1,0 @@
-"""Developer tools: local control plane, test helpers. Not imported by the operator at runtime."""
