@@ -26,6 +26,7 @@ deps: $(STAMP)
 lint: deps
 	$(BIN)/ruff check operator harness hack tests runtimes bench
 	$(BIN)/ruff format --check operator harness hack tests runtimes bench
+	PYTHONPATH=. $(BIN)/lint-imports --no-cache  # the layering contracts in .importlinter
 
 typecheck: deps runtime-typecheck
 	$(BIN)/mypy
