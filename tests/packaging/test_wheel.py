@@ -56,11 +56,8 @@ def test_the_wheel_holds_the_operator_package_only(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert names
     assert [n for n in names if NOT_SHIPPED.search(n)] == []
-    top = {n.split("/")[0] for n in names}
-    assert top == {
-        "nlpmodel_operator",
-        wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info",
-    }
+    distribution, version = wheel.name.split("-")[:2]
+    assert {n.split("/")[0] for n in names} == {"nlpmodel_operator", f"{distribution}-{version}.dist-info"}
 
 
 def test_the_image_build_context_holds_no_harness() -> None:
@@ -106,7 +103,9 @@ def test_every_module_of_the_wheel_imports_with_its_runtime_dependencies(clean_v
 def test_every_shipped_subcommand_answers_help(clean_venv: Path) -> None:
     top = run(clean_venv, clean_venv / "nlpctl", "--help")
     assert top.returncode == 0, top.stderr
-    listed = set(re.search(r"\{([a-z,]+)\}", top.stdout).group(1).split(","))  # type: ignore[union-attr]
+    choices = re.search(r"\{([a-z,]+)\}", top.stdout)
+    assert choices, top.stdout
+    listed = set(choices.group(1).split(","))
     # The harness's plugins (demo, localplane) exist only where the harness is installed.
     assert listed == set(BUILTIN_COMMANDS)
     for command in sorted(listed):
