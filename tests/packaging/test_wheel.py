@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import venv
@@ -25,9 +26,14 @@ DEV_DISTRIBUTIONS = ("nlpmodel-harness", "nlpmodel-vllm-metrics", "pytest", "cel
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built as the Dockerfile builds it: from the image's build context alone."""
+    context = tmp_path_factory.mktemp("context")
+    for relative in context_files(REPO):
+        (context / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / relative, context / relative)
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--wheel-dir", str(out), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--wheel-dir", str(out), str(context)],
         check=True,
     )
     (built,) = out.glob("nlpmodel_operator-*.whl")
