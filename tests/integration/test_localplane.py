@@ -428,7 +428,7 @@ def test_binary_discovery_order(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     cache = localplane_build.cache_root()
     # A finished Debian build in the cache (fake binaries: nothing is run here).
-    for binary in ("kube-apiserver", "kube-controller-manager"):
+    for binary in localplane_build.DEBIAN_BUILT:
         _executable(cache / localplane_build.DEBIAN_CACHE_NAME / "bin" / binary)
     monkeypatch.setattr(localplane_build, "_ensure_debian_etcd", lambda: Path("/usr/bin/etcd"))
 
