@@ -26,9 +26,11 @@ from typing import Any, Final
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.spec import NLPModelSpec, Scaling
 from nlpmodel_operator.core.analysis import queries as q
+from nlpmodel_operator.core.kinds import ChildKind
 from nlpmodel_operator.core.revision import revision_name
 
 __all__ = [
+    "AUTOSCALER_CHILD_KINDS",
     "AUTOSCALER_KINDS",
     "KEDA_API_VERSION",
     "Autoscaled",
@@ -43,10 +45,16 @@ __all__ = [
     "unavailable",
 ]
 
-AUTOSCALER_KINDS: Final = frozenset({"HorizontalPodAutoscaler", "ScaledObject"})
 HPA_KIND: Final = "HorizontalPodAutoscaler"
 KEDA_API_VERSION: Final = "keda.sh/v1alpha1"
 KEDA_KIND: Final = "ScaledObject"
+# The autoscalers only carry what the operator wrote: not watched. The HPA is listed and created in
+# the newest version the server offers (the shell finds it out; this is the newest there is).
+AUTOSCALER_CHILD_KINDS: Final = (
+    ChildKind(KEDA_API_VERSION, KEDA_KIND, "scaledobjects", watched=False),
+    ChildKind("autoscaling/v2", HPA_KIND, "horizontalpodautoscalers", watched=False),
+)
+AUTOSCALER_KINDS: Final = frozenset(k.kind for k in AUTOSCALER_CHILD_KINDS)
 PROMETHEUS_METRICS: Final = frozenset({"queue-depth", "kv-cache", "concurrency"})
 # Where offline rendering (`nlpctl render`) points KEDA when no operator configuration is at hand.
 DEFAULT_PROMETHEUS_URL: Final = "http://prometheus-operated.monitoring.svc:9090"
@@ -148,8 +156,9 @@ def _scale_down(scaling: Scaling) -> dict[str, Any]:
 def autoscaler_objects(
     name: str, namespace: str, revision: str, spec: NLPModelSpec, scale: Scale, support: ScalingSupport
 ) -> list[dict[str, Any]]:
-    """The operator's own autoscaler of one revision (raw platform); KServe and Knative bring theirs."""
-    if not isinstance(scale, Autoscaled) or spec.serving.platform != "raw":
+    """The operator's own autoscaler of one Deployment revision (the raw platform's; KServe and Knative
+    bring theirs)."""
+    if not isinstance(scale, Autoscaled):
         return []
     scaling = spec.scaling
     workload = revision_name(name, revision)
