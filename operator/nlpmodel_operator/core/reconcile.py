@@ -22,7 +22,6 @@ from nlpmodel_operator.core.autoscaling import (
     Scale,
     ScalingSupport,
     serving_scale,
-    unavailable,
 )
 from nlpmodel_operator.core.autoscaling import describe as describe_scaling
 from nlpmodel_operator.core.conditions import find, set_condition
@@ -263,7 +262,8 @@ def _actions(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> l
     support = obs.scaling
     stable_state = obs.revisions.get(outcome.stable)
     lent = (outcome.sizing.canary or 0) if outcome.sizing.stable is not None else 0
-    stable_scale = serving_scale(spec, outcome.sizing.stable, lent, unavailable(spec, support) is None)
+    possible = platform.scaling_unavailable(spec, support) is None
+    stable_scale = serving_scale(spec, outcome.sizing.stable, lent, possible)
     resize: list[Action] = []
     handover: list[Action] = []
     if outcome.canary is None and outcome.stable == resolved.revision:
@@ -362,7 +362,15 @@ def _status(
     conds = _Conditions(old, obs.now, obs.generation)
     conds.set(ConditionType.SPEC_VALID, "True", Reason.VALID, "spec is valid")
     conds.set(ConditionType.GPU_FIT, *_gpu_fit_condition(resolution))
-    conds.set(ConditionType.AUTOSCALING, *describe_scaling(resolved.spec, obs.scaling))
+    platform = platform_of(resolved.spec.serving)
+    conds.set(
+        ConditionType.AUTOSCALING,
+        *describe_scaling(
+            resolved.spec,
+            platform.scaling_unavailable(resolved.spec, obs.scaling),
+            platform.autoscaled_by(resolved.spec, obs.scaling),
+        ),
+    )
     status: dict[str, Any] = dict(outcome.status)
     stable = outcome.stable
     serving = obs.revisions.get(stable)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from nlpmodel_operator.core.autoscaling import Scale, ScalingSupport, serving_scale, unavailable
+from nlpmodel_operator.core.autoscaling import Scale, ScalingSupport, serving_scale
 from nlpmodel_operator.core.monitoring import Monitoring, render_pod_monitor
 from nlpmodel_operator.core.platforms import Split, platform_of
 from nlpmodel_operator.core.resolved import Resolved
@@ -17,7 +17,7 @@ from nlpmodel_operator.core.routers import Backend, RouteContext, router_for
 def at_rest(resolved: Resolved, support: ScalingSupport) -> Scale:
     """The scale the spec asks for at rest, as far as the cluster can autoscale."""
     spec = resolved.spec
-    return serving_scale(spec, None, 0, unavailable(spec, support) is None)
+    return serving_scale(spec, None, 0, platform_of(spec.serving).scaling_unavailable(spec, support) is None)
 
 
 def render_revision(

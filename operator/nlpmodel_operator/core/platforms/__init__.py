@@ -22,10 +22,6 @@ _BY_NAME = {p.name: p for p in PLATFORMS}
 IN_PLACE_ROUTERS = {"kserve-canary": "kserve-serverless"}
 
 
-def platform_for(name: str) -> ServingPlatform:
-    return _BY_NAME[name]
-
-
 def platform_of(serving: Serving) -> ServingPlatform:
     """The platform a spec's revisions run on."""
     return _BY_NAME[IN_PLACE_ROUTERS.get(serving.router, serving.platform)]
@@ -54,7 +50,6 @@ __all__ = [
     "Split",
     "WorkloadState",
     "owner_of",
-    "platform_for",
     "platform_of",
     "running",
 ]

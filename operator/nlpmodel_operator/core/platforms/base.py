@@ -76,6 +76,14 @@ class ServingPlatform(Protocol):
 
     def observe(self, obj: Mapping[str, Any]) -> WorkloadState: ...
 
+    def scaling_unavailable(self, spec: NLPModelSpec, support: ScalingSupport) -> str | None:
+        """Why the autoscaling the spec asks for cannot be set up in this cluster (None: it can)."""
+        ...
+
+    def autoscaled_by(self, spec: NLPModelSpec, support: ScalingSupport) -> str:
+        """What sizes an autoscaled revision (for the Autoscaling condition)."""
+        ...
+
     def service_name(self, model: str, revision: str) -> str:
         """The Service in front of a revision's pods (what a router sends its share to)."""
         ...

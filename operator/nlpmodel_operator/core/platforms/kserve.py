@@ -6,7 +6,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from nlpmodel_operator.api.spec import NLPModelSpec
-from nlpmodel_operator.core.autoscaling import KSERVE_AUTOSCALER_CLASS, Scale, ScalingSupport, kserve_scaling
+from nlpmodel_operator.core.autoscaling import (
+    KSERVE_AUTOSCALER_CLASS,
+    Scale,
+    ScalingSupport,
+    kserve_scaling,
+    unavailable,
+)
 from nlpmodel_operator.core.engines import SERVING_PORT, EngineInput, engine_for
 from nlpmodel_operator.core.kinds import ChildKind
 from nlpmodel_operator.core.platforms import common
@@ -77,6 +83,12 @@ class KServePlatform:
     def service_name(self, model: str, revision: str) -> str:
         return f"{model}-{revision}-predictor"  # KServe names it `<isvc>-predictor`
 
+    def scaling_unavailable(self, spec: NLPModelSpec, support: ScalingSupport) -> str | None:
+        return unavailable(spec, support)
+
+    def autoscaled_by(self, spec: NLPModelSpec, support: ScalingSupport) -> str:
+        return f"KServe autoscaler class {'hpa' if spec.scaling.metric == 'cpu' else 'keda'}"
+
     def autoscalers(
         self, resolved: Resolved, revision: str, scale: Scale, support: ScalingSupport
     ) -> list[dict[str, Any]]:
@@ -119,9 +131,11 @@ class KServePlatform:
         ]
 
 
-def predictor(resolved: Resolved, scale: Scale, support: ScalingSupport) -> tuple[str | None, dict[str, Any]]:
-    """(autoscaler class, the InferenceService predictor) that runs one revision (also used by the
-    kserve-serverless platform)."""
+def predictor(
+    resolved: Resolved, scale: Scale, support: ScalingSupport, knative: bool = False
+) -> tuple[str | None, dict[str, Any]]:
+    """(autoscaler class, the InferenceService predictor) that runs one revision, in Standard mode or
+    (`knative`) for the kserve-serverless platform."""
     spec = resolved.spec
     engine = engine_for(spec.runtime.engine)
     inp = EngineInput(
@@ -148,7 +162,7 @@ def predictor(resolved: Resolved, scale: Scale, support: ScalingSupport) -> tupl
         if value:
             model[key] = value
     autoscaler_class, scaling = kserve_scaling(
-        resolved.name, resolved.namespace, resolved.revision, spec, scale, support
+        resolved.name, resolved.namespace, resolved.revision, spec, scale, support, knative
     )
     out: dict[str, Any] = {
         **{key: value for key, value in scaling.items() if value is not None},

@@ -42,7 +42,15 @@ class KServeServerlessPlatform:
     splits_traffic = True
 
     def problems(self, spec: NLPModelSpec) -> list[Problem]:
-        return []
+        if spec.rollout.gpu_surge:
+            return []
+        return [
+            Problem(
+                "spec.rollout.gpuSurge",
+                "router kserve-canary leaves revision sizes to Knative: gpuSurge: false needs gateway-api or "
+                "replica-ratio",
+            )
+        ]
 
     def owns(self, obj: Mapping[str, Any]) -> bool:
         return obj.get("kind") == INFERENCE_SERVICE.kind and deployment_mode(obj) == KNATIVE_MODE
@@ -58,6 +66,12 @@ class KServeServerlessPlatform:
 
     def service_name(self, model: str, revision: str) -> str:
         return f"{model}-predictor"  # one Knative Service for every revision of the model
+
+    def scaling_unavailable(self, spec: NLPModelSpec, support: ScalingSupport) -> str | None:
+        return None  # Knative's own autoscaler (validation allows only concurrency and cpu here)
+
+    def autoscaled_by(self, spec: NLPModelSpec, support: ScalingSupport) -> str:
+        return "Knative's HPA class" if spec.scaling.metric == "cpu" else "Knative's autoscaler (KPA)"
 
     def autoscalers(
         self, resolved: Resolved, revision: str, scale: Scale, support: ScalingSupport
@@ -77,7 +91,7 @@ class KServeServerlessPlatform:
     ) -> list[dict[str, Any]]:
         # Knative scales each of its revisions itself (concurrency or cpu): no fixed canary count.
         knative_scale = serving_scale(resolved.spec, None, 0, autoscaling_possible=True)
-        autoscaler_class, body = predictor(resolved, knative_scale, ScalingSupport())
+        autoscaler_class, body = predictor(resolved, knative_scale, ScalingSupport(), knative=True)
         # Knative accepts only h2c or http1 as the name of the user container's port.
         for port in body["model"].get("ports", []):
             port["name"] = KNATIVE_PORT_NAME

@@ -6,7 +6,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from nlpmodel_operator.api.spec import NLPModelSpec
-from nlpmodel_operator.core.autoscaling import Autoscaled, Fixed, Scale, ScalingSupport, autoscaler_objects
+from nlpmodel_operator.core.autoscaling import (
+    KEDA_KIND,
+    Autoscaled,
+    Fixed,
+    Scale,
+    ScalingSupport,
+    autoscaler_objects,
+    unavailable,
+)
 from nlpmodel_operator.core.engines import SERVING_PORT, EngineInput, engine_for
 from nlpmodel_operator.core.kinds import ChildKind
 from nlpmodel_operator.core.platforms import common
@@ -51,6 +59,14 @@ class RawPlatform:
 
     def service_name(self, model: str, revision: str) -> str:
         return revision_name(model, revision)
+
+    def scaling_unavailable(self, spec: NLPModelSpec, support: ScalingSupport) -> str | None:
+        return unavailable(spec, support)
+
+    def autoscaled_by(self, spec: NLPModelSpec, support: ScalingSupport) -> str:
+        if spec.scaling.metric == "cpu":
+            return f"HorizontalPodAutoscaler ({support.hpa_api_version})"
+        return f"KEDA {KEDA_KIND}"
 
     def autoscalers(
         self, resolved: Resolved, revision: str, scale: Scale, support: ScalingSupport
