@@ -71,3 +71,9 @@ def render_pod_monitor(name: str, namespace: str, scrape_interval_s: float | Non
             "podMetricsEndpoints": [endpoint],
         },
     }
+
+
+def pod_monitors(name: str, namespace: str, monitoring: Monitoring | None) -> list[dict[str, Any]]:
+    """The model's PodMonitor, where the operator renders one (None: the cluster serves no PodMonitor,
+    or the operator is configured not to render one)."""
+    return [] if monitoring is None else [render_pod_monitor(name, namespace, monitoring.scrape_interval_s)]

@@ -25,7 +25,7 @@ from nlpmodel_operator.core.autoscaling import (
 )
 from nlpmodel_operator.core.autoscaling import describe as describe_scaling
 from nlpmodel_operator.core.conditions import find, set_condition
-from nlpmodel_operator.core.monitoring import Monitoring, render_pod_monitor
+from nlpmodel_operator.core.monitoring import Monitoring, pod_monitors
 from nlpmodel_operator.core.planner import format_bytes
 from nlpmodel_operator.core.platforms import ServingPlatform, Split, platform_of, running
 from nlpmodel_operator.core.problems import Problem
@@ -38,11 +38,11 @@ from nlpmodel_operator.core.records import (
     Event,
     RevisionState,
 )
-from nlpmodel_operator.core.render import render_settled
+from nlpmodel_operator.core.render import render_settled, route_context
 from nlpmodel_operator.core.resolve import Resolution, resolve
 from nlpmodel_operator.core.resolved import Resolved
 from nlpmodel_operator.core.rollout import RolloutInput, RolloutOutcome, step_rollout
-from nlpmodel_operator.core.routers import Backend, RouteContext, router_for
+from nlpmodel_operator.core.routers import RouteContext, router_for
 from nlpmodel_operator.core.validation import name_problems, parse_spec
 
 # A condition message is for people: keep it readable and well under etcd's object size limits.
@@ -246,14 +246,9 @@ def _valid(obs: Observation, resolution: Resolution, resolved: Resolved) -> Deci
 
 
 def _route(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> RouteContext:
-    spec = resolved.spec
-    stable = Backend(
-        outcome.stable, _service_of(obs.name, outcome.stable, obs.revisions.get(outcome.stable), spec)
-    )
-    canary = None
-    if outcome.canary is not None:
-        canary = Backend(outcome.canary, _service_of(obs.name, outcome.canary, None, spec))
-    return RouteContext(obs.name, obs.namespace, spec, stable, canary, outcome.weight)
+    stable_platform = _platform_running(obs.revisions.get(outcome.stable), resolved.spec)
+    split = Split(outcome.stable, outcome.canary, outcome.weight)
+    return route_context(resolved, split, stable_platform)
 
 
 def _actions(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> list[Action]:
@@ -272,18 +267,11 @@ def _actions(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> l
         monitor_objects, workloads, scalers = settled.monitors, settled.workloads, settled.autoscalers
         route_objects = settled.routes
         if stable_state is None and isinstance(stable_scale, Autoscaled):
-            # Born at its minimum (an HPA without metrics yet would leave it at the default of one).
-            for obj in workloads:
-                if obj["kind"] == "Deployment":
-                    obj["spec"]["replicas"] = max(stable_scale.min, 1)
+            platform.born(workloads, stable_scale)
         handover = _handover(stable_state, spec, stable_scale)
     else:
         route_objects = router_for(spec.serving.router).render(_route(obs, resolved, outcome))
-        monitor_objects = (
-            [render_pod_monitor(obs.name, obs.namespace, obs.monitoring.scrape_interval_s)]
-            if obs.monitoring is not None
-            else []
-        )
+        monitor_objects = pod_monitors(obs.name, obs.namespace, obs.monitoring)
         split = Split(outcome.stable, outcome.canary, outcome.weight)
         workloads, scalers = [], []
         if platform.splits_traffic:

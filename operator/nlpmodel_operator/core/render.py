@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nlpmodel_operator.core.autoscaling import Scale, ScalingSupport, serving_scale
-from nlpmodel_operator.core.monitoring import Monitoring, render_pod_monitor
-from nlpmodel_operator.core.platforms import Split, platform_of
+from nlpmodel_operator.core.monitoring import Monitoring, pod_monitors
+from nlpmodel_operator.core.platforms import ServingPlatform, Split, platform_of
 from nlpmodel_operator.core.resolved import Resolved
 from nlpmodel_operator.core.routers import Backend, RouteContext, router_for
 
@@ -40,13 +40,16 @@ def render_revision(
     return objects + platform.autoscalers(resolved, resolved.revision, scale, support)
 
 
-def route_context(resolved: Resolved, split: Split) -> RouteContext:
-    """What the router splits: the stable and canary revisions' Services, by the spec's platform."""
+def route_context(
+    resolved: Resolved, split: Split, stable_platform: ServingPlatform | None = None
+) -> RouteContext:
+    """What the router splits: the stable and canary revisions' Services. The canary runs on the
+    spec's platform; the stable on `stable_platform` (default: the spec's; a rollout may change it)."""
     platform = platform_of(resolved.spec.serving)
     canary = None
     if split.canary is not None:
         canary = Backend(split.canary, platform.service_name(resolved.name, split.canary))
-    stable = Backend(split.stable, platform.service_name(resolved.name, split.stable))
+    stable = Backend(split.stable, (stable_platform or platform).service_name(resolved.name, split.stable))
     return RouteContext(resolved.name, resolved.namespace, resolved.spec, stable, canary, split.weight)
 
 
@@ -78,11 +81,7 @@ def render_settled(
     split = Split(resolved.revision)
     platform = platform_of(resolved.spec.serving)
     return Settled(
-        monitors=(
-            [render_pod_monitor(resolved.name, resolved.namespace, monitoring.scrape_interval_s)]
-            if monitoring is not None
-            else []
-        ),
+        monitors=pod_monitors(resolved.name, resolved.namespace, monitoring),
         workloads=platform.render(resolved, scale, support, split),
         autoscalers=platform.autoscalers(resolved, resolved.revision, scale, support),
         routes=router_for(resolved.spec.serving.router).render(route_context(resolved, split)),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from nlpmodel_operator.api.spec import NLPModelSpec
-from nlpmodel_operator.core.autoscaling import Scale, ScalingSupport
+from nlpmodel_operator.core.autoscaling import Autoscaled, Scale, ScalingSupport
 from nlpmodel_operator.core.kinds import ChildKind
 from nlpmodel_operator.core.problems import Problem
 from nlpmodel_operator.core.records import Action, ChildRef, RevisionState
@@ -96,4 +96,8 @@ class ServingPlatform(Protocol):
 
     def hand_over(self, state: RevisionState, scale: Scale) -> list[Action]:
         """What keeps a live replica count when an autoscaler takes it over (see `records.HandOver`)."""
+        ...
+
+    def born(self, objects: list[dict[str, Any]], scale: Autoscaled) -> None:
+        """Set what a new revision starts at when an autoscaler will own its count (in place)."""
         ...

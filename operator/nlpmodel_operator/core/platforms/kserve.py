@@ -8,6 +8,7 @@ from typing import Any
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.core.autoscaling import (
     KSERVE_AUTOSCALER_CLASS,
+    Autoscaled,
     Scale,
     ScalingSupport,
     kserve_scaling,
@@ -112,6 +113,9 @@ class KServePlatform:
 
     def hand_over(self, state: RevisionState, scale: Scale) -> list[Action]:
         return []  # the replica bounds are fields of the InferenceService, applied whole
+
+    def born(self, objects: list[dict[str, Any]], scale: Autoscaled) -> None:
+        pass  # KServe starts it at minReplicas
 
     def render(
         self, resolved: Resolved, scale: Scale, support: ScalingSupport, split: Split

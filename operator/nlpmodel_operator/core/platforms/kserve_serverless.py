@@ -14,7 +14,13 @@ from typing import Any
 
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.spec import NLPModelSpec
-from nlpmodel_operator.core.autoscaling import KSERVE_AUTOSCALER_CLASS, Scale, ScalingSupport, serving_scale
+from nlpmodel_operator.core.autoscaling import (
+    KSERVE_AUTOSCALER_CLASS,
+    Autoscaled,
+    Scale,
+    ScalingSupport,
+    serving_scale,
+)
 from nlpmodel_operator.core.kinds import ChildKind
 from nlpmodel_operator.core.platforms import common
 from nlpmodel_operator.core.platforms.base import Split, WorkloadState
@@ -85,6 +91,9 @@ class KServeServerlessPlatform:
 
     def hand_over(self, state: RevisionState, scale: Scale) -> list[Action]:
         return []
+
+    def born(self, objects: list[dict[str, Any]], scale: Autoscaled) -> None:
+        pass  # Knative starts it at minReplicas
 
     def render(
         self, resolved: Resolved, scale: Scale, support: ScalingSupport, split: Split

@@ -137,6 +137,12 @@ class RawPlatform:
             mounts.append({"name": MODEL_VOLUME, "mountPath": common.MODEL_MOUNT, "readOnly": True})
         return volumes, mounts
 
+    def born(self, objects: list[dict[str, Any]], scale: Autoscaled) -> None:
+        # At the minimum: an HPA without metrics yet would leave it at the default of one.
+        for obj in objects:
+            if obj["kind"] == DEPLOYMENT.kind:
+                obj["spec"]["replicas"] = max(scale.min, 1)
+
     def render(
         self, resolved: Resolved, scale: Scale, support: ScalingSupport, split: Split
     ) -> list[dict[str, Any]]:
