@@ -50,13 +50,12 @@ def revision_states(
         applied = field_manager is not None and any(applies_replicas(o, field_manager) for o, _ in workloads)
         if not workloads:
             ready, messages = False, [f"revision {revision} has no workload"]
-        for obj in objs:
-            ok, why, wanted, ready_n = child_readiness(obj)
-            ready = ready and ok
-            if why:
-                messages.append(why)
-            if wanted is not None:
-                replicas, ready_replicas = wanted, ready_n
+        for _, workload in workloads:  # any other child is ready as soon as it exists
+            ready = ready and workload.ready
+            if workload.message:
+                messages.append(workload.message)
+            if workload.replicas is not None:
+                replicas, ready_replicas = workload.replicas, workload.ready_replicas
         serving = bool(workloads) and all(w.serving for _, w in workloads)
         states[revision] = RevisionState(
             revision,
@@ -68,12 +67,13 @@ def revision_states(
             replicas_applied=applied,
             serving=serving,
         )
-        for _, workload in workloads:
+        for obj, workload in workloads:
             # A workload that keeps serving an earlier revision (Knative's previously rolled-out one):
             # that revision has no objects of its own.
             previous = workload.also_serves
             if previous and previous != revision and previous not in grouped:
-                states[previous] = RevisionState(previous, (), True, "served by KServe's previous revision")
+                by = f"served by {obj['kind']} {obj['metadata']['name']} as its previous revision"
+                states[previous] = RevisionState(previous, (), True, by)
     return states
 
 
