@@ -29,6 +29,7 @@ __all__ = [
     "Cluster",
     "OperatorProcess",
     "grant_operator_role",
+    "missing_fields",
     "revision",
     "run_operator",
     "status",
@@ -49,6 +50,23 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float = 60.0, 
             return last
         time.sleep(every_s)
     raise AssertionError(f"timed out waiting for {what} (last seen: {last!r})")
+
+
+def missing_fields(want: Any, have: Any, path: str = "") -> list[str]:
+    """Paths of `want` (what we rendered) absent or different in `have` (what the server stored)."""
+    if isinstance(want, dict):
+        if not isinstance(have, dict):
+            return [path or "."]
+        return [p for k, v in want.items() for p in missing_fields(v, have.get(k), f"{path}.{k}")]
+    if isinstance(want, list):
+        if not isinstance(have, list) or len(have) != len(want):
+            return [path]
+        return [
+            p
+            for i, (w, h) in enumerate(zip(want, have, strict=True))
+            for p in missing_fields(w, h, f"{path}[{i}]")
+        ]
+    return [] if want == have else [f"{path} ({want!r} != {have!r})"]
 
 
 def run_operator(

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from harness import Cluster, OperatorProcess, run_operator, wait_for
+from harness import Cluster, OperatorProcess, missing_fields, run_operator, wait_for
 from nlpmodel_harness.localplane import LocalPlane
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.controller.kube import Kube
@@ -60,23 +60,6 @@ def rendered(body: dict[str, Any]) -> list[dict[str, Any]]:
         scaling=LOCAL_PLANE_SCALING,
     )
     return decide(obs).apply
-
-
-def missing_fields(want: Any, have: Any, path: str = "") -> list[str]:
-    """Paths of `want` (what we rendered) absent or different in `have` (what the server stored)."""
-    if isinstance(want, dict):
-        if not isinstance(have, dict):
-            return [path or "."]
-        return [p for k, v in want.items() for p in missing_fields(v, have.get(k), f"{path}.{k}")]
-    if isinstance(want, list):
-        if not isinstance(have, list) or len(have) != len(want):
-            return [path]
-        return [
-            p
-            for i, (w, h) in enumerate(zip(want, have, strict=True))
-            for p in missing_fields(w, h, f"{path}[{i}]")
-        ]
-    return [] if want == have else [f"{path} ({want!r} != {have!r})"]
 
 
 def phase(cluster: Cluster, ns: str, name: str) -> str | None:

@@ -160,9 +160,19 @@ def test_render_prints_only_child_objects() -> None:
     result = nlpctl("render", *map(str, FITTING))
     assert result.returncode == 0, result.stderr
     objects = list(yaml.safe_load_all(result.stdout))
-    assert {o["kind"] for o in objects} == {"InferenceService", "Deployment", "Service"}
+    # The revisions, the routers' objects and the PodMonitors: what the operator applies at rest
+    # (tests/integration/test_render_matches.py compares them with the live children).
+    assert {o["kind"] for o in objects} == {
+        "InferenceService",
+        "Deployment",
+        "Service",
+        "HTTPRoute",
+        "PodMonitor",
+    }
     assert all("ownerReferences" not in o["metadata"] for o in objects)
     assert "&id" not in result.stdout  # no YAML anchors: some consumers mishandle them
+    without = nlpctl("render", "--no-pod-monitor", *map(str, FITTING))
+    assert "PodMonitor" not in {o["kind"] for o in yaml.safe_load_all(without.stdout)}
 
 
 def test_render_reads_stdin_and_fails_cleanly_on_invalid_input() -> None:

@@ -21,10 +21,13 @@ from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.cli import control, wait
 from nlpmodel_operator.cli.manifests import Document, ManifestError, read_documents
+from nlpmodel_operator.controller.config import OperatorConfig
 from nlpmodel_operator.controller.run import add_arguments as add_run_arguments
+from nlpmodel_operator.core.autoscaling import DEFAULT_PROMETHEUS_URL, ScalingSupport
+from nlpmodel_operator.core.monitoring import Monitoring
 from nlpmodel_operator.core.planner import Plan, format_bytes
 from nlpmodel_operator.core.problems import Problem
-from nlpmodel_operator.core.render import render_revision
+from nlpmodel_operator.core.render import render_settled
 from nlpmodel_operator.core.resolve import Resolution, resolve
 from nlpmodel_operator.core.validation import object_problems
 
@@ -76,6 +79,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    """What the operator applies to each model at rest (`core.render.render_settled`)."""
+    support = ScalingSupport(prometheus_url=args.prometheus_url)
+    monitoring = None if args.no_pod_monitor else Monitoring(args.scrape_interval)
     objects: list[dict[str, Any]] = []
     failed = False
     for doc in read_documents(args.files):
@@ -87,7 +93,7 @@ def cmd_render(args: argparse.Namespace) -> int:
             continue
         assert resolution is not None
         assert resolution.resolved is not None
-        objects.extend(render_revision(resolution.resolved))
+        objects.extend(render_settled(resolution.resolved, support, monitoring).objects)
     if failed:
         return EXIT_INVALID
     sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False, width=120) if objects else "")
@@ -235,10 +241,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", help="files or directories; - for stdin")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("render", help="print the child objects as YAML (an Argo CD config plugin)")
+    p = sub.add_parser(
+        "render",
+        help="print the child objects the operator applies at rest, as YAML (an Argo CD config plugin)",
+    )
     p.add_argument("files", nargs="+")
     p.add_argument(
         "-n", "--namespace", help="namespace of the children (default: the manifest's, or default)"
+    )
+    p.add_argument(
+        "--prometheus-url",
+        default=DEFAULT_PROMETHEUS_URL,
+        help="the operator's Prometheus (KEDA triggers of LLM-metric autoscalers; default: %(default)s)",
+    )
+    p.add_argument(
+        "--scrape-interval",
+        type=float,
+        default=OperatorConfig.scrape_interval_seconds,
+        metavar="SECONDS",
+        help="the PodMonitor's scrape interval (the operator's NLPMODEL_SCRAPE_INTERVAL_SECONDS; "
+        "default: %(default)s)",
+    )
+    p.add_argument(
+        "--no-pod-monitor",
+        action="store_true",
+        help="leave out the PodMonitor (as the operator does where the cluster has no prometheus-operator)",
     )
     p.set_defaults(func=cmd_render)
 

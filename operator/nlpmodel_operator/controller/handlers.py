@@ -13,7 +13,7 @@ import kopf
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.controller.analysis import Analyzer
 from nlpmodel_operator.controller.config import OperatorConfig
-from nlpmodel_operator.controller.kube import WATCHED_CHILDREN, Kube, load_client
+from nlpmodel_operator.controller.kube import Kube, load_client
 from nlpmodel_operator.controller.metrics import OperatorMetrics
 from nlpmodel_operator.controller.peering import (
     LIFETIME_ENV,
@@ -22,7 +22,8 @@ from nlpmodel_operator.controller.peering import (
     operator_identity,
 )
 from nlpmodel_operator.controller.runner import Reconciler
-from nlpmodel_operator.core.reconcile import Monitoring
+from nlpmodel_operator.core.children import watched_kinds
+from nlpmodel_operator.core.monitoring import Monitoring
 from nlpmodel_operator.core.resync import fingerprint
 from nlpmodel_operator.providers.factory import provider_for
 
@@ -141,6 +142,10 @@ async def on_child_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo,
         reconciler.request(namespace, model, RECONCILE_LOG)
 
 
-# Only objects with the model label reach the handler (kopf filters them; no state is kept on them).
-for _group, _version, _plural in WATCHED_CHILDREN:
-    kopf.on.event(_group, _version, _plural, labels={c.LABEL_MODEL: kopf.PRESENT})(on_child_event)
+# Children that serve or carry traffic, or whose state the model reports (`ChildKind.watched`): their
+# changes (and their deletion) reconcile the owner at once. Only objects with the model label reach the
+# handler (kopf filters them; no state is kept on them).
+for _kind in watched_kinds():
+    kopf.on.event(_kind.group, _kind.version, _kind.plural, labels={c.LABEL_MODEL: kopf.PRESENT})(
+        on_child_event
+    )

@@ -18,26 +18,9 @@ from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError, 
 
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.core import autoscaling, monitoring
+from nlpmodel_operator.core.children import child_kinds
 from nlpmodel_operator.core.reconcile import ChildRef
 
-# Kinds a model's children may have; listed on every reconcile to find leftovers of old revisions.
-CHILD_KINDS: tuple[tuple[str, str], ...] = (
-    ("serving.kserve.io/v1beta1", "InferenceService"),
-    ("apps/v1", "Deployment"),
-    ("v1", "Service"),
-    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
-    (monitoring.API_VERSION, monitoring.KIND),
-    (autoscaling.KEDA_API_VERSION, autoscaling.KEDA_KIND),
-)
-# Children that serve or carry traffic, or whose state the model reports: their changes (and their
-# deletion) reconcile the owner at once (see handlers). The autoscalers and the PodMonitor only carry
-# what the operator wrote; drift there is repaired at the resync. (group, version, plural) for kopf.
-WATCHED_CHILDREN: tuple[tuple[str, str, str], ...] = (
-    ("serving.kserve.io", "v1beta1", "inferenceservices"),
-    ("apps", "v1", "deployments"),
-    ("", "v1", "services"),
-    ("gateway.networking.k8s.io", "v1", "httproutes"),
-)
 # HorizontalPodAutoscalers are listed (and created) in one version only, the newest the server offers:
 # a server offering two shows every HPA in both.
 HPA_VERSIONS: tuple[str, ...] = ("autoscaling/v2", "autoscaling/v2beta2")
@@ -133,7 +116,11 @@ class Kube:
     def children(self, namespace: str, model: str, owner_uid: str) -> list[dict[str, Any]]:
         """Objects labelled as this model's and owned by it (never someone else's look-alikes)."""
         found: list[dict[str, Any]] = []
-        for api_version, kind in (*CHILD_KINDS, (self.hpa_api_version(), autoscaling.HPA_KIND)):
+        # Every kind the registries declare (listed on every reconcile to find leftovers of old
+        # revisions); the HPA in the one version it is served in here.
+        for child in child_kinds():
+            kind = child.kind
+            api_version = self.hpa_api_version() if kind == autoscaling.HPA_KIND else child.api_version
             if not self.serves(api_version, kind):
                 continue
             resource = self._resource(api_version, kind)

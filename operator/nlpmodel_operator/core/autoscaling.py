@@ -26,9 +26,11 @@ from typing import Any, Final
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.spec import NLPModelSpec, Scaling
 from nlpmodel_operator.core.analysis import queries as q
+from nlpmodel_operator.core.kinds import ChildKind
 from nlpmodel_operator.core.revision import revision_name
 
 __all__ = [
+    "AUTOSCALER_CHILD_KINDS",
     "AUTOSCALER_KINDS",
     "KEDA_API_VERSION",
     "Autoscaled",
@@ -43,10 +45,16 @@ __all__ = [
     "unavailable",
 ]
 
-AUTOSCALER_KINDS: Final = frozenset({"HorizontalPodAutoscaler", "ScaledObject"})
 HPA_KIND: Final = "HorizontalPodAutoscaler"
 KEDA_API_VERSION: Final = "keda.sh/v1alpha1"
 KEDA_KIND: Final = "ScaledObject"
+# The autoscalers only carry what the operator wrote: not watched. The HPA is listed and created in
+# the newest version the server offers (the shell finds it out; this is the newest there is).
+AUTOSCALER_CHILD_KINDS: Final = (
+    ChildKind(KEDA_API_VERSION, KEDA_KIND, "scaledobjects", watched=False),
+    ChildKind("autoscaling/v2", HPA_KIND, "horizontalpodautoscalers", watched=False),
+)
+AUTOSCALER_KINDS: Final = frozenset(k.kind for k in AUTOSCALER_CHILD_KINDS)
 PROMETHEUS_METRICS: Final = frozenset({"queue-depth", "kv-cache", "concurrency"})
 # Where offline rendering (`nlpctl render`) points KEDA when no operator configuration is at hand.
 DEFAULT_PROMETHEUS_URL: Final = "http://prometheus-operated.monitoring.svc:9090"
@@ -82,12 +90,11 @@ Scale = Fixed | Autoscaled
 
 
 def unavailable(spec: NLPModelSpec, support: ScalingSupport) -> str | None:
-    """Why the autoscaling the spec asks for cannot be set up in this cluster (None: it can)."""
+    """Why the autoscaling the spec asks for cannot be set up in this cluster by an HPA or KEDA (the
+    operator's own, or KServe's classes); None: it can. Knative's platform brings its own."""
     scaling = spec.scaling
     if not scaling.autoscaled or scaling.metric not in PROMETHEUS_METRICS:
         return None
-    if spec.serving.router == "kserve-canary":
-        return None  # Knative's own autoscaler (validation allows only concurrency and cpu there)
     if not support.keda:
         return (
             f"{scaling.metric} autoscaling needs KEDA: the cluster does not serve "
@@ -148,8 +155,9 @@ def _scale_down(scaling: Scaling) -> dict[str, Any]:
 def autoscaler_objects(
     name: str, namespace: str, revision: str, spec: NLPModelSpec, scale: Scale, support: ScalingSupport
 ) -> list[dict[str, Any]]:
-    """The operator's own autoscaler of one revision (raw platform); KServe and Knative bring theirs."""
-    if not isinstance(scale, Autoscaled) or spec.serving.platform != "raw":
+    """The operator's own autoscaler of one Deployment revision (the raw platform's; KServe and Knative
+    bring theirs)."""
+    if not isinstance(scale, Autoscaled):
         return []
     scaling = spec.scaling
     workload = revision_name(name, revision)
@@ -209,9 +217,16 @@ def autoscaler_objects(
 
 
 def kserve_scaling(
-    name: str, namespace: str, revision: str, spec: NLPModelSpec, scale: Scale, support: ScalingSupport
+    name: str,
+    namespace: str,
+    revision: str,
+    spec: NLPModelSpec,
+    scale: Scale,
+    support: ScalingSupport,
+    knative: bool = False,
 ) -> tuple[str | None, dict[str, Any]]:
-    """(autoscaler class annotation, predictor fields) of an InferenceService revision.
+    """(autoscaler class annotation, predictor fields) of an InferenceService revision, in Standard
+    mode or (`knative`) Serverless mode.
 
     Every scaling field is present, None where unused, so the same dict serves as a merge patch that
     switches a live InferenceService between classes (None removes a field)."""
@@ -219,14 +234,13 @@ def kserve_scaling(
     fields: dict[str, Any] = {"scaleMetric": None, "scaleTarget": None, "autoScaling": None}
     if isinstance(scale, Fixed):
         fields.update(minReplicas=scale.replicas, maxReplicas=max(scale.replicas, 1))
-        knative = spec.serving.router == "kserve-canary"
         return (None if knative else "none"), fields
     fields.update(minReplicas=scale.min, maxReplicas=scale.max)
     if scaling.metric == "cpu":  # an HPA (KServe's in Standard mode, Knative's HPA class otherwise)
         fields.update(scaleMetric="cpu", scaleTarget=scaling.target_value)
         fields["autoScaling"] = {"behavior": _scale_down(scaling)}
         return "hpa", fields
-    if spec.serving.router == "kserve-canary":  # Knative's own autoscaler on concurrency
+    if knative:  # Knative's own autoscaler on concurrency
         fields.update(scaleMetric="concurrency", scaleTarget=scaling.target_value)
         return None, fields
     assert support.prometheus_url is not None, "unavailable() said so"
@@ -251,27 +265,19 @@ def kserve_scaling(
     return "keda", fields
 
 
-def describe(spec: NLPModelSpec, support: ScalingSupport) -> tuple[str, str, str]:
-    """(status, reason, message) of the Autoscaling condition."""
+def describe(spec: NLPModelSpec, why_not: str | None, by: str) -> tuple[str, str, str]:
+    """(status, reason, message) of the Autoscaling condition; `why_not`: why the platform cannot
+    autoscale here (None: it can), `by`: what sizes it (see `ServingPlatform.autoscaled_by`)."""
     scaling = spec.scaling
     if not scaling.autoscaled:
         how = "set with kubectl scale" if scaling.replicas is not None else "minReplicas == maxReplicas"
         return "False", c.Reason.FIXED_REPLICAS, f"{scaling.base_replicas} replica(s), {how}"
-    why_not = unavailable(spec, support)
     if why_not is not None:
         return (
             "False",
             c.Reason.AUTOSCALER_UNAVAILABLE,
             f"{why_not}; running {scaling.base_replicas} replica(s)",
         )
-    if spec.serving.router == "kserve-canary":
-        by = "Knative's HPA class" if scaling.metric == "cpu" else "Knative's autoscaler (KPA)"
-    elif spec.serving.platform == "kserve":
-        by = f"KServe autoscaler class {'hpa' if scaling.metric == 'cpu' else 'keda'}"
-    elif scaling.metric == "cpu":
-        by = f"HorizontalPodAutoscaler ({support.hpa_api_version})"
-    else:
-        by = f"KEDA {KEDA_KIND}"
     unit = {"queue-depth": " waiting", "concurrency": " running", "kv-cache": "% KV cache", "cpu": "% CPU"}
     ignored = f"; scaling.replicas {scaling.replicas} is ignored" if scaling.replicas is not None else ""
     return (

@@ -13,16 +13,27 @@ renames the serving port of the user container, raw Deployments and KServe Stand
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Final
 
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.core.analysis.queries import TARGET_LABEL_MODEL, TARGET_LABEL_REVISION
 from nlpmodel_operator.core.engines import SERVING_PORT
+from nlpmodel_operator.core.kinds import ChildKind
 from nlpmodel_operator.core.routers.base import model_metadata
 
 API_VERSION: Final = "monitoring.coreos.com/v1"
 KIND: Final = "PodMonitor"
+# It only carries what the operator wrote: not watched.
+POD_MONITOR: Final = ChildKind(API_VERSION, KIND, "podmonitors", watched=False)
 METRICS_PATH: Final = "/metrics"
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    """How Prometheus scrapes the model's pods (the operator's configuration)."""
+
+    scrape_interval_s: float
 
 
 def meta_label(pod_label: str) -> str:
@@ -60,3 +71,9 @@ def render_pod_monitor(name: str, namespace: str, scrape_interval_s: float | Non
             "podMetricsEndpoints": [endpoint],
         },
     }
+
+
+def pod_monitors(name: str, namespace: str, monitoring: Monitoring | None) -> list[dict[str, Any]]:
+    """The model's PodMonitor, where the operator renders one (None: the cluster serves no PodMonitor,
+    or the operator is configured not to render one)."""
+    return [] if monitoring is None else [render_pod_monitor(name, namespace, monitoring.scrape_interval_s)]

@@ -7,62 +7,18 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from nlpmodel_operator.api import constants as c
+from nlpmodel_operator.core.platforms import owner_of
 from nlpmodel_operator.core.records import ChildRef, RevisionState
-from nlpmodel_operator.core.routers.kserve_canary import ANNOTATION_STABLE_REVISION
-
-WORKLOAD_KINDS = frozenset({"InferenceService", "Deployment"})
-
-
-def _ready_condition(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    conditions = (obj.get("status") or {}).get("conditions") or []
-    return next((x for x in conditions if x.get("type") == "Ready"), None)
 
 
 def child_readiness(obj: Mapping[str, Any]) -> tuple[bool, str, int | None, int | None]:
-    """(ready, why not, replicas, ready replicas) of one child object."""
-    kind = obj.get("kind")
-    name = (obj.get("metadata") or {}).get("name", "?")
-    status = obj.get("status") or {}
-    if kind == "InferenceService":
-        generation = (obj.get("metadata") or {}).get("generation")
-        observed = status.get("observedGeneration")
-        if generation is not None and observed is not None and observed < generation:
-            return (
-                False,
-                f"InferenceService {name}: KServe has not processed generation {generation} yet",
-                None,
-                None,
-            )
-        ready = _ready_condition(obj)
-        if ready is None:
-            return False, f"InferenceService {name} has no Ready condition yet", None, None
-        if ready.get("status") == "True":
-            return True, "", None, None
-        why = ready.get("message") or ready.get("reason") or "not ready"
-        return False, f"InferenceService {name}: {why}", None, None
-    if kind == "Deployment":
-        meta = obj.get("metadata") or {}
-        wanted = (obj.get("spec") or {}).get("replicas", 1)
-        ready_n = status.get("readyReplicas", 0) or 0
-        updated = status.get("updatedReplicas", 0) or 0
-        current = status.get("observedGeneration", 0) >= meta.get("generation", 0)
-        if wanted == 0:
-            return False, f"Deployment {name} is scaled to zero", 0, 0
-        if current and ready_n >= wanted and updated >= wanted:
-            return True, "", wanted, ready_n
-        return False, f"Deployment {name}: {ready_n}/{wanted} replicas ready", wanted, ready_n
-    return True, "", None, None
-
-
-def can_serve(obj: Mapping[str, Any]) -> bool:
-    """A workload that can take traffic now: KServe reports it Ready (a newer generation may still be
-    rolling out behind it), or a Deployment has a ready pod."""
-    if obj.get("kind") == "InferenceService":
-        ready = _ready_condition(obj)
-        return ready is not None and ready.get("status") == "True"
-    if obj.get("kind") == "Deployment":
-        return bool((obj.get("status") or {}).get("readyReplicas"))
-    return True
+    """(ready, why not, replicas, ready replicas) of one child object, as its platform reads it (a
+    child that is no workload is ready as soon as it exists)."""
+    platform = owner_of(obj)
+    if platform is None:
+        return True, "", None, None
+    state = platform.observe(obj)
+    return state.ready, state.message, state.replicas, state.ready_replicas
 
 
 def applies_replicas(obj: Mapping[str, Any], field_manager: str) -> bool:
@@ -90,20 +46,17 @@ def revision_states(
     for revision, objs in grouped.items():
         refs = tuple(ChildRef(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in objs)
         ready, messages, replicas, ready_replicas = True, [], None, None
-        applied = field_manager is not None and any(
-            o.get("kind") == "Deployment" and applies_replicas(o, field_manager) for o in objs
-        )
-        workloads = [o for o in objs if o.get("kind") in WORKLOAD_KINDS]
+        workloads = [(o, platform.observe(o)) for o in objs if (platform := owner_of(o)) is not None]
+        applied = field_manager is not None and any(applies_replicas(o, field_manager) for o, _ in workloads)
         if not workloads:
             ready, messages = False, [f"revision {revision} has no workload"]
-        for obj in objs:
-            ok, why, wanted, ready_n = child_readiness(obj)
-            ready = ready and ok
-            if why:
-                messages.append(why)
-            if wanted is not None:
-                replicas, ready_replicas = wanted, ready_n
-        serving = bool(workloads) and all(can_serve(o) for o in workloads)
+        for _, workload in workloads:  # any other child is ready as soon as it exists
+            ready = ready and workload.ready
+            if workload.message:
+                messages.append(workload.message)
+            if workload.replicas is not None:
+                replicas, ready_replicas = workload.replicas, workload.ready_replicas
+        serving = bool(workloads) and all(w.serving for _, w in workloads)
         states[revision] = RevisionState(
             revision,
             refs,
@@ -114,12 +67,13 @@ def revision_states(
             replicas_applied=applied,
             serving=serving,
         )
-        for obj in objs:
-            # kserve-canary: KServe keeps serving the previously rolled-out revision from the same
-            # InferenceService, which names it; that revision has no objects of its own.
-            previous = ((obj.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_STABLE_REVISION)
+        for obj, workload in workloads:
+            # A workload that keeps serving an earlier revision (Knative's previously rolled-out one):
+            # that revision has no objects of its own.
+            previous = workload.also_serves
             if previous and previous != revision and previous not in grouped:
-                states[previous] = RevisionState(previous, (), True, "served by KServe's previous revision")
+                by = f"served by {obj['kind']} {obj['metadata']['name']} as its previous revision"
+                states[previous] = RevisionState(previous, (), True, by)
     return states
 
 

@@ -17,20 +17,17 @@ from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.core.analysis.checks import CheckData, CheckRequest, check_request, parse_time
 from nlpmodel_operator.core.autoscaling import (
     AUTOSCALER_KINDS,
-    KSERVE_AUTOSCALER_CLASS,
     Autoscaled,
     Fixed,
     Scale,
     ScalingSupport,
-    autoscaler_objects,
-    kserve_scaling,
     serving_scale,
-    unavailable,
 )
 from nlpmodel_operator.core.autoscaling import describe as describe_scaling
 from nlpmodel_operator.core.conditions import find, set_condition
-from nlpmodel_operator.core.monitoring import render_pod_monitor
+from nlpmodel_operator.core.monitoring import Monitoring, pod_monitors
 from nlpmodel_operator.core.planner import format_bytes
+from nlpmodel_operator.core.platforms import ServingPlatform, Split, platform_of, running
 from nlpmodel_operator.core.problems import Problem
 from nlpmodel_operator.core.records import (
     Action,
@@ -39,28 +36,19 @@ from nlpmodel_operator.core.records import (
     ClearCommand,
     Delete,
     Event,
-    HandOver,
-    Patch,
     RevisionState,
 )
-from nlpmodel_operator.core.render import render_revision
+from nlpmodel_operator.core.render import render_settled, route_context
 from nlpmodel_operator.core.resolve import Resolution, resolve
 from nlpmodel_operator.core.resolved import Resolved
 from nlpmodel_operator.core.rollout import RolloutInput, RolloutOutcome, step_rollout
-from nlpmodel_operator.core.routers import Backend, RouteContext, router_for
+from nlpmodel_operator.core.routers import RouteContext, router_for
 from nlpmodel_operator.core.validation import name_problems, parse_spec
 
 # A condition message is for people: keep it readable and well under etcd's object size limits.
 MAX_MESSAGE = 2000
 
 __all__ = ["ChildRef", "Decision", "Event", "Monitoring", "Observation", "RevisionState", "decide"]
-
-
-@dataclass(frozen=True)
-class Monitoring:
-    """How Prometheus scrapes the model's pods (the operator's configuration)."""
-
-    scrape_interval_s: float
 
 
 @dataclass(frozen=True)
@@ -102,10 +90,17 @@ def _join(problems: list[Problem]) -> str:
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
 
 
-def _service_of(name: str, revision: str, state: RevisionState | None, platform: str) -> str:
-    """The Service in front of a revision: KServe names it `<isvc>-predictor`, ours is `<name>-<rev>`."""
-    kserve = state.workload.kind == "InferenceService" if state and state.workload else platform == "kserve"
-    return f"{name}-{revision}-predictor" if kserve else f"{name}-{revision}"
+def _platform_running(state: RevisionState | None, spec: NLPModelSpec) -> ServingPlatform:
+    """The platform a revision runs on: as its workload shows (a rollout may change platforms), else
+    the spec's."""
+    preferred = platform_of(spec.serving)
+    found = running(state.children, preferred) if state is not None else None
+    return found[0] if found is not None else preferred
+
+
+def _service_of(name: str, revision: str, state: RevisionState | None, spec: NLPModelSpec) -> str:
+    """The Service in front of a revision."""
+    return _platform_running(state, spec).service_name(name, revision)
 
 
 def _plan_status(resolution: Resolution, max_model_len: int | None) -> dict[str, Any] | None:
@@ -140,39 +135,23 @@ def _gpu_fit_condition(resolution: Resolution | None) -> tuple[str, str, str]:
     )
 
 
-def _resize(state: RevisionState | None, obs: Observation, spec: NLPModelSpec, scale: Scale) -> list[Action]:
+def _resize(
+    state: RevisionState | None, resolved: Resolved, scale: Scale, support: ScalingSupport
+) -> list[Action]:
     """Size a revision we do not re-render (the stable during a rollout, or after a rollback)."""
-    workload = state.workload if state else None
-    if state is None or workload is None:
+    found = running(state.children, platform_of(resolved.spec.serving)) if state is not None else None
+    if state is None or found is None:
         return []
-    if workload.kind == "Deployment":
-        # Under an autoscaler the count is its own; the bounds are on the autoscaler object.
-        return [Patch(workload, {"spec": {"replicas": scale.replicas}})] if isinstance(scale, Fixed) else []
-    autoscaler_class, fields = kserve_scaling(
-        obs.name, obs.namespace, state.revision, spec, scale, obs.scaling
-    )
-    return [
-        Patch(
-            workload,
-            {
-                "metadata": {"annotations": {KSERVE_AUTOSCALER_CLASS: autoscaler_class}},
-                "spec": {"predictor": fields},
-            },
-        )
-    ]
+    platform, workload = found
+    return platform.resize(workload, resolved, state.revision, scale, support)
 
 
-def _handover(state: RevisionState | None, scale: Scale) -> list[Action]:
-    """Before a Deployment is applied without `replicas` (an autoscaler owns the count now), keep the
-    live count under a second manager: otherwise server-side apply would reset it to 1 the moment the
-    operator stops applying the field (Kubernetes' documented hand-over of `replicas` to an HPA)."""
-    workload = state.workload if state else None
-    if state is None or workload is None or workload.kind != "Deployment" or not state.replicas_applied:
+def _handover(state: RevisionState | None, spec: NLPModelSpec, scale: Scale) -> list[Action]:
+    """Before a workload is applied without its replica count (an autoscaler owns it now), keep the
+    live count (see `ServingPlatform.hand_over`)."""
+    if state is None:
         return []
-    if not isinstance(scale, Autoscaled):
-        return []
-    live = state.replicas if state.replicas is not None else scale.min
-    return [HandOver(workload, min(max(live, scale.min), scale.max))]
+    return _platform_running(state, spec).hand_over(state, scale)
 
 
 class _Conditions:
@@ -267,59 +246,55 @@ def _valid(obs: Observation, resolution: Resolution, resolved: Resolved) -> Deci
 
 
 def _route(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> RouteContext:
-    platform = resolved.spec.serving.platform
-    stable = Backend(
-        outcome.stable, _service_of(obs.name, outcome.stable, obs.revisions.get(outcome.stable), platform)
-    )
-    canary = None
-    if outcome.canary is not None:
-        canary = Backend(outcome.canary, _service_of(obs.name, outcome.canary, None, platform))
-    return RouteContext(obs.name, obs.namespace, resolved.spec, stable, canary, outcome.weight, resolved)
+    stable_platform = _platform_running(obs.revisions.get(outcome.stable), resolved.spec)
+    split = Split(outcome.stable, outcome.canary, outcome.weight)
+    return route_context(resolved, split, stable_platform)
 
 
 def _actions(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> list[Action]:
     spec = resolved.spec
-    router = router_for(spec.serving.router)
-    route_objects = router.render(_route(obs, resolved, outcome))
-    routes: list[Action] = [Apply(o) for o in route_objects]
-    model_objects = list(route_objects)
-    monitors: list[Action] = []
-    if obs.monitoring is not None:
-        # First, so that a new revision's pods are scraped from their start.
-        monitor = render_pod_monitor(obs.name, obs.namespace, obs.monitoring.scrape_interval_s)
-        monitors.append(Apply(monitor))
-        model_objects.append(monitor)
+    platform = platform_of(spec.serving)
     support = obs.scaling
     stable_state = obs.revisions.get(outcome.stable)
     lent = (outcome.sizing.canary or 0) if outcome.sizing.stable is not None else 0
-    stable_scale = serving_scale(spec, outcome.sizing.stable, lent, unavailable(spec, support) is None)
-    revision_objects: list[Action] = []
+    possible = platform.scaling_unavailable(spec, support) is None
+    stable_scale = serving_scale(spec, outcome.sizing.stable, lent, possible)
     resize: list[Action] = []
     handover: list[Action] = []
-    scalers: list[dict[str, Any]] = []  # the operator's own autoscalers (raw platform)
-    if router.renders_workload:
-        pass  # one object serves every revision; the router rendered it
-    elif outcome.canary is None and outcome.stable == resolved.revision:
-        objects = render_revision(resolved, stable_scale, support)
-        scalers = [o for o in objects if o["kind"] in AUTOSCALER_KINDS]
-        workloads = [o for o in objects if o["kind"] not in AUTOSCALER_KINDS]
+    if outcome.canary is None and outcome.stable == resolved.revision:
+        # At rest: exactly what `nlpctl render` prints.
+        settled = render_settled(resolved, support, obs.monitoring, stable_scale)
+        monitor_objects, workloads, scalers = settled.monitors, settled.workloads, settled.autoscalers
+        route_objects = settled.routes
         if stable_state is None and isinstance(stable_scale, Autoscaled):
-            # Born at its minimum (an HPA without metrics yet would leave it at the default of one).
-            for obj in workloads:
-                if obj["kind"] == "Deployment":
-                    obj["spec"]["replicas"] = max(stable_scale.min, 1)
-        revision_objects = [Apply(o) for o in workloads]
-        handover = _handover(stable_state, stable_scale)
+            platform.born(workloads, stable_scale)
+        handover = _handover(stable_state, spec, stable_scale)
     else:
-        if outcome.canary is not None:
-            canary_scale = Fixed(outcome.sizing.canary or 1)
-            revision_objects = [Apply(o) for o in render_revision(resolved, canary_scale, support)]
-        resize = _resize(stable_state, obs, spec, stable_scale)
-        if stable_state is not None:
-            scalers = autoscaler_objects(obs.name, obs.namespace, outcome.stable, spec, stable_scale, support)
+        route_objects = router_for(spec.serving.router).render(_route(obs, resolved, outcome))
+        monitor_objects = pod_monitors(obs.name, obs.namespace, obs.monitoring)
+        split = Split(outcome.stable, outcome.canary, outcome.weight)
+        workloads, scalers = [], []
+        if platform.splits_traffic:
+            workloads = platform.render(resolved, stable_scale, support, split)
+        else:
+            if outcome.canary is not None:
+                canary_scale = Fixed(outcome.sizing.canary or 1)
+                workloads = platform.render(resolved, canary_scale, support, split)
+            resize = _resize(stable_state, resolved, stable_scale, support)
+            if stable_state is not None:
+                scalers = _platform_running(stable_state, spec).autoscalers(
+                    resolved, outcome.stable, stable_scale, support
+                )
+    if platform.splits_traffic:
+        # Its one workload carries the split: it moves with the traffic, before anything is deleted.
+        route_objects, workloads = [*workloads, *route_objects], []
+    routes: list[Action] = [Apply(o) for o in route_objects]
+    # First, so that a new revision's pods are scraped from their start.
+    monitors: list[Action] = [Apply(o) for o in monitor_objects]
+    revision_objects: list[Action] = [Apply(o) for o in workloads]
     keep = {outcome.stable, outcome.canary}
     gone = set(outcome.delete) | {r for r in obs.revisions if r not in keep}
-    wanted = {(o["kind"], o["metadata"]["name"]) for o in model_objects}
+    wanted = {(o["kind"], o["metadata"]["name"]) for o in [*route_objects, *monitor_objects]}
     deletes: list[Action] = [
         Delete(ref)
         for r in sorted(gone)
@@ -375,7 +350,15 @@ def _status(
     conds = _Conditions(old, obs.now, obs.generation)
     conds.set(ConditionType.SPEC_VALID, "True", Reason.VALID, "spec is valid")
     conds.set(ConditionType.GPU_FIT, *_gpu_fit_condition(resolution))
-    conds.set(ConditionType.AUTOSCALING, *describe_scaling(resolved.spec, obs.scaling))
+    platform = platform_of(resolved.spec.serving)
+    conds.set(
+        ConditionType.AUTOSCALING,
+        *describe_scaling(
+            resolved.spec,
+            platform.scaling_unavailable(resolved.spec, obs.scaling),
+            platform.autoscaled_by(resolved.spec, obs.scaling),
+        ),
+    )
     status: dict[str, Any] = dict(outcome.status)
     stable = outcome.stable
     serving = obs.revisions.get(stable)
@@ -446,11 +429,10 @@ def _status(
     if not status.get("history"):
         status.pop("history", None)
     status["observedGeneration"] = obs.generation
-    platform = resolved.spec.serving.platform
     front = (
         obs.name
         if resolved.spec.serving.router == "replica-ratio"
-        else _service_of(obs.name, stable, serving, platform)
+        else _service_of(obs.name, stable, serving, resolved.spec)
     )
     status["endpoint"] = f"http://{front}.{obs.namespace}.svc.cluster.local"
     status["selector"] = f"{c.LABEL_MODEL}={resolved.name},{c.LABEL_REVISION}={stable}"

@@ -33,10 +33,6 @@ class RevisionState:
     def can_serve(self) -> bool:
         return self.ready if self.serving is None else self.serving
 
-    @property
-    def workload(self) -> ChildRef | None:
-        return next((c for c in self.children if c.kind in ("InferenceService", "Deployment")), None)
-
 
 @dataclass(frozen=True)
 class Event:

@@ -11,7 +11,7 @@ from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.core import catalog, planner
 from nlpmodel_operator.core.engines import engine_for
-from nlpmodel_operator.core.platforms import platform_for
+from nlpmodel_operator.core.platforms import platform_of
 from nlpmodel_operator.core.problems import Problem
 from nlpmodel_operator.core.resolved import Resolved
 from nlpmodel_operator.core.revision import revision_hash
@@ -95,14 +95,6 @@ def _spec_consistency(spec: NLPModelSpec, arch: catalog.Architecture | None) -> 
     problems = []
     if spec.quantization.double_quant and spec.quantization.method != "bitsandbytes-nf4":
         problems.append(Problem("spec.quantization.doubleQuant", "applies to bitsandbytes-nf4 only"))
-    if spec.serving.router == "kserve-canary" and not spec.rollout.gpu_surge:
-        problems.append(
-            Problem(
-                "spec.rollout.gpuSurge",
-                "router kserve-canary leaves revision sizes to Knative: gpuSurge: false needs gateway-api or "
-                "replica-ratio",
-            )
-        )
     if not spec.rollout.gpu_surge and spec.rollout.strategy == "canary" and spec.scaling.base_replicas < 2:
         problems.append(
             Problem(
@@ -124,7 +116,7 @@ def resolve(name: str, namespace: str, spec: NLPModelSpec) -> Resolution:
     problems = [
         *name_problems(name),
         *engine.problems(spec),
-        *platform_for(spec.serving.platform).problems(spec),
+        *platform_of(spec.serving).problems(spec),
         *_spec_consistency(spec, arch),
     ]
     max_model_len = effective_max_model_len(spec, arch)

@@ -1,34 +1,55 @@
-"""Serving platforms (KServe, raw Deployments), one module each, chosen by `platform_for`."""
+"""Serving platforms, one module each (see `base.ServingPlatform`), chosen by `platform_of`.
+
+A new platform: one module, and one entry in `PLATFORMS` below.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any
 
-from nlpmodel_operator.api.spec import NLPModelSpec
-from nlpmodel_operator.api.spec import Platform as PlatformName
-from nlpmodel_operator.core.autoscaling import Scale, ScalingSupport
+from nlpmodel_operator.api.spec import Serving
+from nlpmodel_operator.core.platforms.base import ServingPlatform, Split, WorkloadState
 from nlpmodel_operator.core.platforms.kserve import KServePlatform
+from nlpmodel_operator.core.platforms.kserve_serverless import KServeServerlessPlatform
 from nlpmodel_operator.core.platforms.raw import RawPlatform
-from nlpmodel_operator.core.problems import Problem
-from nlpmodel_operator.core.resolved import Resolved
+from nlpmodel_operator.core.records import ChildRef
+
+# In this order a kind's owner is looked up (`running`): KServe's Standard mode before Knative's.
+PLATFORMS: tuple[ServingPlatform, ...] = (KServePlatform(), RawPlatform(), KServeServerlessPlatform())
+_BY_NAME = {p.name: p for p in PLATFORMS}
+# Routers that are a platform's own traffic field: Knative's in-place canary runs on its own platform.
+IN_PLACE_ROUTERS = {"kserve-canary": "kserve-serverless"}
 
 
-class ServingPlatform(Protocol):
-    name: str
-
-    def problems(self, spec: NLPModelSpec) -> list[Problem]: ...
-
-    def render(self, resolved: Resolved, scale: Scale, support: ScalingSupport) -> list[dict[str, Any]]:
-        """The child objects of one revision (no owner references: the operator adds them), sized by
-        `scale`; an autoscaler of the operator's own is not among them (see `core.autoscaling`)."""
-        ...
+def platform_of(serving: Serving) -> ServingPlatform:
+    """The platform a spec's revisions run on."""
+    return _BY_NAME[IN_PLACE_ROUTERS.get(serving.router, serving.platform)]
 
 
-_PLATFORMS: dict[str, ServingPlatform] = {"kserve": KServePlatform(), "raw": RawPlatform()}
+def owner_of(obj: Mapping[str, Any]) -> ServingPlatform | None:
+    """The platform whose workload `obj` is (None: not a workload)."""
+    return next((p for p in PLATFORMS if p.owns(obj)), None)
 
 
-def platform_for(name: PlatformName) -> ServingPlatform:
-    return _PLATFORMS[name]
+def running(
+    children: tuple[ChildRef, ...], preferred: ServingPlatform
+) -> tuple[ServingPlatform, ChildRef] | None:
+    """The platform that runs a revision, and its workload, from the revision's children: `preferred`
+    (the spec's) where its workload kind is there, else the first platform whose is."""
+    for platform in (preferred, *PLATFORMS):
+        workload = next((ref for ref in children if ref.kind == platform.workload.kind), None)
+        if workload is not None:
+            return platform, workload
+    return None
 
 
-__all__ = ["ServingPlatform", "platform_for"]
+__all__ = [
+    "PLATFORMS",
+    "ServingPlatform",
+    "Split",
+    "WorkloadState",
+    "owner_of",
+    "platform_of",
+    "running",
+]

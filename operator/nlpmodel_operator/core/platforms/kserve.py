@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from nlpmodel_operator.api.spec import NLPModelSpec
-from nlpmodel_operator.core.autoscaling import KSERVE_AUTOSCALER_CLASS, Scale, ScalingSupport, kserve_scaling
+from nlpmodel_operator.core.autoscaling import (
+    KSERVE_AUTOSCALER_CLASS,
+    Autoscaled,
+    Scale,
+    ScalingSupport,
+    kserve_scaling,
+    unavailable,
+)
 from nlpmodel_operator.core.engines import SERVING_PORT, EngineInput, engine_for
+from nlpmodel_operator.core.kinds import ChildKind
 from nlpmodel_operator.core.platforms import common
+from nlpmodel_operator.core.platforms.base import Split, WorkloadState
 from nlpmodel_operator.core.problems import Problem
+from nlpmodel_operator.core.records import Action, ChildRef, Patch, RevisionState
 from nlpmodel_operator.core.resolved import Resolved
 
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 DEPLOYMENT_MODE = "Standard"
 API_VERSION = "serving.kserve.io/v1beta1"
+INFERENCE_SERVICE = ChildKind(API_VERSION, "InferenceService", "inferenceservices")
 
 
 def storage_uri(resolved: Resolved) -> str:
@@ -25,13 +37,89 @@ def storage_uri(resolved: Resolved) -> str:
     return uri
 
 
+def deployment_mode(obj: Mapping[str, Any]) -> str | None:
+    return ((obj.get("metadata") or {}).get("annotations") or {}).get(DEPLOYMENT_MODE_ANNOTATION)
+
+
+def _ready_condition(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return next((x for x in conditions if x.get("type") == "Ready"), None)
+
+
+def observe_inference_service(obj: Mapping[str, Any]) -> WorkloadState:
+    """KServe reports an InferenceService Ready (a newer generation may still be rolling out behind
+    it: it serves meanwhile, but is not converged)."""
+    meta = obj.get("metadata") or {}
+    name = meta.get("name", "?")
+    ready = _ready_condition(obj)
+    serving = ready is not None and ready.get("status") == "True"
+    generation = meta.get("generation")
+    observed = (obj.get("status") or {}).get("observedGeneration")
+    if generation is not None and observed is not None and observed < generation:
+        why = f"InferenceService {name}: KServe has not processed generation {generation} yet"
+        return WorkloadState(False, why, serving=serving)
+    if ready is None:
+        return WorkloadState(False, f"InferenceService {name} has no Ready condition yet")
+    if serving:
+        return WorkloadState(True, serving=True)
+    why = ready.get("message") or ready.get("reason") or "not ready"
+    return WorkloadState(False, f"InferenceService {name}: {why}")
+
+
 class KServePlatform:
     name = "kserve"
+    workload = INFERENCE_SERVICE
+    kinds: tuple[ChildKind, ...] = (INFERENCE_SERVICE,)
+    splits_traffic = False
 
     def problems(self, spec: NLPModelSpec) -> list[Problem]:
         return []
 
-    def render(self, resolved: Resolved, scale: Scale, support: ScalingSupport) -> list[dict[str, Any]]:
+    def owns(self, obj: Mapping[str, Any]) -> bool:
+        return obj.get("kind") == INFERENCE_SERVICE.kind and deployment_mode(obj) != "Serverless"
+
+    def observe(self, obj: Mapping[str, Any]) -> WorkloadState:
+        return observe_inference_service(obj)
+
+    def service_name(self, model: str, revision: str) -> str:
+        return f"{model}-{revision}-predictor"  # KServe names it `<isvc>-predictor`
+
+    def scaling_unavailable(self, spec: NLPModelSpec, support: ScalingSupport) -> str | None:
+        return unavailable(spec, support)
+
+    def autoscaled_by(self, spec: NLPModelSpec, support: ScalingSupport) -> str:
+        return f"KServe autoscaler class {'hpa' if spec.scaling.metric == 'cpu' else 'keda'}"
+
+    def autoscalers(
+        self, resolved: Resolved, revision: str, scale: Scale, support: ScalingSupport
+    ) -> list[dict[str, Any]]:
+        return []  # KServe's autoscaler classes, set on the InferenceService
+
+    def resize(
+        self, workload: ChildRef, resolved: Resolved, revision: str, scale: Scale, support: ScalingSupport
+    ) -> list[Action]:
+        autoscaler_class, fields = kserve_scaling(
+            resolved.name, resolved.namespace, revision, resolved.spec, scale, support
+        )
+        return [
+            Patch(
+                workload,
+                {
+                    "metadata": {"annotations": {KSERVE_AUTOSCALER_CLASS: autoscaler_class}},
+                    "spec": {"predictor": fields},
+                },
+            )
+        ]
+
+    def hand_over(self, state: RevisionState, scale: Scale) -> list[Action]:
+        return []  # the replica bounds are fields of the InferenceService, applied whole
+
+    def born(self, objects: list[dict[str, Any]], scale: Autoscaled) -> None:
+        pass  # KServe starts it at minReplicas
+
+    def render(
+        self, resolved: Resolved, scale: Scale, support: ScalingSupport, split: Split
+    ) -> list[dict[str, Any]]:
         meta = common.metadata(resolved)
         meta["annotations"][DEPLOYMENT_MODE_ANNOTATION] = DEPLOYMENT_MODE
         autoscaler_class, body = predictor(resolved, scale, support)
@@ -47,9 +135,11 @@ class KServePlatform:
         ]
 
 
-def predictor(resolved: Resolved, scale: Scale, support: ScalingSupport) -> tuple[str | None, dict[str, Any]]:
-    """(autoscaler class, the InferenceService predictor) that runs one revision (also used by the
-    kserve-canary router)."""
+def predictor(
+    resolved: Resolved, scale: Scale, support: ScalingSupport, knative: bool = False
+) -> tuple[str | None, dict[str, Any]]:
+    """(autoscaler class, the InferenceService predictor) that runs one revision, in Standard mode or
+    (`knative`) for the kserve-serverless platform."""
     spec = resolved.spec
     engine = engine_for(spec.runtime.engine)
     inp = EngineInput(
@@ -76,7 +166,7 @@ def predictor(resolved: Resolved, scale: Scale, support: ScalingSupport) -> tupl
         if value:
             model[key] = value
     autoscaler_class, scaling = kserve_scaling(
-        resolved.name, resolved.namespace, resolved.revision, spec, scale, support
+        resolved.name, resolved.namespace, resolved.revision, spec, scale, support, knative
     )
     out: dict[str, Any] = {
         **{key: value for key, value in scaling.items() if value is not None},

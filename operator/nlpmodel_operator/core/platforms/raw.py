@@ -2,22 +2,93 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from nlpmodel_operator.api.spec import NLPModelSpec
-from nlpmodel_operator.core.autoscaling import Fixed, Scale, ScalingSupport
+from nlpmodel_operator.core.autoscaling import (
+    KEDA_KIND,
+    Autoscaled,
+    Fixed,
+    Scale,
+    ScalingSupport,
+    autoscaler_objects,
+    unavailable,
+)
 from nlpmodel_operator.core.engines import SERVING_PORT, EngineInput, engine_for
+from nlpmodel_operator.core.kinds import ChildKind
 from nlpmodel_operator.core.platforms import common
+from nlpmodel_operator.core.platforms.base import Split, WorkloadState
 from nlpmodel_operator.core.problems import Problem
+from nlpmodel_operator.core.records import Action, ChildRef, HandOver, Patch, RevisionState
 from nlpmodel_operator.core.resolved import Resolved
+from nlpmodel_operator.core.revision import revision_name
 
 MODEL_VOLUME = "model"
 CACHE_VOLUME = "hf-cache"
 CACHE_MOUNT = "/var/cache/huggingface"
+DEPLOYMENT = ChildKind("apps/v1", "Deployment", "deployments")
+SERVICE = ChildKind("v1", "Service", "services")
 
 
 class RawPlatform:
     name = "raw"
+    workload = DEPLOYMENT
+    kinds: tuple[ChildKind, ...] = (DEPLOYMENT, SERVICE)
+    splits_traffic = False
+
+    def owns(self, obj: Mapping[str, Any]) -> bool:
+        return obj.get("kind") == DEPLOYMENT.kind
+
+    def observe(self, obj: Mapping[str, Any]) -> WorkloadState:
+        meta = obj.get("metadata") or {}
+        name = meta.get("name", "?")
+        status = obj.get("status") or {}
+        wanted = (obj.get("spec") or {}).get("replicas", 1)
+        ready_n = status.get("readyReplicas", 0) or 0
+        updated = status.get("updatedReplicas", 0) or 0
+        current = status.get("observedGeneration", 0) >= meta.get("generation", 0)
+        serving = ready_n > 0  # some pod can take traffic
+        if wanted == 0:
+            return WorkloadState(False, f"Deployment {name} is scaled to zero", 0, 0, serving)
+        if current and ready_n >= wanted and updated >= wanted:
+            return WorkloadState(True, "", wanted, ready_n, serving)
+        return WorkloadState(
+            False, f"Deployment {name}: {ready_n}/{wanted} replicas ready", wanted, ready_n, serving
+        )
+
+    def service_name(self, model: str, revision: str) -> str:
+        return revision_name(model, revision)
+
+    def scaling_unavailable(self, spec: NLPModelSpec, support: ScalingSupport) -> str | None:
+        return unavailable(spec, support)
+
+    def autoscaled_by(self, spec: NLPModelSpec, support: ScalingSupport) -> str:
+        if spec.scaling.metric == "cpu":
+            return f"HorizontalPodAutoscaler ({support.hpa_api_version})"
+        return f"KEDA {KEDA_KIND}"
+
+    def autoscalers(
+        self, resolved: Resolved, revision: str, scale: Scale, support: ScalingSupport
+    ) -> list[dict[str, Any]]:
+        return autoscaler_objects(resolved.name, resolved.namespace, revision, resolved.spec, scale, support)
+
+    def resize(
+        self, workload: ChildRef, resolved: Resolved, revision: str, scale: Scale, support: ScalingSupport
+    ) -> list[Action]:
+        # Under an autoscaler the count is its own; the bounds are on the autoscaler object.
+        return [Patch(workload, {"spec": {"replicas": scale.replicas}})] if isinstance(scale, Fixed) else []
+
+    def hand_over(self, state: RevisionState, scale: Scale) -> list[Action]:
+        """Before a Deployment is applied without `replicas` (an autoscaler owns the count now), keep
+        the live count under a second manager: otherwise server-side apply would reset it to 1 the
+        moment the operator stops applying the field (Kubernetes' documented hand-over of `replicas`
+        to an HPA)."""
+        workload = next((c for c in state.children if c.kind == DEPLOYMENT.kind), None)
+        if workload is None or not state.replicas_applied or not isinstance(scale, Autoscaled):
+            return []
+        live = state.replicas if state.replicas is not None else scale.min
+        return [HandOver(workload, min(max(live, scale.min), scale.max))]
 
     def problems(self, spec: NLPModelSpec) -> list[Problem]:
         engine = engine_for(spec.runtime.engine)
@@ -66,7 +137,15 @@ class RawPlatform:
             mounts.append({"name": MODEL_VOLUME, "mountPath": common.MODEL_MOUNT, "readOnly": True})
         return volumes, mounts
 
-    def render(self, resolved: Resolved, scale: Scale, support: ScalingSupport) -> list[dict[str, Any]]:
+    def born(self, objects: list[dict[str, Any]], scale: Autoscaled) -> None:
+        # At the minimum: an HPA without metrics yet would leave it at the default of one.
+        for obj in objects:
+            if obj["kind"] == DEPLOYMENT.kind:
+                obj["spec"]["replicas"] = max(scale.min, 1)
+
+    def render(
+        self, resolved: Resolved, scale: Scale, support: ScalingSupport, split: Split
+    ) -> list[dict[str, Any]]:
         spec = resolved.spec
         engine = engine_for(spec.runtime.engine)
         volumes, mounts = self._volumes(resolved)
@@ -100,8 +179,8 @@ class RawPlatform:
                 pod_spec[key] = value
         selector = common.selector_labels(resolved)
         deployment: dict[str, Any] = {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
+            "apiVersion": DEPLOYMENT.api_version,
+            "kind": DEPLOYMENT.kind,
             "metadata": common.metadata(resolved),
             "spec": {
                 "selector": {"matchLabels": selector},
@@ -114,8 +193,8 @@ class RawPlatform:
             # Only while the operator owns the count: an autoscaler's changes must not be applied over.
             deployment["spec"]["replicas"] = scale.replicas
         service = {
-            "apiVersion": "v1",
-            "kind": "Service",
+            "apiVersion": SERVICE.api_version,
+            "kind": SERVICE.kind,
             "metadata": common.metadata(resolved),
             "spec": {
                 "type": "ClusterIP",

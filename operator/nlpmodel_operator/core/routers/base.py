@@ -1,4 +1,5 @@
-"""The router interface: the per-model objects that split traffic between stable and canary."""
+"""The router interface: the per-model objects that split traffic between stable and canary
+(Flagger's router interface, as data: it renders objects, the shell applies them)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any, Protocol
 
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.spec import NLPModelSpec
-from nlpmodel_operator.core.resolved import Resolved
+from nlpmodel_operator.core.kinds import ChildKind
 
 
 @dataclass(frozen=True)
@@ -26,13 +27,14 @@ class RouteContext:
     stable: Backend
     canary: Backend | None
     canary_weight: int  # % of requests the plan gives the canary
-    desired: Resolved | None = None  # the current template, for routers that render the workload
 
 
 class Router(Protocol):
+    """A new router: one module implementing this (copy `gateway_api.py`) and one entry in
+    `core/routers/__init__.py`."""
+
     name: str
-    # True when the router's object is itself the workload (kserve-canary): no per-revision children.
-    renders_workload: bool
+    kinds: tuple[ChildKind, ...]  # every kind it creates: the shell lists and watches these
 
     def render(self, ctx: RouteContext) -> list[dict[str, Any]]:
         """The model's traffic objects for this split (applied every reconcile)."""

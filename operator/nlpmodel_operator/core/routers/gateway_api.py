@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from nlpmodel_operator.core.kinds import ChildKind
 from nlpmodel_operator.core.routers.base import Backend, RouteContext, model_metadata
 
 API_VERSION = "gateway.networking.k8s.io/v1"
+HTTP_ROUTE = ChildKind(API_VERSION, "HTTPRoute", "httproutes")
 
 
 def _backend_ref(backend: Backend, weight: int) -> dict[str, Any]:
@@ -17,7 +19,7 @@ def _backend_ref(backend: Backend, weight: int) -> dict[str, Any]:
 
 class GatewayAPIRouter:
     name = "gateway-api"
-    renders_workload = False
+    kinds: tuple[ChildKind, ...] = (HTTP_ROUTE,)
 
     def render(self, ctx: RouteContext) -> list[dict[str, Any]]:
         serving = ctx.spec.serving
@@ -40,8 +42,8 @@ class GatewayAPIRouter:
             spec["hostnames"] = list(serving.hostnames)
         return [
             {
-                "apiVersion": API_VERSION,
-                "kind": "HTTPRoute",
+                "apiVersion": HTTP_ROUTE.api_version,
+                "kind": HTTP_ROUTE.kind,
                 "metadata": model_metadata(ctx.name, ctx.namespace),
                 "spec": spec,
             }

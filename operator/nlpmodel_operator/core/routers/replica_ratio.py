@@ -6,18 +6,21 @@ from __future__ import annotations
 from typing import Any
 
 from nlpmodel_operator.api import constants as c
+from nlpmodel_operator.core.kinds import ChildKind
 from nlpmodel_operator.core.routers.base import RouteContext, model_metadata
+
+SERVICE = ChildKind("v1", "Service", "services")
 
 
 class ReplicaRatioRouter:
     name = "replica-ratio"
-    renders_workload = False
+    kinds: tuple[ChildKind, ...] = (SERVICE,)
 
     def render(self, ctx: RouteContext) -> list[dict[str, Any]]:
         return [
             {
-                "apiVersion": "v1",
-                "kind": "Service",
+                "apiVersion": SERVICE.api_version,
+                "kind": SERVICE.kind,
                 "metadata": model_metadata(ctx.name, ctx.namespace),
                 "spec": {
                     "type": "ClusterIP",
