@@ -346,3 +346,87 @@ def test_a_canary_growing_to_its_next_size_keeps_serving_its_weight() -> None:
     )
     out = run(canary_status(1, timedelta(seconds=30)), [rev(S, True), growing], timedelta(seconds=60))
     assert out.weight == 50
+
+
+@pytest.mark.parametrize(
+    ("status", "revisions", "at", "command", "stage"),
+    [
+        pytest.param({"stableRevision": S}, [rev(S, True)], timedelta(0), None, "Progressing", id="started"),
+        pytest.param(
+            canary_status(),
+            [rev(S, True), rev(C, True, 1)],
+            timedelta(seconds=5),
+            None,
+            "Progressing",
+            id="at-step",
+        ),
+        pytest.param(
+            canary_status(),
+            [rev(S, True), rev(C, True, 1)],
+            timedelta(seconds=5),
+            "pause",
+            "Paused",
+            id="paused",
+        ),
+        pytest.param(
+            canary_status(stage="Paused", paused=True),
+            [rev(S, True), rev(C, True, 1)],
+            timedelta(seconds=5),
+            "resume",
+            "Progressing",
+            id="resumed",
+        ),
+        pytest.param(
+            canary_status(1, timedelta(minutes=1)),
+            [rev(S, True), rev(C, True, 1)],
+            timedelta(minutes=3),
+            None,
+            "Promoting",
+            id="all-steps-passed",
+        ),
+        pytest.param(
+            canary_status(),
+            [rev(S, True), rev(C, True, 1)],
+            timedelta(seconds=5),
+            "promote",
+            "Promoting",
+            id="promoted-by-hand",
+        ),
+        pytest.param(
+            canary_status(2, timedelta(minutes=3)),
+            [rev(S, True), rev(C, True, 1)],
+            timedelta(minutes=4),
+            "pause",
+            "Promoting",
+            id="no-pause-while-promoting",
+        ),
+        pytest.param(
+            canary_status(2, timedelta(minutes=3)),
+            [rev(S, True), rev(C, True, 4)],
+            timedelta(minutes=4),
+            None,
+            None,
+            id="promoted",
+        ),
+    ],
+)
+def test_the_stage_is_stored_in_status(
+    status: dict[str, Any],
+    revisions: list[RevisionState],
+    at: timedelta,
+    command: str | None,
+    stage: str | None,
+) -> None:
+    out = run(status, revisions, at, command)
+    assert out.status.get("stage") == stage
+    assert out.status.get("paused", False) is (stage == "Paused")
+
+
+def test_a_status_written_before_stages_is_read_by_deriving_the_stage() -> None:
+    """No `stage` in status: a paused canary stays paused, one past its steps is promoted."""
+    paused = run(canary_status(paused=True), [rev(S, True), rev(C, True, 1)], timedelta(minutes=9))
+    assert (paused.status["stage"], paused.status["currentStep"]) == ("Paused", 0)
+    promoting = run(
+        canary_status(2, timedelta(minutes=3)), [rev(S, True), rev(C, True, 4)], timedelta(minutes=4)
+    )
+    assert (promoting.stable, promoting.delete) == (C, [S])

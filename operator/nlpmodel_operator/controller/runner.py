@@ -16,6 +16,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from nlpmodel_operator.api.constants import ANNOTATION_COMMAND, ConditionType, Reason
+from nlpmodel_operator.api.status import read_status
 from nlpmodel_operator.controller.analysis import Analyzer
 from nlpmodel_operator.controller.kube import Kube, MissingAPIError
 from nlpmodel_operator.controller.metrics import OperatorMetrics
@@ -251,7 +252,7 @@ class Reconciler:
             namespace=namespace,
             generation=meta.get("generation", 0),
             spec=body.get("spec"),
-            status=body.get("status") or {},
+            status=read_status(body.get("status")),
             revisions=revision_states(children, self.kube.field_manager),
             now=self.now(),
             others=other_children(children),
@@ -267,7 +268,7 @@ class Reconciler:
         """Decide, act, write status; returns the status as written."""
         namespace, name = observation.namespace, observation.name
         decision = decide(observation)
-        written: Mapping[str, Any] = observation.status
+        written: Mapping[str, Any] = body.get("status") or {}  # as read: the patch is against it
         if observation.command is not None or observation.check is not None:
             # This decision consumed what cannot be seen again: a manual command (its annotation is
             # removed by the actions) or an analysis check (metrics of a window that has passed). It is

@@ -14,6 +14,7 @@ from typing import Any
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.constants import ConditionType, Phase, Reason
 from nlpmodel_operator.api.spec import NLPModelSpec
+from nlpmodel_operator.api.status import NLPModelStatus, as_read, read_status
 from nlpmodel_operator.core.analysis.checks import CheckData, CheckRequest, check_request, parse_time
 from nlpmodel_operator.core.autoscaling import (
     AUTOSCALER_KINDS,
@@ -69,7 +70,8 @@ class Observation:
     namespace: str
     generation: int
     spec: Any
-    status: Mapping[str, Any]
+    # Validated once (`api.status.read_status`); a mapping is validated here (tests build dicts).
+    status: NLPModelStatus
     revisions: Mapping[str, RevisionState]
     now: str  # RFC 3339
     others: tuple[ChildRef, ...] = ()  # owned children that belong to no revision (routes, model Service)
@@ -80,6 +82,9 @@ class Observation:
     monitoring: Monitoring | None = None
     # What the cluster offers autoscalers (discovery, configuration); by default everything.
     scaling: ScalingSupport = field(default_factory=ScalingSupport)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", read_status(self.status))
 
 
 @dataclass
@@ -176,8 +181,8 @@ def _handover(state: RevisionState | None, scale: Scale) -> list[Action]:
 
 
 class _Conditions:
-    def __init__(self, old: Mapping[str, Any], now: str, generation: int) -> None:
-        self.items: list[dict[str, Any]] = [dict(x) for x in old.get("conditions") or []]
+    def __init__(self, old: NLPModelStatus, now: str, generation: int) -> None:
+        self.items: list[dict[str, Any]] = [as_read(x) for x in old.conditions]
         self.now, self.generation = now, generation
 
     def set(self, type_: str, status: str, reason: str, message: str) -> None:
@@ -188,7 +193,8 @@ def _invalid(obs: Observation, problems: list[Problem], resolution: Resolution |
     """Nothing is applied or deleted: a bad update never takes down what already serves."""
     old = obs.status
     conds = _Conditions(old, obs.now, obs.generation)
-    status: dict[str, Any] = {k: old[k] for k in ("history", "failedRevision") if old.get(k) is not None}
+    carried = as_read(old)
+    status: dict[str, Any] = {k: carried[k] for k in ("history", "failedRevision") if k in carried}
     events = []
     spec_only = [p for p in problems if p.reason != Reason.DOES_NOT_FIT]
     if spec_only:
@@ -197,11 +203,11 @@ def _invalid(obs: Observation, problems: list[Problem], resolution: Resolution |
         # The schema accepts it but the requested GPUs cannot hold it: the spec asks the impossible.
         conds.set(ConditionType.SPEC_VALID, "False", Reason.DOES_NOT_FIT, _join(problems))
     conds.set(ConditionType.GPU_FIT, *_gpu_fit_condition(resolution))
-    previous = (find(old.get("conditions") or [], ConditionType.SPEC_VALID) or {}).get("message")
+    previous = (find(carried.get("conditions") or [], ConditionType.SPEC_VALID) or {}).get("message")
     message = _join(problems)
     if previous != message:
         events.append(Event("Warning", Reason.INVALID_SPEC, message))
-    stable = old.get("stableRevision")
+    stable = old.stable_revision
     state = obs.revisions.get(stable) if stable else None
     if state is not None:
         conds.set(
@@ -216,12 +222,13 @@ def _invalid(obs: Observation, problems: list[Problem], resolution: Resolution |
             "canaryRevision",
             "canaryWeight",
             "currentStep",
+            "stage",
             "stepStartedAt",
             "canaryStartedAt",
             "paused",
         ):
-            if old.get(key) is not None:
-                status[key] = old[key]  # a rollout in progress is held, not lost
+            if key in carried:
+                status[key] = carried[key]  # a rollout in progress is held, not lost
     else:
         conds.set(
             ConditionType.READY, "False", Reason.INVALID_SPEC, "nothing is deployed until the spec is valid"
@@ -415,7 +422,7 @@ def _status(
     if outcome.rolled_back is not None:
         conds.set(ConditionType.ROLLED_BACK, "True", *outcome.rolled_back)
     elif failed is not None and failed == resolved.revision:
-        previous = find(old.get("conditions") or [], ConditionType.ROLLED_BACK)
+        previous = find(conds.items, ConditionType.ROLLED_BACK)
         if previous is not None and previous.get("status") == "True":
             conds.set(
                 ConditionType.ROLLED_BACK, "True", previous.get("reason", ""), previous.get("message", "")

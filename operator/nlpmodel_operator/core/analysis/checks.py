@@ -21,6 +21,7 @@ from typing import Any
 
 from nlpmodel_operator.api.constants import Reason
 from nlpmodel_operator.api.spec import CustomMetric, NLPModelSpec
+from nlpmodel_operator.api.status import CheckVerdict, NLPModelStatus, read_status
 from nlpmodel_operator.api.units import parse_duration
 from nlpmodel_operator.core.analysis.custom import CustomValue, combine, judge_custom
 from nlpmodel_operator.core.analysis.judge import Objectives, RevisionSample, judge
@@ -52,7 +53,7 @@ class CheckData:
 @dataclass(frozen=True)
 class CheckOutcome:
     analysis: dict[str, Any]  # the new status.analysis
-    verdict: str  # pass | fail | inconclusive | error
+    verdict: CheckVerdict
     message: str
     rollback: tuple[str, str] | None = None  # (reason, message) when the analysis ends the rollout
 
@@ -73,20 +74,22 @@ def objectives(spec: NLPModelSpec) -> Objectives | None:
     return Objectives.from_spec(slo.model_dump(by_alias=True), analysis.model_dump(by_alias=True))
 
 
-def check_request(spec: NLPModelSpec, status: Mapping[str, Any], now: datetime) -> CheckRequest | None:
+def check_request(
+    spec: NLPModelSpec, status: NLPModelStatus | Mapping[str, Any], now: datetime
+) -> CheckRequest | None:
     """A check is due while a canary takes traffic at a step and the interval since the last passed."""
     analysis = spec.rollout.analysis
-    stable, canary = status.get("stableRevision"), status.get("canaryRevision")
-    steps = spec.rollout.steps
+    observed = read_status(status)
+    stable, canary = observed.stable_revision, observed.canary_revision
     if analysis is None or spec.rollout.strategy != "canary" or not stable or not canary:
         return None
-    if status.get("stepStartedAt") is None or (status.get("currentStep") or 0) >= len(steps):
-        return None
-    if status.get("paused"):
-        return None
+    if observed.step_started_at is None:
+        return None  # the canary takes no traffic yet
+    if observed.rollout_stage(len(spec.rollout.steps)) != "Progressing":
+        return None  # paused, or being promoted: no step to check
     interval = parse_duration(analysis.interval)
-    last = parse_time((status.get("analysis") or {}).get("lastCheckAt"))
-    started = parse_time(status.get("stepStartedAt"))
+    last = parse_time(observed.analysis.last_check_at if observed.analysis else None)
+    started = parse_time(observed.step_started_at)
     reference = last or started
     if reference is not None and (now - reference).total_seconds() < interval:
         return None
@@ -105,6 +108,7 @@ def record_check(
     inconclusive = int(analysis.get("inconclusive") or 0)
     passed = int(analysis.get("passedChecks") or 0)
     last_conclusive = analysis.get("lastConclusiveAt")
+    verdict: CheckVerdict
     if data.problem is not None or data.canary is None:
         verdict, message = "error", data.problem or "no metrics for the canary"
     else:
