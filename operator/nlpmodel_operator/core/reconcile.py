@@ -31,6 +31,7 @@ from nlpmodel_operator.core.autoscaling import (
 from nlpmodel_operator.core.autoscaling import describe as describe_scaling
 from nlpmodel_operator.core.conditions import find, set_condition
 from nlpmodel_operator.core.monitoring import render_pod_monitor
+from nlpmodel_operator.core.ordering import Part, in_order
 from nlpmodel_operator.core.planner import format_bytes
 from nlpmodel_operator.core.problems import Problem
 from nlpmodel_operator.core.records import (
@@ -292,7 +293,6 @@ def _actions(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> l
     model_objects = list(route_objects)
     monitors: list[Action] = []
     if obs.monitoring is not None:
-        # First, so that a new revision's pods are scraped from their start.
         monitor = render_pod_monitor(obs.name, obs.namespace, obs.monitoring.scrape_interval_s)
         monitors.append(Apply(monitor))
         model_objects.append(monitor)
@@ -344,32 +344,17 @@ def _actions(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> l
         for ref in obs.revisions[r].children
         if ref.kind in AUTOSCALER_KINDS and (ref.kind, ref.name) not in wanted_scalers
     ]
-    scaler_applies: list[Action] = [Apply(o) for o in scalers]
-    if outcome.delete:
-        # Traffic moves first (to the stable after a rollback, to the new stable on promotion), then
-        # the revisions that lost it go and free their GPUs, then the survivor gets its full size.
-        ordered = [
-            *monitors,
-            *routes,
-            *deletes,
-            *stale_scalers,
-            *handover,
-            *revision_objects,
-            *resize,
-            *scaler_applies,
-        ]
-    else:
-        # Capacity first: the stable gives GPUs up (no surge), the canary takes them, then traffic.
-        ordered = [
-            *monitors,
-            *stale_scalers,
-            *resize,
-            *handover,
-            *revision_objects,
-            *scaler_applies,
-            *routes,
-            *deletes,
-        ]
+    parts: dict[Part, list[Action]] = {
+        "monitor": monitors,
+        "route": routes,
+        "delete": deletes,
+        "stale-scaler": stale_scalers,
+        "handover": handover,
+        "revision": revision_objects,
+        "resize": resize,
+        "scaler": [Apply(o) for o in scalers],
+    }
+    ordered = in_order(parts, revisions_go=bool(outcome.delete))
     if outcome.command_done and obs.command is not None:
         ordered.append(ClearCommand(obs.command))
     return ordered
