@@ -6,7 +6,6 @@ import asyncio
 import copy
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from nlpmodel_operator.api.status import read_status
 from nlpmodel_operator.controller.analysis import Analyzer
 from nlpmodel_operator.controller.kube import Kube, MissingAPIError
 from nlpmodel_operator.controller.metrics import OperatorMetrics
+from nlpmodel_operator.controller.workqueue import WorkQueue
 from nlpmodel_operator.core.conditions import set_condition
 from nlpmodel_operator.core.observe import other_children, revision_states
 from nlpmodel_operator.core.reconcile import Decision, Monitoring, Observation, check_request_for, decide
@@ -77,123 +77,88 @@ class Reconciler:
         self.analyzer = analyzer or Analyzer(None)
         self.metrics = metrics or OperatorMetrics()
         self.now = now
-        # One reconcile at a time per model: the watch handler and the resync timer may overlap.
-        self._locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
-        # When each model's last reconcile started (monotonic): a request made before it is answered.
-        self._started: dict[tuple[str, str], float] = {}
-        # Models with a reconcile queued by `request`, and when the latest of its requests came.
-        self._requested: dict[tuple[str, str], float] = {}
-        self._pending: set[asyncio.Task[None]] = set()
-        # The last fingerprint (core.resync.fingerprint) of each watched child, to tell a change from
-        # the echo of an apply that changed nothing. (namespace, kind, name) → digest.
-        self._children_seen: dict[tuple[str, str, str], str] = {}
-        # Each model as its last reconcile left it (what it read, with the status it wrote), as a
-        # core.resync.model_fingerprint: the watch event of that state needs no reconcile.
-        self._models_seen: dict[tuple[str, str], str] = {}
+        self.queue = WorkQueue()
 
     def seen(self, body: Mapping[str, Any]) -> bool:
         """Whether a model's watch event carries exactly the state its last reconcile left."""
         meta = body.get("metadata") or {}
-        known = self._models_seen.get((meta.get("namespace", ""), meta.get("name", "")))
-        return known is not None and known == model_fingerprint(body)
+        return self.queue.is_echo((meta.get("namespace", ""), meta.get("name", "")), model_fingerprint(body))
 
     def child_changed(self, namespace: str, kind: str, name: str, digest: str | None) -> bool:
         """Record a child's watch event; whether it tells something new (None: it was deleted)."""
-        key = (namespace, kind, name)
-        if digest is None:
-            self._children_seen.pop(key, None)
-            return True
-        if self._children_seen.get(key) == digest:
-            return False
-        self._children_seen[key] = digest
-        return True
+        return self.queue.child_changed((namespace, kind, name), digest)
 
     def request(self, namespace: str, name: str, logger: Logger, delay_s: float = 0.2) -> None:
-        """Reconcile a model soon because something it reads changed (a child's state).
+        """Reconcile a model soon because something it reads changed (a child's state). Requests
+        coalesce, and one is dropped if a reconcile started after it (that one saw the change)."""
 
-        Requests coalesce: one apply round makes several child events, and while one reconcile is
-        queued the next requests only move its time forward. It is dropped if a reconcile started
-        after the latest request: that one observed the change already."""
-        key = (namespace, name)
-        queued = key in self._requested
-        self._requested[key] = time.monotonic()
-        if queued:
-            return
-        task = asyncio.create_task(self._answer(key, delay_s, logger))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        async def answer(asked_at: float) -> None:
+            try:
+                await self.reconcile({"metadata": {"namespace": namespace, "name": name}}, logger, asked_at)
+            except Exception:
+                logger.exception("reconcile of %s/%s on a child's change failed", namespace, name)
 
-    async def _answer(self, key: tuple[str, str], delay_s: float, logger: Logger) -> None:
-        try:
-            await asyncio.sleep(delay_s)
-        finally:
-            asked_at = self._requested.pop(key)
-        try:
-            await self.reconcile({"metadata": {"namespace": key[0], "name": key[1]}}, logger, asked_at)
-        except Exception:
-            logger.exception("reconcile of %s/%s on a child's change failed", *key)
+        self.queue.request((namespace, name), delay_s, answer)
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop what is kept per model once it is deleted."""
-        key = (namespace, name)
-        self._started.pop(key, None)
-        self._models_seen.pop(key, None)
-        lock = self._locks.get(key)
-        if lock is not None and not lock.locked():
-            del self._locks[key]
+        self.queue.forget((namespace, name))
 
     async def close(self) -> None:
         """Cancel the queued requests (on shutdown)."""
-        for task in list(self._pending):
-            task.cancel()
-        await asyncio.gather(*self._pending, return_exceptions=True)
+        await self.queue.close()
 
     async def reconcile(self, body: Mapping[str, Any], logger: Logger, asked_at: float | None = None) -> None:
         """Converge one model. `body` may be stale (a watch event, a listing) or only name it."""
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
-        async with self._locks[key]:
-            if asked_at is not None and self._started.get(key, -1.0) > asked_at:
+        async with self.queue.turn(key, asked_at) as due:
+            if not due:
                 return  # a reconcile that started after the request (or listing) has seen what it was for
             started = time.monotonic()
-            self._started[key] = started
             try:
-                observed = await asyncio.to_thread(self._observe, body)
-                if observed is None:
-                    self._started.pop(key, None)
-                    self._models_seen.pop(key, None)
-                    return  # deleted (or replaced by a new object of the same name) since
-                observation, fresh = observed
-                request = check_request_for(observation)
-                if request is not None:
-                    # Metrics are gathered here, in the event loop; judging them is the core's job.
-                    check = await self.analyzer.gather(observation.namespace, observation.name, request)
-                    observation = replace(observation, check=check)
-                status = await asyncio.to_thread(self._decide_and_execute, observation, fresh, logger)
-                self._models_seen[key] = model_fingerprint({**fresh, "status": status})
-            except ApiException as exc:
-                if exc.status == 404 or "NamespaceTerminating" in (exc.body or ""):
-                    return  # the model (or its namespace) is going away: nothing left to do
-                # Transient API trouble (restart, throttling, conflict): the next resync retries,
-                # even a model at rest (forgetting when it was reconciled makes the resync visit it).
-                self._started.pop(key, None)
-                self._models_seen.pop(key, None)
-                self.metrics.reconcile_errors.labels(f"api-{exc.status}").inc()
-                logger.warning(
-                    "reconcile of %s/%s deferred: %s", meta["namespace"], meta["name"], _api_error(exc)
-                )
-            except HTTPError as exc:
-                # The API server unreachable (restarting, a connection cut): the next resync retries.
-                self._started.pop(key, None)
-                self._models_seen.pop(key, None)
-                self.metrics.reconcile_errors.labels("api-unreachable").inc()
-                logger.warning("reconcile of %s/%s deferred: %s", meta["namespace"], meta["name"], exc)
-            except Exception:
-                self._started.pop(key, None)  # not converged: the resync visits it, at rest or not
-                self._models_seen.pop(key, None)
-                raise
+                left = await self._converge(body, logger)
+            except Exception as exc:
+                self.queue.reset(key)  # not converged: the resync visits it, at rest or not
+                if not self._deferred(exc, key, logger):
+                    raise
+            else:
+                if left is None:
+                    self.queue.reset(key)  # deleted (or replaced by a new object of the same name) since
+                else:
+                    self.queue.done(key, left)
             finally:
                 self.metrics.reconcile_seconds.observe(time.monotonic() - started)
+
+    async def _converge(self, body: Mapping[str, Any], logger: Logger) -> str | None:
+        """Observe, decide, execute; the fingerprint of the model as it was left (None: it is gone)."""
+        observed = await asyncio.to_thread(self._observe, body)
+        if observed is None:
+            return None
+        observation, fresh = observed
+        request = check_request_for(observation)
+        if request is not None:
+            # Metrics are gathered here, in the event loop; judging them is the core's job.
+            check = await self.analyzer.gather(observation.namespace, observation.name, request)
+            observation = replace(observation, check=check)
+        status = await asyncio.to_thread(self._decide_and_execute, observation, fresh, logger)
+        return model_fingerprint({**fresh, "status": status})
+
+    def _deferred(self, exc: Exception, key: tuple[str, str], logger: Logger) -> bool:
+        """Whether a failure is the cluster's passing trouble, left to the next resync (logged here)."""
+        if isinstance(exc, ApiException):
+            if exc.status == 404 or "NamespaceTerminating" in (exc.body or ""):
+                return True  # the model (or its namespace) is going away: nothing left to do
+            # Transient API trouble (restart, throttling, conflict).
+            self.metrics.reconcile_errors.labels(f"api-{exc.status}").inc()
+            logger.warning("reconcile of %s/%s deferred: %s", *key, _api_error(exc))
+            return True
+        if isinstance(exc, HTTPError):
+            # The API server unreachable (restarting, a connection cut).
+            self.metrics.reconcile_errors.labels("api-unreachable").inc()
+            logger.warning("reconcile of %s/%s deferred: %s", *key, exc)
+            return True
+        return False
 
     async def resync_forever(
         self,
@@ -224,7 +189,7 @@ class Reconciler:
                 meta = body["metadata"]
                 if meta.get("deletionTimestamp"):
                     continue
-                last = self._started.get((meta.get("namespace", ""), meta["name"]))
+                last = self.queue.last_started((meta.get("namespace", ""), meta["name"]))
                 if settled(body) and last is not None and time.monotonic() - last < settled_every_s:
                     continue
                 try:
