@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from nlpmodel_operator.api.constants import COMMANDS
-from nlpmodel_operator.api.status import RolloutStage, as_read, read_status
+from nlpmodel_operator.api.status import RolloutStage, read_status, to_json
 from nlpmodel_operator.core.commands import refusal
 
 WRITTEN: dict[str, Any] = {
@@ -37,7 +37,7 @@ WRITTEN: dict[str, Any] = {
 
 
 def test_a_status_read_is_written_back_unchanged() -> None:
-    assert as_read(read_status(WRITTEN)) == WRITTEN
+    assert to_json(read_status(WRITTEN)) == WRITTEN
 
 
 @pytest.mark.parametrize(
@@ -69,7 +69,7 @@ def test_a_status_read_is_written_back_unchanged() -> None:
     ],
 )
 def test_a_bad_status_keeps_what_is_valid_in_it(raw: object, kept: dict[str, Any]) -> None:
-    assert as_read(read_status(raw)) == kept
+    assert to_json(read_status(raw)) == kept
 
 
 @pytest.mark.parametrize(

@@ -170,13 +170,25 @@ class NLPModelStatus(_Status):
 _LISTS = ("history", "conditions")
 
 
-def as_read(part: BaseModel) -> dict[str, Any]:
-    """A status (or a part of one) read by `read_status`, in the form it was written: camelCase, and
-    only the fields it had (no defaults added), so that what is carried over is written back unchanged."""
+def to_json(part: BaseModel) -> dict[str, Any]:
+    """The JSON form of a status, or of a part of one, as it is written to the cluster: camelCase, and
+    only the fields that were given (a status read keeps the fields it had, one the core builds has
+    those it set: no defaults are added), an empty history left out."""
     dumped: dict[str, Any] = part.model_dump(
         mode="json", by_alias=True, exclude_unset=True, exclude_none=True
     )
+    if isinstance(part, NLPModelStatus) and dumped.get("history") == []:
+        del dumped["history"]
     return dumped
+
+
+def merged(*parts: NLPModelStatus) -> NLPModelStatus:
+    """One status of parts built apart (the rollout's fields, the reconcile's report): the fields each
+    part set, a later part's over an earlier's."""
+    fields: dict[str, Any] = {}
+    for part in parts:
+        fields.update({name: getattr(part, name) for name in part.model_fields_set})
+    return NLPModelStatus(**fields)
 
 
 def read_status(raw: object) -> NLPModelStatus:

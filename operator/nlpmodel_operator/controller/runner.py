@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -15,7 +14,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from nlpmodel_operator.api.constants import ANNOTATION_COMMAND, ConditionType, Reason
-from nlpmodel_operator.api.status import read_status
+from nlpmodel_operator.api.status import read_status, to_json
 from nlpmodel_operator.controller.analysis import Analyzer
 from nlpmodel_operator.controller.kube import Kube, MissingAPIError
 from nlpmodel_operator.controller.metrics import OperatorMetrics
@@ -234,6 +233,7 @@ class Reconciler:
         namespace, name = observation.namespace, observation.name
         decision = decide(observation)
         written: Mapping[str, Any] = body.get("status") or {}  # as read: the patch is against it
+        wanted = to_json(decision.status)
         if observation.command is not None or observation.check is not None:
             # This decision consumed what cannot be seen again: a manual command (its annotation is
             # removed by the actions) or an analysis check (metrics of a window that has passed). It is
@@ -242,28 +242,30 @@ class Reconciler:
             # forgotten and its canary brought back, a passed step undone). Every other decision follows
             # from status and the world alone: it acts first and reports after, so that status never
             # runs ahead of the objects.
-            journal = status_patch(written, decision.status)
+            journal = status_patch(written, wanted)
             if journal is not None:
                 self.kube.patch_status(namespace, name, journal)
                 # Counted when written: what status shows, /metrics shows (a rollback the journal
                 # records is counted even if the actions after it fail or the operator dies).
-                self.metrics.observe(namespace, name, written, decision.status)
-                written = copy.deepcopy(decision.status)
-        self._execute(decision, body, logger)
-        patch = status_patch(written, decision.status)
+                self.metrics.observe(namespace, name, written, wanted)
+                written = wanted
+        if self._execute(decision, body, logger):
+            wanted = to_json(decision.status)  # with the failed action in its Ready condition
+        patch = status_patch(written, wanted)
         if patch is not None:
             self.kube.patch_status(namespace, name, patch)
-        self.metrics.observe(namespace, name, written, decision.status)
+        self.metrics.observe(namespace, name, written, wanted)
         for event in decision.events:
             try:
                 self.kube.post_event(body, event.type, event.reason, event.message, self.now())
             except ApiException as exc:  # an Event is best-effort: never fail a reconcile over it
                 logger.warning("could not post event %s: %s", event.reason, _api_error(exc))
-        return decision.status
+        return wanted
 
-    def _execute(self, decision: Decision, body: Mapping[str, Any], logger: Logger) -> None:
+    def _execute(self, decision: Decision, body: Mapping[str, Any], logger: Logger) -> bool:
         """Run the actions in their order; stop at the first failure (later steps depend on earlier
-        ones: traffic moves before a revision is deleted). The next reconcile picks up from there."""
+        ones: traffic moves before a revision is deleted). The next reconcile picks up from there.
+        Whether an action failed (its decision's status and events say which)."""
         namespace = body["metadata"]["namespace"]
         for action in decision.actions:
             try:
@@ -281,11 +283,11 @@ class Reconciler:
                         self.kube.clear_command(body, command)
             except (ApiException, MissingAPIError) as exc:
                 if isinstance(exc, ApiException) and "NamespaceTerminating" in (exc.body or ""):
-                    return  # the namespace is being deleted: its objects go with it
+                    return False  # the namespace is being deleted: its objects go with it
                 message = f"{_describe(action)}: {_api_error(exc)}"
                 logger.warning("reconcile action failed: %s", message)
-                decision.status["conditions"] = set_condition(
-                    decision.status.get("conditions", []),
+                decision.status.conditions = set_condition(
+                    decision.status.conditions,
                     ConditionType.READY,
                     "False",
                     Reason.APPLY_FAILED,
@@ -294,7 +296,8 @@ class Reconciler:
                     body["metadata"].get("generation"),
                 )
                 decision.events.append(Event("Warning", Reason.APPLY_FAILED, message[:1000]))
-                return
+                return True
+        return False
 
 
 def _describe(action: Action) -> str:

@@ -25,6 +25,7 @@ from typing import Any, Final
 
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.spec import NLPModelSpec, Scaling
+from nlpmodel_operator.api.status import ConditionStatus
 from nlpmodel_operator.core.analysis import queries as q
 from nlpmodel_operator.core.revision import revision_name
 
@@ -251,7 +252,7 @@ def kserve_scaling(
     return "keda", fields
 
 
-def describe(spec: NLPModelSpec, support: ScalingSupport) -> tuple[str, str, str]:
+def describe(spec: NLPModelSpec, support: ScalingSupport) -> tuple[ConditionStatus, str, str]:
     """(status, reason, message) of the Autoscaling condition."""
     scaling = spec.scaling
     if not scaling.autoscaled:

@@ -20,11 +20,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
 
 from nlpmodel_operator.api.constants import Reason
 from nlpmodel_operator.api.spec import NLPModelSpec
-from nlpmodel_operator.api.status import NLPModelStatus, Outcome, RolloutStage, as_read, read_status
+from nlpmodel_operator.api.status import (
+    AnalysisStatus,
+    HistoryEntry,
+    NLPModelStatus,
+    Outcome,
+    RolloutStage,
+    read_status,
+)
 from nlpmodel_operator.api.units import format_duration, parse_duration
 from nlpmodel_operator.core.analysis.checks import (
     CheckData,
@@ -68,7 +74,7 @@ class RolloutOutcome:
     canary: str | None
     weight: int  # % to the canary
     sizing: Sizing
-    status: dict[str, Any]  # rollout fields of the new status
+    status: NLPModelStatus  # the rollout's fields of the new status
     delete: list[str] = field(default_factory=list)  # revisions whose children go (after traffic moved)
     events: list[Event] = field(default_factory=list)
     command_done: bool = False
@@ -83,7 +89,7 @@ class _Run:
     inp: RolloutInput
     stable: str
     failed: str | None
-    history: list[dict[str, Any]]
+    history: list[HistoryEntry]
     events: list[Event] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
 
@@ -104,7 +110,7 @@ class _Run:
         return self.inp.command is not None  # every command is consumed, applicable or not
 
     def record(self, revision: str, outcome: Outcome, reason: str) -> None:
-        entry = {"revision": revision, "outcome": outcome, "reason": reason, "at": format_time(self.now)}
+        entry = HistoryEntry(revision=revision, outcome=outcome, reason=reason, at=format_time(self.now))
         self.history = [*self.history, entry][-HISTORY_LIMIT:]
 
     def state(self, revision: str) -> RevisionState | None:
@@ -120,7 +126,7 @@ class _Canary:
     step: int
     step_started: datetime | None  # when its step's weight applied (None: not ready yet)
     started: datetime | None  # when it was created
-    analysis: dict[str, Any]
+    analysis: AnalysisStatus | None
 
 
 def step_rollout(inp: RolloutInput) -> RolloutOutcome:
@@ -131,7 +137,7 @@ def step_rollout(inp: RolloutInput) -> RolloutOutcome:
         # never created, or its children are gone: whatever runs now becomes stable
         stable or inp.desired,
         old.failed_revision,
-        [as_read(entry) for entry in old.history],
+        list(old.history),
     )
     if inp.command == "retry" and _applies(run, "retry", None):
         run.events.append(Event("Normal", Reason.RETRY, f"retrying revision {run.failed} (nlpctl retry)"))
@@ -157,10 +163,10 @@ def _applies(run: _Run, command: str, canary: _Canary | None) -> bool:
 # ---------------------------------------------------------------------------------- no canary
 
 
-def _settled(run: _Run, **extra: Any) -> RolloutOutcome:
-    status = {"stableRevision": run.stable, "history": run.history, **extra}
-    if run.failed is not None:
-        status["failedRevision"] = run.failed
+def _settled(run: _Run, analysis: AnalysisStatus | None = None) -> RolloutOutcome:
+    status = NLPModelStatus(
+        stable_revision=run.stable, history=run.history, analysis=analysis, failed_revision=run.failed
+    )
     return RolloutOutcome(run.stable, None, 0, Sizing(), status, run.delete, run.events, run.command_done)
 
 
@@ -182,9 +188,7 @@ def _held_back(run: _Run, old: NLPModelStatus) -> RolloutOutcome:
     """Rolled back: not retried until the template changes again (or `nlpctl retry`)."""
     if old.canary_revision is not None and old.canary_revision != run.inp.desired:
         run.delete.append(old.canary_revision)
-    if old.analysis is None:
-        return _settled(run)
-    return _settled(run, analysis=as_read(old.analysis))  # the checks that ended it stay visible
+    return _settled(run, analysis=old.analysis)  # the checks that ended it stay visible
 
 
 # ------------------------------------------------------------------------------ canary stages
@@ -200,7 +204,7 @@ def _canary(run: _Run, old: NLPModelStatus) -> _Canary:
             old.current_step or 0,
             parse_time(old.step_started_at),
             parse_time(old.canary_started_at),
-            as_read(old.analysis) if old.analysis is not None else {},
+            old.analysis,
         )
         if canary.stage != "Promoting" and canary.step >= steps:
             canary = replace(canary, stage="Promoting")  # the spec lost steps: this one has passed them
@@ -214,7 +218,7 @@ def _canary(run: _Run, old: NLPModelStatus) -> _Canary:
         run.events.append(
             Event("Normal", Reason.ROLLOUT_STARTED, f"rolling out revision {desired} beside {run.stable}")
         )
-        canary = _Canary(desired, "Progressing", 0, None, run.now, {})
+        canary = _Canary(desired, "Progressing", 0, None, run.now, None)
     if run.spec.rollout.strategy == "direct":  # no steps: straight to promotion
         canary = replace(
             canary, stage="Promoting", step=steps, step_started=canary.step_started or canary.started
@@ -260,7 +264,8 @@ def _progressing(run: _Run, canary: _Canary) -> RolloutOutcome:
     if not (elapsed and step_may_advance(spec, canary.analysis)):
         return _at_step(run, canary)
     step = canary.step + 1
-    canary = replace(canary, step=step, step_started=now, analysis={**canary.analysis, "passedChecks": 0})
+    counted_afresh = (canary.analysis or AnalysisStatus()).model_copy(update={"passed_checks": 0})
+    canary = replace(canary, step=step, step_started=now, analysis=counted_afresh)
     if step < len(steps):
         run.events.append(
             Event(
@@ -337,7 +342,7 @@ def _promoting(run: _Run, canary: _Canary) -> RolloutOutcome:
         run.events.append(
             Event("Normal", Reason.PROMOTED, f"revision {canary.revision} promoted; {run.stable} removed")
         )
-        status = {"stableRevision": canary.revision, "history": run.history}
+        status = NLPModelStatus(stable_revision=canary.revision, history=run.history)
         delete = [*run.delete, run.stable]
         return RolloutOutcome(
             canary.revision, None, 0, Sizing(), status, delete, run.events, run.command_done
@@ -376,23 +381,19 @@ def _in_progress(
     state = run.state(canary.revision)
     if state is None or not state.can_serve:
         weight = 0  # no traffic to a canary that cannot take it (not up yet, or its pods went down)
-    status: dict[str, Any] = {
-        "stableRevision": run.stable,
-        "canaryRevision": canary.revision,
-        "canaryWeight": weight,
-        "currentStep": canary.step,
-        "stage": canary.stage,
-        "canaryStartedAt": format_time(canary.started or run.now),
-        "history": run.history,
-    }
-    if canary.step_started is not None:
-        status["stepStartedAt"] = format_time(canary.step_started)
-    if canary.analysis:
-        status["analysis"] = canary.analysis
-    if canary.stage == "Paused":
-        status["paused"] = True
-    if run.failed is not None:
-        status["failedRevision"] = run.failed
+    status = NLPModelStatus(
+        stable_revision=run.stable,
+        canary_revision=canary.revision,
+        canary_weight=weight,
+        current_step=canary.step,
+        stage=canary.stage,
+        step_started_at=format_time(canary.step_started) if canary.step_started is not None else None,
+        canary_started_at=format_time(canary.started or run.now),
+        paused=True if canary.stage == "Paused" else None,
+        analysis=canary.analysis,
+        failed_revision=run.failed,
+        history=run.history,
+    )
     return RolloutOutcome(
         run.stable,
         canary.revision,
@@ -417,13 +418,13 @@ def _rollback(
 ) -> RolloutOutcome:
     run.record(canary.revision, outcome, message)
     run.events.append(Event("Warning", reason, f"revision {canary.revision} rolled back: {message}"))
-    status: dict[str, Any] = {
-        "stableRevision": run.stable,
-        "failedRevision": canary.revision,
-        "history": run.history,
-    }
-    if keep_analysis and canary.analysis:
-        status["analysis"] = canary.analysis  # the checks that ended it stay visible
+    status = NLPModelStatus(
+        stable_revision=run.stable,
+        failed_revision=canary.revision,
+        history=run.history,
+        # the checks that ended it stay visible
+        analysis=canary.analysis if keep_analysis else None,
+    )
     return RolloutOutcome(
         run.stable,
         None,
