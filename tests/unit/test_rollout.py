@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
+from nlpmodel_operator.api.constants import COMMANDS
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.api.status import to_json
+from nlpmodel_operator.cli.statusview import command_blocker
 from nlpmodel_operator.core.reconcile import Observation, decide
 from nlpmodel_operator.core.records import Apply, ChildRef, ClearCommand, Delete, Patch, RevisionState
 from nlpmodel_operator.core.revision import revision_hash
@@ -437,3 +439,40 @@ def test_a_status_written_before_stages_is_read_by_deriving_the_stage() -> None:
         canary_status(2, timedelta(minutes=3)), [rev(S, True), rev(C, True, 4)], timedelta(minutes=4)
     )
     assert (promoting.stable, promoting.delete) == (C, [S])
+
+
+RULE_STATES: list[tuple[str, dict[str, Any], list[RevisionState], timedelta]] = [
+    ("at-a-step", canary_status(), [rev(S, True), rev(C, True, 1)], timedelta(seconds=5)),
+    (
+        "paused",
+        canary_status(stage="Paused", paused=True),
+        [rev(S, True), rev(C, True, 1)],
+        timedelta(seconds=5),
+    ),
+    (
+        "promoting",
+        canary_status(2, timedelta(minutes=3)),
+        [rev(S, True), rev(C, True, 1)],
+        timedelta(minutes=4),
+    ),
+    ("rolled-back", {"stableRevision": S, "failedRevision": C}, [rev(S, True)], timedelta(minutes=5)),
+    ("settled", {"stableRevision": C}, [rev(C, True, 4)], timedelta(minutes=5)),
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize(("name", "status", "revisions", "at"), RULE_STATES, ids=[s[0] for s in RULE_STATES])
+def test_the_operator_acts_on_exactly_the_commands_nlpctl_lets_through(
+    command: str, name: str, status: dict[str, Any], revisions: list[RevisionState], at: timedelta
+) -> None:
+    """One rule: a command nlpctl refuses changes nothing when it reaches the operator anyway (--force,
+    or the state moved on), and one it lets through does something."""
+    blocker = command_blocker(command, status, {"rollout": {"steps": STEPS}})
+    acted = run(status, revisions, at, command)
+    idle = run(status, revisions, at)
+    same = (to_json(acted.status), acted.events, acted.delete) == (
+        to_json(idle.status),
+        idle.events,
+        idle.delete,
+    )
+    assert same is (blocker is not None), blocker
