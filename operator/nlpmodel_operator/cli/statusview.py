@@ -166,7 +166,7 @@ def command_blocker(
     refused = refusal(
         command,
         canary=read.canary_revision or None,
-        stage=_stage(status, spec or {}),
+        stage=read.rollout_stage(len(rollout_steps(spec or {}))),
         failed=read.failed_revision or None,
     )
     if refused is None:
