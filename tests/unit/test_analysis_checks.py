@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from nlpmodel_operator.api.spec import NLPModelSpec
+from nlpmodel_operator.api.status import to_json
 from nlpmodel_operator.core.analysis.checks import CheckData, check_request, format_time
 from nlpmodel_operator.core.analysis.judge import Histogram, RevisionSample
 from nlpmodel_operator.core.records import ChildRef, RevisionState
@@ -114,32 +115,32 @@ def test_checks_are_due_every_interval_while_the_canary_takes_traffic(
 
 def test_a_step_needs_a_passed_check_not_just_time() -> None:
     waited = run(at_step(), None, timedelta(minutes=2))
-    assert waited.status["currentStep"] == 0  # the pause is over but nothing was checked
+    assert to_json(waited.status)["currentStep"] == 0  # the pause is over but nothing was checked
     passed = run(at_step(), HEALTHY, timedelta(minutes=2))
-    assert passed.status["currentStep"] == 1
-    assert passed.status["analysis"]["passedChecks"] == 0  # counted afresh for the new step
-    assert passed.status["analysis"]["lastChecks"][-1]["verdict"] == "pass"
+    assert to_json(passed.status)["currentStep"] == 1
+    assert to_json(passed.status)["analysis"]["passedChecks"] == 0  # counted afresh for the new step
+    assert to_json(passed.status)["analysis"]["lastChecks"][-1]["verdict"] == "pass"
 
 
 def test_consecutive_failures_roll_back_with_the_values() -> None:
     first = run(at_step(), BAD, timedelta(seconds=30))
     assert first.rolled_back is None
-    assert first.status["analysis"]["failedChecks"] == 1
-    second = run(at_step(analysis=first.status["analysis"]), BAD, timedelta(seconds=60))
+    assert to_json(first.status)["analysis"]["failedChecks"] == 1
+    second = run(at_step(analysis=to_json(first.status)["analysis"]), BAD, timedelta(seconds=60))
     assert second.rolled_back is not None
     reason, message = second.rolled_back
     assert reason == "AnalysisFailed"
     assert "ttft p95" in message
     assert "slo 0.80s" in message
-    assert second.status["failedRevision"] == C
+    assert to_json(second.status)["failedRevision"] == C
     assert second.delete == [C]
 
 
 def test_a_pass_resets_the_failure_count() -> None:
     first = run(at_step(), BAD, timedelta(seconds=30))
-    healed = run(at_step(analysis=first.status["analysis"]), HEALTHY, timedelta(seconds=60))
-    assert healed.status["analysis"]["failedChecks"] == 0
-    after = run(at_step(analysis=healed.status["analysis"]), BAD, timedelta(seconds=90))
+    healed = run(at_step(analysis=to_json(first.status)["analysis"]), HEALTHY, timedelta(seconds=60))
+    assert to_json(healed.status)["analysis"]["failedChecks"] == 0
+    after = run(at_step(analysis=to_json(healed.status)["analysis"]), BAD, timedelta(seconds=90))
     assert after.rolled_back is None
 
 
@@ -149,22 +150,24 @@ def test_inconclusive_and_errors_never_pass_or_fail_until_the_deadline(check: Ch
     for seconds in range(30, 181, 30):
         out = run(at_step(analysis=analysis), check, timedelta(seconds=seconds))
         assert out.rolled_back is None
-        assert out.status["currentStep"] == 0  # never promoted on missing evidence
-        analysis = out.status["analysis"]
+        assert to_json(out.status)["currentStep"] == 0  # never promoted on missing evidence
+        analysis = to_json(out.status)["analysis"]
     assert analysis["failedChecks"] == 0
     assert analysis["passedChecks"] == 0
     late = run(at_step(analysis=analysis), check, timedelta(minutes=3, seconds=30))
     assert late.rolled_back is not None
     assert late.rolled_back[0] == "AnalysisUnavailable"
-    assert late.status["history"][-1]["outcome"] == "Aborted"
+    assert to_json(late.status)["history"][-1]["outcome"] == "Aborted"
 
 
 def test_last_checks_are_bounded() -> None:
     analysis: dict[str, Any] = {}
     for seconds in range(30, 400, 30):
-        analysis = run(
-            at_step(analysis=analysis, started=timedelta(seconds=seconds - 30)),
-            QUIET,
-            timedelta(seconds=seconds),
-        ).status.get("analysis", analysis)
+        analysis = to_json(
+            run(
+                at_step(analysis=analysis, started=timedelta(seconds=seconds - 30)),
+                QUIET,
+                timedelta(seconds=seconds),
+            ).status
+        ).get("analysis", analysis)
     assert len(analysis["lastChecks"]) == 5

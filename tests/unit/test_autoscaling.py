@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from nlpmodel_operator.api.spec import NLPModelSpec
+from nlpmodel_operator.api.status import to_json
 from nlpmodel_operator.core.autoscaling import (
     Autoscaled,
     Fixed,
@@ -155,10 +156,10 @@ def test_a_new_raw_model_on_cpu_gets_an_hpa_of_the_served_version_and_starts_at_
     }
     assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
     assert hpa["metadata"]["labels"]["serving.nlpmodel.dev/revision"] == rev_of(spec)
-    condition = find(d.status["conditions"], "Autoscaling")
+    condition = find(d.status.conditions, "Autoscaling")
     assert condition is not None
-    assert (condition["status"], condition["reason"]) == ("True", "Autoscaled")
-    assert f"HorizontalPodAutoscaler ({version})" in condition["message"]
+    assert (condition.status, condition.reason) == ("True", "Autoscaled")
+    assert f"HorizontalPodAutoscaler ({version})" in condition.message
 
 
 def test_an_autoscaled_deployment_is_applied_without_a_count_once_it_runs() -> None:
@@ -256,7 +257,7 @@ def test_on_promotion_the_autoscaler_moves_to_the_new_stable() -> None:
         ],
     )
     d = decide(obs)
-    assert d.status["stableRevision"] == new
+    assert to_json(d.status)["stableRevision"] == new
     assert ChildRef("autoscaling/v2", "HorizontalPodAutoscaler", f"chat-{OLD}") in d.delete
     (hpa,) = applied(d, "HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"]["name"] == f"chat-{new}"
@@ -296,9 +297,9 @@ def test_turning_autoscaling_off_removes_the_autoscaler_before_the_operator_sets
     deployment = d.actions[apply]
     assert isinstance(deployment, Apply)
     assert deployment.obj["spec"]["replicas"] == 3
-    condition = find(d.status["conditions"], "Autoscaling")
+    condition = find(d.status.conditions, "Autoscaling")
     assert condition is not None
-    assert (condition["status"], condition["reason"]) == ("False", "FixedReplicas")
+    assert (condition.status, condition.reason) == ("False", "FixedReplicas")
 
 
 @pytest.mark.parametrize(
@@ -316,11 +317,11 @@ def test_an_llm_metric_without_keda_or_prometheus_runs_fixed_and_says_why(
     (deployment,) = applied(d, "Deployment")
     assert deployment["spec"]["replicas"] == 2
     assert applied(d, "ScaledObject") == []
-    condition = find(d.status["conditions"], "Autoscaling")
+    condition = find(d.status.conditions, "Autoscaling")
     assert condition is not None
-    assert (condition["status"], condition["reason"]) == ("False", "AutoscalerUnavailable")
-    assert fragment in condition["message"]
-    assert "running 2 replica(s)" in condition["message"]
+    assert (condition.status, condition.reason) == ("False", "AutoscalerUnavailable")
+    assert fragment in condition.message
+    assert "running 2 replica(s)" in condition.message
 
 
 def test_kserve_revisions_use_kserve_autoscaler_classes() -> None:

@@ -23,6 +23,7 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from nlpmodel_operator.api.status import to_json
 from nlpmodel_operator.core.analysis.checks import CheckData
 from nlpmodel_operator.core.analysis.judge import Histogram, RevisionSample
 from nlpmodel_operator.core.observe import other_children, revision_states
@@ -106,18 +107,18 @@ def test_any_spec_gets_problems_never_an_exception(
     changes: list[tuple[tuple[str, ...], Any]], name: str
 ) -> None:
     decision = decide(observe_new(mutated(BASE, changes), name))
-    conditions = {x["type"]: x for x in decision.status["conditions"]}
+    conditions = {x["type"]: x for x in to_json(decision.status)["conditions"]}
     if conditions["SpecValid"]["status"] == "False":
         assert decision.actions == []  # nothing is applied for an invalid spec
         assert conditions["SpecValid"]["message"]
-        assert decision.status["phase"] == "Failed"
+        assert to_json(decision.status)["phase"] == "Failed"
 
 
 @settings(max_examples=100, deadline=None)
 @given(raw=json_values)
 def test_any_json_as_a_spec_gets_problems_never_an_exception(raw: Any) -> None:
     decision = decide(observe_new(raw))
-    spec_valid = next(x for x in decision.status["conditions"] if x["type"] == "SpecValid")
+    spec_valid = next(x for x in to_json(decision.status)["conditions"] if x["type"] == "SpecValid")
     assert spec_valid["status"] == "False" or isinstance(raw, dict)
 
 
@@ -165,7 +166,7 @@ valid_specs = st.fixed_dictionaries(
 @given(spec=valid_specs, name=st.from_regex(r"[a-z][a-z0-9-]{0,20}[a-z0-9]", fullmatch=True))
 def test_any_valid_spec_is_planned_and_rendered_with_valid_names(spec: dict[str, Any], name: str) -> None:
     decision = decide(observe_new(spec, name))
-    conditions = {x["type"]: x for x in decision.status["conditions"]}
+    conditions = {x["type"]: x for x in to_json(decision.status)["conditions"]}
     if conditions["SpecValid"]["status"] == "False":
         return  # e.g. does not fit its GPUs: a validation result, the point above
     assert conditions["GPUFit"]["status"] in ("True", "Unknown")
@@ -366,7 +367,7 @@ def test_the_state_machine_never_routes_to_an_unready_canary_nor_deletes_what_se
     cluster = Cluster(healthy={0: True, 1: True, 2: True})
     templates = [template(i, analysis, surge) for i in range(3)]
     for i, t in enumerate(templates):
-        rev = decide(observe_new(t)).status["stableRevision"]
+        rev = to_json(decide(observe_new(t)).status)["stableRevision"]
         cluster.revisions[rev] = i
     current, now, check = 0, T0, "down"
     for kind, arg in [("tick", 1), *history, ("tick", 1)]:
@@ -390,10 +391,10 @@ def test_the_state_machine_never_routes_to_an_unready_canary_nor_deletes_what_se
     # And once the world is quiet (and a paused canary resumed) it converges: the template is served
     # alone, or rolled back.
     cluster.healthy = {0: True, 1: True, 2: True}
-    cluster.command = "resume" if cluster.status.get("paused") else None
+    cluster.command = "resume" if to_json(cluster.status).get("paused") else None
     for _ in range(12):
         now += timedelta(seconds=90)
         cluster.tick()
         reconcile(cluster, templates[current], now, "pass", None)
     assert cluster.problems == []
-    assert cluster.status["phase"] in ("Ready", "RolledBack")
+    assert to_json(cluster.status)["phase"] in ("Ready", "RolledBack")

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from nlpmodel_operator.api.spec import NLPModelSpec
+from nlpmodel_operator.api.status import NLPModelStatus, to_json
 from nlpmodel_operator.core.conditions import find
 from nlpmodel_operator.core.observe import child_readiness, revision_states
 from nlpmodel_operator.core.reconcile import ChildRef, Observation, RevisionState, decide
@@ -43,10 +44,10 @@ def observe(
     )
 
 
-def cond(status: dict[str, Any], type_: str) -> tuple[str, str]:
-    found = find(status["conditions"], type_)
+def cond(status: NLPModelStatus, type_: str) -> tuple[str, str]:
+    found = find(status.conditions, type_)
     assert found is not None, type_
-    return found["status"], found["reason"]
+    return found.status, found.reason
 
 
 def test_new_model_creates_its_revision() -> None:
@@ -56,11 +57,11 @@ def test_new_model_creates_its_revision() -> None:
         ("HTTPRoute", "chat"),
     ]
     assert d.delete == []
-    s = d.status
+    s = to_json(d.status)
     assert (s["phase"], s["stableRevision"], s["observedGeneration"]) == ("Pending", REV, 3)
-    assert cond(s, "SpecValid") == ("True", "Valid")
-    assert cond(s, "GPUFit") == ("True", "Fits")
-    assert cond(s, "Ready") == ("False", "ChildrenMissing")
+    assert cond(d.status, "SpecValid") == ("True", "Valid")
+    assert cond(d.status, "GPUFit") == ("True", "Fits")
+    assert cond(d.status, "Ready") == ("False", "ChildrenMissing")
     assert s["plan"]["fits"] is True
     assert s["plan"]["architecture"] == "llama-3.1-8b"
     assert s["selector"] == f"serving.nlpmodel.dev/model=chat,serving.nlpmodel.dev/revision={REV}"
@@ -73,7 +74,7 @@ def test_new_model_creates_its_revision() -> None:
 )
 def test_ready_follows_the_revision(ready: bool, phase: str, condition: tuple[str, str]) -> None:
     d = decide(observe(status={"stableRevision": REV}, revisions=[state(REV, ready, "predictor not ready")]))
-    assert d.status["phase"] == phase
+    assert to_json(d.status)["phase"] == phase
     assert cond(d.status, "Ready") == condition
 
 
@@ -82,12 +83,12 @@ def test_ready_flips_back_and_transition_time_moves_only_on_flips() -> None:
     same = decide(observe(status=first, revisions=[state(REV, True)], now=T1)).status
     assert same == first  # nothing changed: nothing to write
     flipped = decide(observe(status=first, revisions=[state(REV, False, "pods crashed")], now=T1)).status
-    ready = find(flipped["conditions"], "Ready")
+    ready = find(flipped.conditions, "Ready")
     assert ready is not None
-    assert (ready["status"], ready["lastTransitionTime"], ready["message"]) == ("False", T1, "pods crashed")
-    spec_valid = find(flipped["conditions"], "SpecValid")
+    assert (ready.status, ready.last_transition_time, ready.message) == ("False", T1, "pods crashed")
+    spec_valid = find(flipped.conditions, "SpecValid")
     assert spec_valid is not None
-    assert spec_valid["lastTransitionTime"] == T0
+    assert spec_valid.last_transition_time == T0
 
 
 def test_model_that_does_not_fit_gets_no_children() -> None:
@@ -98,14 +99,14 @@ def test_model_that_does_not_fit_gets_no_children() -> None:
     d = decide(observe(spec=spec))
     assert d.apply == []
     assert d.delete == []
-    assert d.status["phase"] == "Failed"
+    assert to_json(d.status)["phase"] == "Failed"
     assert cond(d.status, "SpecValid") == ("False", "DoesNotFit")
     assert cond(d.status, "GPUFit") == ("False", "DoesNotFit")
-    gpu_fit = find(d.status["conditions"], "GPUFit")
+    gpu_fit = find(d.status.conditions, "GPUFit")
     assert gpu_fit is not None
-    assert "weights need" in gpu_fit["message"]
-    assert "nvidia-l4" in gpu_fit["message"]
-    assert d.status["plan"]["fits"] is False
+    assert "weights need" in gpu_fit.message
+    assert "nvidia-l4" in gpu_fit.message
+    assert to_json(d.status)["plan"]["fits"] is False
     assert [e.reason for e in d.events] == ["InvalidSpec"]
     # The same problem again posts no second Event.
     assert decide(observe(spec=spec, status=d.status)).events == []
@@ -116,17 +117,17 @@ def test_invalid_update_keeps_the_serving_revision() -> None:
     d = decide(observe(spec=bad, status={"stableRevision": OLD}, revisions=[state(OLD, True)]))
     assert d.apply == []
     assert d.delete == []
-    assert (d.status["phase"], d.status["stableRevision"]) == ("Ready", OLD)
+    assert (to_json(d.status)["phase"], to_json(d.status)["stableRevision"]) == ("Ready", OLD)
     assert cond(d.status, "SpecValid") == ("False", "InvalidSpec")
-    spec_valid = find(d.status["conditions"], "SpecValid")
+    spec_valid = find(d.status.conditions, "SpecValid")
     assert spec_valid is not None
-    assert "engine: transformers" in spec_valid["message"]
+    assert "engine: transformers" in spec_valid.message
 
 
 def test_schema_level_garbage_never_raises() -> None:
     d = decide(observe(spec={"model": {"uri": 42}, "scaling": "lots"}))
     assert d.apply == []
-    assert d.status["phase"] == "Failed"
+    assert to_json(d.status)["phase"] == "Failed"
     assert cond(d.status, "GPUFit")[0] == "Unknown"
 
 
@@ -137,8 +138,12 @@ def test_template_change_starts_a_canary_beside_the_stable() -> None:
         ("HTTPRoute", "chat"),
     ]
     assert d.delete == []  # the stable serves until the canary is promoted
-    assert (d.status["stableRevision"], d.status["canaryRevision"], d.status["canaryWeight"]) == (OLD, REV, 0)
-    assert d.status["phase"] == "Progressing"
+    assert (
+        to_json(d.status)["stableRevision"],
+        to_json(d.status)["canaryRevision"],
+        to_json(d.status)["canaryWeight"],
+    ) == (OLD, REV, 0)
+    assert to_json(d.status)["phase"] == "Progressing"
     assert cond(d.status, "Ready") == ("True", "ChildrenReady")
     assert cond(d.status, "Progressing") == ("True", "CanaryProgressing")
     route = d.apply[1]
@@ -157,7 +162,7 @@ def test_unknown_architecture_is_served_without_a_plan() -> None:
     d = decide(observe(spec={"model": {"uri": "s3://bucket/my-finetune"}}))
     assert [o["kind"] for o in d.apply] == ["InferenceService", "HTTPRoute"]
     assert cond(d.status, "GPUFit") == ("Unknown", "UnknownArchitecture")
-    assert "plan" not in d.status
+    assert "plan" not in to_json(d.status)
 
 
 def test_scaling_change_keeps_the_revision_and_updates_replicas() -> None:

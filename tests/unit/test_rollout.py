@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 
+from nlpmodel_operator.api.constants import COMMANDS
 from nlpmodel_operator.api.spec import NLPModelSpec
+from nlpmodel_operator.api.status import to_json
+from nlpmodel_operator.cli.statusview import command_blocker
 from nlpmodel_operator.core.reconcile import Observation, decide
 from nlpmodel_operator.core.records import Apply, ChildRef, ClearCommand, Delete, Patch, RevisionState
 from nlpmodel_operator.core.revision import revision_hash
@@ -61,8 +64,8 @@ def canary_status(step: int = 0, started: timedelta | None = timedelta(0), **ext
 def test_a_new_template_starts_a_canary_at_zero_until_it_is_ready() -> None:
     out = run({"stableRevision": S}, [rev(S, True)])
     assert (out.stable, out.canary, out.weight) == (S, C, 0)
-    assert out.status["currentStep"] == 0
-    assert "stepStartedAt" not in out.status
+    assert to_json(out.status)["currentStep"] == 0
+    assert "stepStartedAt" not in to_json(out.status)
     assert [e.reason for e in out.events] == ["RolloutStarted"]
     assert out.sizing.canary == 1  # ceil(4 · 10 %)
 
@@ -90,7 +93,7 @@ def test_steps_advance_by_time_while_the_canary_is_ready(
     status: dict[str, Any], at: timedelta, step: int, weight: int, events: list[str]
 ) -> None:
     out = run(status, [rev(S, True), rev(C, True, 1)], at)
-    assert (out.status["currentStep"], out.weight) == (step, weight)
+    assert (to_json(out.status)["currentStep"], out.weight) == (step, weight)
     assert [e.reason for e in out.events] == events
     assert out.delete == []
 
@@ -104,7 +107,7 @@ def test_promotion_scales_the_canary_first_then_moves_traffic_and_removes_the_st
     done = run(canary_status(2, timedelta(minutes=3)), [rev(S, True), rev(C, True, 4)], timedelta(minutes=4))
     assert (done.stable, done.canary) == (C, None)
     assert done.delete == [S]
-    assert done.status["history"][-1]["outcome"] == "Promoted"
+    assert to_json(done.status)["history"][-1]["outcome"] == "Promoted"
 
 
 @pytest.mark.parametrize(
@@ -150,32 +153,38 @@ def test_rollback_sends_traffic_to_stable_and_remembers_the_failed_revision(
     out = run(status, revisions, at, command)
     assert (out.stable, out.canary, out.weight) == (S, None, 0)
     assert out.delete == [C]
-    assert out.status["failedRevision"] == C
+    assert to_json(out.status)["failedRevision"] == C
     assert out.rolled_back is not None
     assert out.rolled_back[0] == reason
-    assert out.status["history"][-1]["outcome"] == outcome
+    assert to_json(out.status)["history"][-1]["outcome"] == outcome
     assert out.command_done is (command is not None)
 
 
 def test_a_rolled_back_revision_is_not_retried_until_the_template_changes_or_retry() -> None:
     rolled_back = {"stableRevision": S, "failedRevision": C}
     held = run(rolled_back, [rev(S, True)], timedelta(hours=1))
-    assert (held.canary, held.status["failedRevision"]) == (None, C)
+    assert (held.canary, to_json(held.status)["failedRevision"]) == (None, C)
     retried = run(rolled_back, [rev(S, True)], timedelta(hours=1), "retry")
     assert retried.canary == C
-    assert "failedRevision" not in retried.status
+    assert "failedRevision" not in to_json(retried.status)
     other = step_rollout(RolloutInput(spec(), "0e11e000", rolled_back, {S: rev(S, True)}, None, T0))
     assert other.canary == "0e11e000"
 
 
 def test_manual_promote_pause_resume() -> None:
     promote = run(canary_status(), [rev(S, True), rev(C, True, 1)], timedelta(seconds=5), "promote")
-    assert (promote.status["currentStep"], promote.sizing.canary, promote.command_done) == (2, 4, True)
+    assert (to_json(promote.status)["currentStep"], promote.sizing.canary, promote.command_done) == (
+        2,
+        4,
+        True,
+    )
     pause = run(canary_status(), [rev(S, True), rev(C, True, 1)], timedelta(seconds=5), "pause")
-    assert pause.status["paused"] is True
+    assert to_json(pause.status)["paused"] is True
     resume = run(canary_status(paused=True), [rev(S, True), rev(C, True, 1)], timedelta(minutes=5), "resume")
-    assert "paused" not in resume.status
-    assert resume.status["stepStartedAt"] == format_time(T0 + timedelta(minutes=5))  # the pause restarts
+    assert "paused" not in to_json(resume.status)
+    assert to_json(resume.status)["stepStartedAt"] == format_time(
+        T0 + timedelta(minutes=5)
+    )  # the pause restarts
 
 
 def test_a_new_template_during_a_canary_replaces_the_canary_never_the_stable() -> None:
@@ -190,9 +199,9 @@ def test_a_new_template_during_a_canary_replaces_the_canary_never_the_stable() -
             T0 + timedelta(minutes=2),
         )
     )
-    assert (out.stable, out.canary, out.weight, out.status["currentStep"]) == (S, newer, 0, 0)
+    assert (out.stable, out.canary, out.weight, to_json(out.status)["currentStep"]) == (S, newer, 0, 0)
     assert out.delete == [C]
-    assert out.status["history"][-1] == {
+    assert to_json(out.status)["history"][-1] == {
         "revision": C,
         "outcome": "Aborted",
         "reason": f"superseded by revision {newer}",
@@ -215,8 +224,8 @@ def test_history_keeps_the_last_ten() -> None:
     out = run(
         canary_status(started=None, history=history), [rev(S, True), rev(C, False)], timedelta(minutes=11)
     )
-    assert len(out.status["history"]) == 10
-    assert out.status["history"][-1]["revision"] == C
+    assert len(to_json(out.status)["history"]) == 10
+    assert to_json(out.status)["history"][-1]["revision"] == C
 
 
 def test_direct_strategy_replaces_without_steps() -> None:
@@ -287,15 +296,15 @@ def test_gpu_budget_over_a_whole_rollout(surge: bool, max_gpus: int) -> None:
     world = World(raw)
     now = T0
     world.tick(now)  # first revision
-    first = world.status["stableRevision"]
+    first = to_json(world.status)["stableRevision"]
     world.spec = {**raw, "runtime": {"maxModelLen": 4096}}
     second = revision_hash(NLPModelSpec.model_validate(world.spec))
     for _ in range(12):
         now += timedelta(seconds=40)
         world.tick(now)
-    assert world.status["stableRevision"] == second != first
+    assert to_json(world.status)["stableRevision"] == second != first
     assert list(world.replicas) == [second]
-    assert world.status["history"][-1]["outcome"] == "Promoted"
+    assert to_json(world.status)["history"][-1]["outcome"] == "Promoted"
     assert max(world.gpus_seen) <= max_gpus  # without surge: never more than the 4 replicas × 2 GPUs
     assert sorted(set(world.weights_seen)) == [0, 25, 50]
 
@@ -322,7 +331,7 @@ def test_two_outcomes_in_one_decision_are_both_recorded() -> None:
     out = step_rollout(
         RolloutInput(spec(), newer, canary_status(), {S: rev(S, True), C: rev(C, True, 1)}, "abort", T0)
     )
-    assert [(h["revision"], h["outcome"]) for h in out.status["history"]] == [
+    assert [(h["revision"], h["outcome"]) for h in to_json(out.status)["history"]] == [
         (C, "Aborted"),
         (newer, "Aborted"),
     ]
@@ -335,7 +344,7 @@ def test_a_canary_that_can_no_longer_serve_loses_its_traffic_and_keeps_its_step(
     )
     out = run(canary_status(1, timedelta(seconds=30)), [rev(S, True), down], timedelta(seconds=60))
     assert out.weight == 0
-    assert (out.status["currentStep"], out.status["canaryWeight"]) == (1, 0)
+    assert (to_json(out.status)["currentStep"], to_json(out.status)["canaryWeight"]) == (1, 0)
     back = run(canary_status(1, timedelta(seconds=30)), [rev(S, True), rev(C, True)], timedelta(seconds=61))
     assert back.weight == 50
 
@@ -346,3 +355,124 @@ def test_a_canary_growing_to_its_next_size_keeps_serving_its_weight() -> None:
     )
     out = run(canary_status(1, timedelta(seconds=30)), [rev(S, True), growing], timedelta(seconds=60))
     assert out.weight == 50
+
+
+@pytest.mark.parametrize(
+    ("status", "revisions", "at", "command", "stage"),
+    [
+        pytest.param({"stableRevision": S}, [rev(S, True)], timedelta(0), None, "Progressing", id="started"),
+        pytest.param(
+            canary_status(),
+            [rev(S, True), rev(C, True, 1)],
+            timedelta(seconds=5),
+            None,
+            "Progressing",
+            id="at-step",
+        ),
+        pytest.param(
+            canary_status(),
+            [rev(S, True), rev(C, True, 1)],
+            timedelta(seconds=5),
+            "pause",
+            "Paused",
+            id="paused",
+        ),
+        pytest.param(
+            canary_status(stage="Paused", paused=True),
+            [rev(S, True), rev(C, True, 1)],
+            timedelta(seconds=5),
+            "resume",
+            "Progressing",
+            id="resumed",
+        ),
+        pytest.param(
+            canary_status(1, timedelta(minutes=1)),
+            [rev(S, True), rev(C, True, 1)],
+            timedelta(minutes=3),
+            None,
+            "Promoting",
+            id="all-steps-passed",
+        ),
+        pytest.param(
+            canary_status(),
+            [rev(S, True), rev(C, True, 1)],
+            timedelta(seconds=5),
+            "promote",
+            "Promoting",
+            id="promoted-by-hand",
+        ),
+        pytest.param(
+            canary_status(2, timedelta(minutes=3)),
+            [rev(S, True), rev(C, True, 1)],
+            timedelta(minutes=4),
+            "pause",
+            "Promoting",
+            id="no-pause-while-promoting",
+        ),
+        pytest.param(
+            canary_status(2, timedelta(minutes=3)),
+            [rev(S, True), rev(C, True, 4)],
+            timedelta(minutes=4),
+            None,
+            None,
+            id="promoted",
+        ),
+    ],
+)
+def test_the_stage_is_stored_in_status(
+    status: dict[str, Any],
+    revisions: list[RevisionState],
+    at: timedelta,
+    command: str | None,
+    stage: str | None,
+) -> None:
+    out = run(status, revisions, at, command)
+    assert to_json(out.status).get("stage") == stage
+    assert to_json(out.status).get("paused", False) is (stage == "Paused")
+
+
+def test_a_status_written_before_stages_is_read_by_deriving_the_stage() -> None:
+    """No `stage` in status: a paused canary stays paused, one past its steps is promoted."""
+    paused = run(canary_status(paused=True), [rev(S, True), rev(C, True, 1)], timedelta(minutes=9))
+    assert (to_json(paused.status)["stage"], to_json(paused.status)["currentStep"]) == ("Paused", 0)
+    promoting = run(
+        canary_status(2, timedelta(minutes=3)), [rev(S, True), rev(C, True, 4)], timedelta(minutes=4)
+    )
+    assert (promoting.stable, promoting.delete) == (C, [S])
+
+
+RULE_STATES: list[tuple[str, dict[str, Any], list[RevisionState], timedelta]] = [
+    ("at-a-step", canary_status(), [rev(S, True), rev(C, True, 1)], timedelta(seconds=5)),
+    (
+        "paused",
+        canary_status(stage="Paused", paused=True),
+        [rev(S, True), rev(C, True, 1)],
+        timedelta(seconds=5),
+    ),
+    (
+        "promoting",
+        canary_status(2, timedelta(minutes=3)),
+        [rev(S, True), rev(C, True, 1)],
+        timedelta(minutes=4),
+    ),
+    ("rolled-back", {"stableRevision": S, "failedRevision": C}, [rev(S, True)], timedelta(minutes=5)),
+    ("settled", {"stableRevision": C}, [rev(C, True, 4)], timedelta(minutes=5)),
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize(("name", "status", "revisions", "at"), RULE_STATES, ids=[s[0] for s in RULE_STATES])
+def test_the_operator_acts_on_exactly_the_commands_nlpctl_lets_through(
+    command: str, name: str, status: dict[str, Any], revisions: list[RevisionState], at: timedelta
+) -> None:
+    """One rule: a command nlpctl refuses changes nothing when it reaches the operator anyway (--force,
+    or the state moved on), and one it lets through does something."""
+    blocker = command_blocker(command, status, {"rollout": {"steps": STEPS}})
+    acted = run(status, revisions, at, command)
+    idle = run(status, revisions, at)
+    same = (to_json(acted.status), acted.events, acted.delete) == (
+        to_json(idle.status),
+        idle.events,
+        idle.delete,
+    )
+    assert same is (blocker is not None), blocker

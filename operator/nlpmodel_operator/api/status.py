@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
@@ -15,6 +16,13 @@ assert set(PhaseName.__args__) == set(Phase.ALL)  # type: ignore[attr-defined]
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 Outcome = Literal["Promoted", "RolledBack", "Aborted"]
+# What one analysis check concluded. `inconclusive` (too little traffic) and `error` (no data, the
+# metrics provider failing) are kept apart from `fail`: missing evidence is not a verdict.
+CheckVerdict = Literal["pass", "fail", "inconclusive", "error"]
+# Where a canary rollout is: at a step (waiting for the canary to be ready, or for the step's pause and
+# checks), held there by `nlpctl pause`, or being promoted (all steps passed, `nlpctl promote`, or
+# strategy direct).
+RolloutStage = Literal["Progressing", "Paused", "Promoting"]
 
 INT64: JsonDict = {"format": "int64"}
 
@@ -75,7 +83,7 @@ class CheckRecord(_Status):
     """One analysis check (kept bounded in status)."""
 
     at: str = Field(description="When the check ran (RFC 3339).")
-    verdict: Literal["pass", "fail", "inconclusive", "error"] = Field(description="Outcome of the check.")
+    verdict: CheckVerdict = Field(description="Outcome of the check.")
     summary: str = Field(default="", max_length=4096, description="Values and evidence, one line.")
 
 
@@ -123,6 +131,10 @@ class NLPModelStatus(_Status):
     paused: bool | None = Field(
         default=None, description="Rollout held by `nlpctl pause` until `nlpctl resume`."
     )
+    stage: RolloutStage | None = Field(
+        default=None,
+        description="Stage of the canary rollout in progress (unset while there is none).",
+    )
     effective_canary_weight: int | None = Field(
         default=None,
         description="Canary share of traffic the router achieves (replica-ratio: by replica counts).",
@@ -142,3 +154,67 @@ class NLPModelStatus(_Status):
         default_factory=list, description="Finished rollouts, newest last (bounded)."
     )
     conditions: list[Condition] = Field(default_factory=list, description="Kubernetes-style conditions.")
+
+    def rollout_stage(self, steps: int) -> RolloutStage | None:
+        """The stage of the rollout in progress (None: no canary). A status written before stages were
+        stored has none: it is derived from the step (`steps` is how many the spec has) and `paused`."""
+        if not self.canary_revision:
+            return None
+        if self.stage is not None:
+            return self.stage
+        if (self.current_step or 0) >= steps:
+            return "Promoting"
+        return "Paused" if self.paused else "Progressing"
+
+
+_LISTS = ("history", "conditions")
+
+
+def to_json(part: BaseModel) -> dict[str, Any]:
+    """The JSON form of a status, or of a part of one, as it is written to the cluster: camelCase, and
+    only the fields that were given (a status read keeps the fields it had, one the core builds has
+    those it set: no defaults are added), an empty history left out."""
+    dumped: dict[str, Any] = part.model_dump(
+        mode="json", by_alias=True, exclude_unset=True, exclude_none=True
+    )
+    if isinstance(part, NLPModelStatus) and dumped.get("history") == []:
+        del dumped["history"]
+    return dumped
+
+
+def merged(*parts: NLPModelStatus) -> NLPModelStatus:
+    """One status of parts built apart (the rollout's fields, the reconcile's report): the fields each
+    part set, a later part's over an earlier's."""
+    fields: dict[str, Any] = {}
+    for part in parts:
+        fields.update({name: getattr(part, name) for name in part.model_fields_set})
+    return NLPModelStatus(**fields)
+
+
+def read_status(raw: object) -> NLPModelStatus:
+    """The status as read from the cluster, validated once. Never fails: a status written by an older
+    (or newer) operator, or edited by hand, keeps what is valid in it; a field that is not valid (or an
+    entry of a list) is left out, as if it had never been written."""
+    if isinstance(raw, NLPModelStatus):
+        return raw
+    if not isinstance(raw, Mapping):
+        return NLPModelStatus()
+    try:
+        return NLPModelStatus.model_validate(raw)
+    except ValidationError:
+        pass
+    kept: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in _LISTS and isinstance(value, list):
+            kept[key] = [entry for entry in value if _valid({key: [entry]})]
+        elif _valid({key: value}):
+            kept[key] = value
+    return NLPModelStatus.model_validate(kept)
+
+
+def _valid(fields: Mapping[str, Any]) -> bool:
+    try:
+        NLPModelStatus.model_validate(fields)
+    except ValidationError:
+        return False
+    return True

@@ -12,8 +12,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
+from nlpmodel_operator.api.constants import COMMANDS
 from nlpmodel_operator.api.spec import Rollout
+from nlpmodel_operator.api.status import RolloutStage, read_status
 from nlpmodel_operator.api.units import parse_duration
+from nlpmodel_operator.core.commands import refusal
 
 __all__ = [
     "command_blocker",
@@ -92,10 +95,10 @@ def _step_index(status: Mapping[str, Any]) -> int | None:
 def time_left(status: Mapping[str, Any], spec: Mapping[str, Any], now: datetime) -> float | None:
     """Seconds left in the current step: pause - (now - stepStartedAt), at least 0; None when unknown.
 
-    Unknown: no canary, no current step, promoting (currentStep == len(steps)), no or bad stepStartedAt,
-    or a pause that does not parse.
+    Unknown: no canary, no current step, promoting, no or bad stepStartedAt, or a pause that does not
+    parse.
     """
-    if not _str(status, "canaryRevision"):
+    if _stage(status, spec) in (None, "Promoting"):
         return None
     steps = rollout_steps(spec)
     index = _step_index(status)
@@ -126,7 +129,7 @@ def progress_bar(status: Mapping[str, Any], spec: Mapping[str, Any], now: dateti
                 left = time_left(status, spec, now)
                 token += f" {HERE} " + (f"{format_left(left)} left" if left is not None else "not started")
         tokens.append(token)
-    promoting = index is not None and index >= len(steps)
+    promoting = index is not None and _stage(status, spec) == "Promoting"
     last_weight = steps[-1].get("weight") if steps else None
     if last_weight != 100:
         tokens.append(f"[100%] {HERE} promoting" if promoting else "[100%]")
@@ -155,35 +158,25 @@ def describe_state(status: Mapping[str, Any]) -> str:
 def command_blocker(
     command: str, status: Mapping[str, Any], spec: Mapping[str, Any] | None = None
 ) -> str | None:
-    """Why `command` does not apply to a model with this status now; None when it does.
+    """Why `command` does not apply to a model with this status now; None when it does (the rule is
+    `core.commands.refusal`, the one the operator applies too)."""
+    if command not in COMMANDS:
+        return f"unknown command {command!r}"
+    read = read_status(status)
+    refused = refusal(
+        command,
+        canary=read.canary_revision or None,
+        stage=read.rollout_stage(len(rollout_steps(spec or {}))),
+        failed=read.failed_revision or None,
+    )
+    if refused is None:
+        return None
+    text = f"{refused.why} ({describe_state(status)})"
+    return f"{text}; {refused.hint}" if refused.hint else text
 
-    promote, abort, pause: a canary is in progress (canaryRevision set); promote and pause not while
-    it is already being promoted (currentStep == len(steps)), pause not when paused already;
-    resume: paused is true; retry: failedRevision is set (phase RolledBack).
-    """
-    state = f"({describe_state(status)})"
-    canary = _str(status, "canaryRevision")
-    if command in {"promote", "abort", "pause"}:
-        if not canary:
-            return f"no canary in progress {state}"
-        index = _step_index(status)
-        promoting = index is not None and index >= len(rollout_steps(spec or {}))
-        if command == "promote" and promoting:
-            return f"the canary is already being promoted {state}"
-        if command == "pause" and promoting:
-            return f"the canary is already being promoted {state}; only `nlpctl abort` stops that"
-        if command == "pause" and status.get("paused") is True:
-            return f"the canary is already paused {state}; `nlpctl resume` continues it"
-        return None
-    if command == "resume":
-        if status.get("paused") is not True:
-            return f"not paused {state}"
-        return None
-    if command == "retry":
-        if not _str(status, "failedRevision"):
-            return f"no failed revision to retry {state}"
-        return None
-    return f"unknown command {command!r}"
+
+def _stage(status: Mapping[str, Any], spec: Mapping[str, Any]) -> RolloutStage | None:
+    return read_status(status).rollout_stage(len(rollout_steps(spec)))
 
 
 def _table(rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
@@ -226,9 +219,10 @@ def format_status(
         shown = f"{weight if weight is not None else '?'}%"
         if effective is not None and effective != weight:
             shown += f" (effective {effective}%)"
+        promoting = _stage(status, spec) == "Promoting"
         where = (
             "promoting"
-            if index is not None and index >= len(steps)
+            if promoting and index is not None
             else f"step {index + 1}/{len(steps)}"
             if index is not None
             else "step unknown"
@@ -242,7 +236,7 @@ def format_status(
         left = time_left(status, spec, now)
         if paused:
             rows.append(("time left", "paused (`nlpctl resume` continues, `nlpctl promote` or `abort` ends)"))
-        elif index is not None and index >= len(steps):
+        elif promoting and index is not None:
             rows.append(("time left", "none: promoting"))
         elif left is not None and index is not None:
             pause = str(steps[index].get("pause", "0s"))

@@ -1,9 +1,15 @@
-"""Operator configuration from the environment (the Helm chart sets these)."""
+"""Operator configuration: read from the environment (the Helm chart sets it) once, when the operator
+starts (`controller.run`), and passed to the handlers from there."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
+
+PEERING_PRIORITY_ENV: Final = "NLPMODEL_PEERING_PRIORITY"
+PEERING_LIFETIME_ENV: Final = "NLPMODEL_PEERING_LIFETIME_SECONDS"
 
 
 @dataclass(frozen=True)
@@ -20,22 +26,30 @@ class OperatorConfig:
     metrics_port: int = 8080  # the operator's own /metrics (0: not served)
     # A PodMonitor per model where the cluster serves the kind; off for platforms scraping otherwise.
     pod_monitors: bool = True
+    # With --peering: this replica's priority (None: by start time, see controller/peering.py), and how
+    # soon a replica that died is taken over (None: kopf's default).
+    peering_priority: int | None = None
+    peering_lifetime_seconds: int | None = None
 
     @classmethod
-    def from_env(cls) -> OperatorConfig:
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> OperatorConfig:
+        """The configuration the environment gives (the watched namespaces come from the command line)."""
+        priority = environ.get(PEERING_PRIORITY_ENV)
+        lifetime = environ.get(PEERING_LIFETIME_ENV)
         return cls(
-            resync_seconds=float(os.environ.get("NLPMODEL_RESYNC_SECONDS", cls.resync_seconds)),
+            resync_seconds=float(environ.get("NLPMODEL_RESYNC_SECONDS", cls.resync_seconds)),
             settled_resync_seconds=float(
-                os.environ.get("NLPMODEL_SETTLED_RESYNC_SECONDS", cls.settled_resync_seconds)
+                environ.get("NLPMODEL_SETTLED_RESYNC_SECONDS", cls.settled_resync_seconds)
             ),
-            prometheus_url=os.environ.get("NLPMODEL_PROMETHEUS_URL") or None,
+            prometheus_url=environ.get("NLPMODEL_PROMETHEUS_URL") or None,
             prometheus_timeout_seconds=float(
-                os.environ.get("NLPMODEL_PROMETHEUS_TIMEOUT_SECONDS", cls.prometheus_timeout_seconds)
+                environ.get("NLPMODEL_PROMETHEUS_TIMEOUT_SECONDS", cls.prometheus_timeout_seconds)
             ),
-            namespaces=tuple(n for n in os.environ.get("NLPMODEL_WATCH_NAMESPACES", "").split(",") if n),
-            metrics_port=int(os.environ.get("NLPMODEL_METRICS_PORT", cls.metrics_port)),
-            pod_monitors=os.environ.get("NLPMODEL_POD_MONITORS", "true").lower() not in {"false", "0", "no"},
+            metrics_port=int(environ.get("NLPMODEL_METRICS_PORT", cls.metrics_port)),
+            pod_monitors=environ.get("NLPMODEL_POD_MONITORS", "true").lower() not in {"false", "0", "no"},
             scrape_interval_seconds=float(
-                os.environ.get("NLPMODEL_SCRAPE_INTERVAL_SECONDS", cls.scrape_interval_seconds)
+                environ.get("NLPMODEL_SCRAPE_INTERVAL_SECONDS", cls.scrape_interval_seconds)
             ),
+            peering_priority=int(priority) if priority else None,
+            peering_lifetime_seconds=int(lifetime) if lifetime else None,
         )

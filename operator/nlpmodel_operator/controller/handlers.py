@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from typing import Any
 
 import kopf
@@ -15,19 +14,13 @@ from nlpmodel_operator.controller.analysis import Analyzer
 from nlpmodel_operator.controller.config import OperatorConfig
 from nlpmodel_operator.controller.kube import Kube, load_client
 from nlpmodel_operator.controller.metrics import OperatorMetrics
-from nlpmodel_operator.controller.peering import (
-    LIFETIME_ENV,
-    PeeringGate,
-    ensure_peering_objects,
-    operator_identity,
-)
+from nlpmodel_operator.controller.peering import PeeringGate, ensure_peering_objects, operator_identity
 from nlpmodel_operator.controller.runner import Reconciler
 from nlpmodel_operator.core.children import watched_kinds
 from nlpmodel_operator.core.monitoring import Monitoring
 from nlpmodel_operator.core.resync import fingerprint
 from nlpmodel_operator.providers.factory import provider_for
 
-CONFIG = OperatorConfig.from_env()
 RECONCILE_LOG = logging.getLogger("nlpmodel.reconcile")
 
 
@@ -43,51 +36,52 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.L
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.error_backoffs = [1, 2, 5, 10, 20]
+    config: OperatorConfig = memo.config  # read once by controller.run
     api_client = load_client()
     gate = None
     if settings.peering.mandatory and not settings.peering.standalone:  # --peering NAME
         await asyncio.to_thread(
-            ensure_peering_objects, api_client, settings.peering.name, CONFIG.namespaces, logger
+            ensure_peering_objects, api_client, settings.peering.name, config.namespaces, logger
         )
-        lifetime = os.environ.get(LIFETIME_ENV)
-        if lifetime:
-            settings.peering.lifetime = int(lifetime)  # how soon a replica that died is taken over
+        if config.peering_lifetime_seconds is not None:
+            # How soon a replica that died is taken over.
+            settings.peering.lifetime = config.peering_lifetime_seconds
         # The resync loop acts only while kopf would: this replica leads its peering objects.
         gate = PeeringGate(
             api_client,
             settings.peering.name,
-            CONFIG.namespaces,
+            config.namespaces,
             memo.get("identity") or operator_identity(),
             settings.peering.priority,
         )
     provider = (
-        provider_for("prometheus", CONFIG.prometheus_url, timeout_s=CONFIG.prometheus_timeout_seconds)
-        if CONFIG.prometheus_url
+        provider_for("prometheus", config.prometheus_url, timeout_s=config.prometheus_timeout_seconds)
+        if config.prometheus_url
         else None
     )
     memo.provider = provider
     metrics = OperatorMetrics()
     memo.http = (
-        await metrics.serve(CONFIG.metrics_port, healthy=lambda: not memo.resync.done())
-        if CONFIG.metrics_port
+        await metrics.serve(config.metrics_port, healthy=lambda: not memo.resync.done())
+        if config.metrics_port
         else None
     )
     memo.metrics = metrics
     reconciler = Reconciler(
-        Kube(api_client, CONFIG.field_manager),
-        Analyzer(provider, CONFIG.scrape_interval_seconds),
+        Kube(api_client, config.field_manager),
+        Analyzer(provider, config.scrape_interval_seconds),
         metrics,
-        monitoring=Monitoring(CONFIG.scrape_interval_seconds) if CONFIG.pod_monitors else None,
-        prometheus_url=CONFIG.prometheus_url,
+        monitoring=Monitoring(config.scrape_interval_seconds) if config.pod_monitors else None,
+        prometheus_url=config.prometheus_url,
         leading=gate.leading if gate is not None else None,
     )
     memo.reconciler = reconciler
     memo.resync = asyncio.create_task(
         reconciler.resync_forever(
-            CONFIG.namespaces,
-            CONFIG.resync_seconds,
+            config.namespaces,
+            config.resync_seconds,
             logging.getLogger("nlpmodel.resync"),
-            settled_every_s=CONFIG.settled_resync_seconds,
+            settled_every_s=config.settled_resync_seconds,
         )
     )
 

@@ -20,12 +20,12 @@ from prometheus_client import (
 )
 
 from nlpmodel_operator.api.constants import Phase, Reason
-from nlpmodel_operator.api.status import CheckRecord, Outcome
+from nlpmodel_operator.api.status import CheckVerdict, Outcome
 
 # Every label value a per-model counter can take, created at 0 when a model is first seen: alerts use
 # increase(), which cannot see the first increment of a series that starts at 1.
 OUTCOMES: Final = get_args(Outcome)
-VERDICTS: Final = get_args(CheckRecord.model_fields["verdict"].annotation)
+VERDICTS: Final = get_args(CheckVerdict)
 ROLLBACK_REASONS: Final = (
     Reason.ANALYSIS_FAILED,
     Reason.ANALYSIS_UNAVAILABLE,

@@ -72,9 +72,6 @@ def ensure_peering_objects(
 # one to go instead of taking over while it still acts), and the resync loop applies kopf's own rule
 # to the peering objects before each round.
 
-PRIORITY_ENV: Final = "NLPMODEL_PEERING_PRIORITY"
-LIFETIME_ENV: Final = "NLPMODEL_PEERING_LIFETIME_SECONDS"
-
 
 def default_priority(started_at: float) -> int:
     """Older wins: the replica that started first has the highest priority (ms resolution)."""

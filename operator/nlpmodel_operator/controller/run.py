@@ -5,26 +5,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import time
+from dataclasses import replace
 
 import kopf
+
+from nlpmodel_operator.controller.config import OperatorConfig
 
 
 def run(
     namespaces: list[str], standalone: bool, peering: str | None, liveness: str | None, verbose: bool
 ) -> int:
-    # The handlers read their scope from the configuration when they are imported (registered).
-    os.environ["NLPMODEL_WATCH_NAMESPACES"] = ",".join(namespaces)
     import nlpmodel_operator.controller.handlers  # noqa: F401, PLC0415 (registers the handlers)
     from nlpmodel_operator.controller import peering as peers  # noqa: PLC0415
 
+    # Read once, here; the handlers get it from kopf's memo.
+    config = replace(OperatorConfig.from_env(), namespaces=tuple(namespaces))
     identity = peers.operator_identity()
     priority = None
     if peering is not None and not standalone:
         # Each replica its own priority, the oldest highest (see controller/peering.py).
-        configured = os.environ.get(peers.PRIORITY_ENV)
-        priority = int(configured) if configured else peers.default_priority(time.time())
+        priority = config.peering_priority
+        if priority is None:
+            priority = peers.default_priority(time.time())
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -39,7 +42,7 @@ def run(
             liveness_endpoint=liveness,
             identity=identity,  # type: ignore[arg-type]  # kopf's Identity is a NewType of str
             priority=priority,
-            memo=kopf.Memo(identity=identity),
+            memo=kopf.Memo(identity=identity, config=config),
         )
     )
     return 0

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -16,9 +14,11 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from nlpmodel_operator.api.constants import ANNOTATION_COMMAND, ConditionType, Reason
+from nlpmodel_operator.api.status import read_status, to_json
 from nlpmodel_operator.controller.analysis import Analyzer
 from nlpmodel_operator.controller.kube import Kube, MissingAPIError
 from nlpmodel_operator.controller.metrics import OperatorMetrics
+from nlpmodel_operator.controller.workqueue import WorkQueue
 from nlpmodel_operator.core.conditions import set_condition
 from nlpmodel_operator.core.observe import other_children, revision_states
 from nlpmodel_operator.core.reconcile import Decision, Monitoring, Observation, check_request_for, decide
@@ -76,123 +76,88 @@ class Reconciler:
         self.analyzer = analyzer or Analyzer(None)
         self.metrics = metrics or OperatorMetrics()
         self.now = now
-        # One reconcile at a time per model: the watch handler and the resync timer may overlap.
-        self._locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
-        # When each model's last reconcile started (monotonic): a request made before it is answered.
-        self._started: dict[tuple[str, str], float] = {}
-        # Models with a reconcile queued by `request`, and when the latest of its requests came.
-        self._requested: dict[tuple[str, str], float] = {}
-        self._pending: set[asyncio.Task[None]] = set()
-        # The last fingerprint (core.resync.fingerprint) of each watched child, to tell a change from
-        # the echo of an apply that changed nothing. (namespace, kind, name) → digest.
-        self._children_seen: dict[tuple[str, str, str], str] = {}
-        # Each model as its last reconcile left it (what it read, with the status it wrote), as a
-        # core.resync.model_fingerprint: the watch event of that state needs no reconcile.
-        self._models_seen: dict[tuple[str, str], str] = {}
+        self.queue = WorkQueue()
 
     def seen(self, body: Mapping[str, Any]) -> bool:
         """Whether a model's watch event carries exactly the state its last reconcile left."""
         meta = body.get("metadata") or {}
-        known = self._models_seen.get((meta.get("namespace", ""), meta.get("name", "")))
-        return known is not None and known == model_fingerprint(body)
+        return self.queue.is_echo((meta.get("namespace", ""), meta.get("name", "")), model_fingerprint(body))
 
     def child_changed(self, namespace: str, kind: str, name: str, digest: str | None) -> bool:
         """Record a child's watch event; whether it tells something new (None: it was deleted)."""
-        key = (namespace, kind, name)
-        if digest is None:
-            self._children_seen.pop(key, None)
-            return True
-        if self._children_seen.get(key) == digest:
-            return False
-        self._children_seen[key] = digest
-        return True
+        return self.queue.child_changed((namespace, kind, name), digest)
 
     def request(self, namespace: str, name: str, logger: Logger, delay_s: float = 0.2) -> None:
-        """Reconcile a model soon because something it reads changed (a child's state).
+        """Reconcile a model soon because something it reads changed (a child's state). Requests
+        coalesce, and one is dropped if a reconcile started after it (that one saw the change)."""
 
-        Requests coalesce: one apply round makes several child events, and while one reconcile is
-        queued the next requests only move its time forward. It is dropped if a reconcile started
-        after the latest request: that one observed the change already."""
-        key = (namespace, name)
-        queued = key in self._requested
-        self._requested[key] = time.monotonic()
-        if queued:
-            return
-        task = asyncio.create_task(self._answer(key, delay_s, logger))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        async def answer(asked_at: float) -> None:
+            try:
+                await self.reconcile({"metadata": {"namespace": namespace, "name": name}}, logger, asked_at)
+            except Exception:
+                logger.exception("reconcile of %s/%s on a child's change failed", namespace, name)
 
-    async def _answer(self, key: tuple[str, str], delay_s: float, logger: Logger) -> None:
-        try:
-            await asyncio.sleep(delay_s)
-        finally:
-            asked_at = self._requested.pop(key)
-        try:
-            await self.reconcile({"metadata": {"namespace": key[0], "name": key[1]}}, logger, asked_at)
-        except Exception:
-            logger.exception("reconcile of %s/%s on a child's change failed", *key)
+        self.queue.request((namespace, name), delay_s, answer)
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop what is kept per model once it is deleted."""
-        key = (namespace, name)
-        self._started.pop(key, None)
-        self._models_seen.pop(key, None)
-        lock = self._locks.get(key)
-        if lock is not None and not lock.locked():
-            del self._locks[key]
+        self.queue.forget((namespace, name))
 
     async def close(self) -> None:
         """Cancel the queued requests (on shutdown)."""
-        for task in list(self._pending):
-            task.cancel()
-        await asyncio.gather(*self._pending, return_exceptions=True)
+        await self.queue.close()
 
     async def reconcile(self, body: Mapping[str, Any], logger: Logger, asked_at: float | None = None) -> None:
         """Converge one model. `body` may be stale (a watch event, a listing) or only name it."""
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
-        async with self._locks[key]:
-            if asked_at is not None and self._started.get(key, -1.0) > asked_at:
+        async with self.queue.turn(key, asked_at) as due:
+            if not due:
                 return  # a reconcile that started after the request (or listing) has seen what it was for
             started = time.monotonic()
-            self._started[key] = started
             try:
-                observed = await asyncio.to_thread(self._observe, body)
-                if observed is None:
-                    self._started.pop(key, None)
-                    self._models_seen.pop(key, None)
-                    return  # deleted (or replaced by a new object of the same name) since
-                observation, fresh = observed
-                request = check_request_for(observation)
-                if request is not None:
-                    # Metrics are gathered here, in the event loop; judging them is the core's job.
-                    check = await self.analyzer.gather(observation.namespace, observation.name, request)
-                    observation = replace(observation, check=check)
-                status = await asyncio.to_thread(self._decide_and_execute, observation, fresh, logger)
-                self._models_seen[key] = model_fingerprint({**fresh, "status": status})
-            except ApiException as exc:
-                if exc.status == 404 or "NamespaceTerminating" in (exc.body or ""):
-                    return  # the model (or its namespace) is going away: nothing left to do
-                # Transient API trouble (restart, throttling, conflict): the next resync retries,
-                # even a model at rest (forgetting when it was reconciled makes the resync visit it).
-                self._started.pop(key, None)
-                self._models_seen.pop(key, None)
-                self.metrics.reconcile_errors.labels(f"api-{exc.status}").inc()
-                logger.warning(
-                    "reconcile of %s/%s deferred: %s", meta["namespace"], meta["name"], _api_error(exc)
-                )
-            except HTTPError as exc:
-                # The API server unreachable (restarting, a connection cut): the next resync retries.
-                self._started.pop(key, None)
-                self._models_seen.pop(key, None)
-                self.metrics.reconcile_errors.labels("api-unreachable").inc()
-                logger.warning("reconcile of %s/%s deferred: %s", meta["namespace"], meta["name"], exc)
-            except Exception:
-                self._started.pop(key, None)  # not converged: the resync visits it, at rest or not
-                self._models_seen.pop(key, None)
-                raise
+                left = await self._converge(body, logger)
+            except Exception as exc:
+                self.queue.reset(key)  # not converged: the resync visits it, at rest or not
+                if not self._deferred(exc, key, logger):
+                    raise
+            else:
+                if left is None:
+                    self.queue.reset(key)  # deleted (or replaced by a new object of the same name) since
+                else:
+                    self.queue.done(key, left)
             finally:
                 self.metrics.reconcile_seconds.observe(time.monotonic() - started)
+
+    async def _converge(self, body: Mapping[str, Any], logger: Logger) -> str | None:
+        """Observe, decide, execute; the fingerprint of the model as it was left (None: it is gone)."""
+        observed = await asyncio.to_thread(self._observe, body)
+        if observed is None:
+            return None
+        observation, fresh = observed
+        request = check_request_for(observation)
+        if request is not None:
+            # Metrics are gathered here, in the event loop; judging them is the core's job.
+            check = await self.analyzer.gather(observation.namespace, observation.name, request)
+            observation = replace(observation, check=check)
+        status = await asyncio.to_thread(self._decide_and_execute, observation, fresh, logger)
+        return model_fingerprint({**fresh, "status": status})
+
+    def _deferred(self, exc: Exception, key: tuple[str, str], logger: Logger) -> bool:
+        """Whether a failure is the cluster's passing trouble, left to the next resync (logged here)."""
+        if isinstance(exc, ApiException):
+            if exc.status == 404 or "NamespaceTerminating" in (exc.body or ""):
+                return True  # the model (or its namespace) is going away: nothing left to do
+            # Transient API trouble (restart, throttling, conflict).
+            self.metrics.reconcile_errors.labels(f"api-{exc.status}").inc()
+            logger.warning("reconcile of %s/%s deferred: %s", *key, _api_error(exc))
+            return True
+        if isinstance(exc, HTTPError):
+            # The API server unreachable (restarting, a connection cut).
+            self.metrics.reconcile_errors.labels("api-unreachable").inc()
+            logger.warning("reconcile of %s/%s deferred: %s", *key, exc)
+            return True
+        return False
 
     async def resync_forever(
         self,
@@ -223,7 +188,7 @@ class Reconciler:
                 meta = body["metadata"]
                 if meta.get("deletionTimestamp"):
                     continue
-                last = self._started.get((meta.get("namespace", ""), meta["name"]))
+                last = self.queue.last_started((meta.get("namespace", ""), meta["name"]))
                 if settled(body) and last is not None and time.monotonic() - last < settled_every_s:
                     continue
                 try:
@@ -251,7 +216,7 @@ class Reconciler:
             namespace=namespace,
             generation=meta.get("generation", 0),
             spec=body.get("spec"),
-            status=body.get("status") or {},
+            status=read_status(body.get("status")),
             revisions=revision_states(children, self.kube.field_manager),
             now=self.now(),
             others=other_children(children),
@@ -267,7 +232,8 @@ class Reconciler:
         """Decide, act, write status; returns the status as written."""
         namespace, name = observation.namespace, observation.name
         decision = decide(observation)
-        written: Mapping[str, Any] = observation.status
+        written: Mapping[str, Any] = body.get("status") or {}  # as read: the patch is against it
+        wanted = to_json(decision.status)
         if observation.command is not None or observation.check is not None:
             # This decision consumed what cannot be seen again: a manual command (its annotation is
             # removed by the actions) or an analysis check (metrics of a window that has passed). It is
@@ -276,28 +242,30 @@ class Reconciler:
             # forgotten and its canary brought back, a passed step undone). Every other decision follows
             # from status and the world alone: it acts first and reports after, so that status never
             # runs ahead of the objects.
-            journal = status_patch(written, decision.status)
+            journal = status_patch(written, wanted)
             if journal is not None:
                 self.kube.patch_status(namespace, name, journal)
                 # Counted when written: what status shows, /metrics shows (a rollback the journal
                 # records is counted even if the actions after it fail or the operator dies).
-                self.metrics.observe(namespace, name, written, decision.status)
-                written = copy.deepcopy(decision.status)
-        self._execute(decision, body, logger)
-        patch = status_patch(written, decision.status)
+                self.metrics.observe(namespace, name, written, wanted)
+                written = wanted
+        if self._execute(decision, body, logger):
+            wanted = to_json(decision.status)  # with the failed action in its Ready condition
+        patch = status_patch(written, wanted)
         if patch is not None:
             self.kube.patch_status(namespace, name, patch)
-        self.metrics.observe(namespace, name, written, decision.status)
+        self.metrics.observe(namespace, name, written, wanted)
         for event in decision.events:
             try:
                 self.kube.post_event(body, event.type, event.reason, event.message, self.now())
             except ApiException as exc:  # an Event is best-effort: never fail a reconcile over it
                 logger.warning("could not post event %s: %s", event.reason, _api_error(exc))
-        return decision.status
+        return wanted
 
-    def _execute(self, decision: Decision, body: Mapping[str, Any], logger: Logger) -> None:
+    def _execute(self, decision: Decision, body: Mapping[str, Any], logger: Logger) -> bool:
         """Run the actions in their order; stop at the first failure (later steps depend on earlier
-        ones: traffic moves before a revision is deleted). The next reconcile picks up from there."""
+        ones: traffic moves before a revision is deleted). The next reconcile picks up from there.
+        Whether an action failed (its decision's status and events say which)."""
         namespace = body["metadata"]["namespace"]
         for action in decision.actions:
             try:
@@ -315,11 +283,11 @@ class Reconciler:
                         self.kube.clear_command(body, command)
             except (ApiException, MissingAPIError) as exc:
                 if isinstance(exc, ApiException) and "NamespaceTerminating" in (exc.body or ""):
-                    return  # the namespace is being deleted: its objects go with it
+                    return False  # the namespace is being deleted: its objects go with it
                 message = f"{_describe(action)}: {_api_error(exc)}"
                 logger.warning("reconcile action failed: %s", message)
-                decision.status["conditions"] = set_condition(
-                    decision.status.get("conditions", []),
+                decision.status.conditions = set_condition(
+                    decision.status.conditions,
                     ConditionType.READY,
                     "False",
                     Reason.APPLY_FAILED,
@@ -328,7 +296,8 @@ class Reconciler:
                     body["metadata"].get("generation"),
                 )
                 decision.events.append(Event("Warning", Reason.APPLY_FAILED, message[:1000]))
-                return
+                return True
+        return False
 
 
 def _describe(action: Action) -> str:

@@ -25,6 +25,7 @@ from typing import Any, Final
 
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.spec import NLPModelSpec, Scaling
+from nlpmodel_operator.api.status import ConditionStatus
 from nlpmodel_operator.core.analysis import queries as q
 from nlpmodel_operator.core.kinds import ChildKind
 from nlpmodel_operator.core.revision import revision_name
@@ -265,7 +266,7 @@ def kserve_scaling(
     return "keda", fields
 
 
-def describe(spec: NLPModelSpec, why_not: str | None, by: str) -> tuple[str, str, str]:
+def describe(spec: NLPModelSpec, why_not: str | None, by: str) -> tuple[ConditionStatus, str, str]:
     """(status, reason, message) of the Autoscaling condition; `why_not`: why the platform cannot
     autoscale here (None: it can), `by`: what sizes it (see `ServingPlatform.autoscaled_by`)."""
     scaling = spec.scaling

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-Condition = dict[str, Any]
+from nlpmodel_operator.api.status import Condition, ConditionStatus
 
 
-def find(conditions: Sequence[Mapping[str, Any]], type_: str) -> Mapping[str, Any] | None:
-    return next((c for c in conditions if c.get("type") == type_), None)
+def find(conditions: Sequence[Condition], type_: str) -> Condition | None:
+    return next((c for c in conditions if c.type == type_), None)
 
 
 def set_condition(
-    conditions: Sequence[Mapping[str, Any]],
+    conditions: Sequence[Condition],
     type_: str,
-    status: str,
+    status: ConditionStatus,
     reason: str,
     message: str,
     now: str,
@@ -24,23 +23,22 @@ def set_condition(
     """A new list with `type_` set; the others are kept in their order."""
     previous = find(conditions, type_)
     transition = now
-    if previous is not None and previous.get("status") == status and previous.get("lastTransitionTime"):
-        transition = previous["lastTransitionTime"]
-    updated: Condition = {
-        "type": type_,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": transition,
-    }
-    if generation is not None:
-        updated["observedGeneration"] = generation
-    out = [dict(c) for c in conditions if c.get("type") != type_]
-    position = next((i for i, c in enumerate(conditions) if c.get("type") == type_), len(out))
-    out.insert(position, updated)
+    if previous is not None and previous.status == status and previous.last_transition_time:
+        transition = previous.last_transition_time
+    updated = Condition(
+        type=type_,
+        status=status,
+        reason=reason,
+        message=message,
+        last_transition_time=transition,
+        observed_generation=generation,
+    )
+    position = next((i for i, c in enumerate(conditions) if c.type == type_), len(conditions))
+    out = [c for c in conditions if c.type != type_]
+    out.insert(min(position, len(out)), updated)
     return out
 
 
-def is_true(conditions: Sequence[Mapping[str, Any]], type_: str) -> bool:
+def is_true(conditions: Sequence[Condition], type_: str) -> bool:
     found = find(conditions, type_)
-    return found is not None and found.get("status") == "True"
+    return found is not None and found.status == "True"

@@ -14,6 +14,15 @@ from typing import Any
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.constants import ConditionType, Phase, Reason
 from nlpmodel_operator.api.spec import NLPModelSpec
+from nlpmodel_operator.api.status import (
+    Condition,
+    ConditionStatus,
+    NLPModelStatus,
+    PhaseName,
+    PlanStatus,
+    merged,
+    read_status,
+)
 from nlpmodel_operator.core.analysis.checks import CheckData, CheckRequest, check_request, parse_time
 from nlpmodel_operator.core.autoscaling import (
     AUTOSCALER_KINDS,
@@ -26,6 +35,7 @@ from nlpmodel_operator.core.autoscaling import (
 from nlpmodel_operator.core.autoscaling import describe as describe_scaling
 from nlpmodel_operator.core.conditions import find, set_condition
 from nlpmodel_operator.core.monitoring import Monitoring, pod_monitors
+from nlpmodel_operator.core.ordering import Part, in_order
 from nlpmodel_operator.core.planner import format_bytes
 from nlpmodel_operator.core.platforms import ServingPlatform, Split, platform_of, running
 from nlpmodel_operator.core.problems import Problem
@@ -57,7 +67,8 @@ class Observation:
     namespace: str
     generation: int
     spec: Any
-    status: Mapping[str, Any]
+    # Validated once (`api.status.read_status`); a mapping is validated here (tests build dicts).
+    status: NLPModelStatus
     revisions: Mapping[str, RevisionState]
     now: str  # RFC 3339
     others: tuple[ChildRef, ...] = ()  # owned children that belong to no revision (routes, model Service)
@@ -69,11 +80,14 @@ class Observation:
     # What the cluster offers autoscalers (discovery, configuration); by default everything.
     scaling: ScalingSupport = field(default_factory=ScalingSupport)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", read_status(self.status))
+
 
 @dataclass
 class Decision:
     actions: list[Action] = field(default_factory=list)
-    status: dict[str, Any] = field(default_factory=dict)
+    status: NLPModelStatus = field(default_factory=NLPModelStatus)
     events: list[Event] = field(default_factory=list)
 
     @property
@@ -103,17 +117,16 @@ def _service_of(name: str, revision: str, state: RevisionState | None, spec: NLP
     return _platform_running(state, spec).service_name(name, revision)
 
 
-def _plan_status(resolution: Resolution, max_model_len: int | None) -> dict[str, Any] | None:
+def _plan_status(resolution: Resolution, max_model_len: int | None) -> PlanStatus | None:
     if resolution.plan is None:
         return None
-    plan = dict(resolution.plan.to_status())
-    plan["architecture"] = resolution.architecture_source
-    if max_model_len is not None:
-        plan["maxModelLen"] = max_model_len
-    return plan
+    plan = PlanStatus.model_validate(resolution.plan.to_status())
+    return plan.model_copy(
+        update={"architecture": resolution.architecture_source, "max_model_len": max_model_len}
+    )
 
 
-def _gpu_fit_condition(resolution: Resolution | None) -> tuple[str, str, str]:
+def _gpu_fit_condition(resolution: Resolution | None) -> tuple[ConditionStatus, str, str]:
     if resolution is None:
         return "Unknown", Reason.INVALID_SPEC, "the spec must be valid before it can be planned"
     if resolution.plan_problems:
@@ -155,11 +168,11 @@ def _handover(state: RevisionState | None, spec: NLPModelSpec, scale: Scale) -> 
 
 
 class _Conditions:
-    def __init__(self, old: Mapping[str, Any], now: str, generation: int) -> None:
-        self.items: list[dict[str, Any]] = [dict(x) for x in old.get("conditions") or []]
+    def __init__(self, old: NLPModelStatus, now: str, generation: int) -> None:
+        self.items: list[Condition] = list(old.conditions)
         self.now, self.generation = now, generation
 
-    def set(self, type_: str, status: str, reason: str, message: str) -> None:
+    def set(self, type_: str, status: ConditionStatus, reason: str, message: str) -> None:
         self.items = set_condition(self.items, type_, status, reason, message, self.now, self.generation)
 
 
@@ -167,7 +180,6 @@ def _invalid(obs: Observation, problems: list[Problem], resolution: Resolution |
     """Nothing is applied or deleted: a bad update never takes down what already serves."""
     old = obs.status
     conds = _Conditions(old, obs.now, obs.generation)
-    status: dict[str, Any] = {k: old[k] for k in ("history", "failedRevision") if old.get(k) is not None}
     events = []
     spec_only = [p for p in problems if p.reason != Reason.DOES_NOT_FIT]
     if spec_only:
@@ -176,11 +188,11 @@ def _invalid(obs: Observation, problems: list[Problem], resolution: Resolution |
         # The schema accepts it but the requested GPUs cannot hold it: the spec asks the impossible.
         conds.set(ConditionType.SPEC_VALID, "False", Reason.DOES_NOT_FIT, _join(problems))
     conds.set(ConditionType.GPU_FIT, *_gpu_fit_condition(resolution))
-    previous = (find(old.get("conditions") or [], ConditionType.SPEC_VALID) or {}).get("message")
+    previous = find(old.conditions, ConditionType.SPEC_VALID)
     message = _join(problems)
-    if previous != message:
+    if previous is None or previous.message != message:
         events.append(Event("Warning", Reason.INVALID_SPEC, message))
-    stable = old.get("stableRevision")
+    stable = old.stable_revision
     state = obs.revisions.get(stable) if stable else None
     if state is not None:
         conds.set(
@@ -189,27 +201,28 @@ def _invalid(obs: Observation, problems: list[Problem], resolution: Resolution |
             Reason.CHILDREN_READY if state.ready else Reason.CHILDREN_NOT_READY,
             f"revision {stable} keeps serving; the new spec is invalid",
         )
-        status["phase"] = Phase.READY if state.ready else Phase.FAILED
-        status["stableRevision"] = stable
-        for key in (
-            "canaryRevision",
-            "canaryWeight",
-            "currentStep",
-            "stepStartedAt",
-            "canaryStartedAt",
-            "paused",
-        ):
-            if old.get(key) is not None:
-                status[key] = old[key]  # a rollout in progress is held, not lost
+        held = old  # a rollout in progress is held, not lost
     else:
         conds.set(
             ConditionType.READY, "False", Reason.INVALID_SPEC, "nothing is deployed until the spec is valid"
         )
-        status["phase"] = Phase.FAILED
-    if resolution is not None and resolution.plan is not None:
-        status["plan"] = _plan_status(resolution, None)
-    status["observedGeneration"] = obs.generation
-    status["conditions"] = conds.items
+        held = NLPModelStatus()
+    status = NLPModelStatus(
+        phase=Phase.READY if state is not None and state.ready else Phase.FAILED,
+        observed_generation=obs.generation,
+        stable_revision=stable if state is not None else None,
+        canary_revision=held.canary_revision,
+        canary_weight=held.canary_weight,
+        current_step=held.current_step,
+        stage=held.stage,
+        step_started_at=held.step_started_at,
+        canary_started_at=held.canary_started_at,
+        paused=held.paused,
+        failed_revision=old.failed_revision,
+        plan=_plan_status(resolution, None) if resolution is not None else None,
+        history=old.history,
+        conditions=conds.items,
+    )
     return Decision([], status, events)
 
 
@@ -312,32 +325,17 @@ def _actions(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> l
         for ref in obs.revisions[r].children
         if ref.kind in AUTOSCALER_KINDS and (ref.kind, ref.name) not in wanted_scalers
     ]
-    scaler_applies: list[Action] = [Apply(o) for o in scalers]
-    if outcome.delete:
-        # Traffic moves first (to the stable after a rollback, to the new stable on promotion), then
-        # the revisions that lost it go and free their GPUs, then the survivor gets its full size.
-        ordered = [
-            *monitors,
-            *routes,
-            *deletes,
-            *stale_scalers,
-            *handover,
-            *revision_objects,
-            *resize,
-            *scaler_applies,
-        ]
-    else:
-        # Capacity first: the stable gives GPUs up (no surge), the canary takes them, then traffic.
-        ordered = [
-            *monitors,
-            *stale_scalers,
-            *resize,
-            *handover,
-            *revision_objects,
-            *scaler_applies,
-            *routes,
-            *deletes,
-        ]
+    parts: dict[Part, list[Action]] = {
+        "monitor": monitors,
+        "route": routes,
+        "delete": deletes,
+        "stale-scaler": stale_scalers,
+        "handover": handover,
+        "revision": revision_objects,
+        "resize": resize,
+        "scaler": [Apply(o) for o in scalers],
+    }
+    ordered = in_order(parts, revisions_go=bool(outcome.delete))
     if outcome.command_done and obs.command is not None:
         ordered.append(ClearCommand(obs.command))
     return ordered
@@ -345,7 +343,7 @@ def _actions(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> l
 
 def _status(
     obs: Observation, resolution: Resolution, resolved: Resolved, outcome: RolloutOutcome
-) -> dict[str, Any]:
+) -> NLPModelStatus:
     old = obs.status
     conds = _Conditions(old, obs.now, obs.generation)
     conds.set(ConditionType.SPEC_VALID, "True", Reason.VALID, "spec is valid")
@@ -359,7 +357,7 @@ def _status(
             platform.autoscaled_by(resolved.spec, obs.scaling),
         ),
     )
-    status: dict[str, Any] = dict(outcome.status)
+    rollout = outcome.status
     stable = outcome.stable
     serving = obs.revisions.get(stable)
     ready = serving is not None and serving.ready
@@ -380,35 +378,35 @@ def _status(
         conds.set(ConditionType.PROGRESSING, "True", *outcome.progressing)
     else:
         conds.set(ConditionType.PROGRESSING, "False", Reason.NO_ROLLOUT, "no rollout in progress")
-    checks = (status.get("analysis") or {}).get("lastChecks") or []
+    checks = rollout.analysis.last_checks if rollout.analysis is not None else []
     if outcome.canary is not None and resolved.spec.rollout.analysis is not None:
         last = checks[-1] if checks else None
-        if last is None or last["verdict"] in ("inconclusive", "error"):
+        if last is None or last.verdict in ("inconclusive", "error"):
             conds.set(
                 ConditionType.CANARY_HEALTHY,
                 "Unknown",
                 Reason.NO_CONCLUSIVE_CHECK,
-                last["summary"] if last else "no check yet",
+                last.summary if last else "no check yet",
             )
-        elif last["verdict"] == "fail":
-            conds.set(ConditionType.CANARY_HEALTHY, "False", Reason.CHECK_FAILED, last["summary"])
+        elif last.verdict == "fail":
+            conds.set(ConditionType.CANARY_HEALTHY, "False", Reason.CHECK_FAILED, last.summary)
         else:
-            conds.set(ConditionType.CANARY_HEALTHY, "True", Reason.CHECKS_PASSING, last["summary"])
-    failed = status.get("failedRevision")
+            conds.set(ConditionType.CANARY_HEALTHY, "True", Reason.CHECKS_PASSING, last.summary)
+    failed = rollout.failed_revision
     if outcome.rolled_back is not None:
         conds.set(ConditionType.ROLLED_BACK, "True", *outcome.rolled_back)
     elif failed is not None and failed == resolved.revision:
-        previous = find(old.get("conditions") or [], ConditionType.ROLLED_BACK)
-        if previous is not None and previous.get("status") == "True":
-            conds.set(
-                ConditionType.ROLLED_BACK, "True", previous.get("reason", ""), previous.get("message", "")
-            )
+        previous = find(conds.items, ConditionType.ROLLED_BACK)
+        if previous is not None and previous.status == "True":
+            conds.set(ConditionType.ROLLED_BACK, "True", previous.reason, previous.message)
     else:
         conds.set(
             ConditionType.ROLLED_BACK, "False", Reason.NO_ROLLOUT, "the current template is not rolled back"
         )
+    effective_weight: int | None = None
+    phase: PhaseName
     if outcome.canary is not None:
-        status["phase"] = Phase.PROGRESSING
+        phase = Phase.PROGRESSING
         router = router_for(resolved.spec.serving.router)
         canary_state = obs.revisions.get(outcome.canary)
         canary_live = (outcome.sizing.canary or 0) if canary_state is not None and canary_state.ready else 0
@@ -417,30 +415,28 @@ def _status(
             if outcome.sizing.stable is not None
             else resolved.spec.scaling.base_replicas
         )
-        status["effectiveCanaryWeight"] = router.effective_weight(
-            _route(obs, resolved, outcome), stable_live, canary_live
-        )
+        effective_weight = router.effective_weight(_route(obs, resolved, outcome), stable_live, canary_live)
     elif failed is not None and failed == resolved.revision:
-        status["phase"] = Phase.ROLLED_BACK
+        phase = Phase.ROLLED_BACK
     elif stable == resolved.revision:
-        status["phase"] = Phase.READY if ready else (Phase.PENDING if serving is None else Phase.PROGRESSING)
+        phase = Phase.READY if ready else (Phase.PENDING if serving is None else Phase.PROGRESSING)
     else:
-        status["phase"] = Phase.PROGRESSING
-    if not status.get("history"):
-        status.pop("history", None)
-    status["observedGeneration"] = obs.generation
+        phase = Phase.PROGRESSING
     front = (
         obs.name
         if resolved.spec.serving.router == "replica-ratio"
         else _service_of(obs.name, stable, serving, resolved.spec)
     )
-    status["endpoint"] = f"http://{front}.{obs.namespace}.svc.cluster.local"
-    status["selector"] = f"{c.LABEL_MODEL}={resolved.name},{c.LABEL_REVISION}={stable}"
-    if serving is not None and serving.replicas is not None:
-        status["replicas"] = serving.replicas
-        status["readyReplicas"] = serving.ready_replicas or 0
-    plan = _plan_status(resolution, resolved.max_model_len)
-    if plan is not None:
-        status["plan"] = plan
-    status["conditions"] = conds.items
-    return status
+    counted = serving if serving is not None and serving.replicas is not None else None
+    report = NLPModelStatus(
+        phase=phase,
+        observed_generation=obs.generation,
+        effective_canary_weight=effective_weight,
+        replicas=counted.replicas if counted is not None else None,
+        ready_replicas=(counted.ready_replicas or 0) if counted is not None else None,
+        selector=f"{c.LABEL_MODEL}={resolved.name},{c.LABEL_REVISION}={stable}",
+        endpoint=f"http://{front}.{obs.namespace}.svc.cluster.local",
+        plan=_plan_status(resolution, resolved.max_model_len),
+        conditions=conds.items,
+    )
+    return merged(rollout, report)

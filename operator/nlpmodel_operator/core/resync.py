@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from nlpmodel_operator.api.constants import ANNOTATION_COMMAND, ConditionType, Phase
+from nlpmodel_operator.api.status import read_status
+from nlpmodel_operator.core.conditions import find
 
 __all__ = ["fingerprint", "model_fingerprint", "settled"]
 
@@ -27,18 +29,15 @@ def settled(body: Mapping[str, Any]) -> bool:
     """True when the model is at rest: its current spec handled, no rollout and no command pending,
     serving and Ready. Anything else (Pending, a canary, a failed apply to retry) is visited each round."""
     meta = body.get("metadata") or {}
-    status = body.get("status") or {}
-    if status.get("observedGeneration") != meta.get("generation"):
+    status = read_status(body.get("status"))
+    if status.observed_generation != meta.get("generation"):
         return False
-    if status.get("phase") not in _AT_REST or status.get("canaryRevision"):
+    if status.phase not in _AT_REST or status.canary_revision:
         return False
     if ANNOTATION_COMMAND in (meta.get("annotations") or {}):
         return False
-    ready = next(
-        (x for x in status.get("conditions") or [] if x.get("type") == ConditionType.READY),
-        None,
-    )
-    return ready is not None and ready.get("status") == "True"
+    ready = find(status.conditions, ConditionType.READY)
+    return ready is not None and ready.status == "True"
 
 
 def fingerprint(obj: Mapping[str, Any]) -> str:

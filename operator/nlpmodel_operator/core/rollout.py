@@ -2,8 +2,13 @@
 advances, is promoted or rolled back.
 
 `step_rollout(RolloutInput) -> RolloutOutcome`. Everything it needs to resume after an operator restart
-is in the status it reads and writes: stableRevision, canaryRevision, currentStep (== len(steps) while
-promoting), stepStartedAt, canaryStartedAt, paused, failedRevision, history.
+is in the status it reads and writes: stableRevision, canaryRevision, stage, currentStep (== len(steps)
+while promoting), stepStartedAt, canaryStartedAt, paused, failedRevision, history.
+
+A canary is in one stage at a time, each with its own function: Progressing (at a step: waiting for the
+canary to be ready, then for the step's pause and checks), Paused (held at its step by `nlpctl pause`)
+and Promoting (all steps passed, `nlpctl promote`, or strategy direct). A status written before stages
+were stored is read by deriving the stage once (`NLPModelStatus.rollout_stage`).
 
 Sizing: a model runs `N` replicas (spec.scaling.replicas, else minReplicas). At weight w the canary
 runs ceil(N·w/100) replicas (at least one); with gpuSurge the stable keeps N, without it the stable
@@ -12,13 +17,20 @@ gives up as many as the canary takes, so the model never asks for more GPUs than
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
 
 from nlpmodel_operator.api.constants import Reason
 from nlpmodel_operator.api.spec import NLPModelSpec
+from nlpmodel_operator.api.status import (
+    AnalysisStatus,
+    HistoryEntry,
+    NLPModelStatus,
+    Outcome,
+    RolloutStage,
+    read_status,
+)
 from nlpmodel_operator.api.units import format_duration, parse_duration
 from nlpmodel_operator.core.analysis.checks import (
     CheckData,
@@ -27,6 +39,7 @@ from nlpmodel_operator.core.analysis.checks import (
     record_check,
     step_may_advance,
 )
+from nlpmodel_operator.core.commands import refusal
 from nlpmodel_operator.core.records import Event, RevisionState
 from nlpmodel_operator.core.routers import canary_replicas
 
@@ -37,11 +50,14 @@ HISTORY_LIMIT = 10
 class RolloutInput:
     spec: NLPModelSpec
     desired: str  # revision of the current serving template
-    status: Mapping[str, Any]
+    status: NLPModelStatus  # a mapping is validated here (tests and older callers build dicts)
     revisions: Mapping[str, RevisionState]
     command: str | None
     now: datetime
     check: CheckData | None = None  # metrics gathered for a due analysis check
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", read_status(self.status))
 
 
 @dataclass(frozen=True)
@@ -58,7 +74,7 @@ class RolloutOutcome:
     canary: str | None
     weight: int  # % to the canary
     sizing: Sizing
-    status: dict[str, Any]  # rollout fields of the new status
+    status: NLPModelStatus  # the rollout's fields of the new status
     delete: list[str] = field(default_factory=list)  # revisions whose children go (after traffic moved)
     events: list[Event] = field(default_factory=list)
     command_done: bool = False
@@ -66,230 +82,357 @@ class RolloutOutcome:
     progressing: tuple[str, str] | None = None  # (reason, message) while a rollout runs
 
 
-def _history(history: list[Any], revision: str, outcome: str, reason: str, now: datetime) -> list[Any]:
-    entries = [
-        *history,
-        {"revision": revision, "outcome": outcome, "reason": reason, "at": format_time(now)},
-    ]
-    return entries[-HISTORY_LIMIT:]
+@dataclass
+class _Run:
+    """What one call carries from stage to stage: its input, and what it has recorded so far."""
+
+    inp: RolloutInput
+    stable: str
+    failed: str | None
+    history: list[HistoryEntry]
+    events: list[Event] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)
+
+    @property
+    def spec(self) -> NLPModelSpec:
+        return self.inp.spec
+
+    @property
+    def now(self) -> datetime:
+        return self.inp.now
+
+    @property
+    def steps(self) -> int:
+        return len(self.inp.spec.rollout.steps)
+
+    @property
+    def command_done(self) -> bool:
+        return self.inp.command is not None  # every command is consumed, applicable or not
+
+    def record(self, revision: str, outcome: Outcome, reason: str) -> None:
+        entry = HistoryEntry(revision=revision, outcome=outcome, reason=reason, at=format_time(self.now))
+        self.history = [*self.history, entry][-HISTORY_LIMIT:]
+
+    def state(self, revision: str) -> RevisionState | None:
+        return self.inp.revisions.get(revision)
+
+
+@dataclass(frozen=True)
+class _Canary:
+    """The canary being rolled out, as this call moves it."""
+
+    revision: str
+    stage: RolloutStage
+    step: int
+    step_started: datetime | None  # when its step's weight applied (None: not ready yet)
+    started: datetime | None  # when it was created
+    analysis: AnalysisStatus | None
 
 
 def step_rollout(inp: RolloutInput) -> RolloutOutcome:
     old = inp.status
-    spec, now, desired = inp.spec, inp.now, inp.desired
-    steps = spec.rollout.steps
-    total = spec.scaling.base_replicas
-    surge = spec.rollout.gpu_surge
-    stable: str | None = old.get("stableRevision")
-    if stable not in inp.revisions:
-        stable = None  # never created, or its children are gone: whatever runs now becomes stable
-    canary: str | None = old.get("canaryRevision")
-    failed: str | None = old.get("failedRevision")
-    history = list(old.get("history") or [])
-    events: list[Event] = []
-    delete: list[str] = []
-    command = inp.command
-    done = command is not None  # every command is consumed, applicable or not (nlpctl checks first)
-
-    if command == "retry" and failed is not None:
-        events.append(Event("Normal", Reason.RETRY, f"retrying revision {failed} (nlpctl retry)"))
-        failed = None
-
-    def settled(stable_rev: str, **extra: Any) -> RolloutOutcome:
-        status = {"stableRevision": stable_rev, "history": history, **extra}
-        if failed is not None:
-            status["failedRevision"] = failed
-        return RolloutOutcome(stable_rev, None, 0, Sizing(), status, delete, events, done)
-
+    stable = old.stable_revision if old.stable_revision in inp.revisions else None
+    run = _Run(
+        inp,
+        # never created, or its children are gone: whatever runs now becomes stable
+        stable or inp.desired,
+        old.failed_revision,
+        list(old.history),
+    )
+    if inp.command == "retry" and _applies(run, "retry", None):
+        run.events.append(Event("Normal", Reason.RETRY, f"retrying revision {run.failed} (nlpctl retry)"))
+        run.failed = None
     if stable is None:
         # The first revision (or one whose stable children vanished) is rolled out without a canary.
-        return settled(desired)
+        return _settled(run)
+    if inp.desired == stable:
+        return _template_reverted(run, old.canary_revision)
+    if inp.desired == run.failed:
+        return _held_back(run, old)
+    canary = _command(run, _canary(run, old))
+    if isinstance(canary, RolloutOutcome):
+        return canary
+    return _STAGES[canary.stage](run, canary)
 
-    if desired == stable:
-        if canary is not None:
-            history = _history(
-                history, canary, "Aborted", "the serving template went back to the stable revision", now
+
+def _applies(run: _Run, command: str, canary: _Canary | None) -> bool:
+    revision, stage = (canary.revision, canary.stage) if canary is not None else (None, None)
+    return refusal(command, canary=revision, stage=stage, failed=run.failed) is None
+
+
+# ---------------------------------------------------------------------------------- no canary
+
+
+def _settled(run: _Run, analysis: AnalysisStatus | None = None) -> RolloutOutcome:
+    status = NLPModelStatus(
+        stable_revision=run.stable, history=run.history, analysis=analysis, failed_revision=run.failed
+    )
+    return RolloutOutcome(run.stable, None, 0, Sizing(), status, run.delete, run.events, run.command_done)
+
+
+def _template_reverted(run: _Run, canary: str | None) -> RolloutOutcome:
+    if canary is not None:
+        run.record(canary, "Aborted", "the serving template went back to the stable revision")
+        run.events.append(
+            Event(
+                "Normal",
+                Reason.TEMPLATE_REVERTED,
+                f"canary {canary} removed: the template is the stable one again",
             )
-            events.append(
-                Event(
-                    "Normal",
-                    Reason.TEMPLATE_REVERTED,
-                    f"canary {canary} removed: the template is the stable one again",
-                )
-            )
-            delete.append(canary)
-        return settled(stable)
-
-    if desired == failed:
-        # Rolled back: not retried until the template changes again (or `nlpctl retry`).
-        if canary is not None and canary != desired:
-            delete.append(canary)
-        kept = {"analysis": old["analysis"]} if old.get("analysis") else {}
-        return settled(stable, **kept)
-
-    status: dict[str, Any] = {}
-    step: int = old.get("currentStep") or 0
-    step_started = parse_time(old.get("stepStartedAt"))
-    canary_started = parse_time(old.get("canaryStartedAt"))
-    paused = bool(old.get("paused"))
-    if canary != desired:
-        if canary is not None:
-            history = _history(history, canary, "Aborted", f"superseded by revision {desired}", now)
-            events.append(Event("Normal", Reason.CANARY_REPLACED, f"canary {canary} replaced by {desired}"))
-            delete.append(canary)
-        events.append(
-            Event("Normal", Reason.ROLLOUT_STARTED, f"rolling out revision {desired} beside {stable}")
         )
-        canary, step, step_started, canary_started, paused = desired, 0, None, now, False
-    if spec.rollout.strategy == "direct":
-        step = len(steps)  # no steps: straight to promotion
-        step_started = step_started or canary_started
+        run.delete.append(canary)
+    return _settled(run)
 
-    state = inp.revisions.get(canary)
-    ready = state is not None and state.ready
-    deadline = parse_duration(spec.rollout.progress_deadline)
 
-    def rollback(
-        reason: str, message: str, outcome: str = "RolledBack", analysis: Mapping[str, Any] | None = None
-    ) -> RolloutOutcome:
-        nonlocal history
-        history = _history(history, canary, outcome, message, now)
-        events.append(Event("Warning", reason, f"revision {canary} rolled back: {message}"))
-        status: dict[str, Any] = {"stableRevision": stable, "failedRevision": canary, "history": history}
-        if analysis:
-            status["analysis"] = dict(analysis)  # the checks that ended it stay visible
-        out = RolloutOutcome(
-            stable,
-            None,
-            0,
-            Sizing(),
-            status,
-            [*delete, canary],
-            events,
-            done,
-            rolled_back=(reason, f"revision {canary}: {message}"),
+def _held_back(run: _Run, old: NLPModelStatus) -> RolloutOutcome:
+    """Rolled back: not retried until the template changes again (or `nlpctl retry`)."""
+    if old.canary_revision is not None and old.canary_revision != run.inp.desired:
+        run.delete.append(old.canary_revision)
+    return _settled(run, analysis=old.analysis)  # the checks that ended it stay visible
+
+
+# ------------------------------------------------------------------------------ canary stages
+
+
+def _canary(run: _Run, old: NLPModelStatus) -> _Canary:
+    """The canary of the desired revision: the one in progress, or a new one (replacing another)."""
+    desired, steps = run.inp.desired, run.steps
+    if old.canary_revision == desired:
+        canary = _Canary(
+            desired,
+            old.rollout_stage(steps) or "Progressing",
+            old.current_step or 0,
+            parse_time(old.step_started_at),
+            parse_time(old.canary_started_at),
+            old.analysis,
         )
-        return out
-
-    if command == "abort":
-        return rollback(Reason.ABORTED, "aborted by nlpctl abort", "Aborted")
-    if command == "pause" and not paused:
-        paused = True
-    elif command == "resume" and paused:
-        paused = False
-        step_started = now if step_started is not None else None  # the step's pause restarts on resume
-    if command == "promote" and step < len(steps):
-        step, step_started = len(steps), now
-        events.append(Event("Normal", Reason.PROMOTING, f"revision {canary} promoted by nlpctl promote"))
-
-    weight = steps[step].weight if step < len(steps) and step_started is not None else 0
-    analysis: dict[str, Any] = dict(old.get("analysis") or {}) if canary == old.get("canaryRevision") else {}
-    if step < len(steps):
-        if ready and step_started is None:
-            step_started = now  # the canary is up: its first step's weight applies from now
-            weight = steps[step].weight
-        elif ready and not paused and step_started is not None:
-            if inp.check is not None and spec.rollout.analysis is not None:
-                checked = record_check(spec, analysis, inp.check, now, step_started)
-                analysis = checked.analysis
-                if checked.rollback is not None:
-                    reason, message = checked.rollback
-                    outcome = "Aborted" if reason == Reason.ANALYSIS_UNAVAILABLE else "RolledBack"
-                    return rollback(reason, message, outcome, analysis)
-            elapsed = (now - step_started).total_seconds() >= parse_duration(steps[step].pause)
-            if elapsed and step_may_advance(spec, analysis):
-                analysis["passedChecks"] = 0
-                step += 1
-                step_started = now
-                if step < len(steps):
-                    weight = steps[step].weight
-                    events.append(
-                        Event(
-                            "Normal",
-                            Reason.STEP_ADVANCED,
-                            f"revision {canary}: step {step + 1}/{len(steps)} at {weight}%",
-                        )
-                    )
-                else:
-                    events.append(Event("Normal", Reason.PROMOTING, f"revision {canary}: all steps passed"))
-        elif not ready:
-            since = step_started or canary_started or now
-            if (now - since).total_seconds() > deadline:
-                return rollback(
-                    Reason.PROGRESS_DEADLINE_EXCEEDED,
-                    f"not ready within progressDeadline {spec.rollout.progress_deadline}",
-                )
-
-    if step >= len(steps):
-        # Promotion. With GPU surge the canary first grows to the model's full size; once it is ready
-        # at that size all traffic moves to it and the old stable goes. Without surge there are no
-        # spare GPUs to grow into: traffic moves at once, the old stable goes, the canary grows after.
-        last_weight = steps[-1].weight if spec.rollout.strategy == "canary" else 0
-        full = state is not None and state.ready and (state.replicas is None or state.replicas >= total)
-        if ready and (full or not surge):
-            history = _history(history, canary, "Promoted", "all steps passed", now)
-            events.append(Event("Normal", Reason.PROMOTED, f"revision {canary} promoted; {stable} removed"))
-            promoted = canary
-            out = RolloutOutcome(
-                promoted,
-                None,
-                0,
-                Sizing(),
-                {"stableRevision": promoted, "history": history},
-                [*delete, stable],
-                events,
-                done,
-            )
-            return out
-        since = step_started or now
-        if (now - since).total_seconds() > deadline:
-            return rollback(
-                Reason.PROGRESS_DEADLINE_EXCEEDED,
-                f"not ready at full size within progressDeadline {spec.rollout.progress_deadline}",
-            )
-        weight = last_weight if surge else 0
-        if surge:
-            sizing = Sizing(stable=None, canary=total)
-        else:  # waiting for the canary at its last step's size
-            held = canary_replicas(total, last_weight)
-            sizing = Sizing(stable=max(total - held, 1), canary=held)
-        message = f"promoting revision {canary}: scaling it to {total} replica(s)"
-        reason = Reason.PROMOTING
+        if canary.stage != "Promoting" and canary.step >= steps:
+            canary = replace(canary, stage="Promoting")  # the spec lost steps: this one has passed them
     else:
-        c = canary_replicas(total, weight or steps[step].weight)
-        sizing = Sizing(stable=None if surge else max(total - c, 1), canary=c)
-        left = ""
-        if step_started is not None:
-            remaining = parse_duration(steps[step].pause) - (now - step_started).total_seconds()
-            left = f", {format_duration(max(0.0, remaining))} left"
-        reason = Reason.PAUSED if paused else Reason.CANARY_PROGRESSING
-        message = (
-            f"revision {canary}: step {step + 1}/{len(steps)} at {weight}%{left}"
-            if step_started is not None
-            else f"revision {canary}: waiting for it to become ready"
+        if old.canary_revision is not None:
+            run.record(old.canary_revision, "Aborted", f"superseded by revision {desired}")
+            run.events.append(
+                Event("Normal", Reason.CANARY_REPLACED, f"canary {old.canary_revision} replaced by {desired}")
+            )
+            run.delete.append(old.canary_revision)
+        run.events.append(
+            Event("Normal", Reason.ROLLOUT_STARTED, f"rolling out revision {desired} beside {run.stable}")
         )
-        if paused:
-            message += " (paused by nlpctl pause)"
+        canary = _Canary(desired, "Progressing", 0, None, run.now, None)
+    if run.spec.rollout.strategy == "direct":  # no steps: straight to promotion
+        canary = replace(
+            canary, stage="Promoting", step=steps, step_started=canary.step_started or canary.started
+        )
+    return canary
+
+
+def _command(run: _Run, canary: _Canary) -> _Canary | RolloutOutcome:
+    """Act on a manual command, where it applies (`core.commands.refusal`, nlpctl's rule too)."""
+    command = run.inp.command
+    if command is None or command == "retry" or not _applies(run, command, canary):
+        return canary
+    if command == "abort":
+        return _rollback(run, canary, Reason.ABORTED, "aborted by nlpctl abort", "Aborted")
+    if command == "pause":
+        return replace(canary, stage="Paused")
+    if command == "resume":
+        # The step's pause restarts on resume.
+        started = run.now if canary.step_started is not None else None
+        return replace(canary, stage="Progressing", step_started=started)
+    run.events.append(
+        Event("Normal", Reason.PROMOTING, f"revision {canary.revision} promoted by nlpctl promote")
+    )
+    return replace(canary, stage="Promoting", step=run.steps, step_started=run.now)
+
+
+def _progressing(run: _Run, canary: _Canary) -> RolloutOutcome:
+    """At a step: its weight applies once the canary is ready; it advances when its pause has elapsed
+    and the analysis allows."""
+    started = canary.step_started
+    if not _ready(run, canary) or started is None:
+        return _waiting(run, canary)
+    spec, now = run.spec, run.now
+    if run.inp.check is not None and spec.rollout.analysis is not None:
+        checked = record_check(spec, canary.analysis, run.inp.check, now, started)
+        canary = replace(canary, analysis=checked.analysis)
+        if checked.rollback is not None:
+            reason, message = checked.rollback
+            outcome: Outcome = "Aborted" if reason == Reason.ANALYSIS_UNAVAILABLE else "RolledBack"
+            return _rollback(run, canary, reason, message, outcome, keep_analysis=True)
+    steps = spec.rollout.steps
+    elapsed = (now - started).total_seconds() >= parse_duration(steps[canary.step].pause)
+    if not (elapsed and step_may_advance(spec, canary.analysis)):
+        return _at_step(run, canary)
+    step = canary.step + 1
+    counted_afresh = (canary.analysis or AnalysisStatus()).model_copy(update={"passed_checks": 0})
+    canary = replace(canary, step=step, step_started=now, analysis=counted_afresh)
+    if step < len(steps):
+        run.events.append(
+            Event(
+                "Normal",
+                Reason.STEP_ADVANCED,
+                f"revision {canary.revision}: step {step + 1}/{len(steps)} at {steps[step].weight}%",
+            )
+        )
+        return _at_step(run, canary)
+    run.events.append(Event("Normal", Reason.PROMOTING, f"revision {canary.revision}: all steps passed"))
+    return _promoting(run, replace(canary, stage="Promoting"))
+
+
+def _paused(run: _Run, canary: _Canary) -> RolloutOutcome:
+    """Held at its step by `nlpctl pause`: no checks, no advance; progressDeadline still applies."""
+    if _ready(run, canary) and canary.step_started is not None:
+        return _at_step(run, canary)
+    return _waiting(run, canary)
+
+
+def _waiting(run: _Run, canary: _Canary) -> RolloutOutcome:
+    """A canary not ready (yet, or any more) is rolled back after progressDeadline; once it is ready
+    for the first time, its step starts."""
+    if _ready(run, canary):
+        return _at_step(run, replace(canary, step_started=run.now))
+    since = canary.step_started or canary.started or run.now
+    if (run.now - since).total_seconds() > parse_duration(run.spec.rollout.progress_deadline):
+        return _rollback(
+            run,
+            canary,
+            Reason.PROGRESS_DEADLINE_EXCEEDED,
+            f"not ready within progressDeadline {run.spec.rollout.progress_deadline}",
+        )
+    return _at_step(run, canary)
+
+
+def _ready(run: _Run, canary: _Canary) -> bool:
+    state = run.state(canary.revision)
+    return state is not None and state.ready
+
+
+def _at_step(run: _Run, canary: _Canary) -> RolloutOutcome:
+    """The canary at its step's weight (0 until the step starts), sized for it."""
+    spec, steps, total = run.spec, run.spec.rollout.steps, run.spec.scaling.base_replicas
+    step = steps[canary.step]
+    weight = step.weight if canary.step_started is not None else 0
+    replicas = canary_replicas(total, step.weight)
+    sizing = Sizing(stable=None if spec.rollout.gpu_surge else max(total - replicas, 1), canary=replicas)
+    paused = canary.stage == "Paused"
+    if canary.step_started is None:
+        message = f"revision {canary.revision}: waiting for it to become ready"
+    else:
+        remaining = parse_duration(step.pause) - (run.now - canary.step_started).total_seconds()
+        message = (
+            f"revision {canary.revision}: step {canary.step + 1}/{len(steps)} at {weight}%, "
+            f"{format_duration(max(0.0, remaining))} left"
+        )
+    if paused:
+        message += " (paused by nlpctl pause)"
+    reason = Reason.PAUSED if paused else Reason.CANARY_PROGRESSING
+    return _in_progress(run, canary, weight, sizing, (reason, message))
+
+
+def _promoting(run: _Run, canary: _Canary) -> RolloutOutcome:
+    """With GPU surge the canary first grows to the model's full size; once it is ready at that size all
+    traffic moves to it and the old stable goes. Without surge there are no spare GPUs to grow into:
+    traffic moves at once, the old stable goes, the canary grows after."""
+    spec, now, total, surge = run.spec, run.now, run.spec.scaling.base_replicas, run.spec.rollout.gpu_surge
+    state = run.state(canary.revision)
+    ready = state is not None and state.ready
+    full = ready and state is not None and (state.replicas is None or state.replicas >= total)
+    if ready and (full or not surge):
+        run.record(canary.revision, "Promoted", "all steps passed")
+        run.events.append(
+            Event("Normal", Reason.PROMOTED, f"revision {canary.revision} promoted; {run.stable} removed")
+        )
+        status = NLPModelStatus(stable_revision=canary.revision, history=run.history)
+        delete = [*run.delete, run.stable]
+        return RolloutOutcome(
+            canary.revision, None, 0, Sizing(), status, delete, run.events, run.command_done
+        )
+    since = canary.step_started or now
+    if (now - since).total_seconds() > parse_duration(spec.rollout.progress_deadline):
+        return _rollback(
+            run,
+            canary,
+            Reason.PROGRESS_DEADLINE_EXCEEDED,
+            f"not ready at full size within progressDeadline {spec.rollout.progress_deadline}",
+        )
+    last_weight = spec.rollout.steps[-1].weight if spec.rollout.strategy == "canary" else 0
+    if surge:
+        sizing = Sizing(stable=None, canary=total)
+    else:  # waiting for the canary at its last step's size
+        held = canary_replicas(total, last_weight)
+        sizing = Sizing(stable=max(total - held, 1), canary=held)
+    message = f"promoting revision {canary.revision}: scaling it to {total} replica(s)"
+    return _in_progress(run, canary, last_weight if surge else 0, sizing, (Reason.PROMOTING, message))
+
+
+_STAGES: Mapping[RolloutStage, Callable[[_Run, _Canary], RolloutOutcome]] = {
+    "Progressing": _progressing,
+    "Paused": _paused,
+    "Promoting": _promoting,
+}
+
+
+# ----------------------------------------------------------------------------------- endings
+
+
+def _in_progress(
+    run: _Run, canary: _Canary, weight: int, sizing: Sizing, progressing: tuple[str, str]
+) -> RolloutOutcome:
+    state = run.state(canary.revision)
     if state is None or not state.can_serve:
         weight = 0  # no traffic to a canary that cannot take it (not up yet, or its pods went down)
-    status.update(
-        {
-            "stableRevision": stable,
-            "canaryRevision": canary,
-            "canaryWeight": weight,
-            "currentStep": step,
-            "canaryStartedAt": format_time(canary_started or now),
-            "history": history,
-        }
+    status = NLPModelStatus(
+        stable_revision=run.stable,
+        canary_revision=canary.revision,
+        canary_weight=weight,
+        current_step=canary.step,
+        stage=canary.stage,
+        step_started_at=format_time(canary.step_started) if canary.step_started is not None else None,
+        canary_started_at=format_time(canary.started or run.now),
+        paused=True if canary.stage == "Paused" else None,
+        analysis=canary.analysis,
+        failed_revision=run.failed,
+        history=run.history,
     )
-    if step_started is not None:
-        status["stepStartedAt"] = format_time(step_started)
-    if analysis:
-        status["analysis"] = analysis
-    if paused:
-        status["paused"] = True
-    if failed is not None:
-        status["failedRevision"] = failed
     return RolloutOutcome(
-        stable, canary, weight, sizing, status, delete, events, done, progressing=(reason, message)
+        run.stable,
+        canary.revision,
+        weight,
+        sizing,
+        status,
+        run.delete,
+        run.events,
+        run.command_done,
+        progressing=progressing,
+    )
+
+
+def _rollback(
+    run: _Run,
+    canary: _Canary,
+    reason: str,
+    message: str,
+    outcome: Outcome = "RolledBack",
+    *,
+    keep_analysis: bool = False,
+) -> RolloutOutcome:
+    run.record(canary.revision, outcome, message)
+    run.events.append(Event("Warning", reason, f"revision {canary.revision} rolled back: {message}"))
+    status = NLPModelStatus(
+        stable_revision=run.stable,
+        failed_revision=canary.revision,
+        history=run.history,
+        # the checks that ended it stay visible
+        analysis=canary.analysis if keep_analysis else None,
+    )
+    return RolloutOutcome(
+        run.stable,
+        None,
+        0,
+        Sizing(),
+        status,
+        [*run.delete, canary.revision],
+        run.events,
+        run.command_done,
+        rolled_back=(reason, f"revision {canary.revision}: {message}"),
     )

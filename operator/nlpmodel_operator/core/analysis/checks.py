@@ -21,6 +21,13 @@ from typing import Any
 
 from nlpmodel_operator.api.constants import Reason
 from nlpmodel_operator.api.spec import CustomMetric, NLPModelSpec
+from nlpmodel_operator.api.status import (
+    AnalysisStatus,
+    CheckRecord,
+    CheckVerdict,
+    NLPModelStatus,
+    read_status,
+)
 from nlpmodel_operator.api.units import parse_duration
 from nlpmodel_operator.core.analysis.custom import CustomValue, combine, judge_custom
 from nlpmodel_operator.core.analysis.judge import Objectives, RevisionSample, judge
@@ -51,8 +58,8 @@ class CheckData:
 
 @dataclass(frozen=True)
 class CheckOutcome:
-    analysis: dict[str, Any]  # the new status.analysis
-    verdict: str  # pass | fail | inconclusive | error
+    analysis: AnalysisStatus  # the new status.analysis
+    verdict: CheckVerdict
     message: str
     rollback: tuple[str, str] | None = None  # (reason, message) when the analysis ends the rollout
 
@@ -73,20 +80,22 @@ def objectives(spec: NLPModelSpec) -> Objectives | None:
     return Objectives.from_spec(slo.model_dump(by_alias=True), analysis.model_dump(by_alias=True))
 
 
-def check_request(spec: NLPModelSpec, status: Mapping[str, Any], now: datetime) -> CheckRequest | None:
+def check_request(
+    spec: NLPModelSpec, status: NLPModelStatus | Mapping[str, Any], now: datetime
+) -> CheckRequest | None:
     """A check is due while a canary takes traffic at a step and the interval since the last passed."""
     analysis = spec.rollout.analysis
-    stable, canary = status.get("stableRevision"), status.get("canaryRevision")
-    steps = spec.rollout.steps
+    observed = read_status(status)
+    stable, canary = observed.stable_revision, observed.canary_revision
     if analysis is None or spec.rollout.strategy != "canary" or not stable or not canary:
         return None
-    if status.get("stepStartedAt") is None or (status.get("currentStep") or 0) >= len(steps):
-        return None
-    if status.get("paused"):
-        return None
+    if observed.step_started_at is None:
+        return None  # the canary takes no traffic yet
+    if observed.rollout_stage(len(spec.rollout.steps)) != "Progressing":
+        return None  # paused, or being promoted: no step to check
     interval = parse_duration(analysis.interval)
-    last = parse_time((status.get("analysis") or {}).get("lastCheckAt"))
-    started = parse_time(status.get("stepStartedAt"))
+    last = parse_time(observed.analysis.last_check_at if observed.analysis else None)
+    started = parse_time(observed.step_started_at)
     reference = last or started
     if reference is not None and (now - reference).total_seconds() < interval:
         return None
@@ -94,17 +103,21 @@ def check_request(spec: NLPModelSpec, status: Mapping[str, Any], now: datetime) 
 
 
 def record_check(
-    spec: NLPModelSpec, analysis: Mapping[str, Any], data: CheckData, now: datetime, traffic_since: datetime
+    spec: NLPModelSpec,
+    analysis: AnalysisStatus | None,
+    data: CheckData,
+    now: datetime,
+    traffic_since: datetime,
 ) -> CheckOutcome:
     """Judge one check and fold it into the analysis state."""
     goals = objectives(spec)
     settings = spec.rollout.analysis
     assert goals is not None
     assert settings is not None
-    failed = int(analysis.get("failedChecks") or 0)
-    inconclusive = int(analysis.get("inconclusive") or 0)
-    passed = int(analysis.get("passedChecks") or 0)
-    last_conclusive = analysis.get("lastConclusiveAt")
+    previous = analysis or AnalysisStatus()
+    failed, inconclusive, passed = previous.failed_checks, previous.inconclusive, previous.passed_checks
+    last_conclusive = previous.last_conclusive_at
+    verdict: CheckVerdict
     if data.problem is not None or data.canary is None:
         verdict, message = "error", data.problem or "no metrics for the canary"
     else:
@@ -123,17 +136,15 @@ def record_check(
         last_conclusive = format_time(now)
     else:
         inconclusive += 1
-    record = {"at": format_time(now), "verdict": verdict, "summary": message[:1000]}
-    checks = [*list(analysis.get("lastChecks") or []), record][-LAST_CHECKS:]
-    state: dict[str, Any] = {
-        "failedChecks": failed,
-        "inconclusive": inconclusive,
-        "passedChecks": passed,
-        "lastCheckAt": format_time(now),
-        "lastChecks": checks,
-    }
-    if last_conclusive:
-        state["lastConclusiveAt"] = last_conclusive
+    record = CheckRecord(at=format_time(now), verdict=verdict, summary=message[:1000])
+    state = AnalysisStatus(
+        failed_checks=failed,
+        inconclusive=inconclusive,
+        passed_checks=passed,
+        last_check_at=format_time(now),
+        last_checks=[*previous.last_checks, record][-LAST_CHECKS:],
+        last_conclusive_at=last_conclusive or None,
+    )
     rollback = None
     if failed >= settings.failure_threshold:
         rollback = (Reason.ANALYSIS_FAILED, f"{failed} consecutive failed checks: {message}")
@@ -147,8 +158,8 @@ def record_check(
     return CheckOutcome(state, verdict, message, rollback)
 
 
-def step_may_advance(spec: NLPModelSpec, analysis: Mapping[str, Any]) -> bool:
+def step_may_advance(spec: NLPModelSpec, analysis: AnalysisStatus | None) -> bool:
     """Without analysis a step advances by time alone; with it, it also needs a pass and no pending fail."""
     if spec.rollout.analysis is None:
         return True
-    return int(analysis.get("passedChecks") or 0) >= 1 and int(analysis.get("failedChecks") or 0) == 0
+    return analysis is not None and analysis.passed_checks >= 1 and analysis.failed_checks == 0

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from typing import Final
 
 from nlpmodel_operator.api.spec import CustomMetric
+from nlpmodel_operator.api.status import CheckVerdict
 
 __all__ = ["SEVERITY", "CustomValue", "CustomVerdict", "combine", "judge_custom"]
 
 # How much each result weighs when several checks make one verdict: any fail fails the check, else any
 # error or inconclusive part keeps it from passing.
-SEVERITY: Final[Mapping[str, int]] = {"pass": 0, "inconclusive": 1, "error": 2, "fail": 3}
+SEVERITY: Final[Mapping[CheckVerdict, int]] = {"pass": 0, "inconclusive": 1, "error": 2, "fail": 3}
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class CustomValue:
 @dataclass(frozen=True)
 class CustomVerdict:
     name: str
-    result: str  # pass | fail | inconclusive | error
+    result: CheckVerdict
     message: str
 
 
@@ -61,7 +62,9 @@ def judge_custom(metric: CustomMetric, gathered: CustomValue | None) -> CustomVe
     return CustomVerdict(name, "pass", f"{name} {_fmt(value)}{stable}")
 
 
-def combine(slo_result: str, slo_message: str, customs: Iterable[CustomVerdict]) -> tuple[str, str]:
+def combine(
+    slo_result: CheckVerdict, slo_message: str, customs: Iterable[CustomVerdict]
+) -> tuple[CheckVerdict, str]:
     """One check's verdict from the SLO judge's and the custom checks': the worst result, with the
     messages of the parts that gave it (for a pass, every part)."""
     parts = [(slo_result, slo_message), *((c.result, c.message) for c in customs)]

@@ -83,6 +83,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, Literal
 
+from nlpmodel_operator.api.status import CheckVerdict
 from nlpmodel_operator.api.units import parse_duration, parse_percent
 
 __all__ = [
@@ -90,14 +91,12 @@ __all__ = [
     "Evidence",
     "Histogram",
     "Objectives",
-    "Result",
     "RevisionSample",
     "Verdict",
     "judge",
     "naive_judge",
 ]
 
-Result = Literal["pass", "fail", "inconclusive"]
 Metric = Literal["ttft", "itl", "e2e"]
 METRICS: Final[tuple[Metric, ...]] = ("ttft", "itl", "e2e")
 
@@ -416,7 +415,7 @@ class Evidence:
 
 @dataclass(frozen=True)
 class Verdict:
-    result: Result
+    result: CheckVerdict
     failures: tuple[str, ...] = ()
     values: Mapping[str, float] = field(default_factory=lambda: _EMPTY)
     summary: str = ""
@@ -638,7 +637,7 @@ def _inconclusive_low_traffic(
 def _finish(check: _Check, summary_parts: Iterable[str]) -> Verdict:
     values = check.values
     if check.failures:
-        result: Result = "fail"
+        result: CheckVerdict = "fail"
         summary = "fail: " + "; ".join(check.failures)
     elif check.missing:
         result = "inconclusive"

@@ -1,0 +1,28 @@
+"""The operator's configuration is read from the environment it is given, when it is asked to."""
+
+from __future__ import annotations
+
+from nlpmodel_operator.controller.config import OperatorConfig
+
+
+def test_defaults_without_any_setting() -> None:
+    assert OperatorConfig.from_env({}) == OperatorConfig()
+
+
+def test_settings_come_from_the_environment_passed() -> None:
+    config = OperatorConfig.from_env(
+        {
+            "NLPMODEL_RESYNC_SECONDS": "30",
+            "NLPMODEL_PROMETHEUS_URL": "http://prom:9090",
+            "NLPMODEL_POD_MONITORS": "false",
+            "NLPMODEL_PEERING_PRIORITY": "7",
+            "NLPMODEL_PEERING_LIFETIME_SECONDS": "20",
+        }
+    )
+    assert (config.resync_seconds, config.prometheus_url, config.pod_monitors) == (
+        30.0,
+        "http://prom:9090",
+        False,
+    )
+    assert (config.peering_priority, config.peering_lifetime_seconds) == (7, 20)
+    assert config.namespaces == ()  # from the command line, not the environment
