@@ -18,6 +18,7 @@ from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.controller.kube import Kube
 from nlpmodel_operator.core.autoscaling import ScalingSupport
 from nlpmodel_operator.core.reconcile import Observation, decide
+from nlpmodel_operator.core.records import Apply
 from nlpmodel_operator.core.revision import revision_hash
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
@@ -59,7 +60,7 @@ def rendered(body: dict[str, Any]) -> list[dict[str, Any]]:
         "2026-11-26T10:00:00Z",
         scaling=LOCAL_PLANE_SCALING,
     )
-    return decide(obs).apply
+    return [a.obj for a in decide(obs).actions if isinstance(a, Apply)]
 
 
 def phase(cluster: Cluster, ns: str, name: str) -> str | None:

@@ -9,7 +9,8 @@ import pytest
 
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.api.status import to_json
-from nlpmodel_operator.core.analysis.checks import CheckData, check_request, format_time
+from nlpmodel_operator.api.units import format_time
+from nlpmodel_operator.core.analysis.checks import CheckData, check_request
 from nlpmodel_operator.core.analysis.judge import Histogram, RevisionSample
 from nlpmodel_operator.core.records import ChildRef, RevisionState
 from nlpmodel_operator.core.rollout import RolloutInput, RolloutOutcome, step_rollout

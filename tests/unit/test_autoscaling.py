@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import pytest
+from decisions import applies, deletes
 
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.api.status import to_json
@@ -86,12 +87,12 @@ def canary_status(canary: str, step: int = 0) -> dict[str, Any]:
 
 
 def applied(decision: Decision, kind: str) -> list[dict[str, Any]]:
-    return [o for o in decision.apply if o["kind"] == kind]
+    return [o for o in applies(decision) if o["kind"] == kind]
 
 
 def scalers_by_target(decision: Decision, obs: Observation) -> dict[str, int]:
     """After the decision: how many autoscalers target each workload (applied or left standing)."""
-    deleted = set(decision.delete)
+    deleted = set(deletes(decision))
     standing = {
         (ref.kind, ref.name)
         for state in obs.revisions.values()
@@ -100,7 +101,7 @@ def scalers_by_target(decision: Decision, obs: Observation) -> dict[str, int]:
     }
     standing |= {
         (o["kind"], o["metadata"]["name"])
-        for o in decision.apply
+        for o in applies(decision)
         if o["kind"] in {"HorizontalPodAutoscaler", "ScaledObject"}
     }
     counts: dict[str, int] = {}
@@ -173,7 +174,7 @@ def test_an_autoscaled_deployment_is_applied_without_a_count_once_it_runs() -> N
     (deployment,) = applied(d, "Deployment")
     assert "replicas" not in deployment["spec"]  # the HPA's count stands
     assert not [a for a in d.actions if isinstance(a, Patch | HandOver)]  # nothing to hand over
-    assert d.delete == []
+    assert deletes(d) == []
 
 
 @pytest.mark.parametrize(("live", "kept"), [(5, 5), (9, 6), (1, 2)])
@@ -239,7 +240,7 @@ def test_a_rollback_leaves_the_stable_autoscaler_and_removes_the_canary() -> Non
         command="abort",
     )
     d = decide(obs)
-    assert ChildRef("apps/v1", "Deployment", f"chat-{canary}") in d.delete
+    assert ChildRef("apps/v1", "Deployment", f"chat-{canary}") in deletes(d)
     assert [h["metadata"]["name"] for h in applied(d, "HorizontalPodAutoscaler")] == [f"chat-{OLD}"]
     assert scalers_by_target(d, obs) == {f"chat-{OLD}": 1}
 
@@ -258,7 +259,7 @@ def test_on_promotion_the_autoscaler_moves_to_the_new_stable() -> None:
     )
     d = decide(obs)
     assert to_json(d.status)["stableRevision"] == new
-    assert ChildRef("autoscaling/v2", "HorizontalPodAutoscaler", f"chat-{OLD}") in d.delete
+    assert ChildRef("autoscaling/v2", "HorizontalPodAutoscaler", f"chat-{OLD}") in deletes(d)
     (hpa,) = applied(d, "HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"]["name"] == f"chat-{new}"
     assert scalers_by_target(d, obs) == {f"chat-{new}": 1}

@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from nlpmodel_operator.api.spec import Analysis, CustomMetric, NLPModelSpec
 from nlpmodel_operator.api.status import to_json
-from nlpmodel_operator.core.analysis.checks import CheckData, check_request, format_time, record_check
+from nlpmodel_operator.api.units import format_time
+from nlpmodel_operator.core.analysis.checks import CheckData, check_request, record_check
 from nlpmodel_operator.core.analysis.custom import CustomValue, CustomVerdict, combine, judge_custom
 from nlpmodel_operator.core.analysis.judge import Histogram, RevisionSample
 from nlpmodel_operator.core.analysis.queries import custom_query

@@ -8,8 +8,9 @@ from typing import get_args
 
 import pytest
 
+from nlpmodel_operator.api.constants import GPU_PRODUCT_NODE_LABEL as NODE_LABEL
 from nlpmodel_operator.api.spec import GPUProductName
-from nlpmodel_operator.core.gpus import CUDA_CONTEXT_BYTES, GIB, GPU_PRODUCTS, NODE_LABEL, product
+from nlpmodel_operator.core.gpus import CUDA_CONTEXT_BYTES, GIB, GPU_PRODUCTS, product
 
 TRUTH_FILE = Path(__file__).resolve().parents[2].parent / "shared" / "gpu" / "gpu-memory-truth.json"
 

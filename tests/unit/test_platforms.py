@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from decisions import applies
 
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.core.autoscaling import ScalingSupport
@@ -98,7 +99,7 @@ def test_a_new_model_is_applied_as_render_settled_renders_it(resolved: Resolved)
         scaling=SUPPORT,
         monitoring=Monitoring(15),
     )
-    applied = decide(obs).apply
+    applied = applies(decide(obs))
     rendered = render_settled(resolved, SUPPORT, Monitoring(15)).objects
     assert sorted(map(identity, applied)) == sorted(map(identity, rendered))
     for want in rendered:
@@ -122,7 +123,7 @@ def test_a_model_at_rest_is_applied_as_render_settled_renders_it() -> None:
         T0,
         scaling=SUPPORT,
     )
-    applied = decide(obs).apply
+    applied = applies(decide(obs))
     assert applied == render_settled(resolved, SUPPORT).objects
 
 

@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 import pytest
+from decisions import applies, deletes
 
 from nlpmodel_harness.prometheus import PrometheusError, ScrapeTarget, selects
 from nlpmodel_operator.api import constants as c
@@ -97,12 +98,12 @@ def observation(monitoring: Monitoring | None, others: tuple[ChildRef, ...] = ()
 def test_the_pod_monitor_is_applied_first_where_the_cluster_serves_it_and_kept() -> None:
     existing = (ChildRef("monitoring.coreos.com/v1", "PodMonitor", "chat"),)
     decision = decide(observation(Monitoring(15), existing))
-    assert decision.apply[0] == render_pod_monitor("chat", "ml", 15)
-    assert decision.delete == []
+    assert applies(decision)[0] == render_pod_monitor("chat", "ml", 15)
+    assert deletes(decision) == []
 
 
 def test_without_pod_monitors_none_is_applied_and_a_leftover_goes() -> None:
     existing = (ChildRef("monitoring.coreos.com/v1", "PodMonitor", "chat"),)
     decision = decide(observation(None, existing))
-    assert "PodMonitor" not in {o["kind"] for o in decision.apply}
-    assert decision.delete == list(existing)
+    assert "PodMonitor" not in {o["kind"] for o in applies(decision)}
+    assert deletes(decision) == list(existing)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from decisions import applies
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -170,8 +171,8 @@ def test_any_valid_spec_is_planned_and_rendered_with_valid_names(spec: dict[str,
     if conditions["SpecValid"]["status"] == "False":
         return  # e.g. does not fit its GPUs: a validation result, the point above
     assert conditions["GPUFit"]["status"] in ("True", "Unknown")
-    assert decision.apply
-    for obj in decision.apply:
+    assert applies(decision)
+    for obj in applies(decision):
         assert DNS_LABEL.match(obj["metadata"]["name"]), obj["metadata"]["name"]
         assert len(obj["metadata"]["name"]) <= 63
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from decisions import applies, deletes
 
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.api.status import NLPModelStatus, to_json
@@ -52,11 +53,11 @@ def cond(status: NLPModelStatus, type_: str) -> tuple[str, str]:
 
 def test_new_model_creates_its_revision() -> None:
     d = decide(observe())
-    assert [(o["kind"], o["metadata"]["name"]) for o in d.apply] == [
+    assert [(o["kind"], o["metadata"]["name"]) for o in applies(d)] == [
         ("InferenceService", f"chat-{REV}"),
         ("HTTPRoute", "chat"),
     ]
-    assert d.delete == []
+    assert deletes(d) == []
     s = to_json(d.status)
     assert (s["phase"], s["stableRevision"], s["observedGeneration"]) == ("Pending", REV, 3)
     assert cond(d.status, "SpecValid") == ("True", "Valid")
@@ -97,8 +98,8 @@ def test_model_that_does_not_fit_gets_no_children() -> None:
         "resources": {"gpu": {"count": 1, "product": "nvidia-l4"}},
     }
     d = decide(observe(spec=spec))
-    assert d.apply == []
-    assert d.delete == []
+    assert applies(d) == []
+    assert deletes(d) == []
     assert to_json(d.status)["phase"] == "Failed"
     assert cond(d.status, "SpecValid") == ("False", "DoesNotFit")
     assert cond(d.status, "GPUFit") == ("False", "DoesNotFit")
@@ -115,8 +116,8 @@ def test_model_that_does_not_fit_gets_no_children() -> None:
 def test_invalid_update_keeps_the_serving_revision() -> None:
     bad = {**SPEC, "quantization": {"method": "bitsandbytes-nf4"}}  # vLLM 0.33 has no bitsandbytes
     d = decide(observe(spec=bad, status={"stableRevision": OLD}, revisions=[state(OLD, True)]))
-    assert d.apply == []
-    assert d.delete == []
+    assert applies(d) == []
+    assert deletes(d) == []
     assert (to_json(d.status)["phase"], to_json(d.status)["stableRevision"]) == ("Ready", OLD)
     assert cond(d.status, "SpecValid") == ("False", "InvalidSpec")
     spec_valid = find(d.status.conditions, "SpecValid")
@@ -126,18 +127,18 @@ def test_invalid_update_keeps_the_serving_revision() -> None:
 
 def test_schema_level_garbage_never_raises() -> None:
     d = decide(observe(spec={"model": {"uri": 42}, "scaling": "lots"}))
-    assert d.apply == []
+    assert applies(d) == []
     assert to_json(d.status)["phase"] == "Failed"
     assert cond(d.status, "GPUFit")[0] == "Unknown"
 
 
 def test_template_change_starts_a_canary_beside_the_stable() -> None:
     d = decide(observe(status={"stableRevision": OLD}, revisions=[state(OLD, True)]))
-    assert [(o["kind"], o["metadata"]["name"]) for o in d.apply] == [
+    assert [(o["kind"], o["metadata"]["name"]) for o in applies(d)] == [
         ("InferenceService", f"chat-{REV}"),
         ("HTTPRoute", "chat"),
     ]
-    assert d.delete == []  # the stable serves until the canary is promoted
+    assert deletes(d) == []  # the stable serves until the canary is promoted
     assert (
         to_json(d.status)["stableRevision"],
         to_json(d.status)["canaryRevision"],
@@ -146,7 +147,7 @@ def test_template_change_starts_a_canary_beside_the_stable() -> None:
     assert to_json(d.status)["phase"] == "Progressing"
     assert cond(d.status, "Ready") == ("True", "ChildrenReady")
     assert cond(d.status, "Progressing") == ("True", "CanaryProgressing")
-    route = d.apply[1]
+    route = applies(d)[1]
     assert route["spec"]["rules"][0]["backendRefs"] == [
         {"name": f"chat-{OLD}-predictor", "port": 80, "weight": 100},
         {"name": f"chat-{REV}-predictor", "port": 80, "weight": 0},
@@ -155,12 +156,12 @@ def test_template_change_starts_a_canary_beside_the_stable() -> None:
 
 def test_leftover_revisions_are_removed() -> None:
     d = decide(observe(status={"stableRevision": REV}, revisions=[state(REV, True), state(OLD, False)]))
-    assert d.delete == [isvc_ref(OLD)]
+    assert deletes(d) == [isvc_ref(OLD)]
 
 
 def test_unknown_architecture_is_served_without_a_plan() -> None:
     d = decide(observe(spec={"model": {"uri": "s3://bucket/my-finetune"}}))
-    assert [o["kind"] for o in d.apply] == ["InferenceService", "HTTPRoute"]
+    assert [o["kind"] for o in applies(d)] == ["InferenceService", "HTTPRoute"]
     assert cond(d.status, "GPUFit") == ("Unknown", "UnknownArchitecture")
     assert "plan" not in to_json(d.status)
 
@@ -168,10 +169,10 @@ def test_unknown_architecture_is_served_without_a_plan() -> None:
 def test_scaling_change_keeps_the_revision_and_updates_replicas() -> None:
     spec = {**SPEC, "scaling": {"minReplicas": 2, "maxReplicas": 5}}
     d = decide(observe(spec=spec, status={"stableRevision": REV}, revisions=[state(REV, True)]))
-    assert d.apply[0]["metadata"]["name"] == f"chat-{REV}"
-    predictor = d.apply[0]["spec"]["predictor"]
+    assert applies(d)[0]["metadata"]["name"] == f"chat-{REV}"
+    predictor = applies(d)[0]["spec"]["predictor"]
     assert (predictor["minReplicas"], predictor["maxReplicas"]) == (2, 5)
-    assert d.delete == []
+    assert deletes(d) == []
 
 
 def isvc(ready: str | None, message: str = "") -> dict[str, Any]:

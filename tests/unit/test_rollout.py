@@ -10,11 +10,12 @@ import pytest
 from nlpmodel_operator.api.constants import COMMANDS
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.api.status import to_json
+from nlpmodel_operator.api.units import format_time
 from nlpmodel_operator.cli.statusview import command_blocker
 from nlpmodel_operator.core.reconcile import Observation, decide
 from nlpmodel_operator.core.records import Apply, ChildRef, ClearCommand, Delete, Patch, RevisionState
 from nlpmodel_operator.core.revision import revision_hash
-from nlpmodel_operator.core.rollout import RolloutInput, RolloutOutcome, format_time, step_rollout
+from nlpmodel_operator.core.rollout import RolloutInput, RolloutOutcome, step_rollout
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 S, C = "5ab1e000", "ca4a2700"

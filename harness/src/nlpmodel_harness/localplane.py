@@ -49,6 +49,7 @@ import yaml
 from kubernetes import config as k8s_config
 from kubernetes.client import ApiClient, ApiextensionsV1Api
 from kubernetes.client.exceptions import ApiException
+from nlpmodel_operator.controller.kube import api_message
 
 from nlpmodel_harness.checkout import REPO, SHARED
 from nlpmodel_harness.childproc import _die_with_parent, _starttime, free_ports, pid_alive, tail
@@ -189,8 +190,8 @@ def install_crds(
             except ApiException as exc:
                 fully_adapted = adapt_crd_for_server(original, (1, 0))
                 if exc.status != 422 or attempt != "as adapted" or body == fully_adapted:
-                    raise LocalPlaneError(f"CRD {name} rejected: {exc.status} {_api_message(exc)}") from exc
-                log(f"CRD {name} rejected ({_api_message(exc)}); retrying without CEL rules and '' defaults")
+                    raise LocalPlaneError(f"CRD {name} rejected: {exc.status} {api_message(exc)}") from exc
+                log(f"CRD {name} rejected ({api_message(exc)}); retrying without CEL rules and '' defaults")
                 body = fully_adapted
         names.append(name)
 
@@ -198,13 +199,6 @@ def install_crds(
     for name in names:
         _wait_established(api, name, deadline)
     return names
-
-
-def _api_message(exc: Any) -> str:
-    try:
-        return str(json.loads(exc.body)["message"])[:2000]
-    except (TypeError, ValueError, KeyError):
-        return str(exc.reason)
 
 
 def _create_or_replace_crd(api: Any, name: str, body: dict[str, Any]) -> None:

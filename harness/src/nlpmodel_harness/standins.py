@@ -12,11 +12,12 @@ from datetime import UTC, datetime
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from nlpmodel_operator.api.constants import LABEL_REVISION
+from nlpmodel_operator.api.units import format_time
 from urllib3.exceptions import HTTPError
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time(datetime.now(UTC))
 
 
 def set_inference_service_ready(admin: client.ApiClient, namespace: str, name: str, ready: bool) -> None:

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from nlpmodel_operator.api.units import DURATION_PATTERN, PERCENT_PATTERN, parse_duration
+from nlpmodel_operator.api.units import DURATION_PATTERN, PERCENT_PATTERN
 
 Task = Literal["generate", "embed", "classify", "rerank"]
 Engine = Literal["vllm", "transformers"]
@@ -367,8 +367,15 @@ class Step(_Model):
     pause: Duration = Field(default="0s", description="How long to hold this step (e.g. 5m) once reached.")
 
 
+# The steps a canary takes when the spec names none (the model's default and the CRD's, from this one list).
+DEFAULT_STEPS: Final[tuple[dict[str, int | str], ...]] = (
+    {"weight": 10, "pause": "5m"},
+    {"weight": 50, "pause": "10m"},
+)
+
+
 def _default_steps() -> list[Step]:
-    return [Step(weight=10, pause="5m"), Step(weight=50, pause="10m")]
+    return [Step.model_validate(step) for step in DEFAULT_STEPS]
 
 
 # Custom metric queries are PromQL templates; these placeholders are filled in for each check.
@@ -529,7 +536,7 @@ class Rollout(_Model):
         max_length=20,
         description="Canary steps; weights strictly ascending, at most 100.",
         json_schema_extra={
-            "default": [{"weight": 10, "pause": "5m"}, {"weight": 50, "pause": "10m"}],
+            "default": [dict(step) for step in DEFAULT_STEPS],
             **_cel(
                 (
                     "self.map(s, s.weight).isSorted()"
@@ -565,10 +572,6 @@ class Rollout(_Model):
         if self.analysis is not None and self.slo is None:
             raise ValueError("analysis requires slo")
         return self
-
-    @property
-    def pauses_seconds(self) -> list[float]:
-        return [parse_duration(s.pause) for s in self.steps]
 
 
 class NLPModelSpec(_Model):

@@ -1,8 +1,10 @@
-"""Parsing of the human units the API accepts: durations ("800ms", "5m", "1h30m") and percents ("1%")."""
+"""Parsing of the human units the API accepts: durations ("800ms", "5m", "1h30m") and percents ("1%");
+and the RFC 3339 times that status and the API server write."""
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Final
 
 DURATION_PATTERN: Final = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
@@ -37,3 +39,22 @@ def format_duration(seconds: float) -> str:
         return f"{minutes}m{secs}s" if secs else f"{minutes}m"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes}m" if minutes else f"{hours}h"
+
+
+def parse_time(text: object) -> datetime | None:
+    """An RFC 3339 time as status and the API server write it ("2026-11-26T10:00:00Z"); None when it is
+    absent or unreadable (a stored value nobody can parse must not stop a reconcile). Naive is UTC."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def format_time(moment: datetime) -> str:
+    """The RFC 3339 form status stores: whole seconds, UTC, "Z"."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -32,6 +32,7 @@ from kubernetes.config.config_exception import ConfigException
 
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.cli.statusview import EFFECTS, command_blocker, describe_state, format_status
+from nlpmodel_operator.controller.kube import api_message
 
 __all__ = [
     "EXIT_CLUSTER",
@@ -144,16 +145,6 @@ def connect(kubeconfig: str | None = None, context: str | None = None) -> Kube:
     return Kube(client.ApiClient(cfg), str(cfg.host), namespace or "default")
 
 
-def _api_message(exc: ApiException) -> str:
-    """The apiserver's own message (from its Status body), else the HTTP reason."""
-    try:
-        body = json.loads(exc.body) if exc.body else {}
-    except (TypeError, ValueError):
-        body = {}
-    message = body.get("message") if isinstance(body, dict) else None
-    return str(message or exc.reason or f"HTTP {exc.status}").strip()
-
-
 def _connection_reason(exc: BaseException) -> str:
     reason = getattr(exc, "reason", None) or exc
     text = str(reason).strip()
@@ -173,17 +164,17 @@ def api_errors(kube: Kube) -> Iterator[None]:
         if exc.status == 404:
             raise
         if exc.status in {401, 403}:
-            raise CtlError(f"permission denied: {_api_message(exc)}", EXIT_CLUSTER) from None
+            raise CtlError(f"permission denied: {api_message(exc)}", EXIT_CLUSTER) from None
         if exc.status == 0 or exc.status is None:
             raise CtlError(
                 f"cannot reach the cluster at {kube.host}: {_connection_reason(exc)}", EXIT_CLUSTER
             ) from None
         if exc.status >= 500:
             raise CtlError(
-                f"the cluster at {kube.host} failed: HTTP {exc.status}: {_api_message(exc)}", EXIT_CLUSTER
+                f"the cluster at {kube.host} failed: HTTP {exc.status}: {api_message(exc)}", EXIT_CLUSTER
             ) from None
         raise CtlError(
-            f"the API server refused: HTTP {exc.status}: {_api_message(exc)}", EXIT_INTERNAL
+            f"the API server refused: HTTP {exc.status}: {api_message(exc)}", EXIT_INTERNAL
         ) from None
     except urllib3.exceptions.HTTPError as exc:
         raise CtlError(

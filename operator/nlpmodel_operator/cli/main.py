@@ -20,6 +20,7 @@ from nlpmodel_operator import __version__
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.cli import control, wait
+from nlpmodel_operator.cli.control import EXIT_INTERNAL, EXIT_INVALID, EXIT_OK
 from nlpmodel_operator.cli.manifests import Document, ManifestError, read_documents
 from nlpmodel_operator.controller.config import OperatorConfig
 from nlpmodel_operator.controller.run import add_arguments as add_run_arguments
@@ -30,11 +31,6 @@ from nlpmodel_operator.core.problems import Problem
 from nlpmodel_operator.core.render import render_settled
 from nlpmodel_operator.core.resolve import Resolution, resolve
 from nlpmodel_operator.core.validation import object_problems
-
-EXIT_OK = 0
-EXIT_INVALID = 1
-EXIT_USAGE = 2
-EXIT_INTERNAL = 3
 
 
 def _namespace(doc: Document, override: str | None) -> str:

@@ -15,7 +15,7 @@ from typing import Any, Final
 from nlpmodel_operator.api.constants import COMMANDS
 from nlpmodel_operator.api.spec import Rollout
 from nlpmodel_operator.api.status import RolloutStage, read_status
-from nlpmodel_operator.api.units import parse_duration
+from nlpmodel_operator.api.units import parse_duration, parse_time
 from nlpmodel_operator.core.commands import refusal
 
 __all__ = [
@@ -52,16 +52,6 @@ def rollout_steps(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
     if not isinstance(steps, list) or not steps:
         return [step.model_dump() for step in Rollout().steps]
     return [s for s in steps if isinstance(s, dict)]
-
-
-def _parse_time(text: object) -> datetime | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
 
 
 def format_left(seconds: float) -> str:
@@ -102,7 +92,7 @@ def time_left(status: Mapping[str, Any], spec: Mapping[str, Any], now: datetime)
         return None
     steps = rollout_steps(spec)
     index = _step_index(status)
-    started = _parse_time(status.get("stepStartedAt"))
+    started = parse_time(status.get("stepStartedAt"))
     if index is None or index >= len(steps) or started is None:
         return None
     try:
@@ -227,7 +217,7 @@ def format_status(
             if index is not None
             else "step unknown"
         )
-        if started := format_ago(_parse_time(status.get("canaryStartedAt")), now):
+        if started := format_ago(parse_time(status.get("canaryStartedAt")), now):
             where += f", started {started}"
         rows.append(("canary", f"{canary} at {shown}, {where}"))
         direct = (spec.get("rollout") or {}).get("strategy") == "direct"
@@ -267,7 +257,7 @@ def format_status(
                     str(x.get("type", "")),
                     str(x.get("status", "")),
                     str(x.get("reason") or "-"),
-                    format_ago(_parse_time(x.get("lastTransitionTime")), now) or "-",
+                    format_ago(parse_time(x.get("lastTransitionTime")), now) or "-",
                     str(x.get("message") or ""),
                 )
                 for x in conditions
@@ -282,7 +272,7 @@ def format_status(
                 (
                     str(x.get("revision", "")),
                     str(x.get("outcome", "")),
-                    format_ago(_parse_time(x.get("at")), now) or str(x.get("at", "")),
+                    format_ago(parse_time(x.get("at")), now) or str(x.get("at", "")),
                     str(x.get("reason") or ""),
                 )
                 for x in reversed(history)  # the status keeps them newest last

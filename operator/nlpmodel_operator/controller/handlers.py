@@ -26,12 +26,7 @@ RECONCILE_LOG = logging.getLogger("nlpmodel.reconcile")
 
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    # Our own prefix for anything kopf might store on objects (no kopf.zalando.org keys on user objects).
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.ANNOTATION_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=c.ANNOTATION_PREFIX, key="last-handled-configuration"
-    )
-    settings.persistence.finalizer = f"{c.GROUP}/finalizer"
+    # Only event handlers are registered: kopf stores no progress, diff-base or finalizer on objects.
     settings.posting.enabled = False  # Events are posted by the reconciler, for problems only
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -19,11 +20,22 @@ from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError, 
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.core import autoscaling, monitoring
 from nlpmodel_operator.core.children import child_kinds
+from nlpmodel_operator.core.conditions import MAX_EVENT_MESSAGE, clip
 from nlpmodel_operator.core.reconcile import ChildRef
 
 # HorizontalPodAutoscalers are listed (and created) in one version only, the newest the server offers:
 # a server offering two shows every HPA in both.
 HPA_VERSIONS: tuple[str, ...] = ("autoscaling/v2", "autoscaling/v2beta2")
+
+
+def api_message(exc: client.ApiException) -> str:
+    """The API server's own message (from its Status body), else the HTTP reason."""
+    try:
+        body = json.loads(exc.body) if exc.body else {}
+    except (TypeError, ValueError):
+        body = {}
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message or exc.reason or f"HTTP {exc.status}").strip()
 
 
 class MissingAPIError(Exception):
@@ -221,7 +233,7 @@ class Kube:
             },
             "type": type_,
             "reason": reason,
-            "message": message[:1024],
+            "message": clip(message, MAX_EVENT_MESSAGE),
             "source": {"component": self.field_manager},
             "firstTimestamp": now,
             "lastTimestamp": now,

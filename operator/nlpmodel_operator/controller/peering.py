@@ -20,6 +20,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
+from nlpmodel_operator.api.units import parse_time
+
 PEERING_GROUP: Final = "kopf.dev"
 PEERING_VERSION: Final = "v1"
 
@@ -85,12 +87,9 @@ def operator_identity() -> str:
 
 
 def _alive(info: Mapping[str, Any], now: datetime) -> bool:
-    lastseen = info.get("lastseen")
-    if not isinstance(lastseen, str):
+    seen = parse_time(info.get("lastseen"))
+    if seen is None:
         return False
-    seen = datetime.fromisoformat(lastseen.replace("Z", "+00:00"))
-    if seen.tzinfo is None:
-        seen = seen.replace(tzinfo=UTC)
     return seen + timedelta(seconds=int(info.get("lifetime", 60))) > now
 
 

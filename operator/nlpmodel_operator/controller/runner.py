@@ -15,8 +15,9 @@ from urllib3.exceptions import HTTPError
 
 from nlpmodel_operator.api.constants import ANNOTATION_COMMAND, ConditionType, Reason
 from nlpmodel_operator.api.status import read_status, to_json
+from nlpmodel_operator.api.units import format_time
 from nlpmodel_operator.controller.analysis import Analyzer
-from nlpmodel_operator.controller.kube import Kube, MissingAPIError
+from nlpmodel_operator.controller.kube import Kube, MissingAPIError, api_message
 from nlpmodel_operator.controller.metrics import OperatorMetrics
 from nlpmodel_operator.controller.workqueue import WorkQueue
 from nlpmodel_operator.core.conditions import set_condition
@@ -29,12 +30,12 @@ Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 
 def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time(datetime.now(UTC))
 
 
 def _api_error(exc: Exception) -> str:
     if isinstance(exc, ApiException):
-        return f"{exc.status} {exc.reason}: {(exc.body or '')[:500]}"
+        return f"{exc.status}: {api_message(exc)}"
     return str(exc)
 
 
@@ -291,11 +292,11 @@ class Reconciler:
                     ConditionType.READY,
                     "False",
                     Reason.APPLY_FAILED,
-                    message[:2000],
+                    message,
                     self.now(),
                     body["metadata"].get("generation"),
                 )
-                decision.events.append(Event("Warning", Reason.APPLY_FAILED, message[:1000]))
+                decision.events.append(Event("Warning", Reason.APPLY_FAILED, message))
                 return True
         return False
 

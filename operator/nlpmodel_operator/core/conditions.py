@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from nlpmodel_operator.api.status import Condition, ConditionStatus
+
+# Messages are for people: readable, and well under etcd's object size limit.
+MAX_CONDITION_MESSAGE: Final = 2000
+# What the API server accepts in an Event's message (events.k8s.io caps its note at 1 kB).
+MAX_EVENT_MESSAGE: Final = 1000
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def find(conditions: Sequence[Condition], type_: str) -> Condition | None:
@@ -29,7 +39,7 @@ def set_condition(
         type=type_,
         status=status,
         reason=reason,
-        message=message,
+        message=clip(message, MAX_CONDITION_MESSAGE),
         last_transition_time=transition,
         observed_generation=generation,
     )
@@ -37,8 +47,3 @@ def set_condition(
     out = [c for c in conditions if c.type != type_]
     out.insert(min(position, len(out)), updated)
     return out
-
-
-def is_true(conditions: Sequence[Condition], type_: str) -> bool:
-    found = find(conditions, type_)
-    return found is not None and found.status == "True"

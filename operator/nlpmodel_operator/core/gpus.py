@@ -16,9 +16,6 @@ GIB: Final = 1 << 30
 # on the card, so it is used for every product.
 CUDA_CONTEXT_BYTES: Final = 650_969_088
 
-# Name of the node label NVIDIA GPU feature discovery sets to the product string below.
-NODE_LABEL: Final = "nvidia.com/gpu.product"
-
 
 @dataclass(frozen=True)
 class GPUProduct:

@@ -23,7 +23,8 @@ from nlpmodel_operator.api.status import (
     merged,
     read_status,
 )
-from nlpmodel_operator.core.analysis.checks import CheckData, CheckRequest, check_request, parse_time
+from nlpmodel_operator.api.units import parse_time
+from nlpmodel_operator.core.analysis.checks import CheckData, CheckRequest, check_request
 from nlpmodel_operator.core.autoscaling import (
     AUTOSCALER_KINDS,
     Autoscaled,
@@ -33,7 +34,7 @@ from nlpmodel_operator.core.autoscaling import (
     serving_scale,
 )
 from nlpmodel_operator.core.autoscaling import describe as describe_scaling
-from nlpmodel_operator.core.conditions import find, set_condition
+from nlpmodel_operator.core.conditions import MAX_CONDITION_MESSAGE, clip, find, set_condition
 from nlpmodel_operator.core.monitoring import Monitoring, pod_monitors
 from nlpmodel_operator.core.ordering import Part, in_order
 from nlpmodel_operator.core.planner import format_bytes
@@ -54,9 +55,6 @@ from nlpmodel_operator.core.resolved import Resolved
 from nlpmodel_operator.core.rollout import RolloutInput, RolloutOutcome, step_rollout
 from nlpmodel_operator.core.routers import RouteContext, router_for
 from nlpmodel_operator.core.validation import name_problems, parse_spec
-
-# A condition message is for people: keep it readable and well under etcd's object size limits.
-MAX_MESSAGE = 2000
 
 __all__ = ["ChildRef", "Decision", "Event", "Monitoring", "Observation", "RevisionState", "decide"]
 
@@ -90,18 +88,10 @@ class Decision:
     status: NLPModelStatus = field(default_factory=NLPModelStatus)
     events: list[Event] = field(default_factory=list)
 
-    @property
-    def apply(self) -> list[dict[str, Any]]:
-        return [a.obj for a in self.actions if isinstance(a, Apply)]
-
-    @property
-    def delete(self) -> list[ChildRef]:
-        return [a.ref for a in self.actions if isinstance(a, Delete)]
-
 
 def _join(problems: list[Problem]) -> str:
     text = "; ".join(str(p) for p in problems)
-    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+    return clip(text, MAX_CONDITION_MESSAGE)
 
 
 def _platform_running(state: RevisionState | None, spec: NLPModelSpec) -> ServingPlatform:

@@ -31,11 +31,9 @@ from nlpmodel_operator.api.status import (
     RolloutStage,
     read_status,
 )
-from nlpmodel_operator.api.units import format_duration, parse_duration
+from nlpmodel_operator.api.units import format_duration, format_time, parse_duration, parse_time
 from nlpmodel_operator.core.analysis.checks import (
     CheckData,
-    format_time,
-    parse_time,
     record_check,
     step_may_advance,
 )

@@ -28,9 +28,10 @@ from nlpmodel_operator.api.status import (
     NLPModelStatus,
     read_status,
 )
-from nlpmodel_operator.api.units import parse_duration
+from nlpmodel_operator.api.units import format_time, parse_duration, parse_time
 from nlpmodel_operator.core.analysis.custom import CustomValue, combine, judge_custom
 from nlpmodel_operator.core.analysis.judge import Objectives, RevisionSample, judge
+from nlpmodel_operator.core.conditions import MAX_EVENT_MESSAGE, clip
 
 LAST_CHECKS = 5
 
@@ -62,15 +63,6 @@ class CheckOutcome:
     verdict: CheckVerdict
     message: str
     rollback: tuple[str, str] | None = None  # (reason, message) when the analysis ends the rollout
-
-
-def parse_time(text: str | None) -> datetime | None:
-    """RFC 3339 times as status stores them ("2026-11-26T10:00:00Z")."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
-
-
-def format_time(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def objectives(spec: NLPModelSpec) -> Objectives | None:
@@ -136,7 +128,7 @@ def record_check(
         last_conclusive = format_time(now)
     else:
         inconclusive += 1
-    record = CheckRecord(at=format_time(now), verdict=verdict, summary=message[:1000])
+    record = CheckRecord(at=format_time(now), verdict=verdict, summary=clip(message, MAX_EVENT_MESSAGE))
     state = AnalysisStatus(
         failed_checks=failed,
         inconclusive=inconclusive,
