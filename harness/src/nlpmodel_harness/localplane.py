@@ -12,8 +12,13 @@ CLI (``nlpctl localplane`` delegates to :func:`main`)::
     python -m nlpmodel_harness.localplane down
     python -m nlpmodel_harness.localplane build   # only make sure the binaries exist
 
-There is no scheduler and no kubelet: pods are created but never run. The controller-manager runs the
-controllers that make ownership, Deployments and namespaces behave (see :data:`CONTROLLERS`).
+By default there is no scheduler and no kubelet: pods are created but never run. The controller-manager
+runs the controllers that make ownership, Deployments and namespaces behave (see :data:`CONTROLLERS`).
+
+With ``node=True`` (``up --node``; root, Linux) pods run for real: kube-scheduler, containerd, kubelet
+and kube-proxy join (:mod:`nlpmodel_harness.node`), the API server listens on the machine's address so
+pods reach it, and ``stop``/``down`` also undo the host state the node leaves (mounts, bridge, iptables
+chains, cgroups, ip_forward).
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ from nlpmodel_harness.localplane_build import (
     ensure_binaries,
     log,
 )
+from nlpmodel_harness import node as nodes
 from nlpmodel_harness.prometheus_operator_models import pod_monitor_stand_in_crd
 
 __all__ = [
@@ -92,6 +98,9 @@ CONTROLLERS = (
     "serviceaccount-token",
     "clusterrole-aggregation",  # aggregate-to-* labels, as a chart's ClusterRoles may use
 )
+# With a node: Services get endpoints (kube-proxy 1.20 reads EndpointSlices), claims bind to volumes.
+NODE_CONTROLLERS = ("endpoint", "endpointslice", "persistentvolume-binder", "podgc")
+NODE_READY_TIMEOUT_S = 120.0
 CEL_VALIDATIONS_SINCE = (1, 25)  # x-kubernetes-validations
 # Verified rejected on 1.20 ("null"); the first accepting release is not pinned down, so treat every
 # release before CEL like 1.20. install_crds also retries with the edits if a server says 422.
@@ -295,6 +304,7 @@ class LocalPlane:
         startup_timeout_s: float = 120.0,
         tie_to_parent: bool = True,
         audit_policy: Mapping[str, Any] | None = None,
+        node: bool = False,
     ) -> None:
         self._owns_state_dir = state_dir is None
         self._state_dir = Path(state_dir) if state_dir is not None else None
@@ -306,6 +316,8 @@ class LocalPlane:
         # An audit policy (audit.k8s.io/v1 Policy) turns the API server's audit log on: which requests
         # were made, by whom (the reliability tests tell writers apart, the scale bench counts requests).
         self._audit_policy = dict(audit_policy) if audit_policy is not None else None
+        self._node = node
+        self._node_paths: nodes.NodePaths | None = None
         self._procs: list[_Proc] = []
         self._data_dir: Path | None = None
         self._api_url = ""
@@ -347,6 +359,11 @@ class LocalPlane:
     @property
     def pids(self) -> dict[str, int]:
         return {p.name: p.pid for p in self._procs}
+
+    @property
+    def node_paths(self) -> nodes.NodePaths | None:
+        """The node's directories (containerd's socket, kubelet's root), when started with node=True."""
+        return self._node_paths
 
     @property
     def binaries(self) -> Binaries | None:
@@ -467,6 +484,10 @@ class LocalPlane:
             except (LocalPlaneError, OSError) as exc:  # keep stopping the others
                 failures.append(f"{proc.name} (pid {proc.pid}): {exc}")
         self._procs.clear()
+        if self._node_paths is not None:
+            # The processes are gone; what they set up on the host is not (pods, mounts, chains, ...).
+            failures.extend(nodes.teardown_host_state(self._node_paths))
+            self._node_paths = None
         if self._data_dir is not None:
             shutil.rmtree(self._data_dir, ignore_errors=True)
             self._data_dir = None
@@ -503,6 +524,9 @@ class LocalPlane:
             for p in state.get("processes", [])
         ]
         plane._data_dir = Path(state["data_dir"]) if state.get("data_dir") else None
+        if state.get("node_dir"):
+            plane._node = True
+            plane._node_paths = nodes.NodePaths(Path(state["node_dir"]))
         plane._api_url = state.get("api_url", "")
         plane._version = dict(state.get("version") or {})
         plane._installed_crds = list(state.get("crds") or [])
@@ -539,6 +563,7 @@ class LocalPlane:
                 for p in self._procs
             ],
             "data_dir": str(self._data_dir) if self._data_dir else None,
+            "node_dir": str(self._node_paths.run_dir) if self._node_paths else None,
             "api_url": self._api_url,
             "version": self._version,
             "crds": self._installed_crds,
@@ -610,6 +635,15 @@ class LocalPlane:
         b = self._binaries
         pki = self.state_dir / "pki"
         binary_version = _binary_version(b.kube_apiserver)
+        node_bins: dict[str, Path] = {}
+        if self._node:
+            node_bins = nodes.node_binaries(b.kube_apiserver.parent)
+            nodes.ensure_host_packages()
+            self._node_paths = nodes.NodePaths(self.state_dir / "node")
+            # An earlier node killed without `down` left host state behind: clear it before starting.
+            nodes.teardown_host_state(self._node_paths)
+        # Pods reach the API server through the kubernetes Service, which may not point at loopback.
+        advertise = nodes.host_ip() if self._node else "127.0.0.1"
 
         # Credentials: static tokens (admin in system:masters, operator in no group), SA signing key.
         self._admin_token = secrets.token_hex(16)
@@ -648,7 +682,8 @@ class LocalPlane:
         self._wait_for(etcd, "healthy", lambda: _etcd_healthy(etcd_url), self._timeout)
 
         # kube-apiserver, serving a self-signed cert it generates in --cert-dir
-        self._api_url = f"https://127.0.0.1:{api_port}"
+        # The self-signed serving cert names the advertised address (and the Service IP), not loopback.
+        self._api_url = f"https://{advertise}:{api_port}"
         serving = pki / "serving"
         apiserver = self._spawn(
             "kube-apiserver",
@@ -657,8 +692,8 @@ class LocalPlane:
                 f"--etcd-servers={etcd_url}",
                 f"--cert-dir={serving}",
                 f"--secure-port={api_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={'0.0.0.0' if self._node else '127.0.0.1'}",
+                f"--advertise-address={advertise}",
                 f"--service-account-issuer={SA_ISSUER}",
                 f"--service-account-key-file={sa_pub}",
                 f"--service-account-signing-key-file={sa_key}",
@@ -690,7 +725,7 @@ class LocalPlane:
         kcm_cmd = [
             str(b.kube_controller_manager),
             f"--kubeconfig={self.admin_kubeconfig}",
-            f"--controllers={','.join(CONTROLLERS)}",
+            f"--controllers={','.join(CONTROLLERS + (NODE_CONTROLLERS if self._node else ()))}",
             f"--service-account-private-key-file={sa_key}",
             "--leader-elect=false",
             "--secure-port=0",
@@ -709,6 +744,9 @@ class LocalPlane:
             self._timeout,
         )
 
+        if self._node:
+            self._start_node(node_bins, advertise)
+
         crd_files = self._crd_files if self._crd_files is not None else default_crd_files()
         if self._upstream_crds:
             stand_in = self.state_dir / "podmonitor-crd-stand-in.yaml"
@@ -718,6 +756,41 @@ class LocalPlane:
             log(f"installing {len(crd_files)} CRD file(s)")
             self.install_crds(crd_files)
         log(f"local control plane up: {self._api_url} (Kubernetes {self.git_version}), pids {self.pids}")
+
+    def _start_node(self, bins: Mapping[str, Path], address: str) -> None:
+        """kube-scheduler, containerd (+ the pause image), kubelet, kube-proxy; returns when the node is Ready."""
+        paths = self._node_paths
+        assert paths is not None
+        kubelet_port, kubelet_healthz, proxy_metrics, proxy_healthz, scheduler_port = free_ports(5)
+        nodes.write_configs(paths, kubelet_port, kubelet_healthz)
+        nodes.save_sysctls(paths)
+        kubeconfig = self.admin_kubeconfig
+        self._spawn("kube-scheduler", nodes.scheduler_cmd(bins["kube-scheduler"], kubeconfig, scheduler_port))
+        containerd = self._spawn("containerd", nodes.containerd_cmd(paths))
+        self._wait_for(
+            containerd,
+            "serving (ctr version)",
+            lambda: nodes.containerd_serving(paths),
+            self._timeout,
+        )
+        nodes.ensure_pause_image(paths)
+        kubelet = self._spawn("kubelet", nodes.kubelet_cmd(bins["kubelet"], paths, kubeconfig, address))
+        self._spawn("kube-proxy", nodes.kube_proxy_cmd(bins["kube-proxy"], kubeconfig, proxy_metrics, proxy_healthz))
+        self._wait_for(kubelet, f"Ready (node {nodes.NODE_NAME})", self._node_ready, NODE_READY_TIMEOUT_S)
+        log(f"node {nodes.NODE_NAME} Ready (containerd {paths.containerd_socket}, pods in {nodes.POD_CIDR})")
+
+    def _node_ready(self) -> bool:
+        status, body = self._request(f"/api/v1/nodes/{nodes.NODE_NAME}")
+        if status != 200:
+            return False
+        conditions = json.loads(body).get("status", {}).get("conditions") or []
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    def import_image(self, archive: Path, name: str) -> None:
+        """Make an image (a docker-archive tarball) available to the node's kubelet under name."""
+        if self._node_paths is None:
+            raise LocalPlaneError("started without a node")
+        nodes.import_image(self._node_paths, archive, name)
 
     def _audit_flags(self) -> list[str]:
         if self._audit_policy is None or self.audit_log is None:
@@ -735,11 +808,11 @@ class LocalPlane:
     def _verifiable_ca(self, cert: Path) -> Path | None:
         """Use the generated cert as CA when it verifies our URL; else kubeconfigs skip verification."""
         ctx = ssl.create_default_context(cafile=str(cert))
-        port = int(self._api_url.rsplit(":", 1)[1])
+        host, port = self._api_url.removeprefix("https://").rsplit(":", 1)
         try:
             with (
-                socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
-                ctx.wrap_socket(sock, server_hostname="127.0.0.1"),
+                socket.create_connection((host, int(port)), timeout=5) as sock,
+                ctx.wrap_socket(sock, server_hostname=host),
             ):
                 return cert
         except (OSError, ssl.SSLError) as exc:
@@ -855,6 +928,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         upstream_crds=not args.no_upstream_crds,
         startup_timeout_s=args.timeout,
         tie_to_parent=False,
+        node=args.node,
     )
     plane.start()
     plane.detach()
@@ -888,6 +962,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if plane.binaries is not None:
         print(f"binaries:  {plane.binaries.source}")
     print(f"crds:      {len(plane.installed_crds)} installed")
+    if plane.node_paths is not None:
+        print(f"node:      {nodes.NODE_NAME} (containerd {plane.node_paths.containerd_socket})")
     print(f"operator:  {plane.operator_kubeconfig}")
     print(f"admin:     {plane.admin_kubeconfig}")
     return 0 if plane.running() else 1
@@ -922,6 +998,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-upstream-crds", action="store_true", help="skip KServe/Gateway/KEDA/Prometheus CRDs"
     )
     up.add_argument("--timeout", type=float, default=120.0, help="seconds each component may take to start")
+    up.add_argument(
+        "--node",
+        action="store_true",
+        help="also run pods: kube-scheduler, containerd, kubelet, kube-proxy (root, Linux; see node.py)",
+    )
     up.set_defaults(func=_cmd_up)
 
     down = sub.add_parser("down", help="stop what `up` started")
@@ -943,7 +1024,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         log("interrupted")
         return 130
-    except (LocalPlaneError, BinariesError) as exc:
+    except (LocalPlaneError, BinariesError, nodes.NodeError) as exc:
         log(f"error: {exc}")
         return 1
 
