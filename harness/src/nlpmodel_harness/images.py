@@ -34,7 +34,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final
 
 from nlpmodel_harness.localplane_build import cache_root, ensure_apt_packages, file_lock, log
 
@@ -144,11 +144,13 @@ class Image:
             return None
         return cls(meta["name"], layers, meta["config"])
 
-    def write_archive(self, out: Path) -> None:
+    def write_archive(self, out: Path | IO[bytes]) -> None:
         write_image_archive(out, self.name, list(self.layers), self.config)
 
 
-def _archive_members(name: str, layers: Sequence[Layer], config: Mapping[str, Any]) -> Iterator[tuple[str, bytes | Path]]:
+def _archive_members(
+    name: str, layers: Sequence[Layer], config: Mapping[str, Any]
+) -> Iterator[tuple[str, bytes | Path]]:
     image_config = {
         "architecture": "amd64",
         "os": "linux",
@@ -171,9 +173,15 @@ def _archive_members(name: str, layers: Sequence[Layer], config: Mapping[str, An
     yield "manifest.json", json.dumps(manifest).encode()
 
 
-def write_image_archive(out: Path, name: str, layers: Sequence[Layer], config: Mapping[str, Any]) -> None:
-    """A `docker save` tarball (what `ctr images import` reads) of name with these layers."""
-    with tarfile.open(out, "w") as tar:
+def write_image_archive(
+    out: Path | IO[bytes], name: str, layers: Sequence[Layer], config: Mapping[str, Any]
+) -> None:
+    """A `docker save` tarball (what `ctr images import` reads) of name with these layers, to a file or
+    written as a stream (a pipe)."""
+    kwargs: dict[str, Any] = (
+        {"name": out, "mode": "w"} if isinstance(out, Path) else {"fileobj": out, "mode": "w|"}
+    )
+    with tarfile.open(**kwargs) as tar:
         for member, data in _archive_members(name, layers, config):
             if isinstance(data, Path):
                 tar.add(str(data), arcname=member)
@@ -472,10 +480,8 @@ class Builder:
                         global_args[key] = self.build_args.get(key, value)
                 elif ins.keyword == "FROM":
                     stage = self._from(ins.rest, global_args)
-                elif stage is None:
-                    raise BuildError("instruction before the first FROM")
                 else:
-                    self._step(stage, ins, global_args)
+                    self._step(_require(stage), ins, global_args)
             except BuildError as exc:
                 raise BuildError(f"{where}: {exc}") from None
         if stage is None:
@@ -551,7 +557,9 @@ class Builder:
             flag = words.pop(0)
             if flag.startswith("--from="):
                 ref = flag.split("=", 1)[1]
-                source_stage = next((s for s in self.stages if s.name == ref or str(self.stages.index(s)) == ref), None)
+                source_stage = next(
+                    (s for s in self.stages if s.name == ref or str(self.stages.index(s)) == ref), None
+                )
                 if source_stage is None:
                     raise BuildError(f"COPY --from={ref}: no such stage")
             else:
@@ -562,7 +570,9 @@ class Builder:
         target = stage.root / dest_abs.lstrip("/")
         for source in sources:
             if source_stage is not None:
-                matches = sorted(source_stage.root.glob(source.lstrip("/"))) or [source_stage.root / source.lstrip("/")]
+                matches = sorted(source_stage.root.glob(source.lstrip("/"))) or [
+                    source_stage.root / source.lstrip("/")
+                ]
             else:
                 matches = sorted(self.context.glob(source)) or [self.context / source]
             for src in matches:
@@ -586,12 +596,22 @@ class Builder:
             if from_context:
                 ctx_rel = os.path.relpath(dirpath, self.context)
                 if not self.ignore.has_exceptions:
-                    dirnames[:] = [d for d in dirnames if not self.ignore.ignored(os.path.normpath(os.path.join(ctx_rel, d)))]
-                filenames = [f for f in filenames if not self.ignore.ignored(os.path.normpath(os.path.join(ctx_rel, f)))]
+                    dirnames[:] = [
+                        d
+                        for d in dirnames
+                        if not self.ignore.ignored(os.path.normpath(os.path.join(ctx_rel, d)))
+                    ]
+                kept = [
+                    f
+                    for f in filenames
+                    if not self.ignore.ignored(os.path.normpath(os.path.join(ctx_rel, f)))
+                ]
+            else:
+                kept = filenames
             out_dir = target / rel_dir
             out_dir.mkdir(parents=True, exist_ok=True)
             shutil.copystat(dirpath, out_dir)
-            for name in filenames:
+            for name in kept:
                 dst = out_dir / name
                 shutil.copy2(os.path.join(dirpath, name), dst, follow_symlinks=False)
                 if from_context:  # docker COPY from the context: owned by root
@@ -627,7 +647,9 @@ class Builder:
             uid, gid = _passwd_ids(root, stage.user)
             chroot.append(f"--userspec={uid}:{gid}")
         workdir = stage.workdir
-        inner = " ".join(shlex.quote(a) for a in ["/bin/sh", "-c", f'cd "$1" && shift && exec "$@"', "sh", workdir, *argv])
+        inner = " ".join(
+            shlex.quote(a) for a in ["/bin/sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", workdir, *argv]
+        )
         script.append(f"exec {' '.join(chroot)} {shlex.quote(str(root))} {inner}")
         log(f"{self.tag}: RUN {' '.join(argv[2:] if argv[:2] == ['/bin/sh', '-c'] else argv)[:160]}")
         started = time.monotonic()
@@ -644,6 +666,12 @@ class Builder:
             tail = log_path.read_text(errors="replace")[-4000:]
             raise BuildError(f"RUN failed with exit code {done.returncode}:\n{tail}")
         log(f"{self.tag}:   done in {time.monotonic() - started:.0f}s")
+
+
+def _require(stage: _Stage | None) -> _Stage:
+    if stage is None:
+        raise BuildError("instruction before the first FROM")
+    return stage
 
 
 def build_key(builder: Builder) -> str:
@@ -677,7 +705,7 @@ def build(
             cached = Image.load(entry)
             if cached is not None:
                 return cached
-            log(f"building {tag} from {dockerfile.relative_to(context) if dockerfile.is_relative_to(context) else dockerfile}")
+            log(f"building {tag} from {dockerfile}")
             started = time.monotonic()
             image = builder.run()
             shutil.rmtree(entry, ignore_errors=True)
@@ -696,7 +724,7 @@ def _remove_older(entry: Path) -> None:
     """Drop earlier builds of the same tag (keyed by an older content hash)."""
     prefix = entry.name.rsplit("-", 1)[0] + "-"
     for other in entry.parent.glob(prefix + "*"):
-        if other != entry and other.is_dir() and re.fullmatch(r"[0-9a-f]{16}", other.name[len(prefix):]):
+        if other != entry and other.is_dir() and re.fullmatch(r"[0-9a-f]{16}", other.name[len(prefix) :]):
             shutil.rmtree(other, ignore_errors=True)
 
 

@@ -56,8 +56,10 @@ from kubernetes.client import ApiClient, ApiextensionsV1Api
 from kubernetes.client.exceptions import ApiException
 from nlpmodel_operator.controller.kube import api_message
 
+from nlpmodel_harness import node as nodes
 from nlpmodel_harness.checkout import REPO, SHARED
 from nlpmodel_harness.childproc import _die_with_parent, _starttime, free_ports, pid_alive, tail
+from nlpmodel_harness.images import Image
 from nlpmodel_harness.localplane_build import (
     Binaries,
     BinariesError,
@@ -66,7 +68,6 @@ from nlpmodel_harness.localplane_build import (
     ensure_binaries,
     log,
 )
-from nlpmodel_harness import node as nodes
 from nlpmodel_harness.prometheus_operator_models import pod_monitor_stand_in_crd
 
 __all__ = [
@@ -98,8 +99,9 @@ CONTROLLERS = (
     "serviceaccount-token",
     "clusterrole-aggregation",  # aggregate-to-* labels, as a chart's ClusterRoles may use
 )
-# With a node: Services get endpoints (kube-proxy 1.20 reads EndpointSlices), claims bind to volumes.
-NODE_CONTROLLERS = ("endpoint", "endpointslice", "persistentvolume-binder", "podgc")
+# With a node: its not-ready taint is lifted once Ready, Services get endpoints (kube-proxy 1.20 reads
+# EndpointSlices), claims bind to volumes.
+NODE_CONTROLLERS = ("nodelifecycle", "endpoint", "endpointslice", "persistentvolume-binder", "podgc")
 NODE_READY_TIMEOUT_S = 120.0
 CEL_VALIDATIONS_SINCE = (1, 25)  # x-kubernetes-validations
 # Verified rejected on 1.20 ("null"); the first accepting release is not pinned down, so treat every
@@ -775,7 +777,9 @@ class LocalPlane:
         )
         nodes.ensure_pause_image(paths)
         kubelet = self._spawn("kubelet", nodes.kubelet_cmd(bins["kubelet"], paths, kubeconfig, address))
-        self._spawn("kube-proxy", nodes.kube_proxy_cmd(bins["kube-proxy"], kubeconfig, proxy_metrics, proxy_healthz))
+        self._spawn(
+            "kube-proxy", nodes.kube_proxy_cmd(bins["kube-proxy"], kubeconfig, proxy_metrics, proxy_healthz)
+        )
         self._wait_for(kubelet, f"Ready (node {nodes.NODE_NAME})", self._node_ready, NODE_READY_TIMEOUT_S)
         log(f"node {nodes.NODE_NAME} Ready (containerd {paths.containerd_socket}, pods in {nodes.POD_CIDR})")
 
@@ -786,11 +790,11 @@ class LocalPlane:
         conditions = json.loads(body).get("status", {}).get("conditions") or []
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
-    def import_image(self, archive: Path, name: str) -> None:
-        """Make an image (a docker-archive tarball) available to the node's kubelet under name."""
+    def import_image(self, image: Image) -> None:
+        """Make a built image available to the node's kubelet under its name (no registry)."""
         if self._node_paths is None:
             raise LocalPlaneError("started without a node")
-        nodes.import_image(self._node_paths, archive, name)
+        nodes.import_image(self._node_paths, image)
 
     def _audit_flags(self) -> list[str]:
         if self._audit_policy is None or self.audit_log is None:

@@ -14,6 +14,7 @@ may run per machine: the bridge, iptables chains and cgroups are global.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -23,20 +24,19 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 import yaml
 
-from nlpmodel_harness.images import normalized_name
+from nlpmodel_harness.images import Image, Layer, normalized_name
 from nlpmodel_harness.localplane_build import (
     NODE_BIN_NAMES,
     BinariesError,
     cache_root,
     ensure_apt_packages,
-    file_lock,
     log,
 )
 
@@ -315,7 +315,12 @@ def ensure_host_packages() -> None:
 
 def ctr(paths: NodePaths, *args: str, stdin: Path | None = None) -> str:
     """Run ctr against this node's containerd, in the CRI's namespace."""
-    cmd = [_which("ctr"), f"--address={paths.containerd_socket}", f"--namespace={CONTAINERD_NAMESPACE}", *args]
+    cmd = [
+        _which("ctr"),
+        f"--address={paths.containerd_socket}",
+        f"--namespace={CONTAINERD_NAMESPACE}",
+        *args,
+    ]
     with contextlib.ExitStack() as stack:
         source = stack.enter_context(stdin.open("rb")) if stdin is not None else subprocess.DEVNULL
         done = subprocess.run(cmd, stdin=source, capture_output=True, text=False, check=False)
@@ -340,9 +345,8 @@ def image_names(paths: NodePaths) -> set[str]:
 
 def ensure_pause_image(paths: NodePaths) -> None:
     """The sandbox image, built here from :data:`PAUSE_C` (a static binary; no registry)."""
-    if PAUSE_IMAGE in image_names(paths):
+    if normalized_name(PAUSE_IMAGE) in image_names(paths):
         return
-    from nlpmodel_harness.images import Layer, write_image_archive  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory(prefix="nlpmodel-pause-") as tmp:
         work = Path(tmp)
@@ -355,20 +359,52 @@ def ensure_pause_image(paths: NodePaths) -> None:
             capture_output=True,
         )
         layer = Layer.from_directory(root, work / "layer.tar")
-        archive = work / "pause.tar"
-        write_image_archive(archive, PAUSE_IMAGE, [layer], {"Entrypoint": ["/pause"]})
-        ctr(paths, "images", "import", "--no-unpack", str(archive))
+        import_image(paths, Image(PAUSE_IMAGE, (layer,), {"Entrypoint": ["/pause"]}))
     log(f"built and imported {PAUSE_IMAGE}")
 
 
-def import_image(paths: NodePaths, archive: Path, name: str) -> None:
-    """Import a docker-archive tarball unless containerd already has this exact name."""
-    if normalized_name(name) in image_names(paths):
+IMAGE_KEY_LABEL: Final = "dev.nlpmodel.harness/key"
+
+
+def _image_key(paths: NodePaths, name: str) -> str | None:
+    """The build key an imported image was labelled with (None: not there)."""
+    rows = ctr(paths, "images", "ls", f"name=={normalized_name(name)}").splitlines()[1:]
+    for row in rows:
+        labels = row.split()[-1]
+        for label in labels.split(","):
+            key, _, value = label.partition("=")
+            if key == IMAGE_KEY_LABEL:
+                return value
+        return ""
+    return None
+
+
+def import_image(paths: NodePaths, image: Image) -> None:
+    """Make image available to kubelet under its name, unless this exact build is there already.
+
+    The tarball is streamed into `ctr images import -` (never written out: the runtime is >1 GB)."""
+    key = hashlib.sha256(json.dumps([image.config, [x.diff_id for x in image.layers]]).encode()).hexdigest()[
+        :16
+    ]
+    if _image_key(paths, image.name) == key:
         return
-    with file_lock(image_store().parent / "import.lock"):
-        started = time.monotonic()
-        ctr(paths, "images", "import", str(archive))
-        log(f"imported {name} into containerd in {time.monotonic() - started:.0f}s")
+    started = time.monotonic()
+    cmd = [_which("ctr"), f"--address={paths.containerd_socket}", f"--namespace={CONTAINERD_NAMESPACE}",
+           "images", "import", "-"]  # fmt: skip
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+        assert proc.stdin is not None
+        try:
+            image.write_archive(proc.stdin)
+        finally:
+            proc.stdin.close()
+        if proc.wait() != 0:
+            err.seek(0)
+            raise NodeError(
+                f"ctr images import of {image.name} failed: {err.read().decode(errors='replace')[-2000:]}"
+            )
+    ctr(paths, "images", "label", normalized_name(image.name), f"{IMAGE_KEY_LABEL}={key}")
+    log(f"imported {image.name} into containerd in {time.monotonic() - started:.0f}s")
 
 
 # -------------------------------------------------------------------------------------------- teardown
@@ -384,7 +420,8 @@ def _mounts() -> list[str]:
 
 
 def _our_mounts(paths: NodePaths) -> list[str]:
-    prefixes = (str(paths.run_dir) + "/", str(image_store()) + "/", str(NETNS_DIR / "cni-"))
+    # /var/run is a link to /run: mountinfo shows the resolved path.
+    prefixes = (str(paths.run_dir) + "/", str(image_store()) + "/", str(NETNS_DIR.resolve() / "cni-"))
     return [m for m in _mounts() if m.startswith(prefixes)]
 
 
@@ -420,7 +457,11 @@ def _shim_pids(paths: NodePaths) -> set[int]:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if argv and argv[0].endswith(b"containerd-shim-runc-v2") and str(paths.containerd_socket).encode() in argv:
+        if (
+            argv
+            and argv[0].endswith(b"containerd-shim-runc-v2")
+            and str(paths.containerd_socket).encode() in argv
+        ):
             pids.add(int(proc.name))
     return pids
 
@@ -443,11 +484,15 @@ def _iptables_rules(tool: str, table: str) -> list[str]:
 
 
 def _our_chains(lines: Sequence[str]) -> list[str]:
-    return [line[1:].split()[0] for line in lines if line.startswith(":") and line[1:].startswith(CHAIN_PREFIXES)]
+    return [
+        line[1:].split()[0] for line in lines if line.startswith(":") and line[1:].startswith(CHAIN_PREFIXES)
+    ]
 
 
 def _iptables_tools() -> list[str]:
-    return [t for t in ("iptables", "ip6tables") if shutil.which(t) or shutil.which(t, path="/usr/sbin:/sbin")]
+    return [
+        t for t in ("iptables", "ip6tables") if shutil.which(t) or shutil.which(t, path="/usr/sbin:/sbin")
+    ]
 
 
 def clean_iptables() -> None:

@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -144,8 +145,15 @@ def _duration(seconds: float) -> str:
     return f"{int(seconds)}s" if float(seconds).is_integer() else f"{round(seconds * 1000)}ms"
 
 
-def render_config(targets: Iterable[ScrapeTarget], *, scrape_interval_s: float = 1.0) -> str:
-    """prometheus.yml: 1 s scrape/evaluation, one static job, one target group per target."""
+def render_config(
+    targets: Iterable[ScrapeTarget],
+    *,
+    scrape_interval_s: float = 1.0,
+    rule_files: Iterable[Path] = (),
+    extra_scrape_configs: Iterable[Mapping[str, Any]] = (),
+) -> str:
+    """prometheus.yml: 1 s scrape/evaluation, one static job, one target group per target; rule files
+    and further jobs (e.g. what a ServiceMonitor makes of the operator's metrics Service) as given."""
     interval = _duration(scrape_interval_s)
     config: dict[str, Any] = {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
@@ -156,9 +164,13 @@ def render_config(targets: Iterable[ScrapeTarget], *, scrape_interval_s: float =
                 "static_configs": [
                     {"targets": [t.address], "labels": dict(sorted(t.labels.items()))} for t in targets
                 ],
-            }
+            },
+            *(dict(job) for job in extra_scrape_configs),
         ],
     }
+    rules = [str(path) for path in rule_files]
+    if rules:
+        config["rule_files"] = rules
     return yaml.safe_dump(config, sort_keys=False)
 
 
@@ -190,8 +202,14 @@ class PrometheusProcess:
         scrape_interval_s: float = 1.0,
         startup_timeout_s: float = 60.0,
         tie_to_parent: bool = True,
+        listen_host: str = "127.0.0.1",
+        rule_files: Iterable[Path] = (),
     ) -> None:
         self._targets = list(targets)
+        # Another address than loopback when pods must reach it (the operator in a real node's pod).
+        self.listen_host = listen_host
+        self._rule_files = list(rule_files)
+        self._extra_jobs: list[dict[str, Any]] = []
         self.port = port if port is not None else free_ports(1)[0]
         self._owns_work_dir = work_dir is None
         self.work_dir = (
@@ -210,7 +228,7 @@ class PrometheusProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.listen_host}:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -247,7 +265,7 @@ class PrometheusProcess:
             f"--config.file={self.config_path}",
             f"--storage.tsdb.path={self.data_dir}",
             f"--storage.tsdb.retention.time={RETENTION}",
-            f"--web.listen-address=127.0.0.1:{self.port}",
+            f"--web.listen-address={self.listen_host}:{self.port}",
             "--web.enable-lifecycle",  # POST /-/reload after set_targets()
             # The Debian defaults point at /etc/prometheus: keep this instance self-contained.
             f"--web.console.templates={self.work_dir / 'consoles'}",
@@ -287,16 +305,24 @@ class PrometheusProcess:
 
     # -- configuration ---------------------------------------------------------------------------------
 
-    def set_targets(self, targets: Iterable[ScrapeTarget], *, wait_s: float = 10.0) -> None:
+    def set_targets(
+        self,
+        targets: Iterable[ScrapeTarget],
+        *,
+        wait_s: float = 10.0,
+        extra_scrape_configs: Iterable[Mapping[str, Any]] | None = None,
+    ) -> None:
         """Rewrite the scrape config and reload; wait until Prometheus shows exactly these targets."""
         self._targets = list(targets)
+        if extra_scrape_configs is not None:
+            self._extra_jobs = [dict(job) for job in extra_scrape_configs]
         self._write_config()
         if not self.running():
             return  # picked up by the next start()
         status, body = self._http("POST", "/-/reload", timeout_s=wait_s)
         if status != 200:
             raise PrometheusError(f"reload failed: {status} {body[:1000]!r}")
-        want = {t.address for t in self._targets}
+        want = {t.address for t in self._targets} | self._extra_addresses()
         deadline = time.monotonic() + wait_s
         while self._active_addresses() != want:
             if time.monotonic() > deadline:
@@ -349,7 +375,14 @@ class PrometheusProcess:
     def _write_config(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.config_path.with_suffix(".tmp")
-        tmp.write_text(render_config(self._targets, scrape_interval_s=self._interval))
+        tmp.write_text(
+            render_config(
+                self._targets,
+                scrape_interval_s=self._interval,
+                rule_files=self._rule_files,
+                extra_scrape_configs=self._extra_jobs,
+            )
+        )
         tmp.replace(self.config_path)  # Prometheus never reads a half-written file
 
     def _targets_api(self) -> list[dict[str, Any]]:
@@ -358,6 +391,31 @@ class PrometheusProcess:
             return []
         active: list[dict[str, Any]] = json.loads(body)["data"]["activeTargets"]
         return active
+
+    def _extra_addresses(self) -> set[str]:
+        return {
+            str(address)
+            for job in self._extra_jobs
+            for group in job.get("static_configs") or []
+            for address in group.get("targets") or []
+        }
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """The alerts Prometheus evaluates from its rule files (pending and firing)."""
+        status, body = self._http("GET", "/api/v1/alerts")
+        if status != 200:
+            raise PrometheusError(f"/api/v1/alerts answered {status}: {body[:500]!r}")
+        found: list[dict[str, Any]] = json.loads(body)["data"]["alerts"]
+        return found
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        """An instant query's result vector."""
+        path = "/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        status, body = self._http("GET", path)
+        if status != 200:
+            raise PrometheusError(f"query {promql!r} answered {status}: {body[:500]!r}")
+        result: list[dict[str, Any]] = json.loads(body)["data"]["result"]
+        return result
 
     def _active_addresses(self) -> set[str]:
         return {str(t["discoveredLabels"]["__address__"]) for t in self._targets_api()}
