@@ -10,7 +10,7 @@ RUNTIME_PATH := runtimes/transformers/src:runtimes/metrics/src
 
 .PHONY: all deps lint typecheck unit schema integration test demo crds vllm-table clean bench-judge bench-rollback \
 	chart-sync manifests-base \
-	runtime-venv runtime-test runtime-typecheck docs e2e bench-scale
+	runtime-venv runtime-test runtime-typecheck docs e2e e2e-node bench-scale
 
 all: test
 
@@ -80,6 +80,11 @@ demo: deps
 # The API reference (docs/api-reference.md), generated from the CRD in crds/; a test fails while it is stale.
 docs: deps
 	$(BIN)/python -m hack.apidocs --write
+
+# Real pods on a kubelet node beside the local control plane: our images, chart and runtime (root, Linux;
+# ~12 min the first time on a machine, then cached; e2e/README.md). Part of `make test` too.
+e2e-node: deps runtime-venv
+	$(BIN)/pytest tests/e2e_node
 
 # End to end on a kind cluster with real pods (needs Docker and kind; e2e/kind/README.md). Not in `make test`.
 e2e: deps

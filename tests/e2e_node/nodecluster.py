@@ -1,4 +1,4 @@
-"""The real-pods tier's cluster: what its conftest sets up and its tests use (see conftest.py)."""
+"""The real-pods tier's cluster (conftest.py starts one per session) and the helpers its tests share."""
 
 from __future__ import annotations
 
@@ -10,34 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from kubernetes import client
 
-from nlpmodel_harness import images, tinymodels
-from nlpmodel_harness.checkout import REPO
 from nlpmodel_harness.k8stools import ensure_tools
-from nlpmodel_harness.localplane import LocalPlane
-from nlpmodel_harness.localplane_build import ensure_binaries
-from nlpmodel_harness.prometheus import PrometheusProcess
+from nlpmodel_harness.nodestack import NodeStack
 
-CHART = REPO / "charts" / "nlpmodel-operator"
-ALERT_RULES = CHART / "files" / "alerts" / "nlpmodel-operator.rules.yaml"
-RELEASE = "nlpmodel-operator"  # contains the chart's name: objects are called just that
-RELEASE_NAMESPACE = "nlpmodel-system"
 MODEL_NAMESPACE = "ml"
-MODELS_CLAIM = "models"
-RESYNC_S = 2
 
 T = TypeVar("T")
-
-
-def prepare() -> tuple[images.Image, images.Image]:
-    """Everything slow and cached, before any test runs (its output shown live): binaries, images, models."""
-    ensure_binaries()
-    built = images.operator_image(), images.runtime_image()
-    for model in (tinymodels.SMALL, tinymodels.SMALL_V2, tinymodels.LARGE):
-        tinymodels.ensure(model)
-    return built
 
 
 def wait_for(what: str, check: Callable[[], T | None], timeout_s: float, every_s: float = 1.0) -> T:
@@ -54,10 +34,19 @@ def wait_for(what: str, check: Callable[[], T | None], timeout_s: float, every_s
 
 @dataclass
 class NodeCluster:
-    plane: LocalPlane
-    prometheus: PrometheusProcess
-    admin: client.ApiClient
-    work: Path
+    stack: NodeStack
+
+    @property
+    def admin(self) -> client.ApiClient:
+        return self.stack.admin
+
+    @property
+    def prometheus(self) -> Any:
+        return self.stack.prometheus
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self.stack.plane.admin_kubeconfig
 
     @property
     def core(self) -> client.CoreV1Api:
@@ -72,9 +61,8 @@ class NodeCluster:
         return client.CustomObjectsApi(self.admin)
 
     def kubectl(self, *args: str) -> str:
-        tools = ensure_tools()
         done = subprocess.run(
-            [str(tools.kubectl), f"--kubeconfig={self.plane.admin_kubeconfig}", *args],
+            [str(ensure_tools().kubectl), f"--kubeconfig={self.admin_kubeconfig}", *args],
             capture_output=True,
             text=True,
             check=False,
@@ -87,153 +75,3 @@ class NodeCluster:
             self.core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False).data
         )["items"]
         return found
-
-
-def _install_models_volume(admin: client.ApiClient) -> None:
-    """The tiny models' directory as a read-only hostPath PersistentVolume, claimed in the model namespace
-    (what an air-gapped cluster does with weights copied in: `pvc://models/<dir>`)."""
-    core = client.CoreV1Api(admin)
-    core.create_persistent_volume(
-        {
-            "metadata": {"name": "tiny-models"},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadOnlyMany"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": "",
-                "hostPath": {"path": str(tinymodels.models_root()), "type": "Directory"},
-            },
-        }
-    )
-    core.create_namespaced_persistent_volume_claim(
-        MODEL_NAMESPACE,
-        {
-            "metadata": {"name": MODELS_CLAIM},
-            "spec": {
-                "accessModes": ["ReadOnlyMany"],
-                "storageClassName": "",
-                "volumeName": "tiny-models",
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        },
-    )
-
-
-def _helm_install(plane: LocalPlane, prometheus_url: str, work: Path) -> None:
-    """`helm install` the chart. The NLPModel and kopf CRDs are the chart's own, installed by the plane's
-    CRD installer (it drops the CEL rules a v1.20 server rejects); the release then skips them."""
-    helm = str(ensure_tools().helm)
-    kube = f"--kubeconfig={plane.admin_kubeconfig}"
-    rendered = subprocess.run(
-        [
-            helm,
-            "template",
-            RELEASE,
-            str(CHART),
-            "--namespace",
-            RELEASE_NAMESPACE,
-            "--show-only",
-            "templates/crds.yaml",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    crds = work / "chart-crds.yaml"
-    crds.write_text(rendered)
-    plane.install_crds([crds])
-    values = {
-        "crds": {"enabled": False},
-        "operator": {
-            "prometheusUrl": prometheus_url,
-            "resyncSeconds": RESYNC_S,
-            "scrapeIntervalSeconds": 1,
-            "verbose": True,
-        },
-    }
-    values_file = work / "values.yaml"
-    values_file.write_text(yaml.safe_dump(values))
-    done = subprocess.run(
-        [helm, kube, "install", RELEASE, str(CHART), "--namespace", RELEASE_NAMESPACE, "--create-namespace",
-         "--values", str(values_file), "--wait", "--timeout", "5m"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise AssertionError(f"helm install failed: {done.stderr}\n{done.stdout}")
-
-
-def install_models_volume(admin: client.ApiClient) -> None:
-    """The tiny models' directory as a read-only hostPath PersistentVolume, claimed in the model namespace
-    (what an air-gapped cluster does with weights copied in: `pvc://models/<dir>`)."""
-    core = client.CoreV1Api(admin)
-    core.create_persistent_volume(
-        {
-            "metadata": {"name": "tiny-models"},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadOnlyMany"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": "",
-                "hostPath": {"path": str(tinymodels.models_root()), "type": "Directory"},
-            },
-        }
-    )
-    core.create_namespaced_persistent_volume_claim(
-        MODEL_NAMESPACE,
-        {
-            "metadata": {"name": MODELS_CLAIM},
-            "spec": {
-                "accessModes": ["ReadOnlyMany"],
-                "storageClassName": "",
-                "volumeName": "tiny-models",
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        },
-    )
-
-
-def helm_install(plane: LocalPlane, prometheus_url: str, work: Path) -> None:
-    """`helm install` the chart. The NLPModel and kopf CRDs are the chart's own, installed by the plane's
-    CRD installer (it drops the CEL rules a v1.20 server rejects); the release then skips them."""
-    helm = str(ensure_tools().helm)
-    kube = f"--kubeconfig={plane.admin_kubeconfig}"
-    rendered = subprocess.run(
-        [
-            helm,
-            "template",
-            RELEASE,
-            str(CHART),
-            "--namespace",
-            RELEASE_NAMESPACE,
-            "--show-only",
-            "templates/crds.yaml",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    crds = work / "chart-crds.yaml"
-    crds.write_text(rendered)
-    plane.install_crds([crds])
-    values = {
-        "crds": {"enabled": False},
-        "operator": {
-            "prometheusUrl": prometheus_url,
-            "resyncSeconds": RESYNC_S,
-            "scrapeIntervalSeconds": 1,
-            "verbose": True,
-        },
-    }
-    values_file = work / "values.yaml"
-    values_file.write_text(yaml.safe_dump(values))
-    done = subprocess.run(
-        [helm, kube, "install", RELEASE, str(CHART), "--namespace", RELEASE_NAMESPACE, "--create-namespace",
-         "--values", str(values_file), "--wait", "--timeout", "5m"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise AssertionError(f"helm install failed: {done.stderr}\n{done.stdout}")

@@ -36,6 +36,14 @@ WEB_POD = {
 }
 
 
+def _get(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return int(resp.status)
+    except OSError:
+        return None
+
+
 def _nlpctl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(NLPCTL), "localplane", *args], capture_output=True, text=True, check=False)
 
@@ -74,10 +82,10 @@ def test_a_node_runs_pods_behind_a_service_and_down_removes_every_trace(tmp_path
 
         pod_ip = wait_for("the web pod is Ready", ready_ip, 120)
         cluster_ip = core.read_namespaced_service("web", "default").spec.cluster_ip
-        # The pod answers on its own IP (CNI bridge) and through the Service's ClusterIP (kube-proxy).
+        # The pod answers on its own IP (CNI bridge) and through the Service's ClusterIP once kube-proxy
+        # has its endpoints (a moment after the pod is Ready).
         for url in (f"http://{pod_ip}:8000/", f"http://{cluster_ip}/"):
-            with urllib.request.urlopen(url, timeout=10) as resp:
-                assert resp.status == 200
+            assert wait_for(f"{url} answers", lambda u=url: _get(u), 60) == 200
         admin.close()
         paths = plane.node_paths
         assert paths is not None

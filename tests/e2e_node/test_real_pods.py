@@ -14,18 +14,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
-from nodecluster import MODEL_NAMESPACE, MODELS_CLAIM, RELEASE, RELEASE_NAMESPACE, NodeCluster, wait_for
+from nodecluster import MODEL_NAMESPACE, NodeCluster, wait_for
 
+from nlpmodel_harness.nodestack import MODELS_CLAIM, RELEASE, RELEASE_NAMESPACE, ServiceLoad
 from nlpmodel_harness.stack import apply_model
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.spec import NLPModelSpec
@@ -34,7 +31,6 @@ from nlpmodel_operator.core.revision import revision_hash
 
 NLPCTL = Path(sys.executable).with_name("nlpctl")
 SERVED = "tiny"
-PROMPT = "the support team answers"
 MAX_TOKENS = 12
 
 
@@ -74,49 +70,15 @@ def status_of(cluster: NodeCluster, name: str) -> dict[str, Any]:
 
 def nlpctl(cluster: NodeCluster, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(NLPCTL), *args, "-n", MODEL_NAMESPACE, "--kubeconfig", str(cluster.plane.admin_kubeconfig)],
+        [str(NLPCTL), *args, "-n", MODEL_NAMESPACE, "--kubeconfig", str(cluster.admin_kubeconfig)],
         capture_output=True,
         text=True,
         check=False,
     )
 
 
-def complete(url: str) -> dict[str, Any]:
-    body = json.dumps({"model": SERVED, "prompt": PROMPT, "max_tokens": MAX_TOKENS}).encode()
-    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as resp:  # a new connection each time: kube-proxy picks
-        answer: dict[str, Any] = json.loads(resp.read())
-    return answer
-
-
-@contextmanager
-def load(service_url: str, clients: int = 3) -> Iterator[dict[str, int]]:
-    """Closed-loop clients sending completions to the model's Service until the block ends."""
-    counts = {"ok": 0, "failed": 0}
-    stop = threading.Event()
-
-    def run() -> None:
-        while not stop.is_set():
-            try:
-                complete(service_url)
-                counts["ok"] += 1
-            except (urllib.error.URLError, OSError, ValueError):
-                counts["failed"] += 1  # a pod going away mid-request (rollback, promotion)
-
-    threads = [threading.Thread(target=run, daemon=True) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    try:
-        yield counts
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=90)
-
-
-def service_url(cluster: NodeCluster, name: str) -> str:
-    service = cluster.core.read_namespaced_service(name, MODEL_NAMESPACE)
-    return f"http://{service.spec.cluster_ip}:{service.spec.ports[0].port}/v1/completions"
+def load(cluster: NodeCluster, name: str) -> ServiceLoad:
+    return ServiceLoad(cluster.admin, MODEL_NAMESPACE, name, served_name=SERVED, max_tokens=MAX_TOKENS)
 
 
 def ready_model(cluster: NodeCluster, name: str, directory: str) -> dict[str, Any]:
@@ -202,7 +164,10 @@ def test_a_model_serves_in_real_pods_through_its_service(
     rev = revision_of(body)
     (pod,) = node_cluster.pods(MODEL_NAMESPACE, f"{c.LABEL_REVISION}={rev}")
     assert pod["spec"]["containers"][0]["image"] == "ghcr.io/nlpmodel-operator/transformers-runtime:v0.1.0"
-    answer = complete(service_url(node_cluster, "serve"))
+    client = load(node_cluster, "serve")
+    url = client.url()
+    assert url is not None
+    answer = client.complete(url)
     assert answer["usage"]["completion_tokens"] == MAX_TOKENS
     # The PodMonitor's target is the pod's own IP, labelled with the revision.
     wait_for(
@@ -220,7 +185,7 @@ def test_a_slower_canary_is_rolled_back_on_measured_latency_and_the_alert_fires(
     cleanup.append("slow")
     stable = ready_model(node_cluster, "slow", "small")
     canary = model("slow", "large")
-    with load(service_url(node_cluster, "slow")) as counts:
+    with load(node_cluster, "slow") as traffic:
         apply_model(node_cluster.custom, canary)
         waited = nlpctl(node_cluster, "wait", "slow", "--for", "rolledback", "--timeout", "8m")
     assert waited.returncode == 0, waited.stdout + waited.stderr
@@ -236,7 +201,7 @@ def test_a_slower_canary_is_rolled_back_on_measured_latency_and_the_alert_fires(
     served = requests_by_revision(node_cluster, "slow")
     assert served.get(revision_of(canary), 0) >= 5
     assert served.get(revision_of(stable), 0) >= 5
-    assert counts["ok"] > 0
+    assert traffic.ok > 0
     wait_for(
         "the canary's Deployment is gone",
         lambda: model_deployments(node_cluster, "slow") == [f"slow-{revision_of(stable)[:8]}"],
@@ -262,7 +227,7 @@ def test_an_equivalent_canary_is_promoted_across_an_operator_pod_restart(
     cleanup.append("steady")
     stable = ready_model(node_cluster, "steady", "small")
     canary = model("steady", "small-v2")
-    with load(service_url(node_cluster, "steady")):
+    with load(node_cluster, "steady"):
         apply_model(node_cluster.custom, canary)
         wait_for(
             "the canary is in progress",

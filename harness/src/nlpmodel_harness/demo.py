@@ -11,6 +11,12 @@ time to first token 80 % slower) is judged and rolled back with its reason; chat
 promoted step by step. On a terminal a live panel shows the canary weight, the TTFT p95 of stable and
 canary and the verdicts; otherwise (or with --plain) one line per event.
 
+With --node (root, Linux) it tells the story on real pods on this machine: the local control plane with a
+kubelet node, the chart installed with helm (the operator in a pod), our transformers runtime serving tiny
+models built from configs (manifests/demo-node/: the slow canary is a larger model, really slower), load
+sent through the model's Service, a real Prometheus scraping the pods. The first run builds images and
+models for about 12 minutes; see e2e/README.md.
+
 With --cluster it runs the same story on the cluster of $KUBECONFIG (KServe installed): the chart is
 installed with helm, nothing local is started, and the canary is slow only if the scenario's second
 manifest really is (see e2e/kind/scenario/); see docs/demo.md.
@@ -49,6 +55,7 @@ from nlpmodel_harness.checkout import CHART, REPO
 from nlpmodel_harness.demoview import Snapshot, events, panel, summary_table
 
 SCENARIO: Final = REPO / "manifests" / "demo"
+NODE_SCENARIO: Final = REPO / "manifests" / "demo-node"
 SLOWDOWN: Final = 1.8  # the slow canary's time to first token, relative to the stable's (TTFT +80 %)
 TTFT: Final = "vllm:time_to_first_token_seconds"
 # --fast (the test): shorter analysis interval and pauses; the story is the same.
@@ -165,6 +172,7 @@ class Story:
     out: TextIO
     prometheus_url: str | None = None
     timeout_s: float = 180.0
+    slow_what: str = "TTFT +80 %"
     alive: Callable[[], str | None] = lambda: None  # a reason when a component we depend on stopped
     started: float = field(default_factory=time.monotonic)
     outcomes: list[Outcome] = field(default_factory=list)
@@ -253,7 +261,7 @@ class Story:
         self.screen.done()
         self.outcomes.append(Outcome(first, "Ready", time.monotonic() - t0, "first revision: no analysis"))
 
-        banner(self.out, f"2/3 an update whose canary is slow (TTFT +80 %): {slow.path.name}")
+        banner(self.out, f"2/3 an update whose canary is slow ({self.slow_what}): {slow.path.name}")
         t0 = time.monotonic()
         self.apply(slow)
         result = self.watch("the slow canary's rollback", lambda m: _rolled_back(m, slow.revision))
@@ -346,7 +354,7 @@ def run_local(args: argparse.Namespace, out: TextIO, live: bool) -> int:
     from nlpmodel_harness.revision_servers import HEALTHY  # noqa: PLC0415 (dev-only, heavy)
     from nlpmodel_harness.stack import LocalStack  # noqa: PLC0415
 
-    chapters = load_scenario(args.scenario, fast=args.fast)
+    chapters = load_scenario(args.scenario or SCENARIO, fast=args.fast)
     started = time.monotonic()
     banner(out, "local stack: etcd + kube-apiserver + kube-controller-manager, Prometheus, the operator")
     print(
@@ -417,6 +425,58 @@ def run_local(args: argparse.Namespace, out: TextIO, live: bool) -> int:
     return 0
 
 
+# -- real pods on this machine ---------------------------------------------------------------------------
+
+
+def run_node(args: argparse.Namespace, out: TextIO, live: bool) -> int:
+    from nlpmodel_harness.nodestack import RELEASE, RELEASE_NAMESPACE, NodeStack, ServiceLoad  # noqa: PLC0415
+
+    chapters = load_scenario(args.scenario or NODE_SCENARIO, fast=args.fast)
+    first = chapters[0].body
+    namespace, name = first["metadata"]["namespace"], first["metadata"]["name"]
+    started = time.monotonic()
+    banner(out, "real pods: control plane + kubelet node, our images and chart, tiny models, Prometheus")
+    print(
+        "(the first run on a machine builds the node binaries, the images and the models: about 12 minutes)",
+        file=out,
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="nlpmodel-demo-node-") as tmp:
+        try:
+            with NodeStack(Path(tmp), [namespace]) as stack:
+                print(f"API server {stack.plane.git_version} at {stack.plane.api_url}", file=out)
+                print(f"Prometheus {stack.prometheus.url} (the chart's alert rules loaded)", file=out)
+                print(
+                    f"operator: helm release {RELEASE} in {RELEASE_NAMESPACE}, a pod from our image", file=out
+                )
+                served = first["spec"]["model"].get("servedName") or name
+                with ServiceLoad(stack.admin, namespace, name, served_name=served) as traffic:
+                    print(
+                        f"load: 3 clients sending completions to Service {namespace}/{name}",
+                        file=out,
+                        flush=True,
+                    )
+                    story = Story(
+                        client.CustomObjectsApi(stack.admin),
+                        client.CoreV1Api(stack.admin),
+                        chapters,
+                        Screen(out, live),
+                        out,
+                        prometheus_url=stack.prometheus.url,
+                        timeout_s=args.timeout,
+                        slow_what="a larger model",
+                    )
+                    outcomes = story.run()
+                print(
+                    f"requests through the Service: {traffic.ok} answered, {traffic.failed} cut off", file=out
+                )
+        except DemoError as exc:
+            print(f"demo failed: {exc}", file=sys.stderr)
+            return 1
+    print_summary(out, outcomes, time.monotonic() - started)
+    return 0
+
+
 # -- a real cluster --------------------------------------------------------------------------------------
 
 
@@ -425,7 +485,7 @@ def run_cluster(args: argparse.Namespace, out: TextIO, live: bool) -> int:
     if not kubeconfig:
         print("demo --cluster: set KUBECONFIG (or --kubeconfig) to the cluster to use", file=sys.stderr)
         return 2
-    chapters = load_scenario(args.scenario, fast=args.fast, namespace=args.namespace)
+    chapters = load_scenario(args.scenario or SCENARIO, fast=args.fast, namespace=args.namespace)
     started = time.monotonic()
     if args.install:
         from nlpmodel_harness.k8stools import ensure_tools  # noqa: PLC0415 (dev-only)
@@ -475,7 +535,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--plain", action="store_true", help="one line per event (the default without a TTY)")
     parser.add_argument(
-        "--scenario", type=Path, default=SCENARIO, help="three manifests (default manifests/demo)"
+        "--scenario",
+        type=Path,
+        default=None,
+        help="three manifests (default manifests/demo, with --node manifests/demo-node)",
+    )
+    parser.add_argument(
+        "--node",
+        action="store_true",
+        help="real pods on this machine: kubelet node, our images and chart (root, Linux; ~12 min first time)",
     )
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds each chapter may take")
     cluster = parser.add_argument_group("a real cluster (KServe installed): see docs/demo.md")
@@ -504,9 +572,11 @@ def main(argv: list[str] | None = None) -> int:
     out = sys.stdout
     live = out.isatty() and not args.plain
     try:
-        offline_part(out, args.scenario)
+        offline_part(out, args.scenario or (NODE_SCENARIO if args.node else SCENARIO))
         if args.offline:
             return 0
+        if args.node:
+            return run_node(args, out, live)
         if args.cluster:
             return run_cluster(args, out, live)
         return run_local(args, out, live)

@@ -214,7 +214,7 @@ def base_image() -> Image:
         started = time.monotonic()
         cmd = [
             "mmdebstrap",
-            "--variant=essential",
+            "--variant=minbase",  # what debian:*-slim holds (libstdc++ for torch, apt)
             f"--include={','.join(BASE_PACKAGES)}",
             *(f"--dpkgopt=path-exclude={p}" for p in _DOC_PATHS),
             # The python:3.11-slim layout: python and pip on PATH, installs land in /usr/local.

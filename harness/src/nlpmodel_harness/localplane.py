@@ -704,6 +704,8 @@ class LocalPlane:
                 f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
                 "--allow-privileged=true",
                 "--profiling=false",
+                # logs/exec: reach the kubelet at the node's address (its name is in no DNS).
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
                 *self._audit_flags(),
             ],
         )
