@@ -50,7 +50,7 @@ __all__ = [
     "write_image_archive",
 ]
 
-BASE_RECIPE_VERSION: Final = "1"  # bump when the recipe below changes in a way its text does not show
+BASE_RECIPE_VERSION: Final = "1"  # bump when the recipe changes in a way the mmdebstrap command does not show
 BASE_SUITE: Final = "bookworm"
 BASE_PACKAGES: Final = ("python3", "python3-venv", "passwd", "ca-certificates")
 BASE_IMAGE: Final = "localhost/nlpmodel-base:python3-bookworm"
@@ -194,8 +194,22 @@ def write_image_archive(
 # ----------------------------------------------------------------------------------------------- base
 
 
+def _mmdebstrap_cmd(out: Path) -> list[str]:
+    return [
+        "mmdebstrap",
+        "--variant=minbase",  # what debian:*-slim holds: libstdc++ (torch needs it), apt
+        f"--include={','.join(BASE_PACKAGES)}",
+        *(f"--dpkgopt=path-exclude={p}" for p in _DOC_PATHS),
+        # The python:3.11-slim layout: python and pip on PATH, installs land in /usr/local.
+        '--customize-hook=chroot "$1" python3 -m venv /usr/local',
+        '--customize-hook=rm -f "$1"/usr/local/bin/activate* "$1"/usr/local/bin/Activate.ps1',
+        BASE_SUITE,
+        str(out),
+    ]
+
+
 def _base_key() -> str:
-    recipe = {"v": BASE_RECIPE_VERSION, "suite": BASE_SUITE, "packages": BASE_PACKAGES, "docs": _DOC_PATHS}
+    recipe = {"v": BASE_RECIPE_VERSION, "cmd": _mmdebstrap_cmd(Path("out"))}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -212,17 +226,7 @@ def base_image() -> Image:
         layer_tar = entry / "layer.tar"
         log(f"bootstrapping the base root filesystem (mmdebstrap {BASE_SUITE}: {', '.join(BASE_PACKAGES)})")
         started = time.monotonic()
-        cmd = [
-            "mmdebstrap",
-            "--variant=minbase",  # what debian:*-slim holds (libstdc++ for torch, apt)
-            f"--include={','.join(BASE_PACKAGES)}",
-            *(f"--dpkgopt=path-exclude={p}" for p in _DOC_PATHS),
-            # The python:3.11-slim layout: python and pip on PATH, installs land in /usr/local.
-            '--customize-hook=chroot "$1" python3 -m venv /usr/local',
-            '--customize-hook=rm -f "$1"/usr/local/bin/activate* "$1"/usr/local/bin/Activate.ps1',
-            BASE_SUITE,
-            str(layer_tar),
-        ]
+        cmd = _mmdebstrap_cmd(layer_tar)
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             shutil.rmtree(entry, ignore_errors=True)
@@ -231,6 +235,7 @@ def base_image() -> Image:
         image = Image(BASE_IMAGE, (Layer.from_tar(layer_tar),), config)
         image.save(entry)
         log(f"base root filesystem built in {time.monotonic() - started:.0f}s")
+        _remove_older(entry)
         return image
 
 
