@@ -1,6 +1,6 @@
 """Tiny generative models built from configs, for real runtime pods (nothing downloaded).
 
-    models_root()                        # ~/.cache/nlpmodel-operator/models: a pod's model volume
+    models_root()                        # /var/cache/nlpmodel-operator/models: a pod's model volume
     ensure(TinyModel("small", 2, 64))    # → models_root()/small, built once per machine
 
 Each model is a GPT-2 of the given depth and width with random weights and a tokenizer trained on a few
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Final
 
 from nlpmodel_harness import runtime_venv
-from nlpmodel_harness.localplane_build import cache_root, file_lock, log
+from nlpmodel_harness.localplane_build import file_lock, log
 
 __all__ = ["LARGE", "SMALL", "SMALL_V2", "TinyModel", "ensure", "models_root"]
 
@@ -41,8 +41,13 @@ SMALL_V2: Final = TinyModel("small-v2", layers=2, hidden=64)
 LARGE: Final = TinyModel("large", layers=12, hidden=512, heads=8)
 
 
+ENV_MODELS_DIR: Final = "NLPMODEL_MODELS_DIR"
+# Outside /root (mode 0700): the runtime's pods read it as UID 1000 through a hostPath volume.
+DEFAULT_MODELS_DIR: Final = Path("/var/cache/nlpmodel-operator/models")
+
+
 def models_root() -> Path:
-    return cache_root().parent / "models"
+    return Path(os.environ.get(ENV_MODELS_DIR) or DEFAULT_MODELS_DIR)
 
 
 def _key(model: TinyModel) -> str:
@@ -53,6 +58,8 @@ def _key(model: TinyModel) -> str:
 def ensure(model: TinyModel) -> Path:
     """models_root()/<name>, (re)built when missing or built from another recipe."""
     root = models_root()
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o755)
     directory = root / model.name
     stamp = root / f".{model.name}.key"
     with file_lock(root / ".build.lock"):
