@@ -65,9 +65,19 @@ def excluded(relative: str, rules: list[Rule]) -> bool:
     return verdict
 
 
-def context_files(root: Path) -> Iterator[str]:
+def rules_for(root: Path, dockerfile: Path | None = None) -> list[Rule]:
+    """The rules a build of root uses: BuildKit's `<Dockerfile>.dockerignore` beside the Dockerfile
+    when there is one (the runtime's image has its own context rules), else root/.dockerignore."""
+    if dockerfile is not None:
+        own = dockerfile.with_name(dockerfile.name + ".dockerignore")
+        if own.is_file():
+            return read_rules(own)
+    return read_rules(root / ".dockerignore")
+
+
+def context_files(root: Path, dockerfile: Path | None = None) -> Iterator[str]:
     """Paths (relative, `/`-separated) of the regular files `docker build root` would send."""
-    rules = read_rules(root / ".dockerignore")
+    rules = rules_for(root, dockerfile)
     # An excluded directory can be skipped whole unless an exception may bring back something inside.
     prune = not any(rule.include for rule in rules)
     for directory, subdirs, files in os.walk(root):

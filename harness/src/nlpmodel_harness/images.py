@@ -19,7 +19,6 @@ rebuilds nothing.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import hashlib
 import io
 import json
@@ -36,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
+from nlpmodel_harness import dockercontext
 from nlpmodel_harness.localplane_build import cache_root, ensure_apt_packages, file_lock, log
 
 __all__ = [
@@ -314,41 +314,6 @@ def _json_or_shell(rest: str) -> list[str]:
     return ["/bin/sh", "-c", rest]
 
 
-class _Ignore:
-    """.dockerignore matching: patterns against the path and its parents, `!` re-includes."""
-
-    def __init__(self, lines: Sequence[str]) -> None:
-        self.rules: list[tuple[bool, str]] = []
-        for raw in lines:
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            negate = line.startswith("!")
-            pattern = os.path.normpath(line.lstrip("!").strip().lstrip("/"))
-            self.rules.append((negate, pattern))
-
-    @property
-    def has_exceptions(self) -> bool:
-        return any(negate for negate, _ in self.rules)
-
-    def ignored(self, rel: str) -> bool:
-        parts = rel.split("/")
-        candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-        result = False
-        for negate, pattern in self.rules:
-            if any(_match(pattern, c) for c in candidates):
-                result = not negate
-        return result
-
-
-def _match(pattern: str, path: str) -> bool:
-    if "**" in pattern:
-        regex = re.escape(pattern).replace(r"\*\*/", "(?:.*/)?").replace(r"\*\*", ".*")
-        regex = regex.replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
-        return re.fullmatch(regex, path) is not None
-    return fnmatch.fnmatchcase(path, pattern) and path.count("/") == pattern.count("/")
-
-
 @dataclass
 class _Stage:
     name: str | None
@@ -451,27 +416,15 @@ class Builder:
         self.base = base
         self.work = work
         self.run_mounts = list(run_mounts)  # host paths mounted read-only at the same path for RUN
-        ignore_file = dockerfile.with_name(dockerfile.name + ".dockerignore")
-        if not ignore_file.is_file():
-            ignore_file = context / ".dockerignore"
-        self.ignore = _Ignore(ignore_file.read_text().splitlines() if ignore_file.is_file() else [])
+        self.rules = dockercontext.rules_for(context, dockerfile)
         self.stages: list[_Stage] = []
 
-    # The files of the context a build may read (the cache key covers exactly these).
+    def ignored(self, relative: str) -> bool:
+        return dockercontext.excluded(os.path.normpath(relative), self.rules)
+
     def context_files(self) -> list[Path]:
-        files = []
-        for dirpath, dirnames, filenames in os.walk(self.context):
-            rel_dir = os.path.relpath(dirpath, self.context)
-            if not self.ignore.has_exceptions:  # with `!` rules an ignored directory may hold kept files
-                dirnames[:] = [
-                    d for d in dirnames if not self.ignore.ignored(os.path.normpath(os.path.join(rel_dir, d)))
-                ]
-            dirnames.sort()
-            for name in sorted(filenames):
-                rel = os.path.normpath(os.path.join(rel_dir, name))
-                if not self.ignore.ignored(rel):
-                    files.append(self.context / rel)
-        return files
+        """The files of the context a build may read (the cache key covers exactly these)."""
+        return [self.context / rel for rel in dockercontext.context_files(self.context, self.dockerfile)]
 
     def run(self) -> Image:
         instructions = parse_dockerfile(self.dockerfile.read_text())
@@ -583,7 +536,7 @@ class Builder:
             for src in matches:
                 if not src.exists():
                     raise BuildError(f"COPY {source}: not found")
-                if source_stage is None and self.ignore.ignored(os.path.relpath(src, self.context)):
+                if source_stage is None and self.ignored(os.path.relpath(src, self.context)):
                     raise BuildError(f"COPY {source}: excluded by .dockerignore")
                 if src.is_dir() and not src.is_symlink():
                     self._copy_tree(src, target, from_context=source_stage is None)
@@ -600,17 +553,11 @@ class Builder:
             rel_dir = os.path.relpath(dirpath, src)
             if from_context:
                 ctx_rel = os.path.relpath(dirpath, self.context)
-                if not self.ignore.has_exceptions:
+                if not any(rule.include for rule in self.rules):
                     dirnames[:] = [
-                        d
-                        for d in dirnames
-                        if not self.ignore.ignored(os.path.normpath(os.path.join(ctx_rel, d)))
+                        d for d in dirnames if not self.ignored(os.path.normpath(os.path.join(ctx_rel, d)))
                     ]
-                kept = [
-                    f
-                    for f in filenames
-                    if not self.ignore.ignored(os.path.normpath(os.path.join(ctx_rel, f)))
-                ]
+                kept = [f for f in filenames if not self.ignored(os.path.normpath(os.path.join(ctx_rel, f)))]
             else:
                 kept = filenames
             out_dir = target / rel_dir
