@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nlpmodel_harness.demo import FAST_INTERVAL, FAST_PAUSE, SCENARIO, DemoError, load_scenario
+from nlpmodel_harness import tinymodels
+from nlpmodel_harness.demo import FAST_INTERVAL, FAST_PAUSE, NODE_SCENARIO, SCENARIO, DemoError, load_scenario
 from nlpmodel_harness.schemacheck import check_custom_object
 from nlpmodel_operator.api.crd import crd
 from nlpmodel_operator.cli.main import main as nlpctl
@@ -53,3 +54,22 @@ def test_nlpctl_demo_takes_the_demos_own_options(capsys: pytest.CaptureFixture[s
     with pytest.raises(SystemExit) as usage:
         nlpctl(["demo", "--no-such-option"])
     assert usage.value.code == 2
+
+
+def test_the_real_pods_scenario_rolls_out_a_larger_model_then_one_of_the_same_size() -> None:
+    """`demo --node`: the slow canary is slow because its model is larger, not because it is told to be."""
+    chapters = load_scenario(NODE_SCENARIO, fast=False)
+    assert len({c.revision for c in chapters}) == 3
+    for chapter in chapters:
+        assert check_custom_object(chapter.body, crd()) == [], chapter.path.name
+    uris = [c.body["spec"]["model"]["uri"] for c in chapters]
+    assert uris == ["pvc://models/small", "pvc://models/large", "pvc://models/small-v2"]
+    small, large, small_v2 = (tinymodels.SMALL, tinymodels.LARGE, tinymodels.SMALL_V2)
+    assert [m.name for m in (small, large, small_v2)] == [u.rsplit("/", 1)[1] for u in uris]
+    assert large.layers * large.hidden**2 > 100 * small.layers * small.hidden**2
+    assert (small.layers, small.hidden, small.heads) == (small_v2.layers, small_v2.hidden, small_v2.heads)
+
+
+def test_nlpctl_demo_node_offline_checks_its_scenario(capsys: pytest.CaptureFixture[str]) -> None:
+    assert nlpctl(["demo", "--node", "--offline"]) == 0
+    assert "chat-v2-larger.yaml: chat: valid" in capsys.readouterr().out
