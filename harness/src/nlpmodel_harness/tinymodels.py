@@ -75,7 +75,9 @@ def ensure(model: TinyModel) -> Path:
         )
         if done.returncode != 0:
             raise RuntimeError(f"building tiny model {model.name} failed:\n{done.stderr[-3000:]}")
-        staging.chmod(0o755)  # read by the runtime's unprivileged user
+        # Read by the runtime's unprivileged user (safetensors writes its file 0600).
+        for path in (staging, *staging.iterdir()):
+            path.chmod(0o755 if path.is_dir() else 0o644)
         shutil.rmtree(directory, ignore_errors=True)
         staging.rename(directory)
         stamp.write_text(_key(model))
