@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -506,19 +507,13 @@ def clean_iptables() -> None:
                 chain = line.split()[1]
                 jumps = re.search(r"-j (KUBE-|CNI-)", line)
                 if jumps and not chain.startswith(CHAIN_PREFIXES):
-                    spec = _split_rule(line)[2:]
+                    spec = shlex.split(line)[2:]
                     subprocess.run([tool, "-t", table, "-D", chain, *spec], capture_output=True, check=False)
             chains = _our_chains(lines)
             for chain in chains:
                 subprocess.run([tool, "-t", table, "-F", chain], capture_output=True, check=False)
             for chain in chains:
                 subprocess.run([tool, "-t", table, "-X", chain], capture_output=True, check=False)
-
-
-def _split_rule(line: str) -> list[str]:
-    import shlex  # noqa: PLC0415
-
-    return shlex.split(line)
 
 
 def teardown_host_state(paths: NodePaths) -> list[str]:
