@@ -1,6 +1,6 @@
 """Real-pods tier: the operator, its chart and our transformers runtime on a real kubelet node.
 
-One cluster for the whole tier (a session fixture, :class:`nlpmodel_harness.nodestack.NodeStack`): the
+One cluster for the tier's real-pods tests (a module fixture, :class:`nlpmodel_harness.nodestack.NodeStack`): the
 local control plane with a node (kube-scheduler, containerd, kubelet, kube-proxy, CNI bridge), our two
 images built from their Dockerfiles and imported into containerd (no registry), tiny models built from
 configs on a hostPath volume claimed as `models`, the chart installed with `helm install` (the operator
@@ -45,7 +45,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         prepare()
 
 
-@pytest.fixture(scope="session")
+# Module scope: all tests on the shared cluster live in test_real_pods.py, and the node (its pods, its CPU)
+# must be gone before the tiers that run after this one in the same `pytest tests` session.
+@pytest.fixture(scope="module")
 def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeCluster]:
     with NodeStack(tmp_path_factory.mktemp("node-cluster"), [MODEL_NAMESPACE]) as stack:
         yield NodeCluster(stack)
