@@ -62,7 +62,8 @@ APT_PACKAGES: Final = (
     "containernetworking-plugins",
     "iptables",
     "conntrack",
-    "gcc",
+    "iproute2",  # `ip link delete cni0` on teardown
+    "gcc",  # the pause image's static binary
     "libc6-dev",
 )
 CNI_BIN_DIR: Final = Path("/usr/lib/cni")
