@@ -468,7 +468,9 @@ def run_node(args: argparse.Namespace, out: TextIO, live: bool) -> int:
                     )
                     outcomes = story.run()
                 print(
-                    f"requests through the Service: {traffic.ok} answered, {traffic.failed} cut off", file=out
+                    f"requests through the Service: {traffic.ok} answered, {traffic.failed} refused or cut off "
+                    "(no ready pod yet, or a pod going away)",
+                    file=out,
                 )
         except DemoError as exc:
             print(f"demo failed: {exc}", file=sys.stderr)
