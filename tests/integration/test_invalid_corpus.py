@@ -28,6 +28,7 @@ from nlpmodel_harness.k8stools import ensure_tools
 from nlpmodel_harness.localplane import LocalPlane
 from nlpmodel_harness.standins import StandInControllers
 from nlpmodel_operator.api import constants as c
+from nlpmodel_operator.api.status import to_json
 from nlpmodel_operator.core.reconcile import Observation, decide
 from nlpmodel_operator.core.validation import object_problems
 
@@ -215,7 +216,7 @@ def test_the_corpus_is_big_covers_every_kind_and_each_file_is_invalid_offline_to
             decision = decide(
                 Observation(case.name, "ns", 1, case.body["spec"], {}, {}, "2026-11-26T10:00:00Z")
             )
-            spec_valid = next(x for x in decision.status["conditions"] if x["type"] == "SpecValid")
+            spec_valid = next(x for x in to_json(decision.status)["conditions"] if x["type"] == "SpecValid")
             problems = [spec_valid["message"]] if spec_valid["status"] == "False" else []
             assert decision.actions == [] or not problems
         missed += [] if problems else [case.file]
