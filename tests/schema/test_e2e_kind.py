@@ -30,7 +30,7 @@ from nlpmodel_harness.upstream_crds import load_crd, upstream_crd_files
 from nlpmodel_operator.api.crd import crd as nlpmodel_crd
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.core.reconcile import Monitoring, Observation, decide
-from nlpmodel_operator.core.records import RevisionState
+from nlpmodel_operator.core.records import Apply, RevisionState
 from nlpmodel_operator.core.revision import revision_hash
 from nlpmodel_operator.core.validation import object_problems
 
@@ -135,7 +135,7 @@ def mid_canary(body: dict[str, Any]) -> list[dict[str, Any]]:
         "2026-11-26T10:00:01Z",
         monitoring=Monitoring(scrape_interval_s=5),
     )
-    return decide(obs).apply
+    return [a.obj for a in decide(obs).actions if isinstance(a, Apply)]
 
 
 def test_what_the_operator_renders_for_the_scenario_passes_the_upstream_schemas() -> None:

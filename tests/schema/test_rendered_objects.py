@@ -20,7 +20,7 @@ from nlpmodel_harness.upstream_crds import load_crd, upstream_crd_files
 from nlpmodel_operator.api.crd import crd as nlpmodel_crd
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.core.reconcile import Monitoring, Observation, decide
-from nlpmodel_operator.core.records import RevisionState
+from nlpmodel_operator.core.records import Apply, RevisionState
 from nlpmodel_operator.core.render import render_revision
 from nlpmodel_operator.core.resolve import resolve
 from nlpmodel_operator.core.revision import revision_hash
@@ -71,7 +71,7 @@ def mid_canary(example: Path, router: str) -> list[dict[str, Any]]:
         "2026-11-26T10:00:01Z",
         monitoring=Monitoring(scrape_interval_s=15),
     )
-    return decide(obs).apply
+    return [a.obj for a in decide(obs).actions if isinstance(a, Apply)]
 
 
 def autoscaled(example: str, **scaling: Any) -> list[dict[str, Any]]:
