@@ -42,26 +42,39 @@ OPERATOR_SERVICE_ACCOUNT: Final = "nlpmodel-operator"
 TOKEN_SECONDS: Final = 3 * 3600
 
 
+# A replace that loses the race with a status write is retried this often (kubectl apply retries too).
+APPLY_ATTEMPTS: Final = 5
+
+
 def apply_model(custom: client.CustomObjectsApi, body: dict[str, Any]) -> dict[str, Any]:
-    """Create the NLPModel, or replace its spec (what `kubectl apply` does for a whole object)."""
+    """Create the NLPModel, or replace its spec (what `kubectl apply` does for a whole object).
+
+    The replace is conditional on the resourceVersion just read; the operator's status writes move it
+    too, so a conflict is read again and retried, as kubectl does."""
     ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    try:
-        current = custom.get_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.PLURAL, name)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-        created: dict[str, Any] = custom.create_namespaced_custom_object(
-            c.GROUP, c.VERSION, ns, c.PLURAL, body
-        )
-        return created
-    body = {
-        **body,
-        "metadata": {**body["metadata"], "resourceVersion": current["metadata"]["resourceVersion"]},
-    }
-    replaced: dict[str, Any] = custom.replace_namespaced_custom_object(
-        c.GROUP, c.VERSION, ns, c.PLURAL, name, body
-    )
-    return replaced
+    for attempt in range(APPLY_ATTEMPTS):
+        try:
+            current = custom.get_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.PLURAL, name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            created: dict[str, Any] = custom.create_namespaced_custom_object(
+                c.GROUP, c.VERSION, ns, c.PLURAL, body
+            )
+            return created
+        versioned = {
+            **body,
+            "metadata": {**body["metadata"], "resourceVersion": current["metadata"]["resourceVersion"]},
+        }
+        try:
+            replaced: dict[str, Any] = custom.replace_namespaced_custom_object(
+                c.GROUP, c.VERSION, ns, c.PLURAL, name, versioned
+            )
+            return replaced
+        except ApiException as exc:
+            if exc.status != 409 or attempt == APPLY_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def service_account_kubeconfig(
