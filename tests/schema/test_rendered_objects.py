@@ -353,6 +353,16 @@ CROSS_FIELD_CASES = [
         None,
         id="knative-concurrency",
     ),
+    pytest.param(
+        variant(scaling={"minReplicas": 1, "maxReplicas": 2, "metric": "kv-cache", "target": 101}),
+        "scaling.target of metric kv-cache is a KV-cache usage percentage: at most 100",
+        id="kv-cache-target-over-100",
+    ),
+    pytest.param(
+        variant(scaling={"minReplicas": 1, "maxReplicas": 2, "metric": "kv-cache", "target": 100}),
+        None,
+        id="kv-cache-target-100",
+    ),
     pytest.param({**BASE, "metadata": {"name": "m" * 55, "namespace": "ml"}}, "at most 54", id="long-name"),
 ]
 
@@ -367,3 +377,33 @@ def test_cel_rules_and_python_validators_agree(obj: dict[str, Any], message: str
     else:
         assert any(message in p for p in cel_problems), cel_problems
         assert any(message in p.message for p in python_problems), python_problems
+
+
+@pytest.mark.parametrize(
+    ("slo", "field", "refused"),
+    [
+        pytest.param({"errorRate": "150%"}, "errorRate", True, id="error-rate-150"),
+        pytest.param({"errorRate": "100.5%"}, "errorRate", True, id="error-rate-100.5"),
+        pytest.param({"errorRate": "100%"}, "errorRate", False, id="error-rate-100"),
+        pytest.param({"errorRate": "0.1%"}, "errorRate", False, id="error-rate-0.1"),
+        pytest.param({"maxRegression": "1001%"}, "maxRegression", True, id="regression-1001"),
+        pytest.param({"maxRegression": "1000%"}, "maxRegression", False, id="regression-1000"),
+        pytest.param({"maxRegression": "250%"}, "maxRegression", False, id="regression-250"),
+    ],
+)
+def test_percentages_out_of_range_are_refused_by_the_schema_and_by_nlpctl_validate(
+    slo: dict[str, str], field: str, refused: bool
+) -> None:
+    """A plain schema pattern (every API server version enforces it, CEL or not) and the Python
+    validator hold each percentage to the same range, and both name the field."""
+    obj = variant(rollout={"slo": slo})
+    schema_problems = check_custom_object(obj, nlpmodel_crd())
+    _, python_problems = object_problems(obj)
+    path = f"spec.rollout.slo.{field}"
+    if refused:
+        assert any(p.startswith(path) for p in schema_problems), schema_problems
+        assert [p.path for p in python_problems] == [path], python_problems
+        assert "must be a percentage from 0% to" in python_problems[0].message
+    else:
+        assert schema_problems == []
+        assert python_problems == []

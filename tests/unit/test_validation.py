@@ -115,8 +115,38 @@ def test_defaults_fill_a_minimal_spec() -> None:
         pytest.param(
             with_spec(**{"rollout.slo": {"errorRate": "one percent"}}),
             "spec.rollout.slo.errorRate",
-            "should match pattern",
+            "must be a percentage from 0% to 100%",
             id="bad-percent",
+        ),
+        pytest.param(
+            with_spec(**{"rollout.slo": {"errorRate": "150%"}}),
+            "spec.rollout.slo.errorRate",
+            "must be a percentage from 0% to 100%, e.g. 1% (got '150%')",
+            id="error-rate-over-100",
+        ),
+        pytest.param(
+            with_spec(**{"rollout.slo": {"errorRate": "100.01%"}}),
+            "spec.rollout.slo.errorRate",
+            "from 0% to 100%",
+            id="error-rate-just-over-100",
+        ),
+        pytest.param(
+            with_spec(**{"rollout.slo": {"errorRate": "-1%"}}),
+            "spec.rollout.slo.errorRate",
+            "from 0% to 100%",
+            id="error-rate-negative",
+        ),
+        pytest.param(
+            with_spec(**{"rollout.slo": {"maxRegression": "1500%"}}),
+            "spec.rollout.slo.maxRegression",
+            "must be a percentage from 0% to 1000%",
+            id="regression-over-1000",
+        ),
+        pytest.param(
+            with_spec(**{"scaling.metric": "kv-cache", "scaling.maxReplicas": 3, "scaling.target": 120}),
+            "spec.scaling",
+            "scaling.target of metric kv-cache is a KV-cache usage percentage: at most 100",
+            id="kv-cache-target-over-100",
         ),
         pytest.param(
             with_spec(**{"serving.platform": "raw", "serving.router": "kserve-canary"}),
@@ -189,3 +219,23 @@ def test_bad_input_names_the_field(obj: dict[str, Any], path: str, fragment: str
     matching = [p for p in problems if p.path == path]
     assert matching, f"no problem at {path}: {[str(p) for p in problems]}"
     assert any(fragment in p.message for p in matching), [str(p) for p in matching]
+
+
+@pytest.mark.parametrize(
+    ("slo", "scaling"),
+    [
+        pytest.param({"errorRate": "0%"}, {}, id="error-rate-0"),
+        pytest.param({"errorRate": "100%"}, {}, id="error-rate-100"),
+        pytest.param({"errorRate": "99.95%"}, {}, id="error-rate-fraction"),
+        pytest.param({"maxRegression": "0%"}, {}, id="regression-0"),
+        pytest.param({"maxRegression": "1000%"}, {}, id="regression-1000"),
+        pytest.param({}, {"metric": "kv-cache", "maxReplicas": 3, "target": 100}, id="kv-cache-target-100"),
+        pytest.param({}, {"metric": "cpu", "maxReplicas": 3, "target": 150}, id="cpu-target-over-100"),
+    ],
+)
+def test_percentages_at_the_ends_of_their_range_are_accepted(
+    slo: dict[str, str], scaling: dict[str, Any]
+) -> None:
+    """The bounds are inclusive; CPU utilization may exceed 100 % of the request, so it is not capped."""
+    obj = with_spec(**{"rollout.slo": slo, "scaling": scaling, "resources.cpu": "2"})
+    assert object_problems(obj)[1] == []

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from nlpmodel_operator.api.units import DURATION_PATTERN, PERCENT_PATTERN
+from nlpmodel_operator.api.units import DURATION_PATTERN, REGRESSION_PERCENT_PATTERN, SHARE_PERCENT_PATTERN
 
 Task = Literal["generate", "embed", "classify", "rerank"]
 Engine = Literal["vllm", "transformers"]
@@ -37,7 +37,11 @@ Strategy = Literal["canary", "direct"]
 ArchitectureKind = Literal["decoder", "encoder"]
 
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
-Percent = Annotated[str, Field(pattern=PERCENT_PATTERN, max_length=16)]
+# Percentages are held to their meaningful range by their pattern (see units.percent_range_pattern):
+# a share of requests is 0-100 %; a regression allowance 0-1000 % (11 times stable's latency: beyond
+# that a check could not fail in practice, so a larger value is a typo, not a policy).
+SharePercent = Annotated[str, Field(pattern=SHARE_PERCENT_PATTERN, max_length=16)]
+RegressionPercent = Annotated[str, Field(pattern=REGRESSION_PERCENT_PATTERN, max_length=16)]
 DNSLabel = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", min_length=1, max_length=63)]
 DNSSubdomain = Annotated[
     str,
@@ -290,6 +294,9 @@ SCALE_TO_ZERO_MESSAGE: Final = (
 CPU_REQUEST_MESSAGE: Final = (
     "scaling.metric cpu needs resources.cpu: utilization is measured against the request"
 )
+KV_CACHE_TARGET_MESSAGE: Final = (
+    "scaling.target of metric kv-cache is a KV-cache usage percentage: at most 100"
+)
 KNATIVE_SCALING_MESSAGE: Final = (
     "router kserve-canary runs KServe's Knative mode, which autoscales on concurrency or cpu; "
     "queue-depth and kv-cache need KEDA (router gateway-api or replica-ratio)"
@@ -334,6 +341,10 @@ class Scaling(_Model):
         json_schema_extra=_cel(
             ("self.minReplicas <= self.maxReplicas", "minReplicas must be <= maxReplicas"),
             ("self.metric != 'cpu' || self.minReplicas >= 1", SCALE_TO_ZERO_MESSAGE),
+            (
+                "self.metric != 'kv-cache' || !has(self.target) || self.target <= 100",
+                KV_CACHE_TARGET_MESSAGE,
+            ),
         )
     )
 
@@ -357,6 +368,8 @@ class Scaling(_Model):
             raise ValueError("minReplicas must be <= maxReplicas")
         if self.metric == "cpu" and self.min_replicas == 0:
             raise ValueError(SCALE_TO_ZERO_MESSAGE)
+        if self.metric == "kv-cache" and self.target is not None and self.target > 100:
+            raise ValueError(KV_CACHE_TARGET_MESSAGE)
         return self
 
 
@@ -515,12 +528,15 @@ class SLO(_Model):
     e2e_p95: Duration | None = Field(
         default=None, alias="e2eP95", description="95th percentile end-to-end request latency."
     )
-    error_rate: Percent | None = Field(
-        default=None, description="Largest share of requests finishing with error or abort, e.g. 1%."
+    error_rate: SharePercent | None = Field(
+        default=None,
+        description="Largest share of requests finishing with error or abort, from 0% to 100%, e.g. 1%.",
     )
-    max_regression: Percent = Field(
+    max_regression: RegressionPercent = Field(
         default="20%",
-        description="How much worse than stable the canary may be, with statistical confidence.",
+        description=(
+            "How much worse than stable the canary may be, with statistical confidence; 0% to 1000%."
+        ),
     )
 
 

@@ -10,6 +10,22 @@ from typing import Final
 DURATION_PATTERN: Final = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 PERCENT_PATTERN: Final = r"^[0-9]+(\.[0-9]+)?%$"
 
+
+def percent_range_pattern(max_percent: int) -> str:
+    """A percent pattern that admits 0% to `max_percent` % inclusive (a power of ten): a range the API
+    server enforces as a plain schema pattern, so every server refuses "150%" at admission, CEL or not."""
+    digits = len(str(max_percent)) - 1
+    if max_percent != 10**digits or digits < 1:
+        raise ValueError(f"max_percent must be a power of ten >= 10, not {max_percent}")
+    return rf"^({max_percent}(\.0+)?|[0-9]{{1,{digits}}}(\.[0-9]+)?)%$"
+
+
+# The ranges the API's percentages are held to, by pattern: `nlpctl validate` turns a mismatch into
+# "must be a percentage from 0% to 100%" rather than quoting the regular expression.
+SHARE_PERCENT_PATTERN: Final = percent_range_pattern(100)
+REGRESSION_PERCENT_PATTERN: Final = percent_range_pattern(1000)
+PERCENT_RANGES: Final = {SHARE_PERCENT_PATTERN: (0, 100), REGRESSION_PERCENT_PATTERN: (0, 1000)}
+
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.spec import NLPModelSpec
+from nlpmodel_operator.api.units import PERCENT_RANGES
 from nlpmodel_operator.core.problems import Problem
 
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -34,6 +35,11 @@ def _message(error: Mapping[str, Any]) -> str:
         return f"unsupported value {error.get('input')!r}: expected one of {expected}"
     if kind == "missing":
         return "required field is missing"
+    if kind == "string_pattern_mismatch" and (
+        bounds := PERCENT_RANGES.get(error.get("ctx", {}).get("pattern", ""))
+    ):
+        low, high = bounds
+        return f"must be a percentage from {low}% to {high}%, e.g. 1% (got {error.get('input')!r})"
     message = str(error["msg"])
     # pydantic prefixes errors raised in validators with "Value error, ".
     return message.removeprefix("Value error, ")
