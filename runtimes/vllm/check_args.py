@@ -1,11 +1,12 @@
 """Parse command lines with vLLM's own CLI, exactly as `vllm serve ARGS` would, without serving.
 
 Runs inside the runtime venv (vLLM installed): reads ``[{"label": ..., "argv": ["vllm", "serve", ...]}]``
-as JSON on stdin and writes ``[{"label", "ok", "error"}]`` to the file named by its argument. For each
-command line it runs vLLM's CLI entry point (``vllm.entrypoints.cli.main.main``) with the serve
-subcommand's action replaced by a recorder, so the real parser, the real ``validate`` of the serve subcommand and
-``AsyncEngineArgs.from_cli_args`` all run; nothing loads a model. An argparse rejection (unknown flag,
-value outside ``choices``, wrong type) is a SystemExit whose message vLLM printed to stderr.
+as JSON on stdin and writes ``[{"label", "ok", "error", "model"}]`` to the file named by its argument. For each
+command line it runs vLLM's CLI entry point (``vllm.entrypoints.cli.main.main``) with the launchers the
+serve subcommand ends in replaced by a recorder, so the real parser, the real ``validate`` and ``cmd`` of
+the serve subcommand and ``AsyncEngineArgs.from_cli_args`` all run; nothing loads a model. An argparse
+rejection (unknown flag, value outside ``choices``, wrong type) is a SystemExit whose message vLLM
+printed to stderr.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ import contextlib
 import io
 import json
 import sys
+import types
 from typing import Any
 
 
-def check(argv: list[str]) -> str | None:
-    """None when vLLM accepts the command line, else vLLM's message."""
+def check(argv: list[str]) -> tuple[str | None, str | None]:
+    """(None, the model vLLM will load) when vLLM accepts the command line, else (vLLM's message, None).
+    The model is what vLLM's own parser made of the command line (the positional `model_tag` of
+    `vllm serve`, or `--model`), so a caller can prove which argument it took."""
     import vllm.entrypoints.cli.main as cli_main  # noqa: PLC0415 - heavy; only inside the venv
     from vllm import platforms  # noqa: PLC0415
     from vllm.engine.arg_utils import AsyncEngineArgs  # noqa: PLC0415
@@ -33,10 +37,15 @@ def check(argv: list[str]) -> str | None:
         platforms.current_platform = CpuPlatform()
 
     if argv[:2] != ["vllm", "serve"]:
-        return f"not a `vllm serve` command line: {argv[:2]}"
+        return f"not a `vllm serve` command line: {argv[:2]}", None
     parsed: list[argparse.Namespace] = []
-    original = serve.ServeSubcommand.cmd
-    serve.ServeSubcommand.cmd = staticmethod(parsed.append)  # type: ignore[assignment]
+    # The serve subcommand's own `cmd` runs (it resolves the positional model_tag into args.model);
+    # only the launchers it ends in are replaced by the recorder.
+    launchers = ("run_server", "run_headless", "run_multi_api_server", "run_dp_supervisor", "uvloop")
+    originals = {name: getattr(serve, name) for name in launchers}
+    for name in launchers[:-1]:
+        setattr(serve, name, parsed.append)
+    serve.uvloop = types.SimpleNamespace(run=lambda _: None)  # type: ignore[assignment]
     stderr = io.StringIO()
     saved_argv = sys.argv
     sys.argv = argv
@@ -44,17 +53,19 @@ def check(argv: list[str]) -> str | None:
         with contextlib.redirect_stderr(stderr):
             cli_main.main()  # type: ignore[no-untyped-call]
         if len(parsed) != 1:
-            return "vLLM's CLI did not reach the serve command"
+            return "vLLM's CLI did not reach the serve command", None
         engine_args = AsyncEngineArgs.from_cli_args(parsed[0])
-        return _value_problem(engine_args)
+        problem = _value_problem(engine_args)
+        return problem, None if problem else str(engine_args.model)
     except SystemExit as exc:
-        return stderr.getvalue().strip().splitlines()[-1] if stderr.getvalue().strip() else f"exit {exc.code}"
+        message = stderr.getvalue().strip()
+        return (message.splitlines()[-1] if message else f"exit {exc.code}"), None
     except Exception as exc:  # vLLM's own validation (serve's validate, EngineArgs) raising
-        return f"{type(exc).__name__}: {exc}"
+        return f"{type(exc).__name__}: {exc}", None
     finally:
         sys.argv = saved_argv
-        serve.ServeSubcommand.cmd = original  # type: ignore[method-assign]
-    return None
+        for name, original in originals.items():
+            setattr(serve, name, original)
 
 
 def _value_problem(engine_args: Any) -> str | None:
@@ -86,8 +97,8 @@ def main() -> int:
     cases: list[dict[str, Any]] = json.load(sys.stdin)
     results = []
     for case in cases:
-        error = check(list(case["argv"]))
-        results.append({"label": case["label"], "ok": error is None, "error": error})
+        error, model = check(list(case["argv"]))
+        results.append({"label": case["label"], "ok": error is None, "error": error, "model": model})
     # vLLM logs to stdout: the results go to the file named by the only argument.
     with open(sys.argv[1], "w") as out:
         json.dump(results, out)

@@ -71,6 +71,12 @@ def test_vllm_accepts_every_rendered_command_line(runtime_python: Path, tmp_path
     }
     assert rejected == {}
     assert set(verdicts) == {label for label, _ in CASES + controls}
+    # The model is `vllm serve`'s positional argument (0.33 deprecates --model), and vLLM's parser
+    # takes it as the model to load.
+    assert {label: argv[2] for label, argv in CASES} == {
+        label: verdicts[label]["model"] for label, _ in CASES
+    }
+    assert all("--model" not in argv for _, argv in CASES)
     for label, _ in controls:
         assert not verdicts[label]["ok"], label
     assert "bitsandbytes" in verdicts["control:bitsandbytes"]["error"]

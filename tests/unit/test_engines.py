@@ -82,7 +82,8 @@ def test_vllm_args(sections: dict[str, Any], expected: dict[str, str | None]) ->
     assert engine_for("vllm").problems(s) == []
     args = render_args(s)
     values = flag_values(args)
-    assert values["--model"] == "/mnt/models"
+    assert args[0] == "/mnt/models"  # the positional model of `vllm serve`
+    assert "--model" not in values
     assert values["--served-model-name"] == "chat"
     for flag, value in expected.items():
         assert values.get(flag, "<absent>") == value, args

@@ -79,7 +79,8 @@ def test_kserve_inference_service() -> None:
     assert model["runtime"] == "nlpmodel-vllm"
     assert model["modelFormat"] == {"name": "vllm"}
     assert model["image"] == "vllm/vllm-openai:v0.33.0"
-    assert model["args"][:2] == ["--model", "/mnt/models"]
+    assert model["args"][0] == "/mnt/models"  # vllm serve's positional model (0.33 deprecates --model)
+    assert "--model" not in model["args"]
     assert model["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert predictor["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-L4"}
     assert model["env"] == [
@@ -113,7 +114,8 @@ def test_raw_model_location(uri: str, model_arg: str, extra: dict[str, str]) -> 
     )
     deployment = by_kind(render_revision(r))["Deployment"]
     args = container_of(deployment)["args"]
-    assert args[args.index("--model") + 1] == model_arg
+    assert args[0] == model_arg
+    assert "--model" not in args
     for flag, value in extra.items():
         assert args[args.index(flag) + 1] == value
     volumes = {v["name"]: v for v in pod_spec_of(deployment)["volumes"]}

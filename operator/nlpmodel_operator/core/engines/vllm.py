@@ -173,7 +173,10 @@ class VLLMEngine:
 
     def args(self, inp: EngineInput) -> list[str]:
         spec = inp.spec
-        args = ["--model", inp.model_path, "--served-model-name", inp.served_name]
+        # The model is `vllm serve`'s positional argument: vLLM 0.33 deprecates `--model` for it. Every
+        # version we have a flag table for takes it positionally (so has `vllm serve` since it
+        # appeared), so no version needs `--model`; it stays an owned flag so `args` cannot repeat it.
+        args = [inp.model_path, "--served-model-name", inp.served_name]
         if spec.model.revision and spec.model.uri.startswith("hf://") and not inp.model_path.startswith("/"):
             args += ["--revision", spec.model.revision]
         if inp.load_format:
