@@ -203,6 +203,23 @@ def test_plan_json_is_the_status_plan() -> None:
     assert plan["kvBytesPerToken"] == 2 * 80 * 8 * 128
 
 
+def test_plan_says_which_cpu_and_memory_requests_it_chose_and_why(tmp_path: Path) -> None:
+    derived = nlpctl("plan", str(EXAMPLES / "llama-70b-fp8-4xh100.yaml"))
+    assert derived.returncode == 0, derived.stderr
+    lines = {line.split("  ", 1)[0]: line for line in derived.stdout.splitlines()}
+    assert "8 (derived: 2 per GPU x 4 GPU(s)" in lines["cpu request"]
+    assert "derived:" in lines["memory request"]
+    assert "GiB of weights" in lines["memory request"]
+    given = nlpctl("plan", str(write(tmp_path, model(resources={"memory": "48Gi"}))))
+    assert "48Gi (given in spec.resources.memory)" in given.stdout
+    both = nlpctl(
+        "plan", "-o", "json", str(EXAMPLES / "llama-70b-fp8-4xh100.yaml"), str(write(tmp_path, model()))
+    )
+    hosts = [r["hostRequests"] for r in json.loads(both.stdout)]
+    assert [h["cpu"] for h in hosts] == ["8", "2"]
+    assert all(h["memory"].endswith("Gi") for h in hosts)
+
+
 def test_plan_table_is_readable_and_exit_code_reflects_fit() -> None:
     fits = nlpctl("plan", str(EXAMPLES / "llama-8b-awq-kserve.yaml"))
     assert fits.returncode == 0

@@ -25,6 +25,7 @@ from nlpmodel_operator.cli.manifests import Document, ManifestError, read_docume
 from nlpmodel_operator.controller.config import OperatorConfig
 from nlpmodel_operator.controller.run import add_arguments as add_run_arguments
 from nlpmodel_operator.core.autoscaling import DEFAULT_PROMETHEUS_URL, ScalingSupport
+from nlpmodel_operator.core.hostresources import host_requests
 from nlpmodel_operator.core.monitoring import Monitoring
 from nlpmodel_operator.core.planner import Plan, format_bytes
 from nlpmodel_operator.core.problems import Problem
@@ -119,6 +120,11 @@ def format_plan(name: str, resolution: Resolution) -> str:
     ]
     if resolution.spec is not None:
         rows += scaling_rows(resolution.spec, plan)
+        host = host_requests(resolution.spec, plan)
+        rows += [
+            ("cpu request", f"{host.cpu or 'none'} ({host.cpu_why})"),
+            ("memory request", f"{host.memory or 'none'} ({host.memory_why})"),
+        ]
     width = max(len(k) for k, _ in rows)
     lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
     lines += [f"{'why'.ljust(width)}  {reason}" for reason in plan.reasons]
@@ -165,6 +171,13 @@ def scaling_rows(spec: NLPModelSpec, plan: Plan) -> list[tuple[str, str]]:
     return rows
 
 
+def host_requests_json(resolution: Resolution) -> dict[str, str | None] | None:
+    if resolution.spec is None:
+        return None
+    host = host_requests(resolution.spec, resolution.plan)
+    return {"cpu": host.cpu, "memory": host.memory, "cpuWhy": host.cpu_why, "memoryWhy": host.memory_why}
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     status = EXIT_OK
     results: list[dict[str, Any]] = []
@@ -183,6 +196,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
                     "name": doc.name,
                     "plan": plan.to_status() if plan else None,
                     "gpuCost": gpu_cost(resolution.spec, plan) if plan and resolution.spec else None,
+                    "hostRequests": host_requests_json(resolution),
                 }
             )
         else:

@@ -8,6 +8,7 @@ from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.core.engines import Engine
 from nlpmodel_operator.core.gpus import GPU_PRODUCTS
+from nlpmodel_operator.core.hostresources import host_requests
 from nlpmodel_operator.core.resolved import Resolved
 
 # Secret keys read per URI scheme; the operator only references them (secretKeyRef), never reads them.
@@ -73,18 +74,21 @@ def credential_env(spec: NLPModelSpec) -> list[dict[str, Any]]:
     return env
 
 
-def container_resources(spec: NLPModelSpec) -> dict[str, Any]:
+def container_resources(resolved: Resolved) -> dict[str, Any]:
+    """GPUs, and cpu/memory requests: the spec's, else derived from the plan (`core.hostresources`)."""
+    spec = resolved.spec
+    host = host_requests(spec, resolved.plan)
     requests: dict[str, str] = {}
     limits: dict[str, str] = {}
-    res = spec.resources
-    if res.cpu:
-        requests["cpu"] = res.cpu
-    if res.memory:
-        requests["memory"] = res.memory
-        limits["memory"] = res.memory
-    if res.gpu.count > 0:
-        requests[c.GPU_RESOURCE] = str(res.gpu.count)
-        limits[c.GPU_RESOURCE] = str(res.gpu.count)
+    if host.cpu:
+        requests["cpu"] = host.cpu
+    if host.memory:
+        requests["memory"] = host.memory
+    if host.memory_limit:
+        limits["memory"] = host.memory_limit
+    if spec.resources.gpu.count > 0:
+        requests[c.GPU_RESOURCE] = str(spec.resources.gpu.count)
+        limits[c.GPU_RESOURCE] = str(spec.resources.gpu.count)
     out: dict[str, Any] = {}
     if requests:
         out["requests"] = requests

@@ -160,7 +160,7 @@ def predictor(
     }
     for key, value in (
         ("env", common.credential_env(spec)),
-        ("resources", common.container_resources(spec)),
+        ("resources", common.container_resources(resolved)),
         ("volumeMounts", common.shm_mount(spec)),
     ):
         if value:

@@ -160,7 +160,7 @@ class RawPlatform:
             "securityContext": common.container_security_context(engine),
             **common.probes("http"),
         }
-        resources = common.container_resources(spec)
+        resources = common.container_resources(resolved)
         if resources:
             container["resources"] = resources
         pod_spec: dict[str, Any] = {
