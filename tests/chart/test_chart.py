@@ -265,6 +265,10 @@ def test_values_reach_the_operator_configuration(render: Render, monkeypatch: py
         "metrics.port=9100",
         "--set",
         "operator.podMonitors=false",
+        "--set",
+        "operator.modelNetworkPolicy.enabled=true",
+        "--set",
+        "operator.modelNetworkPolicy.prometheusNamespace=prom",
     )
     container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     for env in container["env"]:
@@ -276,6 +280,7 @@ def test_values_reach_the_operator_configuration(render: Render, monkeypatch: py
     assert config.scrape_interval_seconds == 10
     assert config.metrics_port == 9100
     assert config.pod_monitors is False
+    assert (config.network_policies, config.network_policy_prometheus_namespace) == (True, "prom")
     assert one(docs, "Service")["spec"]["ports"][0]["port"] == 9100
 
 

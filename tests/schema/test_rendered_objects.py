@@ -19,9 +19,10 @@ from nlpmodel_harness.schemacheck import check_custom_object, check_object
 from nlpmodel_harness.upstream_crds import load_crd, upstream_crd_files
 from nlpmodel_operator.api.crd import crd as nlpmodel_crd
 from nlpmodel_operator.api.spec import NLPModelSpec
+from nlpmodel_operator.core.networkpolicy import NetworkPolicies
 from nlpmodel_operator.core.reconcile import Monitoring, Observation, decide
 from nlpmodel_operator.core.records import Apply, RevisionState
-from nlpmodel_operator.core.render import render_revision
+from nlpmodel_operator.core.render import render_revision, render_settled
 from nlpmodel_operator.core.resolve import resolve
 from nlpmodel_operator.core.revision import revision_hash
 from nlpmodel_operator.core.validation import object_problems
@@ -111,7 +112,25 @@ def all_rendered() -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-RENDERED = all_rendered()
+def with_network_policy() -> list[tuple[str, dict[str, Any]]]:
+    """The NetworkPolicy of a model with explicit clients, at rest and mid-canary."""
+    obj = yaml.safe_load((EXAMPLES[0].parent / "llama-8b-awq-kserve.yaml").read_text())
+    obj["spec"].setdefault("serving", {})["networkPolicy"] = {
+        "enabled": True,
+        "clients": [
+            {"namespace": "apps"},
+            {"podLabels": {"app": "ui"}},
+            {"namespace": "e", "podLabels": {"a": "b"}},
+        ],
+    }
+    spec = NLPModelSpec.model_validate(obj["spec"])
+    resolution = resolve(obj["metadata"]["name"], obj["metadata"]["namespace"], spec)
+    assert resolution.resolved is not None, resolution.problems
+    at_rest = render_settled(resolution.resolved, network=NetworkPolicies(False, "monitoring")).policies
+    return [(f"network-policy:{o['kind']}", o) for o in at_rest]
+
+
+RENDERED = all_rendered() + with_network_policy()
 
 
 def test_examples_render_every_kind_we_support() -> None:
@@ -124,6 +143,7 @@ def test_examples_render_every_kind_we_support() -> None:
         "PodMonitor",
         "HorizontalPodAutoscaler",
         "ScaledObject",
+        "NetworkPolicy",
     } <= kinds
     classes = {
         o["metadata"]["annotations"].get("serving.kserve.io/autoscalerClass")
@@ -362,6 +382,28 @@ CROSS_FIELD_CASES = [
         variant(scaling={"minReplicas": 1, "maxReplicas": 2, "metric": "kv-cache", "target": 100}),
         None,
         id="kv-cache-target-100",
+    ),
+    pytest.param(
+        variant(serving={"router": "kserve-canary", "networkPolicy": {"enabled": True}}),
+        "serving.networkPolicy is not rendered for router kserve-canary",
+        id="network-policy-on-knative",
+    ),
+    pytest.param(
+        variant(serving={"router": "kserve-canary", "networkPolicy": {"enabled": False}}),
+        None,
+        id="network-policy-off-on-knative",
+    ),
+    pytest.param(
+        variant(serving={"networkPolicy": {"enabled": True, "clients": [{}]}}),
+        "a client needs namespace, podLabels or both",
+        id="network-peer-empty",
+    ),
+    pytest.param(
+        variant(
+            serving={"networkPolicy": {"clients": [{"namespace": "apps"}, {"podLabels": {"app": "ui"}}]}}
+        ),
+        None,
+        id="network-peers",
     ),
     pytest.param({**BASE, "metadata": {"name": "m" * 55, "namespace": "ml"}}, "at most 54", id="long-name"),
 ]

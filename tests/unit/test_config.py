@@ -17,6 +17,8 @@ def test_settings_come_from_the_environment_passed() -> None:
             "NLPMODEL_POD_MONITORS": "false",
             "NLPMODEL_PEERING_PRIORITY": "7",
             "NLPMODEL_PEERING_LIFETIME_SECONDS": "20",
+            "NLPMODEL_NETWORK_POLICIES": "true",
+            "NLPMODEL_NETWORK_POLICY_PROMETHEUS_NAMESPACE": "",
         }
     )
     assert (config.resync_seconds, config.prometheus_url, config.pod_monitors) == (
@@ -25,4 +27,5 @@ def test_settings_come_from_the_environment_passed() -> None:
         False,
     )
     assert (config.peering_priority, config.peering_lifetime_seconds) == (7, 20)
+    assert (config.network_policies, config.network_policy_prometheus_namespace) == (True, "")
     assert config.namespaces == ()  # from the command line, not the environment

@@ -163,6 +163,7 @@ def test_the_watched_kinds_are_those_that_serve_or_carry_traffic() -> None:
     assert [k.kind for k in watched_kinds()] == ["InferenceService", "Deployment", "Service", "HTTPRoute"]
     assert [k.kind for k in child_kinds() if not k.watched] == [
         "PodMonitor",
+        "NetworkPolicy",
         "ScaledObject",
         "HorizontalPodAutoscaler",
     ]

@@ -51,6 +51,9 @@ def _structural(node: Any, defs: Mapping[str, Any]) -> Any:
         del node["default"]
     out: dict[str, Any] = {}
     for key, value in node.items():
+        if key == "additionalProperties" and isinstance(value, dict):
+            out[key] = _structural(value, defs)  # a map's value schema (`false` is extra="forbid")
+            continue
         if key in _DROPPED_KEYS:
             continue
         if key == "properties":

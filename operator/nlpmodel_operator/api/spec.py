@@ -259,6 +259,63 @@ class GatewayRef(_Model):
     section_name: DNSSubdomain | None = Field(default=None, description="Listener name on the Gateway.")
 
 
+LabelMap = Annotated[dict[str, Annotated[str, Field(max_length=63)]], Field(max_length=16)]
+NETWORK_POLICY_ON_KNATIVE_MESSAGE: Final = (
+    "serving.networkPolicy is not rendered for router kserve-canary: Knative's activator and queue-proxy "
+    "reach the pods on their own ports; leave networkPolicy.enabled unset or false"
+)
+
+
+class NetworkPeer(_Model):
+    """Clients allowed to reach the model's pods: a namespace, pods by labels, or pods by labels in a
+    namespace."""
+
+    namespace: DNSLabel | None = Field(
+        default=None,
+        description=(
+            "Namespace of the clients, by name (its kubernetes.io/metadata.name label, Kubernetes >= 1.21); "
+            "default: the model's namespace."
+        ),
+    )
+    pod_labels: LabelMap | None = Field(
+        default=None, description="Labels the client pods carry; default: every pod of the namespace."
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            ("has(self.__namespace__) || has(self.podLabels)", "a client needs namespace, podLabels or both")
+        )
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> NetworkPeer:
+        if self.namespace is None and self.pod_labels is None:
+            raise ValueError("a client needs namespace, podLabels or both")
+        return self
+
+
+class NetworkPolicySpec(_Model):
+    """Who may reach the model's pods: an optional NetworkPolicy per model (ingress to the serving
+    port, which is also the metrics port)."""
+
+    enabled: bool | None = Field(
+        default=None,
+        description=(
+            "Render a NetworkPolicy for the model's pods; default: the cluster's (the chart value "
+            "operator.modelNetworkPolicy.enabled, off unless the platform team turns it on)."
+        ),
+    )
+    clients: list[NetworkPeer] = Field(
+        default_factory=list,
+        max_length=16,
+        description=(
+            "Who may send requests. Default: every pod in the model's namespace (its Service's clients) "
+            "and, with router gateway-api, the Gateway's namespace. The Prometheus the operator is "
+            "configured with is always allowed to scrape; the operator itself never calls the pods."
+        ),
+    )
+
+
 class Serving(_Model):
     """How revisions are deployed and how traffic reaches them."""
 
@@ -277,6 +334,9 @@ class Serving(_Model):
     # Gateway API's own Hostname pattern: a hostname the HTTPRoute would reject is caught here, at admission.
     hostnames: list[Annotated[str, Field(max_length=253, pattern=HOSTNAME_PATTERN)]] = Field(
         default_factory=list, max_length=16, description="Hostnames of the HTTPRoute (gateway-api router)."
+    )
+    network_policy: NetworkPolicySpec | None = Field(
+        default=None, description="An optional NetworkPolicy restricting who may reach the model's pods."
     )
 
 
@@ -638,6 +698,11 @@ class NLPModelSpec(_Model):
                 " || has(self.resources.cpu)",
                 CPU_REQUEST_MESSAGE,
             ),
+            (
+                "self.serving.router != 'kserve-canary' || !has(self.serving.networkPolicy)"
+                " || !has(self.serving.networkPolicy.enabled) || !self.serving.networkPolicy.enabled",
+                NETWORK_POLICY_ON_KNATIVE_MESSAGE,
+            ),
         )
     )
 
@@ -653,4 +718,7 @@ class NLPModelSpec(_Model):
             raise ValueError(KNATIVE_SCALING_MESSAGE)
         if self.scaling.metric == "cpu" and self.scaling.autoscaled and self.resources.cpu is None:
             raise ValueError(CPU_REQUEST_MESSAGE)
+        policy = self.serving.network_policy
+        if self.serving.router == "kserve-canary" and policy is not None and policy.enabled:
+            raise ValueError(NETWORK_POLICY_ON_KNATIVE_MESSAGE)
         return self

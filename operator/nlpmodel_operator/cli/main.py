@@ -27,6 +27,7 @@ from nlpmodel_operator.controller.run import add_arguments as add_run_arguments
 from nlpmodel_operator.core.autoscaling import DEFAULT_PROMETHEUS_URL, ScalingSupport
 from nlpmodel_operator.core.hostresources import host_requests
 from nlpmodel_operator.core.monitoring import Monitoring
+from nlpmodel_operator.core.networkpolicy import NetworkPolicies
 from nlpmodel_operator.core.planner import Plan, format_bytes
 from nlpmodel_operator.core.problems import Problem
 from nlpmodel_operator.core.render import render_settled
@@ -79,6 +80,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     """What the operator applies to each model at rest (`core.render.render_settled`)."""
     support = ScalingSupport(prometheus_url=args.prometheus_url)
     monitoring = None if args.no_pod_monitor else Monitoring(args.scrape_interval)
+    network = NetworkPolicies(args.network_policies, args.prometheus_namespace or None)
     objects: list[dict[str, Any]] = []
     failed = False
     for doc in read_documents(args.files):
@@ -90,7 +92,7 @@ def cmd_render(args: argparse.Namespace) -> int:
             continue
         assert resolution is not None
         assert resolution.resolved is not None
-        objects.extend(render_settled(resolution.resolved, support, monitoring).objects)
+        objects.extend(render_settled(resolution.resolved, support, monitoring, network=network).objects)
     if failed:
         return EXIT_INVALID
     sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False, width=120) if objects else "")
@@ -276,6 +278,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-pod-monitor",
         action="store_true",
         help="leave out the PodMonitor (as the operator does where the cluster has no prometheus-operator)",
+    )
+    p.add_argument(
+        "--network-policies",
+        action="store_true",
+        help="a NetworkPolicy for models that leave spec.serving.networkPolicy.enabled out (as the operator "
+        "does with NLPMODEL_NETWORK_POLICIES=true; default: off)",
+    )
+    p.add_argument(
+        "--prometheus-namespace",
+        default=OperatorConfig.network_policy_prometheus_namespace,
+        metavar="NAMESPACE",
+        help="the Prometheus let through a model's NetworkPolicy (the operator's "
+        "NLPMODEL_NETWORK_POLICY_PROMETHEUS_NAMESPACE; default: %(default)s; empty: none)",
     )
     p.set_defaults(func=cmd_render)
 

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from nlpmodel_operator.core.networkpolicy import DEFAULT_PROMETHEUS_NAMESPACE
+
 PEERING_PRIORITY_ENV: Final = "NLPMODEL_PEERING_PRIORITY"
 PEERING_LIFETIME_ENV: Final = "NLPMODEL_PEERING_LIFETIME_SECONDS"
 
@@ -26,6 +28,10 @@ class OperatorConfig:
     metrics_port: int = 8080  # the operator's own /metrics (0: not served)
     # A PodMonitor per model where the cluster serves the kind; off for platforms scraping otherwise.
     pod_monitors: bool = True
+    # A NetworkPolicy per model for models that leave spec.serving.networkPolicy.enabled out; the
+    # namespace of the Prometheus that scrapes the model servers, allowed through it ("": none).
+    network_policies: bool = False
+    network_policy_prometheus_namespace: str = DEFAULT_PROMETHEUS_NAMESPACE
     # With --peering: this replica's priority (None: by start time, see controller/peering.py), and how
     # soon a replica that died is taken over (None: kopf's default).
     peering_priority: int | None = None
@@ -47,6 +53,11 @@ class OperatorConfig:
             ),
             metrics_port=int(environ.get("NLPMODEL_METRICS_PORT", cls.metrics_port)),
             pod_monitors=environ.get("NLPMODEL_POD_MONITORS", "true").lower() not in {"false", "0", "no"},
+            network_policies=environ.get("NLPMODEL_NETWORK_POLICIES", "false").lower()
+            in {"true", "1", "yes"},
+            network_policy_prometheus_namespace=environ.get(
+                "NLPMODEL_NETWORK_POLICY_PROMETHEUS_NAMESPACE", cls.network_policy_prometheus_namespace
+            ),
             scrape_interval_seconds=float(
                 environ.get("NLPMODEL_SCRAPE_INTERVAL_SECONDS", cls.scrape_interval_seconds)
             ),

@@ -18,6 +18,7 @@ from nlpmodel_operator.controller.peering import PeeringGate, ensure_peering_obj
 from nlpmodel_operator.controller.runner import Reconciler
 from nlpmodel_operator.core.children import watched_kinds
 from nlpmodel_operator.core.monitoring import Monitoring
+from nlpmodel_operator.core.networkpolicy import NetworkPolicies
 from nlpmodel_operator.core.resync import fingerprint
 from nlpmodel_operator.providers.factory import provider_for
 
@@ -68,6 +69,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.L
         metrics,
         monitoring=Monitoring(config.scrape_interval_seconds) if config.pod_monitors else None,
         prometheus_url=config.prometheus_url,
+        network=NetworkPolicies(config.network_policies, config.network_policy_prometheus_namespace or None),
         leading=gate.leading if gate is not None else None,
     )
     memo.reconciler = reconciler

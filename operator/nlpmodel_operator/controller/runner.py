@@ -21,6 +21,7 @@ from nlpmodel_operator.controller.kube import Kube, MissingAPIError, api_message
 from nlpmodel_operator.controller.metrics import OperatorMetrics
 from nlpmodel_operator.controller.workqueue import WorkQueue
 from nlpmodel_operator.core.conditions import set_condition
+from nlpmodel_operator.core.networkpolicy import NetworkPolicies
 from nlpmodel_operator.core.observe import other_children, revision_states
 from nlpmodel_operator.core.reconcile import Decision, Monitoring, Observation, check_request_for, decide
 from nlpmodel_operator.core.records import Action, Apply, ClearCommand, Delete, Event, HandOver, Patch
@@ -68,12 +69,14 @@ class Reconciler:
         monitoring: Monitoring | None = None,
         prometheus_url: str | None = None,
         leading: Callable[[], bool] | None = None,
+        network: NetworkPolicies | None = None,
     ) -> None:
         self.kube = kube
         # With several replicas (kopf peering): whether this one is the one that acts (None: always).
         self.leading = leading
         self.monitoring = monitoring  # PodMonitor settings, used where the cluster serves the kind
         self.prometheus_url = prometheus_url  # for KEDA triggers
+        self.network = network or NetworkPolicies()  # the cluster's NetworkPolicy defaults
         self.analyzer = analyzer or Analyzer(None)
         self.metrics = metrics or OperatorMetrics()
         self.now = now
@@ -224,6 +227,7 @@ class Reconciler:
             command=(meta.get("annotations") or {}).get(ANNOTATION_COMMAND),
             monitoring=self.monitoring if self.monitoring and self.kube.serves_pod_monitors() else None,
             scaling=self.kube.scaling_support(self.prometheus_url),
+            network=self.network,
         )
         return observation, body
 

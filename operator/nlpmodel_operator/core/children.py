@@ -1,5 +1,5 @@
 """Every kind a model's children may have, from the registries (platforms, routers, autoscalers,
-monitoring): the shell lists these to find a model's children and watches the watched ones, and the
+monitoring, network policy): the shell lists these to find a model's children and watches the watched ones, and the
 chart's RBAC grants each the verbs it needs (`ChildKind.verbs`; checked by tests/chart/test_rbac.py)."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 from nlpmodel_operator.core.autoscaling import AUTOSCALER_CHILD_KINDS
 from nlpmodel_operator.core.kinds import ChildKind
 from nlpmodel_operator.core.monitoring import POD_MONITOR
+from nlpmodel_operator.core.networkpolicy import NETWORK_POLICY
 from nlpmodel_operator.core.platforms import PLATFORMS
 from nlpmodel_operator.core.routers import ROUTERS
 
@@ -18,6 +19,7 @@ def child_kinds() -> tuple[ChildKind, ...]:
         *(k for p in PLATFORMS for k in p.kinds),
         *(k for r in ROUTERS for k in r.kinds),
         POD_MONITOR,
+        NETWORK_POLICY,
         *AUTOSCALER_CHILD_KINDS,
     ]
     for kind in declared:

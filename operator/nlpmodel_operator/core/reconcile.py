@@ -36,6 +36,7 @@ from nlpmodel_operator.core.autoscaling import (
 from nlpmodel_operator.core.autoscaling import describe as describe_scaling
 from nlpmodel_operator.core.conditions import MAX_CONDITION_MESSAGE, clip, find, set_condition
 from nlpmodel_operator.core.monitoring import Monitoring, pod_monitors
+from nlpmodel_operator.core.networkpolicy import NetworkPolicies, network_policies
 from nlpmodel_operator.core.ordering import Part, in_order
 from nlpmodel_operator.core.planner import format_bytes
 from nlpmodel_operator.core.platforms import ServingPlatform, Split, platform_of, running
@@ -75,6 +76,8 @@ class Observation:
     # Scrape settings for the model's PodMonitor; None: the cluster serves no PodMonitor (or the
     # operator is configured not to render one), so none is applied.
     monitoring: Monitoring | None = None
+    # The cluster's NetworkPolicy defaults (the operator's configuration); a spec may override them.
+    network: NetworkPolicies = field(default_factory=NetworkPolicies)
     # What the cluster offers autoscalers (discovery, configuration); by default everything.
     scaling: ScalingSupport = field(default_factory=ScalingSupport)
 
@@ -266,15 +269,20 @@ def _actions(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> l
     handover: list[Action] = []
     if outcome.canary is None and outcome.stable == resolved.revision:
         # At rest: exactly what `nlpctl render` prints.
-        settled = render_settled(resolved, support, obs.monitoring, stable_scale)
-        monitor_objects, workloads, scalers = settled.monitors, settled.workloads, settled.autoscalers
+        settled = render_settled(resolved, support, obs.monitoring, stable_scale, obs.network)
+        # The model's NetworkPolicy goes with its PodMonitor: per model, applied before any pod starts.
+        monitor_objects = [*settled.monitors, *settled.policies]
+        workloads, scalers = settled.workloads, settled.autoscalers
         route_objects = settled.routes
         if stable_state is None and isinstance(stable_scale, Autoscaled):
             platform.born(workloads, stable_scale)
         handover = _handover(stable_state, spec, stable_scale)
     else:
         route_objects = router_for(spec.serving.router).render(_route(obs, resolved, outcome))
-        monitor_objects = pod_monitors(obs.name, obs.namespace, obs.monitoring)
+        monitor_objects = [
+            *pod_monitors(obs.name, obs.namespace, obs.monitoring),
+            *network_policies(resolved, obs.network),
+        ]
         split = Split(outcome.stable, outcome.canary, outcome.weight)
         workloads, scalers = [], []
         if platform.splits_traffic:

@@ -9,6 +9,7 @@ from typing import Any
 
 from nlpmodel_operator.core.autoscaling import Scale, ScalingSupport, serving_scale
 from nlpmodel_operator.core.monitoring import Monitoring, pod_monitors
+from nlpmodel_operator.core.networkpolicy import NetworkPolicies, network_policies
 from nlpmodel_operator.core.platforms import ServingPlatform, Split, platform_of
 from nlpmodel_operator.core.resolved import Resolved
 from nlpmodel_operator.core.routers import Backend, RouteContext, router_for
@@ -58,13 +59,14 @@ class Settled:
     """A model at rest, by role (the reconcile orders the roles)."""
 
     monitors: list[dict[str, Any]] = field(default_factory=list)
+    policies: list[dict[str, Any]] = field(default_factory=list)
     workloads: list[dict[str, Any]] = field(default_factory=list)
     autoscalers: list[dict[str, Any]] = field(default_factory=list)
     routes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def objects(self) -> list[dict[str, Any]]:
-        return [*self.monitors, *self.workloads, *self.autoscalers, *self.routes]
+        return [*self.monitors, *self.policies, *self.workloads, *self.autoscalers, *self.routes]
 
 
 def render_settled(
@@ -72,16 +74,19 @@ def render_settled(
     support: ScalingSupport | None = None,
     monitoring: Monitoring | None = None,
     scale: Scale | None = None,
+    network: NetworkPolicies | None = None,
 ) -> Settled:
     """Everything of a model whose current template is its only revision, serving all traffic: the
     revision's workload (and its Service), the operator's autoscaler, the router's objects, and the
-    PodMonitor (given `monitoring`). `scale`: the stable's size (None: as the spec asks at rest)."""
+    PodMonitor (given `monitoring`), the NetworkPolicy where the model gets one (`network`: the cluster's
+    defaults). `scale`: the stable's size (None: as the spec asks at rest)."""
     support = support or ScalingSupport()
     scale = scale or at_rest(resolved, support)
     split = Split(resolved.revision)
     platform = platform_of(resolved.spec.serving)
     return Settled(
         monitors=pod_monitors(resolved.name, resolved.namespace, monitoring),
+        policies=network_policies(resolved, network),
         workloads=platform.render(resolved, scale, support, split),
         autoscalers=platform.autoscalers(resolved, resolved.revision, scale, support),
         routes=router_for(resolved.spec.serving.router).render(route_context(resolved, split)),
