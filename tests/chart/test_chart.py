@@ -4,6 +4,7 @@ profile, CRDs gated and kept, operator configuration reaching the operator, gene
 
 from __future__ import annotations
 
+import json
 import shutil
 import string
 from collections.abc import Iterator, Mapping
@@ -28,6 +29,8 @@ from nlpmodel_harness.schemacheck import check_object
 from nlpmodel_harness.upstream_crds import load_crd, upstream_crd_files
 from nlpmodel_operator.api.constants import CRD_NAME
 from nlpmodel_operator.controller.config import OperatorConfig
+from nlpmodel_operator.core.gpus import GPU_PRODUCTS
+from nlpmodel_operator.core.pricing import Prices
 
 REPO = CHART.parents[1]
 SCENARIO_IDS = [p.name for p in SCENARIOS]
@@ -105,6 +108,12 @@ BAD_VALUES = [
     (["--set", "operator.prometheusUrl=prometheus:9090"], "operator.prometheusUrl: Does not match pattern"),
     (["--set", "image.digest=latest"], "image.digest: Does not match pattern"),
     (["--set", "resources.cpu=1"], "Additional property cpu is not allowed"),
+    (["--set", "pricing.gpuHour.nvidia-rtx-4090=1"], "Additional property nvidia-rtx-4090 is not allowed"),
+    (
+        ["--set", "pricing.gpuHour.nvidia-l4=-1"],
+        "pricing.gpuHour.nvidia-l4: Must be greater than or equal to 0",
+    ),
+    (["--set", "pricing.cpuHour=-1"], "pricing.cpuHour: Must be greater than or equal to 0"),
 ]
 
 
@@ -113,6 +122,20 @@ def test_schema_rejects_bad_values(tools: Tools, args: list[str], message: str) 
     proc, _ = helm_template(tools.helm, *args)
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr
+
+
+def test_every_gpu_product_the_planner_knows_can_be_priced_and_no_other() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    priced = schema["properties"]["pricing"]["properties"]["gpuHour"]["properties"]
+    assert set(priced) == set(GPU_PRODUCTS)
+
+
+def test_without_prices_the_operator_prices_nothing(render: Render, monkeypatch: pytest.MonkeyPatch) -> None:
+    container = one(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    for env in container["env"]:
+        if "value" in env:
+            monkeypatch.setenv(env["name"], env["value"])
+    assert OperatorConfig.from_env().prices == Prices()
 
 
 def test_defaults_and_ci_values_satisfy_the_schema_that_rejects_the_rest(render: Render) -> None:
@@ -265,6 +288,8 @@ def test_values_reach_the_operator_configuration(render: Render, monkeypatch: py
         "metrics.port=9100",
         "--set",
         "operator.podMonitors=false",
+        "--set-json",  # --set reads 4.5 as a string
+        'pricing={"gpuHour": {"nvidia-h100-80gb": 4.5, "nvidia-l4": 0.8}, "cpuHour": 0.04}',
         "--set",
         "operator.modelNetworkPolicy.enabled=true",
         "--set",
@@ -280,6 +305,7 @@ def test_values_reach_the_operator_configuration(render: Render, monkeypatch: py
     assert config.scrape_interval_seconds == 10
     assert config.metrics_port == 9100
     assert config.pod_monitors is False
+    assert config.prices == Prices(gpu_hour={"nvidia-h100-80gb": 4.5, "nvidia-l4": 0.8}, cpu_hour=0.04)
     assert (config.network_policies, config.network_policy_prometheus_namespace) == (True, "prom")
     assert one(docs, "Service")["spec"]["ports"][0]["port"] == 9100
 

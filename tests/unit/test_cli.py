@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -218,6 +219,48 @@ def test_plan_says_which_cpu_and_memory_requests_it_chose_and_why(tmp_path: Path
     hosts = [r["hostRequests"] for r in json.loads(both.stdout)]
     assert [h["cpu"] for h in hosts] == ["8", "2"]
     assert all(h["memory"].endswith("Gi") for h in hosts)
+
+
+PRICES = {"pricing": {"currency": "EUR", "gpuHour": {"nvidia-l4": 0.8, "nvidia-h100-80gb": 4.5}}}
+
+
+def rows_of(stdout: str) -> dict[str, str]:
+    return {
+        line.split("  ", 1)[0]: line.split("  ", 1)[1].strip() for line in stdout.splitlines() if "  " in line
+    }
+
+
+def test_plan_shows_the_cost_per_hour_at_min_and_max_replicas_only_when_priced(tmp_path: Path) -> None:
+    example = str(EXAMPLES / "llama-8b-awq-kserve.yaml")  # 1 x nvidia-l4, 1-4 replicas
+    unpriced = nlpctl("plan", example)
+    assert "cost / hour" not in unpriced.stdout  # no price, no cost
+    prices = write(tmp_path, PRICES, "values.yaml")
+    priced = nlpctl("plan", "--prices", str(prices), example)
+    assert priced.returncode == 0, priced.stderr
+    assert rows_of(priced.stdout)["cost / hour"].startswith("0.80 EUR at 1 replica(s), 3.20 EUR at 4")
+    # The same prices from the operator's variable; a product without a price gets no figure.
+    no_gpu_product = write(tmp_path, model(resources={"gpu": {"count": 1}}))
+    from_env = subprocess.run(
+        [str(Path(sys.executable).with_name("nlpctl")), "plan", str(no_gpu_product)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "NLPMODEL_PRICING": json.dumps(PRICES["pricing"])},
+    )
+    assert "no cost: spec.resources.gpu.product is unset" in rows_of(from_env.stdout)["cost / hour"]
+    as_json = nlpctl("plan", "-o", "json", "--prices", str(prices), example, str(no_gpu_product))
+    costs = [r["costPerHour"] for r in json.loads(as_json.stdout)]
+    assert costs[0]["minReplicasHour"] == pytest.approx(0.8)
+    assert costs[0]["maxReplicasHour"] == pytest.approx(3.2)
+    assert costs[1]["perReplicaHour"] is None
+
+
+def test_plan_refuses_unusable_prices(tmp_path: Path) -> None:
+    bad = write(tmp_path, {"pricing": {"gpuHour": {"nvidia-rtx-4090": 1}}}, "values.yaml")
+    result = nlpctl("plan", "--prices", str(bad), str(EXAMPLES / "llama-8b-awq-kserve.yaml"))
+    assert result.returncode == 1
+    assert "unknown GPU product(s) nvidia-rtx-4090" in result.stderr
 
 
 def test_plan_table_is_readable_and_exit_code_reflects_fit() -> None:

@@ -12,6 +12,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
@@ -22,13 +23,14 @@ from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.cli import control, wait
 from nlpmodel_operator.cli.control import EXIT_INTERNAL, EXIT_INVALID, EXIT_OK
 from nlpmodel_operator.cli.manifests import Document, ManifestError, read_documents
-from nlpmodel_operator.controller.config import OperatorConfig
+from nlpmodel_operator.controller.config import OperatorConfig, prices_from_env
 from nlpmodel_operator.controller.run import add_arguments as add_run_arguments
 from nlpmodel_operator.core.autoscaling import DEFAULT_PROMETHEUS_URL, ScalingSupport
 from nlpmodel_operator.core.hostresources import host_requests
 from nlpmodel_operator.core.monitoring import Monitoring
 from nlpmodel_operator.core.networkpolicy import NetworkPolicies
 from nlpmodel_operator.core.planner import Plan, format_bytes
+from nlpmodel_operator.core.pricing import Prices, PricingError, parse_prices, replica_cost
 from nlpmodel_operator.core.problems import Problem
 from nlpmodel_operator.core.render import render_settled
 from nlpmodel_operator.core.resolve import Resolution, resolve
@@ -99,7 +101,40 @@ def cmd_render(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def format_plan(name: str, resolution: Resolution) -> str:
+def load_prices(path: str | None) -> Prices:
+    """`--prices FILE` (the chart's values file, or its `pricing` mapping alone), else NLPMODEL_PRICING
+    (what the operator reads); neither: no prices, so no cost is shown."""
+    if path is None:
+        return prices_from_env()
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ManifestError(f"--prices {path}: cannot read: {exc}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ManifestError(f"--prices {path}: expected a mapping (chart values or its pricing section)")
+    return parse_prices(raw)
+
+
+def cost_rows(
+    spec: NLPModelSpec, plan: Plan, planned_gpu: str | None, prices: Prices
+) -> list[tuple[str, str]]:
+    """The expected cost per hour at the fewest and most replicas, when prices are configured."""
+    if not prices.configured:
+        return []
+    gpus = spec.resources.gpu
+    cost = replica_cost(
+        prices, gpus.product, plan.tensor_parallel if gpus.count else 0, host_requests(spec, plan).cpu
+    )
+    if cost.per_replica is None:
+        return [("cost / hour", cost.detail)]
+    low, high = gpu_cost(spec, plan)["minReplicas"], gpu_cost(spec, plan)["maxReplicas"]
+    amounts = f"{prices.format(cost.at(low) or 0)} at {low} replica(s)"
+    if high != low:
+        amounts += f", {prices.format(cost.at(high) or 0)} at {high}"
+    return [("cost / hour", f"{amounts} (per replica: {cost.detail})")]
+
+
+def format_plan(name: str, resolution: Resolution, prices: Prices | None = None) -> str:
     plan: Plan | None = resolution.plan
     if plan is None:
         return f"{name}: no plan: the architecture of this model is unknown; add spec.model.architecture"
@@ -127,6 +162,8 @@ def format_plan(name: str, resolution: Resolution) -> str:
             ("cpu request", f"{host.cpu or 'none'} ({host.cpu_why})"),
             ("memory request", f"{host.memory or 'none'} ({host.memory_why})"),
         ]
+        if plan.fits:
+            rows += cost_rows(resolution.spec, plan, resolution.planned_gpu, prices or Prices())
     width = max(len(k) for k, _ in rows)
     lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
     lines += [f"{'why'.ljust(width)}  {reason}" for reason in plan.reasons]
@@ -180,8 +217,31 @@ def host_requests_json(resolution: Resolution) -> dict[str, str | None] | None:
     return {"cpu": host.cpu, "memory": host.memory, "cpuWhy": host.cpu_why, "memoryWhy": host.memory_why}
 
 
+def cost_json(resolution: Resolution, prices: Prices) -> dict[str, Any] | None:
+    spec, plan = resolution.spec, resolution.plan
+    if not prices.configured or spec is None or plan is None or not plan.fits:
+        return None
+    gpus = spec.resources.gpu
+    cost = replica_cost(
+        prices, gpus.product, plan.tensor_parallel if gpus.count else 0, host_requests(spec, plan).cpu
+    )
+    replicas = gpu_cost(spec, plan)
+    return {
+        "currency": prices.currency,
+        "perReplicaHour": cost.per_replica,
+        "minReplicasHour": cost.at(replicas["minReplicas"]),
+        "maxReplicasHour": cost.at(replicas["maxReplicas"]),
+        "detail": cost.detail,
+    }
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     status = EXIT_OK
+    try:
+        prices = load_prices(args.prices)
+    except PricingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     results: list[dict[str, Any]] = []
     for doc in read_documents(args.files):
         resolution, problems = check(doc)
@@ -199,10 +259,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
                     "plan": plan.to_status() if plan else None,
                     "gpuCost": gpu_cost(resolution.spec, plan) if plan and resolution.spec else None,
                     "hostRequests": host_requests_json(resolution),
+                    "costPerHour": cost_json(resolution, prices),
                 }
             )
         else:
-            print(format_plan(doc.name, resolution))
+            print(format_plan(doc.name, resolution, prices))
             for problem in resolution.spec_problems:
                 print(f"problem  {problem}")
     if args.output == "json":
@@ -297,6 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="GPU plan: weights, KV cache, tensor parallel, fit, max sequences")
     p.add_argument("files", nargs="+")
     p.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    p.add_argument(
+        "--prices",
+        metavar="FILE",
+        help="GPU-hour (and CPU-hour) prices: the chart's values file or its `pricing` mapping (default: "
+        "$NLPMODEL_PRICING, as the operator reads it; neither: no cost is shown)",
+    )
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("run", help="run the operator (kopf) against the current kubeconfig or in-cluster")

@@ -3,15 +3,33 @@ starts (`controller.run`), and passed to the handlers from there."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from nlpmodel_operator.core.networkpolicy import DEFAULT_PROMETHEUS_NAMESPACE
+from nlpmodel_operator.core.pricing import Prices, PricingError, parse_prices
 
 PEERING_PRIORITY_ENV: Final = "NLPMODEL_PEERING_PRIORITY"
 PEERING_LIFETIME_ENV: Final = "NLPMODEL_PEERING_LIFETIME_SECONDS"
+# The chart's `pricing` values as JSON (core/pricing.py); unset or empty: nothing is priced.
+PRICING_ENV: Final = "NLPMODEL_PRICING"
+
+
+def prices_from_env(environ: Mapping[str, str] = os.environ) -> Prices:
+    """The prices NLPMODEL_PRICING holds; PricingError naming the problem when it is unusable."""
+    text = environ.get(PRICING_ENV, "").strip()
+    if not text:
+        return Prices()
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PricingError(f"{PRICING_ENV} is not JSON: {exc}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise PricingError(f"{PRICING_ENV} must be a JSON object, not {type(raw).__name__}")
+    return parse_prices(raw)
 
 
 @dataclass(frozen=True)
@@ -36,6 +54,8 @@ class OperatorConfig:
     # soon a replica that died is taken over (None: kopf's default).
     peering_priority: int | None = None
     peering_lifetime_seconds: int | None = None
+    # GPU-hour (and CPU-hour) prices the platform team configured; empty: no cost anywhere.
+    prices: Prices = field(default_factory=Prices)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> OperatorConfig:
@@ -63,4 +83,5 @@ class OperatorConfig:
             ),
             peering_priority=int(priority) if priority else None,
             peering_lifetime_seconds=int(lifetime) if lifetime else None,
+            prices=prices_from_env(environ),
         )

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 import time
 from dataclasses import replace
 
 import kopf
 
 from nlpmodel_operator.controller.config import OperatorConfig
+from nlpmodel_operator.core.pricing import PricingError
 
 
 def run(
@@ -20,7 +22,11 @@ def run(
     from nlpmodel_operator.controller import peering as peers  # noqa: PLC0415
 
     # Read once, here; the handlers get it from kopf's memo.
-    config = replace(OperatorConfig.from_env(), namespaces=tuple(namespaces))
+    try:
+        config = replace(OperatorConfig.from_env(), namespaces=tuple(namespaces))
+    except PricingError as exc:  # the chart's `pricing` values: refuse to start rather than misprice
+        print(f"nlpmodel-operator: {exc}", file=sys.stderr)
+        return 2
     identity = peers.operator_identity()
     priority = None
     if peering is not None and not standalone:
