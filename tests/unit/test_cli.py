@@ -256,6 +256,40 @@ def test_plan_shows_the_cost_per_hour_at_min_and_max_replicas_only_when_priced(t
     assert costs[1]["perReplicaHour"] is None
 
 
+def test_plan_advises_a_gpu_count_worth_its_gpus_with_the_cost_of_each_option(tmp_path: Path) -> None:
+    prices = write(tmp_path, {"pricing": {"gpuHour": {"nvidia-a100-80gb": 3.0}}}, "values.yaml")
+    advice = nlpctl("plan", "--prices", str(prices), str(NOT_FITTING))
+    assert advice.returncode == 1
+    options = [line for line in advice.stdout.splitlines() if line.startswith("option")]
+    assert options[0].split("  ", 1)[1].strip() == (
+        "use gpu.count 4: 56 sequence(s) at once, 4 × nvidia-a100-80gb; 12.00 USD per replica-hour"
+    )
+    assert "use gpu.count 4 or quantize to 4 bits" in advice.stdout
+    # Taking the advice: nlpctl plan calls it a fit with the concurrency the advice promised.
+    taken = NOT_FITTING.read_text().replace("count: 1", "count: 4")
+    fits = nlpctl("plan", "--prices", str(prices), str(write(tmp_path, taken, "taken.yaml")))
+    assert fits.returncode == 0
+    assert rows_of(fits.stdout)["max sequences"] == "56"
+    assert rows_of(fits.stdout)["cost / hour"].startswith("12.00 USD at 1 replica(s)")
+    assert "option" not in rows_of(fits.stdout)
+    # Two GPUs fit, below a useful concurrency: said so, with what would reach it.
+    low = nlpctl(
+        "plan", str(write(tmp_path, NOT_FITTING.read_text().replace("count: 1", "count: 2"), "two.yaml"))
+    )
+    assert low.returncode == 0
+    assert rows_of(low.stdout)["max sequences"].startswith("1 (below a useful 4 at once")
+    assert "use gpu.count 4: 56 sequence(s) at once" in low.stdout
+    as_json = nlpctl("plan", "-o", "json", str(NOT_FITTING), str(EXAMPLES / "llama-8b-awq-kserve.yaml"))
+    advised, fitting = json.loads(as_json.stdout)
+    assert advised["options"][0] == {
+        "change": "use gpu.count 4",
+        "gpuCount": 4,
+        "gpuProduct": "nvidia-a100-80gb",
+        "maxConcurrentSequences": 56,
+    }
+    assert fitting["options"] == []
+
+
 def test_plan_refuses_unusable_prices(tmp_path: Path) -> None:
     bad = write(tmp_path, {"pricing": {"gpuHour": {"nvidia-rtx-4090": 1}}}, "values.yaml")
     result = nlpctl("plan", "--prices", str(bad), str(EXAMPLES / "llama-8b-awq-kserve.yaml"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, get_args
 
@@ -20,6 +21,7 @@ from nlpmodel_operator.core.catalog import CATALOG, Architecture, lookup
 from nlpmodel_operator.core.gpus import GIB, GPU_PRODUCTS, MIB
 from nlpmodel_operator.core.planner import (
     KV_CACHE_DTYPES,
+    MIN_USEFUL_SEQUENCES,
     QUANT_METHODS,
     KVCacheDtype,
     PlanRequest,
@@ -290,14 +292,14 @@ MESSAGES = [
     pytest.param(
         request("llama-3.1-70b", "none"),
         "weights need 131.4 GiB in 16-bit but 1 × nvidia-h100-80gb give 66.9 GiB usable per GPU at "
-        "gpuMemoryUtilization 0.90: use gpu.count 2 or quantize to 4 bits (quantization.method awq or gptq)",
+        "gpuMemoryUtilization 0.90: use gpu.count 4 or quantize to 4 bits (quantization.method awq or gptq)",
         id="70b-bf16-1xh100",
     ),
     pytest.param(
         request("llama-3.1-70b", "fp8"),
         "weights need 67.7 GiB in fp8 but 1 × nvidia-h100-80gb give 66.9 GiB usable per GPU at "
-        "gpuMemoryUtilization 0.90: use gpu.count 2, quantize to 4 bits (quantization.method awq or gptq), "
-        "raise gpuMemoryUtilization to 0.95 or use gpu.product nvidia-h200-141gb",
+        "gpuMemoryUtilization 0.90: use gpu.count 2, quantize to 4 bits (quantization.method awq or gptq) "
+        "or use gpu.product nvidia-h200-141gb",
         id="70b-fp8-1xh100",
     ),
     pytest.param(
@@ -310,8 +312,8 @@ MESSAGES = [
         # 32768 x 131,072 B = 4.0 GiB; free 3,022,656,307 B x 1 / 131,072 = 23,061 tokens -> 23,056 (16-token blocks)
         request("llama-3.1-8b", "none", "nvidia-a10g", max_model_len=32768),
         "one sequence of maxModelLen 32768 needs 4.0 GiB of KV cache per GPU but only 2.8 GiB is left after "
-        "15.0 GiB of weights on 1 × nvidia-a10g at gpuMemoryUtilization 0.90: lower maxModelLen to 23056, "
-        "set quantization.kvCacheDtype fp8, use gpu.count 2 or use gpu.product nvidia-a100-40gb",
+        "15.0 GiB of weights on 1 × nvidia-a10g at gpuMemoryUtilization 0.90: lower maxModelLen to 5760, "
+        "use gpu.count 2 or use gpu.product nvidia-a100-40gb",
         id="8b-kv-too-long-for-a10g",
     ),
     pytest.param(
@@ -665,3 +667,69 @@ def test_measured_models_fit_the_measured_card(name: str, mode: None) -> None:
         )
     )
     assert result.fits, result.reasons
+
+
+# ------------------------------------------------------------------ advice worth its GPUs
+
+
+@pytest.mark.parametrize(
+    ("req", "useful", "count"),
+    [
+        # Qwen2.5-72B in bf16 on A100-80GB: 2 GPUs load it but hold 1 sequence of 8192 tokens; 4 hold 56.
+        pytest.param(request("qwen2.5-72b", "none", "nvidia-a100-80gb"), 4, 4, id="qwen-72b-default-minimum"),
+        pytest.param(request("qwen2.5-72b", "none", "nvidia-a100-80gb"), 1, 2, id="one-sequence-asked-for"),
+        pytest.param(request("qwen2.5-72b", "none", "nvidia-a100-80gb"), 100, 8, id="a-high-target"),
+        pytest.param(request("llama-3.1-70b", "none"), 4, 4, id="70b-bf16-h100"),
+    ],
+)
+def test_the_advised_gpu_count_is_the_smallest_that_reaches_a_useful_concurrency(
+    req: PlanRequest, useful: int, count: int
+) -> None:
+    result = plan(replace(req, useful_sequences=useful))
+    assert not result.fits
+    advised = next(o for o in result.options if o.text.startswith("use gpu.count"))
+    assert advised.text == f"use gpu.count {count}"
+    assert advised.max_concurrent_sequences >= useful
+    smaller = plan(replace(req, gpu_count=count // 2, useful_sequences=useful))
+    assert count == 1 or smaller.max_concurrent_sequences < useful
+    # What `nlpctl plan` then says of the advised count agrees with the advice.
+    taken = plan(replace(req, gpu_count=count, useful_sequences=useful))
+    assert taken.fits
+    assert taken.max_concurrent_sequences == advised.max_concurrent_sequences
+    assert not taken.below_useful
+
+
+def test_every_option_reaches_the_useful_concurrency_and_says_what_it_gives() -> None:
+    result = plan(request("llama-3.1-70b", "fp8"))
+    assert result.options
+    for option in result.options:
+        assert option.max_concurrent_sequences >= MIN_USEFUL_SEQUENCES, option
+        assert option.text in result.reasons[0]
+    by_text = {o.text: o for o in result.options}
+    assert (by_text["use gpu.count 2"].gpu_count, by_text["use gpu.count 2"].gpu_product) == (
+        2,
+        "nvidia-h100-80gb",
+    )
+    assert by_text["use gpu.product nvidia-h200-141gb"].gpu_count == 1
+
+
+def test_where_nothing_reaches_it_the_options_that_fit_are_offered() -> None:
+    # Asking 100000 full-length sequences: no option reaches it, so the ones that fit are advised.
+    result = plan(replace(request("qwen2.5-72b", "none", "nvidia-a100-80gb"), useful_sequences=100_000))
+    assert "use gpu.count 2" in result.reasons[0]
+
+
+def test_a_fit_below_the_useful_concurrency_carries_its_options() -> None:
+    result = plan(request("qwen2.5-72b", "none", "nvidia-a100-80gb", 2))
+    assert result.fits
+    assert result.max_concurrent_sequences == 1
+    assert result.below_useful
+    assert [(o.text, o.max_concurrent_sequences) for o in result.options] == [
+        ("lower maxModelLen to 2464", 4),
+        ("use gpu.count 4", 56),
+        ("quantize to 4 bits (quantization.method awq or gptq)", 39),
+        ("raise gpuMemoryUtilization to 0.95", 4),
+        ("use gpu.product nvidia-h200-141gb", 43),
+    ]
+    roomy = plan(request("qwen2.5-72b", "none", "nvidia-a100-80gb", 4))
+    assert (roomy.below_useful, roomy.options) == (False, ())

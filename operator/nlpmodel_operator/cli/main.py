@@ -29,11 +29,11 @@ from nlpmodel_operator.core.autoscaling import DEFAULT_PROMETHEUS_URL, ScalingSu
 from nlpmodel_operator.core.hostresources import host_requests
 from nlpmodel_operator.core.monitoring import Monitoring
 from nlpmodel_operator.core.networkpolicy import NetworkPolicies
-from nlpmodel_operator.core.planner import Plan, format_bytes
+from nlpmodel_operator.core.planner import Plan, PlanOption, format_bytes
 from nlpmodel_operator.core.pricing import Prices, PricingError, parse_prices, replica_cost
 from nlpmodel_operator.core.problems import Problem
 from nlpmodel_operator.core.render import render_settled
-from nlpmodel_operator.core.resolve import Resolution, resolve
+from nlpmodel_operator.core.resolve import DEFAULT_PLANNING_GPU, Resolution, resolve
 from nlpmodel_operator.core.validation import object_problems
 
 
@@ -134,6 +134,50 @@ def cost_rows(
     return [("cost / hour", f"{amounts} (per replica: {cost.detail})")]
 
 
+def max_sequences_text(plan: Plan) -> str:
+    text = str(plan.max_concurrent_sequences)
+    if plan.below_useful:
+        text += (
+            f" (below a useful {plan.useful_sequences} at once: see the options; the minimum is the "
+            "spec's concurrency target, else 4)"
+        )
+    return text
+
+
+def option_cost(spec: NLPModelSpec, plan: Plan, option: PlanOption, prices: Prices) -> str:
+    """What a replica costs per hour after the option (only with prices; a product is never guessed)."""
+    if not prices.configured:
+        return ""
+    product = (
+        option.gpu_product if option.gpu_product != plan_product(spec, plan) else spec.resources.gpu.product
+    )
+    gpu = spec.resources.gpu.model_copy(update={"count": option.gpu_count, "product": product})
+    changed = spec.model_copy(update={"resources": spec.resources.model_copy(update={"gpu": gpu})})
+    cost = replica_cost(prices, product, option.gpu_count, host_requests(changed, None).cpu)
+    if cost.per_replica is None:
+        return f"; {cost.detail}"
+    return f"; {prices.format(cost.per_replica)} per replica-hour"
+
+
+def plan_product(spec: NLPModelSpec, plan: Plan) -> str | None:
+    """The card the plan was made for (the spec's, or the planning default)."""
+    return spec.resources.gpu.product or (DEFAULT_PLANNING_GPU if spec.resources.gpu.count else None)
+
+
+def option_rows(spec: NLPModelSpec, plan: Plan, prices: Prices) -> list[tuple[str, str]]:
+    """Each change the planner advises: the concurrency it gives and, with prices, its cost."""
+    if plan.fits and not plan.below_useful:
+        return []
+    return [
+        (
+            "option",
+            f"{o.text}: {o.max_concurrent_sequences} sequence(s) at once, {o.gpu_count} × {o.gpu_product}"
+            f"{option_cost(spec, plan, o, prices)}",
+        )
+        for o in plan.options
+    ]
+
+
 def format_plan(name: str, resolution: Resolution, prices: Prices | None = None) -> str:
     plan: Plan | None = resolution.plan
     if plan is None:
@@ -152,7 +196,7 @@ def format_plan(name: str, resolution: Resolution, prices: Prices | None = None)
         ("kv cache / sequence", format_bytes(plan.kv_bytes_per_sequence)),
         ("kv cache total", format_bytes(plan.kv_cache_bytes)),
         ("tensor parallel", f"{plan.tensor_parallel} (minimum {plan.min_tensor_parallel})"),
-        ("max sequences", str(plan.max_concurrent_sequences)),
+        ("max sequences", max_sequences_text(plan)),
         ("fits", "yes" if plan.fits else "NO"),
     ]
     if resolution.spec is not None:
@@ -164,6 +208,8 @@ def format_plan(name: str, resolution: Resolution, prices: Prices | None = None)
         ]
         if plan.fits:
             rows += cost_rows(resolution.spec, plan, resolution.planned_gpu, prices or Prices())
+    if resolution.spec is not None:
+        rows += option_rows(resolution.spec, plan, prices or Prices())
     width = max(len(k) for k, _ in rows)
     lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
     lines += [f"{'why'.ljust(width)}  {reason}" for reason in plan.reasons]
@@ -260,6 +306,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
                     "gpuCost": gpu_cost(resolution.spec, plan) if plan and resolution.spec else None,
                     "hostRequests": host_requests_json(resolution),
                     "costPerHour": cost_json(resolution, prices),
+                    "options": [
+                        {
+                            "change": o.text,
+                            "gpuCount": o.gpu_count,
+                            "gpuProduct": o.gpu_product,
+                            "maxConcurrentSequences": o.max_concurrent_sequences,
+                        }
+                        for o in (plan.options if plan and resolution.spec else ())
+                    ],
                 }
             )
         else:

@@ -14,6 +14,12 @@ hold everything, CUDA context included):
              - sampler logits                     (max_num_seqs x vocab x 4 B, decoders only)
     free   = usable - weights / TP                (the KV cache, across GPUs: TP x free)
 
+Advice (the options a reason lists) is worth its GPUs: each option must let a replica hold at least
+`useful_sequences` full-length sequences at once (MIN_USEFUL_SEQUENCES, or the concurrency target the
+spec autoscales on), so `gpu.count` is the smallest that reaches it, not the smallest that loads the
+weights; only when no option reaches it are the options that merely fit offered. A plan that fits
+below it carries the same options (`Plan.options`), for `nlpctl plan` to show with their cost.
+
 The activation term is fitted to the measured forward peaks (2 B x (3.0 hidden + 3.3 intermediate) per
 token) and rounded up; max_num_batched_tokens and max_num_seqs default to vLLM's own defaults for the
 card (8192 / 1024 on >= 70 GiB cards other than A100, else 2048 / 256).
@@ -22,7 +28,7 @@ card (8192 / 1024 on >= 70 GiB cards other than A100, else 2048 / 256).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 from nlpmodel_operator.core.catalog import Architecture
@@ -75,6 +81,9 @@ LARGE_GPU_BYTES: Final = 70 * GIB
 MAX_TENSOR_PARALLEL: Final = 16  # spec.resources.gpu.count maximum
 CPU_MAX_DECODER_PARAMS: Final = 1_500_000_000
 FALLBACK_UTILIZATION: Final = 0.95
+# Full-length (maxModelLen) sequences a replica should hold at once to be worth its GPUs: fewer serves
+# one long conversation at a time (shorter requests fit more, but the plan counts at maxModelLen).
+MIN_USEFUL_SEQUENCES: Final = 4
 
 
 def format_bytes(n: int) -> str:
@@ -208,10 +217,21 @@ class PlanRequest:
     double_quant: bool = False
     max_num_batched_tokens: int | None = None  # None: vLLM's default for the card
     max_num_seqs: int | None = None  # None: vLLM's default for the card
+    useful_sequences: int = MIN_USEFUL_SEQUENCES  # what advice must reach (see the module docstring)
 
     @property
     def on_cpu(self) -> bool:
         return self.gpu_product is None or self.gpu_count == 0
+
+
+@dataclass(frozen=True)
+class PlanOption:
+    """One change the planner advises, and what a replica would then be."""
+
+    text: str  # as the reason lists it, e.g. "use gpu.count 4"
+    gpu_product: str
+    gpu_count: int
+    max_concurrent_sequences: int
 
 
 @dataclass(frozen=True)
@@ -231,6 +251,13 @@ class Plan:
     reserve_bytes_per_gpu: int = 0  # context + runtime + activations + sampler
     max_num_batched_tokens: int = 0
     max_num_seqs: int = 0
+    useful_sequences: int = 0  # what the advice aims at; 0 on CPU
+    # The changes advised: to fit (not fitting) or to reach useful_sequences (fitting below it).
+    options: tuple[PlanOption, ...] = ()
+
+    @property
+    def below_useful(self) -> bool:
+        return self.fits and 0 < self.max_concurrent_sequences < self.useful_sequences
 
     def to_status(self) -> dict[str, object]:
         status: dict[str, object] = {
@@ -261,6 +288,8 @@ class _Fit:
     sequence_bytes_per_gpu: int  # one max_model_len sequence: its KV (decoder) or activations (encoder)
     tokens: int
     seqs: int
+    tp: int = 1
+    sequence_bytes: int = 0  # one max_model_len sequence's KV across all GPUs (decoders; 0: encoders)
 
     @property
     def free(self) -> int:
@@ -273,6 +302,18 @@ class _Fit:
     @property
     def ok(self) -> bool:
         return self.weights_fit and self.sequence_bytes_per_gpu <= self.free
+
+    @property
+    def sequences(self) -> int:
+        """Full-length sequences the replica holds at once (as `plan` counts them); 0 if not fitting."""
+        if not self.ok:
+            return 0
+        if self.sequence_bytes:
+            return self.tp * self.free // self.sequence_bytes
+        return self.free // max(1, self.sequence_bytes_per_gpu)
+
+    def holds(self, sequences: int) -> bool:
+        return self.ok and self.sequences >= sequences
 
 
 def _fit(
@@ -289,14 +330,14 @@ def _fit(
     default_tokens, default_seqs = engine_batch_defaults(gpu)
     tokens = req.max_num_batched_tokens or default_tokens
     seqs = req.max_num_seqs or default_seqs
+    whole = 0
     if arch.kind == "encoder":
         tokens = max(tokens, req.max_model_len)  # pooling models run whole sequences, no chunked prefill
         sequence = activation_bytes(arch, req.max_model_len, tp)
         sampler = 0
     else:
-        sequence = math.ceil(
-            kv_bytes_per_token(arch, kv_cache_dtype or req.kv_cache_dtype) * req.max_model_len / tp
-        )
+        whole = kv_bytes_per_token(arch, kv_cache_dtype or req.kv_cache_dtype) * req.max_model_len
+        sequence = math.ceil(whole / tp)
         sampler = seqs * arch.vocab_size * LOGITS_BYTES
     reserve = CUDA_CONTEXT_BYTES + RUNTIME_RESERVE_BYTES + activation_bytes(arch, tokens, tp) + sampler
     budget = math.floor(gpu.memory_bytes * (utilization or req.gpu_memory_utilization))
@@ -307,6 +348,8 @@ def _fit(
         sequence_bytes_per_gpu=sequence,
         tokens=tokens,
         seqs=seqs,
+        tp=tp,
+        sequence_bytes=whole,
     )
 
 
@@ -330,38 +373,53 @@ def _join_options(options: list[str]) -> str:
     return ", ".join(options[:-1]) + " or " + options[-1]
 
 
-def _memory_options(req: PlanRequest, gpu: GPUProduct, tp: int, *, kv_short: bool) -> list[str]:
-    """Changes that would make the plan fit, each checked against the same memory model."""
+def _memory_options(
+    req: PlanRequest, gpu: GPUProduct, tp: int, *, kv_short: bool, need: int, quantize: bool | None = None
+) -> list[PlanOption]:
+    """Changes after which a replica holds `need` full-length sequences, each checked against the same
+    memory model (the smallest gpu.count, the smallest larger card)."""
     arch = req.architecture
-    options: list[str] = []
+    options: list[PlanOption] = []
+
+    def option(text: str, fit: _Fit, card: GPUProduct = gpu, count: int = tp) -> None:
+        options.append(PlanOption(text, card.name, count, fit.sequences))
+
     if kv_short and arch.kind == "decoder":
         at_tp = _fit(req, gpu, tp)
         per_token = kv_bytes_per_token(arch, req.kv_cache_dtype)
-        longest = at_tp.free * tp // per_token // VLLM_BLOCK_TOKENS * VLLM_BLOCK_TOKENS
+        longest = at_tp.free * tp // (per_token * need) // VLLM_BLOCK_TOKENS * VLLM_BLOCK_TOKENS
         if longest >= VLLM_BLOCK_TOKENS:
-            options.append(f"lower maxModelLen to {longest}")
-        if _KV_DTYPE_BYTES[req.kv_cache_dtype] > 1 and _fit(req, gpu, tp, kv_cache_dtype="fp8").ok:
-            options.append("set quantization.kvCacheDtype fp8")
-    bigger = next((t for t in _power_of_two_sizes(arch) if t > tp and _fit(req, gpu, t).ok), None)
+            shorter = replace(req, max_model_len=longest)
+            option(f"lower maxModelLen to {longest}", _fit(shorter, gpu, tp))
+        fp8_kv = _fit(req, gpu, tp, kv_cache_dtype="fp8")
+        if _KV_DTYPE_BYTES[req.kv_cache_dtype] > 1 and fp8_kv.holds(need):
+            option("set quantization.kvCacheDtype fp8", fp8_kv)
+    bigger = next(
+        ((t, f) for t in _power_of_two_sizes(arch) if t > tp and (f := _fit(req, gpu, t)).holds(need)), None
+    )
     if bigger is not None:
-        options.append(f"use gpu.count {bigger}")
-    if not kv_short and req.quantization not in FOUR_BIT_METHODS:
-        if _fit(req, gpu, tp, method="awq").ok:
-            options.append("quantize to 4 bits (quantization.method awq or gptq)")
-        elif req.quantization == "none" and _fit(req, gpu, tp, method="fp8").ok:
-            options.append("use quantization.method fp8")
-    if (
-        req.gpu_memory_utilization < FALLBACK_UTILIZATION
-        and _fit(req, gpu, tp, utilization=FALLBACK_UTILIZATION).ok
-    ):
-        options.append(f"raise gpuMemoryUtilization to {FALLBACK_UTILIZATION:.2f}")
+        option(f"use gpu.count {bigger[0]}", bigger[1], count=bigger[0])
+    if (not kv_short if quantize is None else quantize) and req.quantization not in FOUR_BIT_METHODS:
+        if (four_bit := _fit(req, gpu, tp, method="awq")).holds(need):
+            option("quantize to 4 bits (quantization.method awq or gptq)", four_bit)
+        elif req.quantization == "none" and (eight_bit := _fit(req, gpu, tp, method="fp8")).holds(need):
+            option("use quantization.method fp8", eight_bit)
+    raised = _fit(req, gpu, tp, utilization=FALLBACK_UTILIZATION)
+    if req.gpu_memory_utilization < FALLBACK_UTILIZATION and raised.holds(need):
+        option(f"raise gpuMemoryUtilization to {FALLBACK_UTILIZATION:.2f}", raised)
     larger = sorted(
         (p for p in GPU_PRODUCTS.values() if p.memory_bytes > gpu.memory_bytes), key=lambda p: p.memory_bytes
     )
-    card = next((p for p in larger if _fit(req, p, tp).ok), None)
+    card = next(((p, f) for p in larger if (f := _fit(req, p, tp)).holds(need)), None)
     if card is not None:
-        options.append(f"use gpu.product {card.name}")
+        option(f"use gpu.product {card[0].name}", card[1], card=card[0])
     return options
+
+
+def _advice(req: PlanRequest, gpu: GPUProduct, tp: int, *, kv_short: bool) -> list[PlanOption]:
+    """The options that reach a useful concurrency; where none does, those that fit at all."""
+    useful = _memory_options(req, gpu, tp, kv_short=kv_short, need=max(1, req.useful_sequences))
+    return useful or _memory_options(req, gpu, tp, kv_short=kv_short, need=1)
 
 
 def _check_request(req: PlanRequest) -> None:
@@ -431,6 +489,7 @@ def plan(req: PlanRequest) -> Plan:
             f"tensor parallel size {tp} (gpu.count) must divide the model's {arch.num_heads} attention heads "
             f"and {arch.num_kv_heads} KV heads: use gpu.count {_join_options(choices)}"
         )
+    options: list[PlanOption] = []
     on = f"{tp} \N{MULTIPLICATION SIGN} {gpu.name}"
     at_util = f"at gpuMemoryUtilization {req.gpu_memory_utilization:.2f}"
     if not at_tp.weights_fit:
@@ -439,11 +498,12 @@ def plan(req: PlanRequest) -> Plan:
             f"weights need {format_bytes(weights)} in {_method_label(req)}{share} but {on} give "
             f"{format_bytes(at_tp.usable)} usable per GPU {at_util}"
         )
-        options = _memory_options(req, gpu, tp, kv_short=False)
+        options = _advice(req, gpu, tp, kv_short=False)
         fallback = (
             f"{message}; no larger gpu.count, 4-bit quantization or GPU makes it fit: use a smaller model"
         )
-        reasons.append(f"{message}: {_join_options(options)}" if options else fallback)
+        texts = [o.text for o in options]
+        reasons.append(f"{message}: {_join_options(texts)}" if options else fallback)
     elif not at_tp.ok:
         what = "KV cache" if arch.kind == "decoder" else "activations"
         message = (
@@ -452,10 +512,14 @@ def plan(req: PlanRequest) -> Plan:
             f"{format_bytes(at_tp.free)} is left after {format_bytes(at_tp.weights_per_gpu)} of weights "
             f"on {on} {at_util}"
         )
-        options = _memory_options(req, gpu, tp, kv_short=True)
-        reasons.append(f"{message}: {_join_options(options)}" if options else message)
+        options = _advice(req, gpu, tp, kv_short=True)
+        texts = [o.text for o in options]
+        reasons.append(f"{message}: {_join_options(texts)}" if options else message)
 
     fits = not reasons
+    if fits and at_tp.sequences < req.useful_sequences:
+        # It fits, below a useful concurrency: what would reach it (nothing fits better otherwise).
+        options = _memory_options(req, gpu, tp, kv_short=True, need=req.useful_sequences, quantize=True)
     if arch.kind == "decoder":
         kv_cache = tp * at_tp.free
         capacity = kv_cache // per_sequence
@@ -478,4 +542,6 @@ def plan(req: PlanRequest) -> Plan:
         reserve_bytes_per_gpu=at_tp.reserve,
         max_num_batched_tokens=at_tp.tokens,
         max_num_seqs=at_tp.seqs,
+        useful_sequences=req.useful_sequences,
+        options=tuple(options),
     )

@@ -87,8 +87,18 @@ def plan_for(
         max_model_len=max_model_len,
         group_size=spec.quantization.group_size,
         double_quant=spec.quantization.double_quant,
+        useful_sequences=useful_sequences(spec),
     )
     return planner.plan(request), product
+
+
+def useful_sequences(spec: NLPModelSpec) -> int:
+    """The concurrency the planner's advice must reach: the running requests per replica the spec
+    autoscales on (metric concurrency, an explicit target), else the documented minimum."""
+    scaling = spec.scaling
+    if scaling.metric == "concurrency" and scaling.target is not None:
+        return scaling.target
+    return planner.MIN_USEFUL_SEQUENCES
 
 
 def _spec_consistency(spec: NLPModelSpec, arch: catalog.Architecture | None) -> list[Problem]:
