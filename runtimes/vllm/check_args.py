@@ -45,7 +45,7 @@ def check(argv: list[str]) -> tuple[str | None, str | None]:
     originals = {name: getattr(serve, name) for name in launchers}
     for name in launchers[:-1]:
         setattr(serve, name, parsed.append)
-    serve.uvloop = types.SimpleNamespace(run=lambda _: None)  # type: ignore[assignment]
+    serve.uvloop = types.SimpleNamespace(run=lambda _: None)  # type: ignore[assignment,attr-defined]
     stderr = io.StringIO()
     saved_argv = sys.argv
     sys.argv = argv
