@@ -67,7 +67,12 @@ def test_applied_by_default_replaced_when_the_clients_change_and_removed_when_sw
     assert policy["metadata"]["labels"] == want["metadata"]["labels"]
     (owner,) = policy["metadata"]["ownerReferences"]
     assert (owner["kind"], owner["uid"]) == ("NLPModel", model["metadata"]["uid"])
-    assert [i["metadata"]["name"] for i in cluster.inference_services(namespace)] == [isvc]
+    # Applied before the revision's workload (with the PodMonitor), which follows.
+    wait_for(
+        "the InferenceService",
+        lambda: [i["metadata"]["name"] for i in cluster.inference_services(namespace)] == [isvc] or None,
+        60,
+    )
 
     # The model names its clients: the same object now lets exactly them in.
     with_clients = copy.deepcopy(body)
