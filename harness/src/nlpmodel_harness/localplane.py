@@ -167,7 +167,42 @@ def adapt_crd_for_server(crd: dict[str, Any], server_version: tuple[int, int]) -
         if server_version < CEL_VALIDATIONS_SINCE:
             _drop_keys(schema, lambda _d, k: k == "x-kubernetes-validations")
         if server_version < EMPTY_STRING_DEFAULT_SINCE:
+            _require_defaulted_list_map_keys(schema)
             _drop_keys(schema, lambda d, k: k == "default" and d[k] == "" and d.get("type") == "string")
+    return crd
+
+
+def _require_defaulted_list_map_keys(node: Any) -> None:
+    """A list-map key must have a default or be required: where its default is the '' the server
+    rejects, it becomes required instead (e.g. imagePullSecrets[].name in LLMInferenceService)."""
+    if isinstance(node, dict):
+        items = node.get("items")
+        if isinstance(items, dict):
+            properties = items.get("properties") or {}
+            for key in node.get("x-kubernetes-list-map-keys") or []:
+                prop = properties.get(key) or {}
+                if prop.get("default") == "" and key not in (items.get("required") or []):
+                    items["required"] = [*(items.get("required") or []), key]
+        for value in node.values():
+            _require_defaulted_list_map_keys(value)
+    elif isinstance(node, list):
+        for item in node:
+            _require_defaulted_list_map_keys(item)
+
+
+def serve_without_conversion_webhook(crd: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `crd` that needs no conversion webhook: the local plane runs none, and without one
+    the server would hand out a stored object under another version's name unconverted. A CRD with
+    several versions and no webhook configured (KServe's LLMInferenceService: v1alpha1 and v1alpha2,
+    converted by KServe's webhook, configured by a kustomize patch the file lacks) serves and stores
+    only its storage version; the other versions stay in the CRD, not served."""
+    crd = copy.deepcopy(crd)
+    spec = crd.get("spec") or {}
+    versions = spec.get("versions") or []
+    strategy = (spec.get("conversion") or {}).get("strategy", "None")
+    if len(versions) > 1 and strategy != "Webhook":
+        for version in versions:
+            version["served"] = bool(version.get("storage"))
     return crd
 
 
@@ -191,8 +226,9 @@ def install_crds(
     """Create (or replace) the CRDs in files and wait until each is Established; return their names."""
     api = ApiextensionsV1Api(client)
     names: list[str] = []
-    for original in _load_crds(files):
-        name = original["metadata"]["name"]
+    for loaded in _load_crds(files):
+        name = loaded["metadata"]["name"]
+        original = serve_without_conversion_webhook(loaded)
         body = adapt_crd_for_server(original, server_version)
         for attempt in ("as adapted", "with all edits"):
             try:
@@ -212,17 +248,37 @@ def install_crds(
     return names
 
 
+CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+
+
+def _send_compact(api: Any, method: str, path: str, body: dict[str, Any]) -> None:
+    """Send `body` as compact JSON, labelled YAML (which JSON is, so the client passes the text as it
+    is): the client's own encoding adds a space after every separator, and LLMInferenceService's CRD
+    (0.8 MB compact) must stay well inside the API server's request and etcd's value limits."""
+    client = api.api_client
+    params = client.param_serialize(
+        method,
+        path,
+        header_params={"Content-Type": "application/yaml", "Accept": "application/json"},
+        body=json.dumps(body, separators=(",", ":")),
+        auth_settings=["BearerToken"],
+    )
+    response = client.call_api(*params)
+    response.read()
+    if not 200 <= response.status < 300:
+        raise ApiException(http_resp=response)
+
+
 def _create_or_replace_crd(api: Any, name: str, body: dict[str, Any]) -> None:
-    # _preload_content=False: the client's CRD model rejects a freshly created CRD's empty status.
     try:
-        api.create_custom_resource_definition(body, _preload_content=False)
+        _send_compact(api, "POST", CRD_PATH, body)
     except ApiException as exc:
         if exc.status != 409:
             raise
         current = json.loads(api.read_custom_resource_definition(name, _preload_content=False).data)
         body = copy.deepcopy(body)
         body.setdefault("metadata", {})["resourceVersion"] = current["metadata"]["resourceVersion"]
-        api.replace_custom_resource_definition(name, body, _preload_content=False)
+        _send_compact(api, "PUT", f"{CRD_PATH}/{name}", body)
 
 
 def _wait_established(api: Any, name: str, deadline: float) -> None:

@@ -119,6 +119,13 @@ PINNED_FILES: tuple[PinnedFile, ...] = (
         "monitoring.coreos.com_prometheusrules.yaml",
         "72b1e5f9959e67990d1598eb31b24ca4415007e31df3916356ef216316b2bf40",
     ),
+    # LLMInferenceService v1alpha1 + v1alpha2 (the storage version): 2.7 MB of YAML, 0.9 MB as JSON.
+    PinnedFile(
+        "kserve.serving.kserve.io_llminferenceservices.yaml",
+        f"{_RAW}/kserve/kserve/{_KSERVE_COMMIT}"
+        "/config/crd/full/llmisvc/serving.kserve.io_llminferenceservices.yaml",
+        "fbd625c2a2ac7b79e17c9763b7a0c4acf3cd3eaa99ebf0fab06db008785b35f3",
+    ),
 )
 _BY_NAME: dict[str, PinnedFile] = {p.name: p for p in PINNED_FILES}
 
