@@ -57,6 +57,8 @@ class ConditionType:
     CANARY_HEALTHY: Final = "CanaryHealthy"
     ROLLED_BACK: Final = "RolledBack"
     AUTOSCALING: Final = "Autoscaling"
+    # Platform kserve-llm: KServe's routing group of the model's LLMInferenceServices (GroupDegraded).
+    TRAFFIC_GROUP: Final = "TrafficGroup"
 
 
 class Reason:
@@ -95,3 +97,11 @@ class Reason:
     AUTOSCALED: Final = "Autoscaled"
     AUTOSCALER_UNAVAILABLE: Final = "AutoscalerUnavailable"
     FIXED_REPLICAS: Final = "FixedReplicas"
+    # Platform kserve-llm: which of KServe's LLMInferenceService conditions holds a revision back, and
+    # the state of its routing group.
+    WORKLOADS_NOT_READY: Final = "WorkloadsNotReady"
+    ROUTER_NOT_READY: Final = "RouterNotReady"
+    PRESETS_NOT_COMBINED: Final = "PresetsNotCombined"
+    STOPPED: Final = "Stopped"
+    GROUP_HEALTHY: Final = "GroupHealthy"
+    GROUP_DEGRADED: Final = "GroupDegraded"

@@ -30,7 +30,7 @@ GPUProductName = Literal[
     "nvidia-h100-80gb",
     "nvidia-h200-141gb",
 ]
-Platform = Literal["kserve", "raw"]
+Platform = Literal["kserve", "raw", "kserve-llm"]
 RouterName = Literal["gateway-api", "kserve-canary", "replica-ratio"]
 ScaleMetric = Literal["queue-depth", "kv-cache", "concurrency", "cpu"]
 Strategy = Literal["canary", "direct"]
@@ -316,12 +316,39 @@ class NetworkPolicySpec(_Model):
     )
 
 
+LLMScheduler = Literal["managed", "none"]
+KSERVE_LLM_ROUTER_MESSAGE: Final = (
+    "spec.serving.router: platform kserve-llm splits traffic itself (each revision's "
+    "LLMInferenceService carries router.route group and weight): use router gateway-api, "
+    "KServe's managed HTTPRoute; replica-ratio and kserve-canary cannot be expressed"
+)
+
+
+class LLMInferenceServiceRouting(_Model):
+    """How KServe routes to each revision's LLMInferenceService (platform kserve-llm)."""
+
+    scheduler: LLMScheduler = Field(
+        default="managed",
+        description=(
+            "managed: KServe runs an endpoint picker and an InferencePool per revision (router.scheduler); "
+            "none: the group's backend is each revision's workload Service."
+        ),
+    )
+    inference_pool: DNSSubdomain | None = Field(
+        default=None,
+        description="An existing InferencePool to use instead of KServe's managed one (scheduler.pool.ref).",
+    )
+
+
 class Serving(_Model):
     """How revisions are deployed and how traffic reaches them."""
 
     platform: Platform = Field(
         default="kserve",
-        description="kserve (InferenceService, Standard mode) or raw (Deployment + Service).",
+        description=(
+            "kserve (InferenceService, Standard mode), raw (Deployment + Service) or kserve-llm "
+            "(KServe LLMInferenceService v1alpha2, one per revision, weighted in a routing group)."
+        ),
     )
     router: RouterName = Field(
         default="gateway-api",
@@ -337,6 +364,10 @@ class Serving(_Model):
     )
     network_policy: NetworkPolicySpec | None = Field(
         default=None, description="An optional NetworkPolicy restricting who may reach the model's pods."
+    )
+    llm_inference_service: LLMInferenceServiceRouting | None = Field(
+        default=None,
+        description="KServe's routing of each revision (platform kserve-llm; default: its managed scheduler).",
     )
 
 
@@ -633,6 +664,14 @@ class Rollout(_Model):
             "the rollout is rolled back with reason ProgressDeadlineExceeded."
         ),
     )
+    stopped_retention: Duration | None = Field(
+        default=None,
+        description=(
+            "Platform kserve-llm: how long a revision that left the traffic group (the previous stable "
+            "after a promotion, a rolled-back or replaced canary) stays stopped (serving.kserve.io/stop) "
+            "before it is deleted; a revert to it within this window only restarts it. Default 15m."
+        ),
+    )
     analysis: Analysis | None = Field(default=None, description="SLO analysis of the canary.")
     slo: SLO | None = Field(default=None, description="Objectives checked by the analysis.")
 
@@ -703,6 +742,10 @@ class NLPModelSpec(_Model):
                 " || !has(self.serving.networkPolicy.enabled) || !self.serving.networkPolicy.enabled",
                 NETWORK_POLICY_ON_KNATIVE_MESSAGE,
             ),
+            (
+                "self.serving.platform != 'kserve-llm' || self.serving.router == 'gateway-api'",
+                KSERVE_LLM_ROUTER_MESSAGE,
+            ),
         )
     )
 
@@ -721,4 +764,6 @@ class NLPModelSpec(_Model):
         policy = self.serving.network_policy
         if self.serving.router == "kserve-canary" and policy is not None and policy.enabled:
             raise ValueError(NETWORK_POLICY_ON_KNATIVE_MESSAGE)
+        if self.serving.platform == "kserve-llm" and self.serving.router != "gateway-api":
+            raise ValueError(KSERVE_LLM_ROUTER_MESSAGE)
         return self

@@ -111,6 +111,14 @@ class HistoryEntry(_Status):
     at: str = Field(description="When (RFC 3339).")
 
 
+class StoppedRevision(_Status):
+    """A revision that left the traffic group and is kept stopped until its retention ends
+    (platform kserve-llm: `serving.kserve.io/stop`, then deleted)."""
+
+    revision: str = Field(description="Revision (template hash).")
+    stopped_at: str = Field(description="When it was stopped (RFC 3339); it is deleted a retention later.")
+
+
 class NLPModelStatus(_Status):
     """Observed state of an NLPModel."""
 
@@ -153,6 +161,10 @@ class NLPModelStatus(_Status):
     history: list[HistoryEntry] = Field(
         default_factory=list, description="Finished rollouts, newest last (bounded)."
     )
+    stopped_revisions: list[StoppedRevision] = Field(
+        default_factory=list,
+        description="Revisions kept stopped until their retention ends (platform kserve-llm).",
+    )
     conditions: list[Condition] = Field(default_factory=list, description="Kubernetes-style conditions.")
 
     def rollout_stage(self, steps: int) -> RolloutStage | None:
@@ -167,7 +179,7 @@ class NLPModelStatus(_Status):
         return "Paused" if self.paused else "Progressing"
 
 
-_LISTS = ("history", "conditions")
+_LISTS = ("history", "conditions", "stoppedRevisions")
 
 
 def to_json(part: BaseModel) -> dict[str, Any]:
@@ -177,8 +189,10 @@ def to_json(part: BaseModel) -> dict[str, Any]:
     dumped: dict[str, Any] = part.model_dump(
         mode="json", by_alias=True, exclude_unset=True, exclude_none=True
     )
-    if isinstance(part, NLPModelStatus) and dumped.get("history") == []:
-        del dumped["history"]
+    if isinstance(part, NLPModelStatus):
+        for empty in ("history", "stoppedRevisions"):
+            if dumped.get(empty) == []:
+                del dumped[empty]
     return dumped
 
 

@@ -66,6 +66,9 @@ def revision_states(
             ready_replicas,
             replicas_applied=applied,
             serving=serving,
+            stopped=any(w.stopped for _, w in workloads),
+            reason=next((w.reason for _, w in workloads if not w.ready and w.reason), ""),
+            warning="; ".join(w.warning for _, w in workloads if w.warning),
         )
         for obj, workload in workloads:
             # A workload that keeps serving an earlier revision (Knative's previously rolled-out one):

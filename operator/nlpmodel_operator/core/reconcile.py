@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from nlpmodel_operator.api import constants as c
@@ -39,7 +40,7 @@ from nlpmodel_operator.core.monitoring import Monitoring, pod_monitors
 from nlpmodel_operator.core.networkpolicy import NetworkPolicies, network_policies
 from nlpmodel_operator.core.ordering import Part, in_order
 from nlpmodel_operator.core.planner import format_bytes
-from nlpmodel_operator.core.platforms import ServingPlatform, Split, platform_of, running
+from nlpmodel_operator.core.platforms import ServingPlatform, Split, platform_of, running, weighted
 from nlpmodel_operator.core.problems import Problem
 from nlpmodel_operator.core.records import (
     Action,
@@ -50,11 +51,12 @@ from nlpmodel_operator.core.records import (
     Event,
     RevisionState,
 )
-from nlpmodel_operator.core.render import render_settled, route_context
+from nlpmodel_operator.core.render import model_routes, render_settled, route_context
 from nlpmodel_operator.core.resolve import Resolution, resolve
 from nlpmodel_operator.core.resolved import Resolved
 from nlpmodel_operator.core.rollout import RolloutInput, RolloutOutcome, step_rollout
 from nlpmodel_operator.core.routers import RouteContext, router_for
+from nlpmodel_operator.core.stopping import Retirement, retire
 from nlpmodel_operator.core.validation import name_problems, parse_spec
 
 __all__ = ["ChildRef", "Decision", "Event", "Monitoring", "Observation", "RevisionState", "decide"]
@@ -214,6 +216,7 @@ def _invalid(obs: Observation, problems: list[Problem], resolution: Resolution |
         failed_revision=old.failed_revision,
         plan=_plan_status(resolution, None) if resolution is not None else None,
         history=old.history,
+        stopped_revisions=old.stopped_revisions,
         conditions=conds.items,
     )
     return Decision([], status, events)
@@ -246,9 +249,18 @@ def _valid(obs: Observation, resolution: Resolution, resolved: Resolved) -> Deci
     outcome = step_rollout(
         RolloutInput(spec, resolved.revision, obs.status, obs.revisions, obs.command, now, obs.check)
     )
-    actions = _actions(obs, resolved, outcome)
-    status = _status(obs, resolution, resolved, outcome)
+    retirement = _retirement(obs, spec, outcome, now)
+    actions = _actions(obs, resolved, outcome, retirement)
+    status = _status(obs, resolution, resolved, outcome, retirement)
     return Decision(actions, status, outcome.events)
+
+
+def _retirement(obs: Observation, spec: NLPModelSpec, outcome: RolloutOutcome, now: datetime) -> Retirement:
+    """What becomes of the revisions that are neither stable nor canary any more (`core.stopping`)."""
+    keep = {outcome.stable, outcome.canary}
+    gone = set(outcome.delete) | {r for r in obs.revisions if r not in keep}
+    live = {r for r in keep if r is not None}
+    return retire(spec, obs.revisions, gone, live, obs.status.stopped_revisions, now)
 
 
 def _route(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> RouteContext:
@@ -257,7 +269,9 @@ def _route(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> Rou
     return route_context(resolved, split, stable_platform)
 
 
-def _actions(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> list[Action]:
+def _actions(
+    obs: Observation, resolved: Resolved, outcome: RolloutOutcome, retirement: Retirement
+) -> list[Action]:
     spec = resolved.spec
     platform = platform_of(spec.serving)
     support = obs.scaling
@@ -267,6 +281,7 @@ def _actions(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> l
     stable_scale = serving_scale(spec, outcome.sizing.stable, lent, possible)
     resize: list[Action] = []
     handover: list[Action] = []
+    weights: list[Action] = []  # a "per-revision" platform's stable, not re-rendered, at its share
     if outcome.canary is None and outcome.stable == resolved.revision:
         # At rest: exactly what `nlpctl render` prints.
         settled = render_settled(resolved, support, obs.monitoring, stable_scale, obs.network)
@@ -278,14 +293,14 @@ def _actions(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> l
             platform.born(workloads, stable_scale)
         handover = _handover(stable_state, spec, stable_scale)
     else:
-        route_objects = router_for(spec.serving.router).render(_route(obs, resolved, outcome))
+        route_objects = model_routes(resolved, _route(obs, resolved, outcome))
         monitor_objects = [
             *pod_monitors(obs.name, obs.namespace, obs.monitoring),
             *network_policies(resolved, obs.network),
         ]
         split = Split(outcome.stable, outcome.canary, outcome.weight)
         workloads, scalers = [], []
-        if platform.splits_traffic:
+        if platform.traffic == "in-place":
             workloads = platform.render(resolved, stable_scale, support, split)
         else:
             if outcome.canary is not None:
@@ -296,17 +311,22 @@ def _actions(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> l
                 scalers = _platform_running(stable_state, spec).autoscalers(
                     resolved, outcome.stable, stable_scale, support
                 )
-    if platform.splits_traffic:
+                weights = _stable_share(stable_state, spec, 100 - outcome.weight)
+    if platform.traffic == "in-place":
         # Its one workload carries the split: it moves with the traffic, before anything is deleted.
         route_objects, workloads = [*workloads, *route_objects], []
-    routes: list[Action] = [Apply(o) for o in route_objects]
+    # The canary's own share is applied with it ("revision"); the stable's after it ("route" comes
+    # later when capacity comes first): a rising canary share passes only through values between the
+    # planned ones. When revisions go, traffic comes first: the stable takes its share back before
+    # the canary is stopped.
+    routes: list[Action] = [Apply(o) for o in route_objects] + weights
     # First, so that a new revision's pods are scraped from their start.
     monitors: list[Action] = [Apply(o) for o in monitor_objects]
-    revision_objects: list[Action] = [Apply(o) for o in workloads]
+    revision_objects: list[Action] = [Apply(o) for o in workloads] + retirement.restarts
     keep = {outcome.stable, outcome.canary}
-    gone = set(outcome.delete) | {r for r in obs.revisions if r not in keep}
+    gone = retirement.delete
     wanted = {(o["kind"], o["metadata"]["name"]) for o in [*route_objects, *monitor_objects]}
-    deletes: list[Action] = [
+    deletes: list[Action] = [*retirement.stops] + [
         Delete(ref)
         for r in sorted(gone)
         if r in obs.revisions
@@ -339,8 +359,21 @@ def _actions(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> l
     return ordered
 
 
+def _stable_share(state: RevisionState, spec: NLPModelSpec, weight: int) -> list[Action]:
+    """The stable's share, where its platform gives each revision its own (none otherwise)."""
+    found = running(state.children, platform_of(spec.serving))
+    weights = weighted(found[0]) if found is not None else None
+    if found is None or weights is None:
+        return []
+    return weights.weigh(found[1], weight)
+
+
 def _status(
-    obs: Observation, resolution: Resolution, resolved: Resolved, outcome: RolloutOutcome
+    obs: Observation,
+    resolution: Resolution,
+    resolved: Resolved,
+    outcome: RolloutOutcome,
+    retirement: Retirement,
 ) -> NLPModelStatus:
     old = obs.status
     conds = _Conditions(old, obs.now, obs.generation)
@@ -369,9 +402,21 @@ def _status(
         conds.set(
             ConditionType.READY,
             "False",
-            Reason.CHILDREN_NOT_READY,
+            serving.reason or Reason.CHILDREN_NOT_READY,
             serving.message or f"revision {stable} is not ready",
         )
+    if platform.traffic == "per-revision":
+        members = [obs.revisions.get(r) for r in (stable, outcome.canary) if r is not None]
+        warnings = [m.warning for m in members if m is not None and m.warning]
+        if warnings:
+            conds.set(ConditionType.TRAFFIC_GROUP, "False", Reason.GROUP_DEGRADED, "; ".join(warnings))
+        else:
+            conds.set(
+                ConditionType.TRAFFIC_GROUP,
+                "True",
+                Reason.GROUP_HEALTHY,
+                f"routing group {resolved.name}: no member reports a problem",
+            )
     if outcome.progressing is not None:
         conds.set(ConditionType.PROGRESSING, "True", *outcome.progressing)
     else:
@@ -433,6 +478,7 @@ def _status(
         replicas=counted.replicas if counted is not None else None,
         ready_replicas=(counted.ready_replicas or 0) if counted is not None else None,
         selector=f"{c.LABEL_MODEL}={resolved.name},{c.LABEL_REVISION}={stable}",
+        **({"stopped_revisions": retirement.stopped} if retirement.stopped or old.stopped_revisions else {}),
         endpoint=f"http://{front}.{obs.namespace}.svc.cluster.local",
         plan=_plan_status(resolution, resolved.max_model_len),
         conditions=conds.items,

@@ -28,6 +28,9 @@ class RevisionState:
     # Whether it can take traffic now (KServe says Ready, or some pod is), even while it is not `ready`
     # (converged at its current spec: scaling up, a new generation not yet processed). None: as ready.
     serving: bool | None = None
+    stopped: bool = False  # held at zero pods on purpose (platform kserve-llm's stop annotation)
+    reason: str = ""  # why not ready, as a reason of ours (api.constants.Reason); "": ChildrenNotReady
+    warning: str = ""  # the platform's warning that does not block readiness (GroupDegraded)
 
     @property
     def can_serve(self) -> bool:

@@ -89,5 +89,13 @@ def render_settled(
         policies=network_policies(resolved, network),
         workloads=platform.render(resolved, scale, support, split),
         autoscalers=platform.autoscalers(resolved, resolved.revision, scale, support),
-        routes=router_for(resolved.spec.serving.router).render(route_context(resolved, split)),
+        routes=model_routes(resolved, route_context(resolved, split)),
     )
+
+
+def model_routes(resolved: Resolved, ctx: RouteContext) -> list[dict[str, Any]]:
+    """The router's objects for `ctx`; none where the platform gives each revision its own share
+    (traffic "per-revision": KServe writes the routes of an LLMInferenceService group itself)."""
+    if platform_of(resolved.spec.serving).traffic == "per-revision":
+        return []
+    return router_for(resolved.spec.serving.router).render(ctx)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.core.autoscaling import Autoscaled, Scale, ScalingSupport
@@ -28,6 +28,18 @@ class Split:
     weight: int = 0
 
 
+# How traffic reaches the revisions:
+# - "router": each revision has its own objects, and a router (core/routers) splits traffic between
+#   their Services;
+# - "in-place": one object serves every revision and splits traffic by a field of its own (Knative's
+#   canaryTrafficPercent); it is rendered from the current template with the split, and revisions are
+#   neither resized nor handed over;
+# - "per-revision": each revision has its own object, and each object carries its own share of the
+#   traffic (KServe LLMInferenceService's router.route weight in a group); the platform routes itself,
+#   so the router renders nothing, and it implements `WeightedRevisions` as well.
+TrafficMode = Literal["router", "in-place", "per-revision"]
+
+
 @dataclass(frozen=True)
 class WorkloadState:
     """A workload as its platform reads it from the object the API server shows."""
@@ -39,6 +51,10 @@ class WorkloadState:
     serving: bool = False  # can take traffic now, even while not `ready` (scaling, a new generation)
     # Another revision the same object keeps serving (Knative's previously rolled-out revision).
     also_serves: str | None = None
+    stopped: bool = False  # its pods are held at zero on purpose (see `WeightedRevisions.stop`)
+    reason: str = ""  # why not ready, as a reason of ours (api.constants.Reason); "": ChildrenNotReady
+    # The platform's own warning that does not block readiness (LLMInferenceService GroupDegraded).
+    warning: str = ""
 
 
 class ServingPlatform(Protocol):
@@ -47,11 +63,7 @@ class ServingPlatform(Protocol):
     workload: ChildKind
     # Every kind it creates, the workload's included: the shell lists and watches these.
     kinds: tuple[ChildKind, ...]
-    # True: one object serves every revision and splits traffic by a field of its own (Knative's
-    # canaryTrafficPercent); it is rendered from the current template with the split, and revisions
-    # are neither resized nor handed over. False: each revision has its own objects, and a router
-    # splits traffic between their Services.
-    splits_traffic: bool
+    traffic: TrafficMode  # see `TrafficMode`
 
     def problems(self, spec: NLPModelSpec) -> list[Problem]: ...
 
@@ -100,4 +112,27 @@ class ServingPlatform(Protocol):
 
     def born(self, objects: list[dict[str, Any]], scale: Autoscaled) -> None:
         """Set what a new revision starts at when an autoscaler will own its count (in place)."""
+        ...
+
+
+@runtime_checkable
+class WeightedRevisions(Protocol):
+    """What a "per-revision" platform adds: the share of a live revision that is not re-rendered (the
+    stable during a rollout) and the stop that takes a revision out of the traffic group without
+    deleting it (so that going back to it only restarts it)."""
+
+    def weigh(self, workload: ChildRef, weight: int) -> list[Action]:
+        """Give a live revision `weight` (the share of 100 the plan gives it)."""
+        ...
+
+    def stop(self, workload: ChildRef) -> list[Action]:
+        """Take a revision out of traffic, its pods to zero, its object kept (and its weight to 0)."""
+        ...
+
+    def restart(self, workload: ChildRef) -> list[Action]:
+        """Undo `stop`."""
+        ...
+
+    def retention_s(self, spec: NLPModelSpec) -> float:
+        """How long a stopped revision is kept before it is deleted."""
         ...

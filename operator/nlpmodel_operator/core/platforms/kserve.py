@@ -17,7 +17,7 @@ from nlpmodel_operator.core.autoscaling import (
 from nlpmodel_operator.core.engines import SERVING_PORT, EngineInput, engine_for
 from nlpmodel_operator.core.kinds import ChildKind
 from nlpmodel_operator.core.platforms import common
-from nlpmodel_operator.core.platforms.base import Split, WorkloadState
+from nlpmodel_operator.core.platforms.base import Split, TrafficMode, WorkloadState
 from nlpmodel_operator.core.problems import Problem
 from nlpmodel_operator.core.records import Action, ChildRef, Patch, RevisionState
 from nlpmodel_operator.core.resolved import Resolved
@@ -70,7 +70,7 @@ class KServePlatform:
     name = "kserve"
     workload = INFERENCE_SERVICE
     kinds: tuple[ChildKind, ...] = (INFERENCE_SERVICE,)
-    splits_traffic = False
+    traffic: TrafficMode = "router"
 
     def problems(self, spec: NLPModelSpec) -> list[Problem]:
         return []

@@ -23,7 +23,7 @@ from nlpmodel_operator.core.autoscaling import (
 )
 from nlpmodel_operator.core.kinds import ChildKind
 from nlpmodel_operator.core.platforms import common
-from nlpmodel_operator.core.platforms.base import Split, WorkloadState
+from nlpmodel_operator.core.platforms.base import Split, TrafficMode, WorkloadState
 from nlpmodel_operator.core.platforms.kserve import (
     API_VERSION,
     DEPLOYMENT_MODE_ANNOTATION,
@@ -45,7 +45,7 @@ class KServeServerlessPlatform:
     name = "kserve-serverless"
     workload = INFERENCE_SERVICE
     kinds: tuple[ChildKind, ...] = (INFERENCE_SERVICE,)
-    splits_traffic = True
+    traffic: TrafficMode = "in-place"
 
     def problems(self, spec: NLPModelSpec) -> list[Problem]:
         if spec.rollout.gpu_surge:

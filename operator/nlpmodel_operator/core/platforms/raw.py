@@ -18,7 +18,7 @@ from nlpmodel_operator.core.autoscaling import (
 from nlpmodel_operator.core.engines import SERVING_PORT, EngineInput, engine_for
 from nlpmodel_operator.core.kinds import ChildKind
 from nlpmodel_operator.core.platforms import common
-from nlpmodel_operator.core.platforms.base import Split, WorkloadState
+from nlpmodel_operator.core.platforms.base import Split, TrafficMode, WorkloadState
 from nlpmodel_operator.core.problems import Problem
 from nlpmodel_operator.core.records import Action, ChildRef, HandOver, Patch, RevisionState
 from nlpmodel_operator.core.resolved import Resolved
@@ -35,7 +35,7 @@ class RawPlatform:
     name = "raw"
     workload = DEPLOYMENT
     kinds: tuple[ChildKind, ...] = (DEPLOYMENT, SERVICE)
-    splits_traffic = False
+    traffic: TrafficMode = "router"
 
     def owns(self, obj: Mapping[str, Any]) -> bool:
         return obj.get("kind") == DEPLOYMENT.kind
