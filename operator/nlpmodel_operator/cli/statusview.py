@@ -179,6 +179,17 @@ def _table(rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
     ]
 
 
+def describe_serving(spec: Mapping[str, Any], name: str = "") -> str:
+    """Where revisions run and how traffic reaches them (the spec's defaults where it is silent)."""
+    serving = spec.get("serving") or {}
+    platform = serving.get("platform") or "kserve"
+    router = serving.get("router") or "gateway-api"
+    if platform == "kserve-llm":
+        group = f" {name}" if name else ""
+        return f"kserve-llm: an LLMInferenceService per revision, weighted in KServe's routing group{group}"
+    return f"{platform}, router {router}"
+
+
 def format_status(
     status: Mapping[str, Any],
     spec: Mapping[str, Any],
@@ -199,6 +210,8 @@ def format_status(
         rows.append(("phase", "unknown (no status yet: the operator has not reconciled it)"))
     else:
         rows.append(("phase", _str(status, "phase") or "unknown"))
+    if {"platform", "router"} & set(spec.get("serving") or {}):
+        rows.append(("serving", describe_serving(spec, name)))
     rows.append(("stable", _str(status, "stableRevision") or "none"))
     steps = rollout_steps(spec)
     canary = _str(status, "canaryRevision")
@@ -238,6 +251,18 @@ def format_status(
         rows.append(("paused", "yes" if paused else "no"))
     else:
         rows.append(("canary", "none"))
+    for stopped in status.get("stoppedRevisions") or []:
+        if isinstance(stopped, dict):
+            since = format_ago(parse_time(stopped.get("stoppedAt")), now) or "?"
+            rows.append(
+                ("stopped", f"{stopped.get('revision')} since {since} (deleted when its retention ends)")
+            )
+    for stopped in status.get("stoppedRevisions") or []:
+        if isinstance(stopped, dict):
+            since = format_ago(parse_time(stopped.get("stoppedAt")), now) or "?"
+            rows.append(
+                ("stopped", f"{stopped.get('revision')} since {since} (deleted when its retention ends)")
+            )
     if failed := _str(status, "failedRevision"):
         rows.append(("failed", f"{failed} (rolled back; `nlpctl retry` rolls it out again)"))
     if pending:

@@ -34,6 +34,8 @@ def settled(body: Mapping[str, Any]) -> bool:
         return False
     if status.phase not in _AT_REST or status.canary_revision:
         return False
+    if status.stopped_revisions:
+        return False  # a stopped revision is deleted when its retention ends: time moves it
     if ANNOTATION_COMMAND in (meta.get("annotations") or {}):
         return False
     ready = find(status.conditions, ConditionType.READY)
