@@ -97,6 +97,8 @@ def all_rendered() -> list[tuple[str, dict[str, Any]]]:
         ("bge-embeddings-raw.yaml", "kv-cache"),
         ("llama-8b-awq-kserve.yaml", "cpu"),
         ("llama-8b-awq-kserve.yaml", "kv-cache"),
+        ("llama-8b-kserve-llm.yaml", "cpu"),
+        ("llama-8b-kserve-llm.yaml", "kv-cache"),
     ):
         for obj in autoscaled(example, metric=metric):
             out.append((f"{example.removesuffix('.yaml')}:{metric}:{obj['kind']}", obj))
@@ -104,6 +106,7 @@ def all_rendered() -> list[tuple[str, dict[str, Any]]]:
         ("gateway-api", "llama-8b-awq-kserve.yaml"),
         ("replica-ratio", "bge-embeddings-raw.yaml"),
         ("kserve-canary", "mistral-7b-nf4-transformers.yaml"),
+        ("gateway-api", "llama-8b-kserve-llm.yaml"),
     ):
         for obj in mid_canary(EXAMPLES[0].parent / example, router):
             out.append(
@@ -144,6 +147,7 @@ def test_examples_render_every_kind_we_support() -> None:
         "HorizontalPodAutoscaler",
         "ScaledObject",
         "NetworkPolicy",
+        "LLMInferenceService",
     } <= kinds
     classes = {
         o["metadata"]["annotations"].get("serving.kserve.io/autoscalerClass")
@@ -153,6 +157,13 @@ def test_examples_render_every_kind_we_support() -> None:
     assert {"hpa", "keda", "none"} <= classes
     canary_isvc = [
         o for label, o in RENDERED if label.startswith("kserve-canary:") and o["kind"] == "InferenceService"
+    ]
+    # Mid-canary on kserve-llm, each revision's own object carries its share.
+    llm_canary = [
+        o for label, o in RENDERED if label.startswith("gateway-api:llama-8b-kserve-llm:LLMInferenceService")
+    ]
+    assert [o["spec"]["router"]["route"] for o in llm_canary] == [
+        {"group": "support-assistant-llm", "weight": 10}
     ]
     assert canary_isvc[0]["spec"]["predictor"]["canaryTrafficPercent"] == 10
     # Knative (the kserve-canary mode) rejects any port name but h2c and http1.
@@ -270,6 +281,12 @@ CROSS_FIELD_CASES = [
         id="kserve-canary-raw",
     ),
     pytest.param(variant(serving={"router": "kserve-canary"}), None, id="kserve-canary-kserve"),
+    pytest.param(
+        variant(serving={"platform": "kserve-llm", "router": "replica-ratio"}),
+        "spec.serving.router: platform kserve-llm splits traffic itself",
+        id="kserve-llm-replica-ratio",
+    ),
+    pytest.param(variant(serving={"platform": "kserve-llm"}), None, id="kserve-llm-gateway-api"),
     pytest.param(
         variant(resources={"gpu": {"count": 0, "product": "nvidia-l4"}}),
         "product requires count > 0",
@@ -449,3 +466,15 @@ def test_percentages_out_of_range_are_refused_by_the_schema_and_by_nlpctl_valida
     else:
         assert schema_problems == []
         assert python_problems == []
+
+
+def test_the_checker_would_catch_a_pruned_llm_inference_service_field(
+    upstream_crds: list[dict[str, Any]],
+) -> None:
+    """Guards the kserve-llm objects above: a field LLMInferenceService v1alpha2 lacks is reported."""
+    llmisvc = next(obj for _, obj in RENDERED if obj["kind"] == "LLMInferenceService")
+    assert check_object(llmisvc, upstream_crds) == []
+    broken = copy.deepcopy(llmisvc)
+    broken["spec"]["router"]["route"]["canaryWeight"] = 10
+    problems = check_object(broken, upstream_crds)
+    assert any("canaryWeight" in p for p in problems), problems

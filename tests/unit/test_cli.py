@@ -168,6 +168,7 @@ def test_render_prints_only_child_objects() -> None:
         "Deployment",
         "Service",
         "HTTPRoute",
+        "LLMInferenceService",
         "PodMonitor",
     }
     assert all("ownerReferences" not in o["metadata"] for o in objects)

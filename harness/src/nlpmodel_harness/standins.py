@@ -1,4 +1,5 @@
-"""Stand-ins for the controllers a local control plane lacks: KServe and the kubelet.
+"""Stand-ins for the controllers a local control plane lacks: KServe (InferenceService and, see
+`llmisvc_standin`, LLMInferenceService) and the kubelet.
 
 They write exactly what the real component would write (status through the status subresource), so
 the operator under test sees the world it would see in a real cluster.
@@ -14,6 +15,8 @@ from kubernetes.client.exceptions import ApiException
 from nlpmodel_operator.api.constants import LABEL_REVISION
 from nlpmodel_operator.api.units import format_time
 from urllib3.exceptions import HTTPError
+
+from nlpmodel_harness import llmisvc_standin
 
 
 def _now() -> str:
@@ -66,10 +69,27 @@ def run_pods(admin: client.ApiClient, namespace: str, label_selector: str) -> in
     return len(pods)
 
 
+def play_llm_inference_services(admin: client.ApiClient, namespace: str, broken: set[str]) -> None:
+    """One round of KServe's LLMInferenceService controller over a namespace (see `llmisvc_standin`)."""
+    api = client.CustomObjectsApi(admin)
+    s = llmisvc_standin
+    items = api.list_namespaced_custom_object(s.GROUP, s.VERSION, namespace, s.PLURAL)["items"]
+    for obj in items:
+        revision = (obj["metadata"].get("labels") or {}).get(LABEL_REVISION, "")
+        current = obj.get("status") or {}
+        wanted = s.desired_status(obj, items, broken, revision)
+        if s.needs_write(wanted, current):
+            body = {"status": s.with_times(wanted, current, _now())}
+            api.patch_namespaced_custom_object_status(
+                s.GROUP, s.VERSION, namespace, s.PLURAL, obj["metadata"]["name"], body
+            )
+
+
 class StandInControllers:
     """KServe and the kubelet, played continuously in one namespace from a background thread.
 
-    Every InferenceService and pod of the namespace becomes Ready shortly after it appears, except
+    Every InferenceService, LLMInferenceService and pod of the namespace becomes Ready shortly after
+    it appears (an LLMInferenceService annotated stop: stopped, as KServe reports it), except
     those of the revisions in `broken` (a canary that never comes up).
     """
 
@@ -110,3 +130,7 @@ class StandInControllers:
                 run_pods(self.admin, self.namespace, selector)
             except (ApiException, HTTPError):
                 continue  # a namespace being deleted, an object gone, the API server restarting: next round
+            try:
+                play_llm_inference_services(self.admin, self.namespace, self.broken)
+            except (ApiException, HTTPError):
+                continue  # as above, or a plane without the LLMInferenceService CRD
