@@ -36,9 +36,15 @@ SETUPS = [
     Setup("kserve-canary", "kserve"),
     Setup("replica-ratio", "kserve"),
 ]
+# KServe's LLMInferenceService: each revision's object carries its weight in the model's routing group.
+KSERVE_LLM = Setup("gateway-api", "kserve-llm")
+# Stopped revisions are deleted after this (spec.rollout.stoppedRetention).
+RETENTION = "3s"
 
 
 def model(namespace: str, setup: Setup, max_model_len: int = 8192, **rollout: Any) -> dict[str, Any]:
+    if setup.platform == "kserve-llm":
+        rollout.setdefault("stoppedRetention", RETENTION)
     return chat_model(
         namespace,
         max_model_len,
@@ -70,10 +76,29 @@ class View:
         st: dict[str, Any] = self.cluster.model(self.namespace, "chat").get("status") or {}
         return st
 
+    def llm_inference_services(self) -> list[dict[str, Any]]:
+        listed = self.cluster.api.list_namespaced_custom_object(
+            "serving.kserve.io", "v1alpha2", self.namespace, "llminferenceservices"
+        )
+        items: list[dict[str, Any]] = listed["items"]
+        return items
+
+    def stopped(self) -> set[str]:
+        """Revisions whose LLMInferenceService is annotated serving.kserve.io/stop."""
+        return {
+            o["metadata"]["labels"][c.LABEL_REVISION]
+            for o in self.llm_inference_services()
+            if (o["metadata"].get("annotations") or {}).get("serving.kserve.io/stop") == "true"
+        }
+
     def workloads(self) -> dict[str, tuple[str, int]]:
-        """revision → (uid, replicas) of its InferenceService or Deployment."""
+        """revision → (uid, replicas) of its InferenceService, LLMInferenceService or Deployment."""
         out: dict[str, tuple[str, int]] = {}
-        if self.setup.platform == "kserve":
+        if self.setup.platform == "kserve-llm":
+            for obj in self.llm_inference_services():
+                rev = obj["metadata"]["labels"][c.LABEL_REVISION]
+                out[rev] = (obj["metadata"]["uid"], obj["spec"].get("replicas", 0))
+        elif self.setup.platform == "kserve":
             for isvc in self.cluster.inference_services(self.namespace):
                 rev = isvc["metadata"]["labels"][c.LABEL_REVISION]
                 out[rev] = (isvc["metadata"]["uid"], isvc["spec"]["predictor"]["maxReplicas"])
@@ -90,6 +115,15 @@ class View:
 
     def canary_share(self, stable: str, canary: str) -> int:
         """The canary's share of traffic as the cluster's objects define it."""
+        if self.setup.platform == "kserve-llm":
+            # KServe weighs the group's members that are not stopped, proportionally.
+            weights = {
+                o["metadata"]["labels"][c.LABEL_REVISION]: o["spec"]["router"]["route"]["weight"]
+                for o in self.llm_inference_services()
+                if (o["metadata"].get("annotations") or {}).get("serving.kserve.io/stop") != "true"
+            }
+            total = sum(weights.get(r, 0) for r in (stable, canary))
+            return round(100 * weights.get(canary, 0) / total) if total else 0
         if self.setup.router == "gateway-api":
             weights = dict(self.route_weights())
             return next((w for name, w in weights.items() if f"-{canary}" in name), 0)
@@ -132,7 +166,7 @@ def wait_ready_at(view: View, rev: str, timeout_s: float = 90) -> None:
     )
 
 
-@pytest.mark.parametrize("setup", SETUPS, ids=lambda s: f"{s.router}-{s.platform}")
+@pytest.mark.parametrize("setup", [*SETUPS, KSERVE_LLM], ids=lambda s: f"{s.router}-{s.platform}")
 def test_canary_follows_the_steps_and_promotion_keeps_the_canary(
     cluster: Cluster, operator: OperatorProcess, namespace: str, standins: StandInControllers, setup: Setup
 ) -> None:
@@ -159,13 +193,25 @@ def test_canary_follows_the_steps_and_promotion_keeps_the_canary(
     # status names the canary stable (status is written after the objects).
     tail = seen_objects.index(100) if 100 in seen_objects else len(seen_objects)
     assert set(seen_objects[tail:]) <= {100}
-    if setup.router in ("gateway-api", "kserve-canary"):
+    if setup.platform == "kserve-llm":
+        # Two objects carry the split: between the canary's write and the stable's, the share lies
+        # between the planned weights it moves between (the canary's is written first), never above.
+        assert {10, 50} <= set(seen_objects[:tail])
+        assert all(0 <= share <= 50 for share in seen_objects[:tail])
+    elif setup.router in ("gateway-api", "kserve-canary"):
         assert {10, 50} <= set(seen_objects[:tail]) <= {0, 10, 50}
     else:
         # 2 replicas: the canary runs 1 (10 % and 50 % both round up to one pod) beside the stable's 2,
         # then grows to 2 before the stable goes: 0 % (not created yet), 33 %, 50 %.
         assert 33 in seen_objects[:tail]
         assert set(seen_objects[:tail]) <= {0, 33, 50}
+    if setup.platform == "kserve-llm":
+        # Promotion stops the old version (out of the group, its object kept); its retention deletes it.
+        assert stable in view.stopped() or stable not in view.workloads()
+        wait_for("the stopped stable deleted after its retention", lambda: list(view.workloads()) == [canary])
+        assert "stoppedRevisions" not in view.status()
+        llmisvc = view.llm_inference_services()[0]
+        assert llmisvc["spec"]["router"]["route"] == {"group": "chat", "weight": 100}
     workloads = view.workloads()
     assert list(workloads) == [canary]  # exactly one revision left
     assert workloads[canary][0] == canary_uid  # the canary's own object: no pod restart on promotion
@@ -178,11 +224,11 @@ def test_canary_follows_the_steps_and_promotion_keeps_the_canary(
     history = view.status()["history"]
     assert history[-1]["revision"] == canary
     assert history[-1]["outcome"] == "Promoted"
-    if setup.router == "gateway-api":
+    if setup.router == "gateway-api" and setup.platform != "kserve-llm":  # kserve-llm: KServe's routes
         assert view.route_weights() == [(f"chat-{canary}-predictor", 100)]
 
 
-@pytest.mark.parametrize("setup", SETUPS[:3], ids=lambda s: f"{s.router}-{s.platform}")
+@pytest.mark.parametrize("setup", [*SETUPS[:3], KSERVE_LLM], ids=lambda s: f"{s.router}-{s.platform}")
 def test_abort_leaves_exactly_the_stable_with_all_traffic(
     cluster: Cluster, operator: OperatorProcess, namespace: str, standins: StandInControllers, setup: Setup
 ) -> None:
@@ -211,10 +257,20 @@ def test_abort_leaves_exactly_the_stable_with_all_traffic(
         )
         assert isvc[0]["metadata"]["uid"] == stable_uid
         assert isvc[0]["metadata"]["annotations"]["serving.nlpmodel.dev/stable-revision"] == revision(v1)
+    elif setup.platform == "kserve-llm":
+        # The canary is stopped at once (no traffic), and deleted after its retention.
+        wait_for(
+            "the canary stopped",
+            lambda: revision(v2) in view.stopped() or revision(v2) not in view.workloads(),
+        )
+        assert view.canary_share(revision(v1), revision(v2)) == 0
+        wait_for("only the stable left", lambda: list(view.workloads()) == [revision(v1)])
+        assert view.workloads()[revision(v1)] == (stable_uid, 2)
+        assert view.llm_inference_services()[0]["spec"]["router"]["route"]["weight"] == 100
     else:
         wait_for("only the stable left", lambda: list(view.workloads()) == [revision(v1)])
         assert view.workloads()[revision(v1)] == (stable_uid, 2)
-    if setup.router == "gateway-api":
+    if setup.router == "gateway-api" and setup.platform != "kserve-llm":  # kserve-llm: KServe's routes
         assert view.route_weights() == [(f"chat-{revision(v1)}-predictor", 100)]
     annotations = cluster.model(namespace, "chat")["metadata"].get("annotations") or {}
     assert c.ANNOTATION_COMMAND not in annotations  # consumed
@@ -240,10 +296,10 @@ def test_a_canary_that_never_becomes_ready_is_rolled_back(
     wait_for("only the stable left", lambda: list(view.workloads()) == [revision(v1)])
 
 
+@pytest.mark.parametrize("setup", [SETUPS[0], KSERVE_LLM], ids=lambda s: f"{s.router}-{s.platform}")
 def test_operator_killed_at_every_step_boundary_resumes_without_duplicates(
-    cluster: Cluster, operator: OperatorProcess, namespace: str, standins: StandInControllers
+    cluster: Cluster, operator: OperatorProcess, namespace: str, standins: StandInControllers, setup: Setup
 ) -> None:
-    setup = SETUPS[0]
     view, v1 = serve_first_revision(cluster, namespace, setup)
     v2 = model(namespace, setup, max_model_len=4096)
     cluster.apply_model(v2)
@@ -272,12 +328,19 @@ def test_operator_killed_at_every_step_boundary_resumes_without_duplicates(
         workloads = view.workloads()
         assert set(workloads) <= {stable, canary}  # never a duplicate or a stray revision
         with contextlib.suppress(ApiException):  # the route may be mid-replace
-            assert view.canary_share(stable, canary) in planned
+            share = view.canary_share(stable, canary)
+            if setup.platform == "kserve-llm":
+                # Between two planned weights while the two objects' writes land, never above the plan.
+                assert 0 <= share <= 50 or share == 100
+            else:
+                assert share in planned
         time.sleep(0.2)
     else:
         raise AssertionError(f"not promoted after kills at {boundaries}: {view.status()}")
     assert (1, 50) in boundaries
     assert (0, 10) in boundaries
+    if setup.platform == "kserve-llm":
+        wait_for("the stopped stable deleted after its retention", lambda: list(view.workloads()) == [canary])
     assert list(view.workloads()) == [canary]
     assert operator.alive(), operator.log_tail()
 
@@ -297,18 +360,21 @@ def nlpctl(localplane: LocalPlane, *args: str) -> subprocess.CompletedProcess[st
     )
 
 
+@pytest.mark.parametrize("setup", [SETUPS[0], KSERVE_LLM], ids=lambda s: f"{s.router}-{s.platform}")
 def test_manual_control_end_to_end(
     cluster: Cluster,
     operator: OperatorProcess,
     namespace: str,
     standins: StandInControllers,
     localplane: LocalPlane,
+    setup: Setup,
 ) -> None:
     """pause → resume → promote a canary, then abort and retry the next one, all through nlpctl."""
-    setup = SETUPS[0]
     view, _ = serve_first_revision(cluster, namespace, setup)
     slow = [{"weight": 10, "pause": "10m"}, {"weight": 50, "pause": "10m"}]
-    v2 = model(namespace, setup, max_model_len=4096, steps=slow)
+    # kserve-llm: long enough a retention that the aborted canary is still there, stopped, at the retry.
+    keep = {"stoppedRetention": "10m"} if setup.platform == "kserve-llm" else {}
+    v2 = model(namespace, setup, max_model_len=4096, steps=slow, **keep)
     cluster.apply_model(v2)
     wait_for("canary at 10 %", lambda: view.status().get("canaryWeight") == 10)
 
@@ -327,7 +393,7 @@ def test_manual_control_end_to_end(
     wait_ready_at(view, revision(v2))
     assert view.status()["history"][-1]["outcome"] == "Promoted"
 
-    v3 = model(namespace, setup, max_model_len=2048, steps=slow)
+    v3 = model(namespace, setup, max_model_len=2048, steps=slow, **keep)
     cluster.apply_model(v3)
     wait_for(
         "canary at 10 %",
@@ -335,8 +401,11 @@ def test_manual_control_end_to_end(
             view.status().get("canaryRevision") == revision(v3) and view.status().get("canaryWeight") == 10
         ),
     )
+    v3_uid = view.workloads()[revision(v3)][0]
     assert nlpctl(localplane, "abort", "chat", "-n", namespace).returncode == 0
     wait_for("RolledBack", lambda: view.status().get("phase") == "RolledBack" and no_pending_command())
+    if setup.platform == "kserve-llm":
+        wait_for("the aborted canary stopped", lambda: revision(v3) in view.stopped())
     status_text = nlpctl(localplane, "status", "chat", "-n", namespace)
     assert status_text.returncode == 0
     assert "RolledBack" in status_text.stdout
@@ -346,6 +415,10 @@ def test_manual_control_end_to_end(
         "retried",
         lambda: view.status().get("canaryRevision") == revision(v3) and "failedRevision" not in view.status(),
     )
+    if setup.platform == "kserve-llm":
+        # The retry restarts the stopped object: the same one, its stop annotation removed.
+        wait_for("the canary restarted", lambda: revision(v3) not in view.stopped())
+        assert view.workloads()[revision(v3)][0] == v3_uid
     unknown = nlpctl(localplane, "promote", "nope", "-n", namespace)
     assert unknown.returncode == 4
     assert "not found" in unknown.stderr
