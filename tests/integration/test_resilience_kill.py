@@ -200,3 +200,71 @@ def test_sigkill_at_every_phase_of_canaries_with_analysis(
         revision(v2)
     }
     assert timeline.isvc_creations() == {revision(v1): 1, revision(v2): 1, revision(v3): 1}
+
+
+def test_sigkill_at_every_phase_of_kserve_llm_canaries_with_analysis(
+    cluster: Cluster,
+    operator: OperatorProcess,
+    prometheus: PrometheusProcess,
+    namespace: str,
+    localplane: LocalPlane,
+    tmp_path: Path,
+) -> None:
+    """The same on platform kserve-llm: each revision's LLMInferenceService carries its weight, the old
+    version is stopped at promotion and the slow canary at rollback, both deleted after a retention."""
+    admin = localplane.admin_client()
+
+    def llm(max_model_len: int) -> dict[str, Any]:
+        body = model(namespace, max_model_len)
+        body["spec"]["serving"] = {"platform": "kserve-llm"}
+        body["spec"]["rollout"]["stoppedRetention"] = "2s"
+        return body
+
+    v1, v2, v3 = llm(8192), llm(4096), llm(2048)
+    with (
+        StandInControllers(admin, namespace),
+        RevisionServers(admin, prometheus, namespace, "chat", tmp_path) as servers,
+        Timeline(localplane.etcd_url, namespace) as timeline,
+    ):
+        servers.profiles[revision(v3)] = {"ttft_median": HEALTHY["ttft_median"] * 1.6}  # a slow canary
+        cluster.apply_model(v1)
+        wait_for("stable Ready", lambda: status(cluster, namespace).get("phase") == "Ready", 90)
+        killer = Killer(operator, cluster, namespace)
+
+        cluster.apply_model(v2)
+        # The kills start once the canary is in the status: a restart is killed again after 2 s while
+        # there is none, which an operator slow to start on a busy machine never gets past.
+        wait_for("canary", lambda: status(cluster, namespace).get("canaryRevision") == revision(v2), 120)
+        promoted = killer.drive(
+            lambda st: st.get("stableRevision") == revision(v2) and st.get("phase") == "Ready", 300
+        )
+        assert promoted["history"][-1]["outcome"] == "Promoted"
+        killer.restart(phase_of(promoted))
+
+        cluster.apply_model(v3)
+        wait_for("canary", lambda: status(cluster, namespace).get("canaryRevision") == revision(v3), 120)
+        rolled_back = killer.drive(lambda st: st.get("phase") == "RolledBack", 300)
+        killer.restart(phase_of(rolled_back))
+        wait_for(
+            "the stopped revisions deleted", lambda: "stoppedRevisions" not in status(cluster, namespace), 60
+        )
+        timeline.wait_quiet(2)
+        final = status(cluster, namespace)
+        splits = timeline.group_history()
+        violations = timeline.group_violations(PLAN)
+        creations = timeline.llm_creations()
+    admin.close()
+
+    print(f"\n{len(killer.kills)} SIGKILLs; group splits {splits}")
+    assert violations == []
+    r1, r2, r3 = revision(v1), revision(v2), revision(v3)
+    assert final["stableRevision"] == r2
+    assert final["failedRevision"] == r3
+    rolled = next(x for x in final["conditions"] if x["type"] == "RolledBack")
+    assert rolled["reason"] == "AnalysisFailed"
+    assert [h["outcome"] for h in final["history"]] == ["Promoted", "RolledBack"]
+    # The planned splits, in order (a split while a step's two writes land sits between two of them).
+    planned = [{r1: 90, r2: 10}, {r2: 100}, {r2: 90, r3: 10}]
+    assert [s for s in splits if s in planned][:3] == planned, splits
+    assert splits[-1] == {r2: 100}
+    assert creations == {r1: 1, r2: 1, r3: 1}

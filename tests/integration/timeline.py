@@ -43,7 +43,7 @@ _REVISION = re.compile(r"-([0-9a-f]{8})(-predictor)?$")
 @dataclass(frozen=True)
 class Stored:
     rv: int
-    kind: str  # NLPModel | HTTPRoute | InferenceService
+    kind: str  # NLPModel | HTTPRoute | InferenceService | LLMInferenceService
     type: str  # ADDED | MODIFIED | DELETED
     obj: dict[str, Any]
     seen_at: float  # time.monotonic() when the harness received it
@@ -74,7 +74,9 @@ _KINDS = {
     "NLPModel": f"{c.GROUP}/{c.PLURAL}",
     "HTTPRoute": "gateway.networking.k8s.io/httproutes",
     "InferenceService": "serving.kserve.io/inferenceservices",
+    "LLMInferenceService": "serving.kserve.io/llminferenceservices",
 }
+STOP = "serving.kserve.io/stop"
 
 
 def _b64(text: str) -> str:
@@ -267,6 +269,93 @@ class Timeline:
                     found.append(f"revision {rev}: InferenceService created {n} times")
         return found
 
+    def group_history(self) -> list[dict[str, int]]:
+        """Platform kserve-llm: the distinct splits the LLMInferenceServices define, in order, as
+        shares (%) of the members not stopped (KServe's weights are proportional: a member alone takes
+        everything whatever its weight)."""
+        out: list[dict[str, int]] = []
+        members: dict[str, dict[str, Any]] = {}
+        for e in self.ordered():
+            if e.kind != "LLMInferenceService":
+                continue
+            name = e.obj["metadata"]["name"]
+            if e.type == "DELETED":
+                members.pop(name, None)
+            else:
+                members[name] = e.obj
+            weights = group_weights(members)
+            total = sum(weights.values())
+            shares = {r: round(100 * w / total) if total else 0 for r, w in weights.items()}
+            if shares and (not out or out[-1] != shares):
+                out.append(shares)
+        return out
+
+    def llm_creations(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for e in self.ordered():
+            if e.kind == "LLMInferenceService" and e.type == "ADDED":
+                counts[revision_label(e.obj)] = counts.get(revision_label(e.obj), 0) + 1
+        return counts
+
+    def group_violations(self, plan: list[int]) -> list[str]:
+        """The invariants for platform kserve-llm, where each revision's object carries its own weight:
+
+        - **planned weights only**: every object's weight is 0, 100, a planned w or its 100-w; the
+          canary's share of the members not stopped never exceeds the planned weight of the step the
+          model's status is at or the next (while the two objects' writes of a step land it lies
+          between two planned weights);
+        - **no traffic to a revision that is not Ready**: a member not stopped with weight > 0 is Ready,
+          unless no member is (the first revision, before anything serves);
+        - **nothing deleted while it has traffic**: a member is deleted only while stopped or at 0;
+        - **no duplicate children**: one object per revision, each created once;
+        - **no lost rollout state** (as for the other platforms)."""
+        found: list[str] = [f"the history is incomplete: {self.broken}"] if self.broken else []
+        allowed = {0, 100, *plan, *(100 - w for w in plan)}
+        members: dict[str, dict[str, Any]] = {}
+        status: dict[str, Any] = {}
+        for e in self.ordered():
+            if e.kind == "NLPModel" and e.obj["metadata"]["name"] == self.model and e.type != "DELETED":
+                status = e.obj.get("status") or status
+                continue
+            if e.kind != "LLMInferenceService":
+                continue
+            name = e.obj["metadata"]["name"]
+            rev = revision_label(e.obj)
+            if e.type == "DELETED":
+                before = group_weights(members)
+                members.pop(name, None)
+                if before.get(rev, 0) > 0:
+                    found.append(f"rv {e.rv}: {name} deleted while the group gives it {before}")
+                continue
+            if e.type == "ADDED" and any(revision_label(o) == rev for n, o in members.items() if n != name):
+                found.append(f"rv {e.rv}: a second LLMInferenceService {name} for revision {rev}")
+            members[name] = e.obj
+            weight = _weight(e.obj)
+            if weight not in allowed:
+                found.append(f"rv {e.rv}: {name} at weight {weight}, not in the plan ({sorted(allowed)})")
+            weights = group_weights(members)
+            ready = {revision_label(o) for o in members.values() if is_ready(o)}
+            if ready & set(weights):
+                found.extend(
+                    f"rv {e.rv}: weight {w} to revision {r}, which is not Ready ({weights})"
+                    for r, w in weights.items()
+                    if w > 0 and r not in ready
+                )
+            canary, stable = status.get("canaryRevision"), status.get("stableRevision")
+            total = sum(weights.values())
+            if canary in weights and stable in weights and total:
+                # The status is written after the objects: they may be one step ahead of it.
+                step = (status.get("currentStep") or 0) + 1
+                ceiling = plan[step] if step < len(plan) else 100
+                share = 100 * weights[canary] / total
+                if share > ceiling + 0.5:
+                    found.append(f"rv {e.rv}: canary {canary} at {share:.0f}%, above the plan's {ceiling}%")
+        found.extend(self._state_violations())
+        for rev, n in self.llm_creations().items():
+            if n > 1:
+                found.append(f"revision {rev}: LLMInferenceService created {n} times")
+        return found
+
     def _state_violations(self) -> list[str]:
         found: list[str] = []
         previous: dict[str, Any] | None = None
@@ -276,6 +365,20 @@ class Timeline:
             if st:
                 previous = st
         return found
+
+
+def _weight(obj: dict[str, Any]) -> int:
+    route = (((obj.get("spec") or {}).get("router") or {}).get("route")) or {}
+    return int(route.get("weight") or 0)
+
+
+def group_weights(members: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """revision → weight of each LLMInferenceService KServe routes to (the members not stopped)."""
+    return {
+        revision_label(o): _weight(o)
+        for o in members.values()
+        if ((o.get("metadata") or {}).get("annotations") or {}).get(STOP) != "true"
+    }
 
 
 def _split_problems(weights: dict[str, int], allowed: set[int]) -> list[str]:

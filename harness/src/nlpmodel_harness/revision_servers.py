@@ -37,12 +37,16 @@ _MONITOR_GROUP, _MONITOR_VERSION = monitoring.API_VERSION.split("/")
 
 
 def revision_pods(workloads: list[Mapping[str, Any]]) -> dict[str, dict[str, str]]:
-    """revision → the labels its pods carry: KServe copies an InferenceService's predictor labels onto
-    them, a Deployment its template's."""
+    """revision → the labels its pods carry: KServe copies an InferenceService's predictor labels and
+    an LLMInferenceService's `labels` onto them (a stopped one has no pods), a Deployment its
+    template's."""
     pods: dict[str, dict[str, str]] = {}
     for obj in workloads:
         spec = obj.get("spec") or {}
-        if obj.get("kind") == "InferenceService":
+        if obj.get("kind") == "LLMInferenceService":
+            annotations = (obj.get("metadata") or {}).get("annotations") or {}
+            labels = {} if annotations.get("serving.kserve.io/stop") == "true" else spec.get("labels") or {}
+        elif obj.get("kind") == "InferenceService":
             labels = (spec.get("predictor") or {}).get("labels") or {}
         else:
             labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
@@ -127,6 +131,20 @@ class RevisionServers:
         )
         for item in isvcs["items"]:
             yield {**item, "kind": "InferenceService"}
+        try:
+            llmisvcs = self.custom.list_namespaced_custom_object(
+                "serving.kserve.io",
+                "v1alpha2",
+                self.namespace,
+                "llminferenceservices",
+                label_selector=selector,
+            )
+        except ApiException as exc:
+            if exc.status != 404:  # a plane without the LLMInferenceService CRD
+                raise
+            llmisvcs = {"items": []}
+        for item in llmisvcs["items"]:
+            yield {**item, "kind": "LLMInferenceService"}
         for deployment in self.apps.list_namespaced_deployment(self.namespace, label_selector=selector).items:
             yield {"kind": "Deployment", **self.apps.api_client.sanitize_for_serialization(deployment)}
 
