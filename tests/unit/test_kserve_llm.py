@@ -444,3 +444,13 @@ def test_other_platforms_have_no_traffic_group_condition_nor_stopped_revisions()
     assert "stoppedRevisions" not in NLPModelStatus.model_validate(d.status).model_dump(
         by_alias=True, exclude_unset=True
     )
+
+
+def test_a_stop_resumed_after_a_kill_comes_before_the_new_stable_s_full_weight() -> None:
+    # The promotion's status was written, its actions were not: the old stable still has its share.
+    d = decide(observe({"stableRevision": REV}, [state(REV), state(OLD)]))
+    steps = [described(a) for a in d.actions]
+    stop, full = ("patch", f"chat-{OLD}", "stop"), ("apply", f"chat-{REV}", "weight=100")
+    assert stop in steps
+    assert full in steps
+    assert steps.index(stop) < steps.index(full)  # never old and new both weighted above the plan

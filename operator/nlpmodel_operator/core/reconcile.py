@@ -353,7 +353,8 @@ def _actions(
         "resize": resize,
         "scaler": [Apply(o) for o in scalers],
     }
-    ordered = in_order(parts, revisions_go=bool(outcome.delete))
+    # A revision stopped (kserve-llm) leaves the traffic as one deleted does: traffic moves first.
+    ordered = in_order(parts, revisions_go=bool(outcome.delete) or bool(retirement.stops))
     if outcome.command_done and obs.command is not None:
         ordered.append(ClearCommand(obs.command))
     return ordered
