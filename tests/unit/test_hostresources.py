@@ -120,6 +120,8 @@ def _containers(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
             out.append(obj["spec"]["predictor"]["model"])
         elif obj["kind"] == "Deployment":
             out.append(obj["spec"]["template"]["spec"]["containers"][0])
+        elif obj["kind"] == "LLMInferenceService":
+            out.append(obj["spec"]["template"]["containers"][0])
     return out
 
 

@@ -102,7 +102,13 @@ def test_one_llm_inference_service_per_revision_in_the_model_s_group() -> None:
     assert main["name"] == "main"
     flags = next(e["value"] for e in main["env"] if e["name"] == "VLLM_ADDITIONAL_ARGS")
     assert "--max-model-len" in flags
-    for owned_by_kserve in ("--model", "--served-model-name", "--port", "--tensor-parallel-size"):
+    for owned_by_kserve in (
+        "--model",
+        "--served-model-name",
+        "--port",
+        "--tensor-parallel-size",
+        "/mnt/models",
+    ):
         assert owned_by_kserve not in flags.split()
 
 
@@ -155,6 +161,7 @@ def test_share_of_each_revision(revision: str, split: Split, weight: int) -> Non
     ("args", "kept"),
     [
         (["--model", "/mnt/models", "--max-model-len", "8192"], "--max-model-len 8192"),
+        (["/mnt/models", "--served-model-name", "chat", "--max-model-len", "8192"], "--max-model-len 8192"),
         (["--port=8080", "--enforce-eager", "--tensor-parallel-size", "2"], "--enforce-eager"),
         (["--served-model-name", "a b"], ""),
         (["--override-generation-config", '{"t": 1}'], "--override-generation-config '{\"t\": 1}'"),

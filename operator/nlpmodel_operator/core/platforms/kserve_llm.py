@@ -83,9 +83,12 @@ def share(revision: str, split: Split) -> int:
 
 def additional_args(args: list[str]) -> str:
     """Our engine flags without those KServe's template sets, as one shell string (the template
-    `eval`s it into its command line)."""
+    `eval`s it into its command line). The leading positional arguments (the model path: `vllm
+    serve MODEL`) are the template's too."""
     kept: list[str] = []
     skip_value = False
+    while args and not args[0].startswith("-"):
+        args = args[1:]
     for arg in args:
         if skip_value:
             skip_value = False
@@ -280,7 +283,7 @@ class KServeLLMPlatform:
         }
         for key, value in (
             ("env", env),
-            ("resources", common.container_resources(spec)),
+            ("resources", common.container_resources(resolved)),
             ("volumeMounts", common.shm_mount(spec)),
         ):
             if value:
