@@ -175,3 +175,17 @@ def test_decide_applies_it_mid_canary_too() -> None:
     assert f"chat-{canary}" in names  # the canary is being rolled out
     assert [o["metadata"]["name"] for o in applies(decision) if o["kind"] == "NetworkPolicy"] == ["chat"]
     assert POLICY_REF not in deletes(decision)
+
+
+@pytest.mark.parametrize(
+    ("serving", "port"),
+    [
+        pytest.param({}, 8080, id="kserve-our-runtime"),
+        pytest.param({"platform": "raw", "router": "replica-ratio"}, 8080, id="raw"),
+        pytest.param({"platform": "kserve-llm"}, 8000, id="kserve-llm-template"),
+    ],
+)
+def test_the_policy_opens_the_port_the_platforms_pods_serve_on(serving: dict[str, Any], port: int) -> None:
+    (policy,) = network_policies(resolved(**serving), ON)
+    ports = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    assert ports == {port}

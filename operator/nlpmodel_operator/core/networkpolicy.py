@@ -20,8 +20,8 @@ from typing import Any, Final
 
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.spec import NetworkPeer
-from nlpmodel_operator.core.engines import SERVING_PORT
 from nlpmodel_operator.core.kinds import ChildKind
+from nlpmodel_operator.core.platforms import platform_of
 from nlpmodel_operator.core.resolved import Resolved
 from nlpmodel_operator.core.routers.base import model_metadata
 
@@ -87,8 +87,10 @@ def client_peers(resolved: Resolved) -> list[dict[str, Any]]:
 
 
 def render_network_policy(resolved: Resolved, defaults: NetworkPolicies) -> dict[str, Any]:
+    port = platform_of(resolved.spec.serving).pod_port  # KServe's LLM template serves on its own
+
     def serving_port() -> list[dict[str, Any]]:
-        return [{"protocol": "TCP", "port": SERVING_PORT}]
+        return [{"protocol": "TCP", "port": port}]
 
     ingress: list[dict[str, Any]] = [{"from": client_peers(resolved), "ports": serving_port()}]
     if defaults.prometheus_namespace:

@@ -64,6 +64,8 @@ class ServingPlatform(Protocol):
     # Every kind it creates, the workload's included: the shell lists and watches these.
     kinds: tuple[ChildKind, ...]
     traffic: TrafficMode  # see `TrafficMode`
+    # The port the revision's pods serve on (what a NetworkPolicy must open to its clients).
+    pod_port: int
 
     def problems(self, spec: NLPModelSpec) -> list[Problem]: ...
 

@@ -71,6 +71,7 @@ class KServePlatform:
     workload = INFERENCE_SERVICE
     kinds: tuple[ChildKind, ...] = (INFERENCE_SERVICE,)
     traffic: TrafficMode = "router"
+    pod_port = SERVING_PORT
 
     def problems(self, spec: NLPModelSpec) -> list[Problem]:
         return []

@@ -51,6 +51,8 @@ KSERVE_OWNED_FLAGS = frozenset(
     {"--model", "--served-model-name", "--port", "--host", "--tensor-parallel-size"}
 )
 DEFAULT_STOPPED_RETENTION = "15m"
+# The port KServe's template serves vLLM on (with its TLS), not ours: a NetworkPolicy must open this one.
+KSERVE_LLM_POD_PORT = 8000
 # KServe's condition types (pkg/apis/serving/v1alpha2/llm_inference_service_lifecycle.go).
 READY, WORKLOADS_READY, ROUTER_READY, PRESETS_COMBINED = (
     "Ready",
@@ -172,6 +174,7 @@ class KServeLLMPlatform:
     workload = LLM_INFERENCE_SERVICE
     kinds: tuple[ChildKind, ...] = (LLM_INFERENCE_SERVICE,)
     traffic: TrafficMode = "per-revision"
+    pod_port = KSERVE_LLM_POD_PORT
 
     def problems(self, spec: NLPModelSpec) -> list[Problem]:
         problems = []

@@ -21,6 +21,7 @@ from nlpmodel_operator.core.autoscaling import (
     ScalingSupport,
     serving_scale,
 )
+from nlpmodel_operator.core.engines import SERVING_PORT
 from nlpmodel_operator.core.kinds import ChildKind
 from nlpmodel_operator.core.platforms import common
 from nlpmodel_operator.core.platforms.base import Split, TrafficMode, WorkloadState
@@ -46,6 +47,7 @@ class KServeServerlessPlatform:
     workload = INFERENCE_SERVICE
     kinds: tuple[ChildKind, ...] = (INFERENCE_SERVICE,)
     traffic: TrafficMode = "in-place"
+    pod_port = SERVING_PORT
 
     def problems(self, spec: NLPModelSpec) -> list[Problem]:
         if spec.rollout.gpu_surge:

@@ -36,6 +36,7 @@ class RawPlatform:
     workload = DEPLOYMENT
     kinds: tuple[ChildKind, ...] = (DEPLOYMENT, SERVICE)
     traffic: TrafficMode = "router"
+    pod_port = SERVING_PORT
 
     def owns(self, obj: Mapping[str, Any]) -> bool:
         return obj.get("kind") == DEPLOYMENT.kind
