@@ -1,30 +1,38 @@
-"""Seeded simulation of canary rollouts judged by the SLO judge and by a naive baseline.
+"""Seeded simulation of canary rollouts: the sequential judge beside the per-check judge, per latency shape.
 
     python -m bench.judge.run [--trials N] [--seed S] [--out bench/results/judge.json]
 
-What one trial is: a canary rollout of up to ``--checks`` analysis checks, one per ``--interval``
+What one trial is: a canary rollout of up to ``--checks`` (30) analysis checks, one per ``--interval``
 seconds. Each check, both revisions are observed the way Prometheus reports ``increase(x[window])``
 with scrapes every ``--scrape-interval`` seconds (a fixed random phase per revision): only the
 requests between the first and the last scrape inside the window are counted, and the counts are
 extrapolated to the whole window (floats). The default window is the interval plus one scrape
-interval (75 s), which counts exactly the interval's requests (x1.25); ``--window 60`` is the plain
-``increase(x[60s])``, which counts 45 s of requests per 60 s check (x1.33) and never sees the rest.
-Requests arrive as a Poisson process at ``rps`` per
-second at the CANARY; the stable is simulated at the same rate (and is always healthy). A rollout is
-rolled back after ``failure_threshold`` (2) consecutive failed checks; an inconclusive check neither
-counts as a fail nor resets the run, only a pass does. Both judges see exactly the same data.
+interval (75 s), which counts exactly the interval's requests (x1.25).
 
-Requests (healthy): TTFT is a mixture of a lognormal body (median 0.28 s, sigma 0.45) and an 8 %
-heavy tail (lognormal, median 0.9 s, sigma 0.6), so the median is ~0.31 s and p95 ~0.87 s; the
-number of generated tokens is lognormal (median 180, sigma 0.7, 2..2048); each request has its own
-inter-token latency (lognormal, median 30 ms, sigma 0.25) and records one ITL observation per token
-after the first at that value; e2e = TTFT + (tokens - 1) * ITL. 0.1 % of requests end in error or
-abort. Observations are binned into vLLM 0.33's bucket bounds.
+Traffic: 2 requests/s reach the canary (Poisson); the stable gets the rest of a canary share of 10 %
+(18 requests/s) or 50 % (2 requests/s). Both judges see exactly the same data each check:
 
-Regressions (canary only): ``ttft+X%`` multiplies every TTFT by 1 + X (so p95 and median grow by X);
-``errors X%`` sets the error+abort share to X. The SLOs are twice the healthy p95s (rounded) and a
-2 % error rate, so ``ttft+150%`` and ``errors 5%`` also breach an absolute SLO; the others can only
-be caught as regressions against stable (max_regression 20 %).
+* ``per-check`` (``judge``, the operator's judge before issue 18): rolled back after
+  ``failure_threshold`` (2) consecutive failed checks; an inconclusive check neither counts as a fail
+  nor resets the run, only a pass does;
+* ``sequential`` (``sequential_judge``, the operator's judge now): rolled back at the first check
+  whose accumulated evidence rejects (the verdict ``fail``).
+
+Latency shapes (the healthy stable; SLOs are twice its p95s, so only regressions against stable or
+``errors 5%`` can fail):
+
+* ``lognormal``: TTFT a lognormal body (median 0.28 s, sigma 0.45) with an 8 % tail (median 0.9 s,
+  sigma 0.6); tokens lognormal (median 180, sigma 0.7, 2..2048); per-request ITL lognormal (median
+  30 ms, sigma 0.25), one ITL observation per token after the first; e2e = TTFT + (tokens-1) x ITL.
+* ``bimodal``: short and long prompts, TTFT 60 % lognormal (median 0.12 s, sigma 0.4) and 40 %
+  lognormal (median 1.1 s, sigma 0.35); the rest as ``lognormal``.
+* ``drift``: ``lognormal``, and in every interval each revision's TTFT and ITL are multiplied by its
+  own load factor exp(N(0, 0.05^2)) (independent per revision and per interval, on a grid of 0.01).
+* ``pareto``: heavy-tailed TTFT, 0.15 s x Pareto(shape 2.2) (median 0.21 s, p95 0.58 s, p99 1.2 s).
+
+Scenarios (canary only): ``A/A`` (none); ``ttft+10%`` (every TTFT x 1.1, inside the 20 % tolerance);
+``ttft+50%``; ``errors 5%`` (error+abort share 5 %; healthy is 0.1 %, the SLO 2 %). The first two run
+all checks (a rollback is a false one); the last two count a rollback within 3 checks.
 
 Pure Python (no numpy): each latency variant is pre-sampled into a pool of requests reduced to
 their buckets, and checks resample it.
@@ -40,20 +48,15 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
-from nlpmodel_operator.core.analysis.judge import (
-    Histogram,
-    Objectives,
-    RevisionSample,
-    Verdict,
-    judge,
-    naive_judge,
-)
+from nlpmodel_operator.api.status import ObjectiveEvidence
+from nlpmodel_operator.core.analysis.judge import Histogram, Objectives, RevisionSample, judge
+from nlpmodel_operator.core.analysis.sequential import CONFIDENCE, sequential_judge
 
 # vLLM 0.33.0 vllm/v1/metrics/buckets.py (see ../shared/vllm/vllm-0.33.0-cli.json), plus +Inf.
 TTFT_BUCKETS: Final = (
@@ -69,36 +72,35 @@ E2E_BUCKETS: Final = (
     480.0, 960.0, 1920.0, 7680.0, math.inf,
 )  # fmt: skip
 
-RPS: Final = (0.5, 2.0, 10.0)
+CANARY_RPS: Final = 2.0
+SHARES: Final = (0.1, 0.5)
+SHAPES: Final = ("lognormal", "bimodal", "drift", "pareto")
 HEALTHY_ERRORS: Final = 0.001
-SLO_ERRORS: Final = 0.02
 POOL_SIZE: Final = 60_000
+DRIFT_POOL_SIZE: Final = 20_000
+DRIFT_SIGMA: Final = 0.05
+DRIFT_STEP: Final = 0.01  # load factors are exp(k * DRIFT_STEP), k within +-4 sigma
 POOL_SEED: Final = 20261126
 
 
 @dataclass(frozen=True)
-class Regression:
+class Scenario:
     name: str
     ttft_factor: float = 1.0
     error_rate: float = HEALTHY_ERRORS
-    breaches_slo: bool = False
+    healthy: bool = False  # any rollback is a false one (run every check)
 
 
-REGRESSIONS: Final = (
-    Regression("none"),
-    Regression("ttft+20%", ttft_factor=1.2),
-    Regression("ttft+25%", ttft_factor=1.25),
-    Regression("ttft+50%", ttft_factor=1.5),
-    Regression("ttft+100%", ttft_factor=2.0),
-    Regression("ttft+150%", ttft_factor=2.5, breaches_slo=True),
-    Regression("errors 1%", error_rate=0.01),
-    Regression("errors 5%", error_rate=0.05, breaches_slo=True),
+SCENARIOS: Final = (
+    Scenario("A/A", healthy=True),
+    Scenario("ttft+10%", ttft_factor=1.1, healthy=True),
+    Scenario("ttft+50%", ttft_factor=1.5),
+    Scenario("errors 5%", error_rate=0.05),
 )
+DETECT_WITHIN: Final = 3
 
-JUDGES: Final[dict[str, Callable[[RevisionSample, RevisionSample | None, Objectives], Verdict]]] = {
-    "statistical": judge,
-    "naive": naive_judge,
-}
+JUDGES: Final = ("per-check", "sequential")
+PER_CHECK_CONFIDENCE: Final = 0.98
 
 
 @dataclass(frozen=True)
@@ -136,21 +138,35 @@ class Pool:
     itl_observations: dict[int, float]  # per key: mean ITL observations (tokens - 1) per request
 
 
-def _sample_request(rng: random.Random, ttft_factor: float) -> tuple[float, float, float, int]:
+def _ttft(rng: random.Random, shape: str) -> float:
+    if shape == "bimodal":
+        long_prompt = rng.random() < 0.4
+        return rng.lognormvariate(math.log(1.1 if long_prompt else 0.12), 0.35 if long_prompt else 0.4)
+    if shape == "pareto":
+        return 0.15 * (1.0 - rng.random()) ** (-1.0 / 2.2)
     tail = rng.random() < 0.08
-    ttft = rng.lognormvariate(math.log(0.9 if tail else 0.28), 0.6 if tail else 0.45) * ttft_factor
+    return rng.lognormvariate(math.log(0.9 if tail else 0.28), 0.6 if tail else 0.45)
+
+
+def _sample_request(
+    rng: random.Random, shape: str, ttft_factor: float, load: float
+) -> tuple[float, float, float, int]:
+    ttft = _ttft(rng, shape) * ttft_factor * load
     tokens = min(2048, max(2, round(rng.lognormvariate(math.log(180), 0.7))))
-    itl = rng.lognormvariate(math.log(0.030), 0.25)
+    itl = rng.lognormvariate(math.log(0.030), 0.25) * load
     return ttft, itl, ttft + (tokens - 1) * itl, tokens
 
 
-def build_pool(ttft_factor: float, size: int = POOL_SIZE) -> Pool:
-    rng = random.Random(f"{POOL_SEED}:{ttft_factor}")
+def build_pool(shape: str, ttft_factor: float, load_step: int = 0) -> Pool:
+    base = "lognormal" if shape == "drift" else shape
+    size = DRIFT_POOL_SIZE if shape == "drift" else POOL_SIZE
+    load = math.exp(load_step * DRIFT_STEP)
+    rng = random.Random(f"{POOL_SEED}:{base}:{ttft_factor}:{load_step}")
     keys: list[int] = []
     tokens_by_key: dict[int, float] = {}
     count_by_key: Counter[int] = Counter()
     for _ in range(size):
-        ttft, itl, e2e, tokens = _sample_request(rng, ttft_factor)
+        ttft, itl, e2e, tokens = _sample_request(rng, base, ttft_factor, load)
         key = _bucket(TTFT_BUCKETS, ttft) + 64 * (_bucket(ITL_BUCKETS, itl) + 64 * _bucket(E2E_BUCKETS, e2e))
         keys.append(key)
         count_by_key[key] += 1
@@ -158,13 +174,14 @@ def build_pool(ttft_factor: float, size: int = POOL_SIZE) -> Pool:
     return Pool(keys, {key: tokens_by_key[key] / count_by_key[key] for key in count_by_key})
 
 
-def healthy_slos(size: int = 200_000) -> Objectives:
-    """SLOs at twice the healthy p95s (TTFT, ITL per token, e2e), rounded to 2 significant digits."""
-    rng = random.Random(f"{POOL_SEED}:slo")
+def healthy_slos(shape: str, size: int = 200_000) -> Objectives:
+    """SLOs at twice the healthy p95s (TTFT, ITL per token, e2e) of a shape, 2 significant digits."""
+    base = "lognormal" if shape == "drift" else shape
+    rng = random.Random(f"{POOL_SEED}:slo:{base}")
     ttfts, e2es = [], []
     itl_weighted: list[tuple[float, int]] = []
     for _ in range(size):
-        ttft, itl, e2e, tokens = _sample_request(rng, 1.0)
+        ttft, itl, e2e, tokens = _sample_request(rng, base, 1.0, 1.0)
         ttfts.append(ttft)
         e2es.append(e2e)
         itl_weighted.append((itl, tokens - 1))
@@ -186,10 +203,7 @@ def healthy_slos(size: int = 200_000) -> Objectives:
         return float(f"{2 * value:.2g}")
 
     return Objectives(
-        ttft_p95=twice(p95(ttfts)),
-        itl_p95=twice(itl_p95),
-        e2e_p95=twice(p95(e2es)),
-        error_rate=SLO_ERRORS,
+        ttft_p95=twice(p95(ttfts)), itl_p95=twice(itl_p95), e2e_p95=twice(p95(e2es)), error_rate=0.02
     )
 
 
@@ -295,25 +309,47 @@ def observe(
 # Rollouts
 
 
-_POOLS: dict[float, Pool] = {}
+_POOLS: dict[tuple[str, float, int], Pool] = {}
 
 
-def _pool(ttft_factor: float) -> Pool:
-    if ttft_factor not in _POOLS:
-        _POOLS[ttft_factor] = build_pool(ttft_factor)
-    return _POOLS[ttft_factor]
+def _pool(shape: str, ttft_factor: float, load_step: int = 0) -> Pool:
+    key = (shape, ttft_factor, load_step)
+    if key not in _POOLS:
+        _POOLS[key] = build_pool(shape, ttft_factor, load_step)
+    return _POOLS[key]
+
+
+def _load_step(rng: random.Random, shape: str) -> int:
+    """This interval's load factor of one revision, as a step on the pools' grid."""
+    if shape != "drift":
+        return 0
+    limit = round(4 * DRIFT_SIGMA / DRIFT_STEP)
+    return max(-limit, min(limit, round(rng.gauss(0.0, DRIFT_SIGMA) / DRIFT_STEP)))
+
+
+@dataclass
+class _Rollout:
+    """One judge's progress through one trial."""
+
+    streak: int = 0
+    evidence: tuple[ObjectiveEvidence, ...] = ()
+    rolled_back_at: int | None = None
+    fails: int = 0
+    judged: int = 0
 
 
 def run_cell(
-    settings: Settings, objectives: Objectives, rps: float, regression: Regression
+    settings: Settings, objectives: Objectives, shape: str, share: float, scenario: Scenario
 ) -> list[dict[str, Any]]:
-    """All trials of one (rps, regression) cell, for both judges on the same data."""
-    rng = random.Random(f"{settings.seed}:{rps}:{regression.name}")
-    stable_pool, canary_pool = _pool(1.0), _pool(regression.ttft_factor)
-    rolled_back_at: dict[str, list[int | None]] = {name: [] for name in JUDGES}
-    fails: dict[str, int] = dict.fromkeys(JUDGES, 0)
-    judged: dict[str, int] = dict.fromkeys(JUDGES, 0)
-    inconclusive: dict[str, int] = dict.fromkeys(JUDGES, 0)
+    """All trials of one (shape, share, scenario) cell, for both judges on the same data."""
+    # The per-check judge as the operator ran it: its rollback confidence over two checks is 0.98.
+    baseline = replace(objectives, confidence=PER_CHECK_CONFIDENCE)
+    rng = random.Random(f"{settings.seed}:{shape}:{share}:{scenario.name}")
+    stable_rps = CANARY_RPS * (1.0 - share) / share
+    checks = settings.checks if scenario.healthy else DETECT_WITHIN
+    outcomes: dict[str, list[int | None]] = {name: [] for name in JUDGES}
+    fails = dict.fromkeys(JUDGES, 0)
+    judged = dict.fromkeys(JUDGES, 0)
     for _ in range(settings.trials):
         spans = [
             window_coverage(
@@ -321,50 +357,61 @@ def run_cell(
             )
             for _ in range(2)
         ]
-        streak = dict.fromkeys(JUDGES, 0)
-        done: dict[str, int | None] = dict.fromkeys(JUDGES)
-        for check in range(1, settings.checks + 1):
-            if all(at is not None for at in done.values()):
+        state = {name: _Rollout() for name in JUDGES}
+        for check in range(1, checks + 1):
+            if all(s.rolled_back_at is not None for s in state.values()):
                 break
-            canary = observe(rng, canary_pool, regression.error_rate, rps, *spans[0])
-            stable = observe(rng, stable_pool, HEALTHY_ERRORS, rps, *spans[1])
-            for name, judge_fn in JUDGES.items():
-                if done[name] is not None:
-                    continue
-                result = judge_fn(canary, stable, objectives).result
-                judged[name] += 1
+            canary_pool = _pool(shape, scenario.ttft_factor, _load_step(rng, shape))
+            stable_pool = _pool(shape, 1.0, _load_step(rng, shape))
+            canary = observe(rng, canary_pool, scenario.error_rate, CANARY_RPS, *spans[0])
+            stable = observe(rng, stable_pool, HEALTHY_ERRORS, stable_rps, *spans[1])
+            old = state["per-check"]
+            if old.rolled_back_at is None:
+                result = judge(canary, stable, baseline).result
+                old.judged += 1
                 if result == "fail":
-                    fails[name] += 1
-                    streak[name] += 1
-                    if streak[name] >= settings.failure_threshold:
-                        done[name] = check
+                    old.fails += 1
+                    old.streak += 1
+                    if old.streak >= settings.failure_threshold:
+                        old.rolled_back_at = check
                 elif result == "pass":
-                    streak[name] = 0
-                else:
-                    inconclusive[name] += 1
+                    old.streak = 0
+            new = state["sequential"]
+            if new.rolled_back_at is None:
+                verdict = sequential_judge(canary, stable, objectives, new.evidence, explain=False)
+                new.evidence = verdict.evidence
+                new.judged += 1
+                if verdict.result == "fail":
+                    new.fails += 1
+                    new.rolled_back_at = check
         for name in JUDGES:
-            rolled_back_at[name].append(done[name])
+            outcomes[name].append(state[name].rolled_back_at)
+            fails[name] += state[name].fails
+            judged[name] += state[name].judged
     cells = []
     for name in JUDGES:
-        at = [a for a in rolled_back_at[name] if a is not None]
+        at = [a for a in outcomes[name] if a is not None]
         cells.append(
             {
                 "judge": name,
-                "rps": rps,
-                "regression": regression.name,
-                "breaches_slo": regression.breaches_slo,
+                "shape": shape,
+                "share": share,
+                "canary_rps": CANARY_RPS,
+                "stable_rps": stable_rps,
+                "scenario": scenario.name,
+                "healthy": scenario.healthy,
+                "checks": checks,
                 "trials": settings.trials,
                 "rollback_rate": len(at) / settings.trials,
+                "rollback_within_3_checks": sum(1 for a in at if a <= DETECT_WITHIN) / settings.trials,
                 "mean_checks_to_rollback": (sum(at) / len(at)) if at else None,
-                "rollback_within_3_checks": sum(1 for a in at if a <= 3) / settings.trials,
                 "fail_rate_per_check": fails[name] / judged[name] if judged[name] else 0.0,
-                "inconclusive_rate_per_check": inconclusive[name] / judged[name] if judged[name] else 0.0,
             }
         )
     return cells
 
 
-def _cell_job(args: tuple[Settings, Objectives, float, Regression]) -> list[dict[str, Any]]:
+def _cell_job(args: tuple[Settings, Objectives, str, float, Scenario]) -> list[dict[str, Any]]:
     return run_cell(*args)
 
 
@@ -376,21 +423,35 @@ def _pct(value: float) -> str:
     return f"{value * 100:.1f}%"
 
 
+def _goal(cell: dict[str, Any]) -> tuple[str, float, bool]:
+    """(what, measured, met) for the issue's goal of a cell."""
+    if cell["healthy"]:
+        rate = cell["rollback_rate"]
+        return f"false rollback over {cell['checks']} checks <= 1%", rate, rate <= 0.01
+    within = cell["rollback_within_3_checks"]
+    return "rolled back within 3 checks >= 95%", within, within >= 0.95
+
+
 def format_table(cells: list[dict[str, Any]]) -> str:
-    header = ("judge", "rps", "regression", "trials", "rollback", "<=3 checks", "mean checks", "fail/check")
+    """One row per (shape, share, scenario): the per-check judge beside the sequential one."""
+    header = ("shape", "share", "scenario", "goal", "per-check", "sequential", "seq. mean checks")
     rows = [header]
+    keyed = {(c["judge"], c["shape"], c["share"], c["scenario"]): c for c in cells}
     for c in cells:
+        if c["judge"] != "sequential":
+            continue
+        old = keyed.get(("per-check", c["shape"], c["share"], c["scenario"]))
+        what, value, met = _goal(c)
         mean = c["mean_checks_to_rollback"]
         rows.append(
             (
-                c["judge"],
-                f"{c['rps']:g}",
-                c["regression"] + (" (slo)" if c["breaches_slo"] else ""),
-                str(c["trials"]),
-                _pct(c["rollback_rate"]),
-                _pct(c["rollback_within_3_checks"]),
+                c["shape"],
+                f"{c['share'] * 100:.0f}%",
+                c["scenario"],
+                what,
+                "-" if old is None else _pct(_goal(old)[1]),
+                _pct(value) + ("" if met else " MISSED"),
                 "-" if mean is None else f"{mean:.2f}",
-                _pct(c["fail_rate_per_check"]),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
@@ -403,25 +464,17 @@ def format_table(cells: list[dict[str, Any]]) -> str:
 
 
 def targets(cells: list[dict[str, Any]]) -> list[str]:
-    """The issue's targets, checked for each judge (when the cells they need were run)."""
+    """How many of the issue's goals each judge met."""
     out = []
     for name in JUDGES:
         mine = [c for c in cells if c["judge"] == name]
-        parts = []
-        aa = [c["rollback_rate"] for c in mine if c["regression"] == "none"]
-        if aa:
-            parts.append(
-                f"worst A/A false rollback {_pct(max(aa))} ({'met' if max(aa) <= 0.01 else 'MISSED'}: <= 1%)"
+        missed = [c for c in mine if not _goal(c)[2]]
+        line = f"{name}: {len(mine) - len(missed)}/{len(mine)} goals met"
+        if missed:
+            line += "; missed: " + ", ".join(
+                f"{c['shape']} {c['share'] * 100:.0f}% {c['scenario']} {_pct(_goal(c)[1])}" for c in missed
             )
-        detect = [c for c in mine if c["regression"] == "ttft+50%" and c["rps"] == 2.0]
-        if detect:
-            within = detect[0]["rollback_within_3_checks"]
-            parts.append(
-                f"ttft+50% at 2 rps rolled back within 3 checks {_pct(within)} "
-                f"({'met' if within >= 0.95 else 'MISSED'}: >= 95%)"
-            )
-        if parts:
-            out.append(f"{name}: " + "; ".join(parts))
+        out.append(line)
     return out
 
 
@@ -429,16 +482,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.judge.run", description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=1000, help="rollouts per cell (default 1000)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    parser.add_argument("--checks", type=int, default=10, help="analysis checks per rollout (default 10)")
+    parser.add_argument("--checks", type=int, default=30, help="checks per healthy rollout (default 30)")
     parser.add_argument(
         "--interval", type=float, default=60.0, help="analysis interval = increase() window, s"
     )
     parser.add_argument(
         "--scrape-interval", type=float, default=15.0, help="Prometheus scrape interval, s (0: exact)"
     )
-    parser.add_argument("--failure-threshold", type=int, default=2, help="consecutive fails to roll back")
+    parser.add_argument("--failure-threshold", type=int, default=2, help="per-check judge: consecutive fails")
     parser.add_argument(
-        "--confidence", type=float, default=Objectives.confidence, help="Objectives.confidence"
+        "--confidence", type=float, default=CONFIDENCE, help="the sequential judge's confidence"
     )
     parser.add_argument(
         "--window",
@@ -446,8 +499,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="increase() window, s (default: interval + scrape interval)",
     )
-    parser.add_argument("--rps", type=float, nargs="*", default=list(RPS), help="canary request rates")
-    parser.add_argument("--regressions", nargs="*", default=None, help="only these regressions (names)")
+    parser.add_argument("--shapes", nargs="*", default=list(SHAPES), choices=SHAPES, help="latency shapes")
+    parser.add_argument("--shares", type=float, nargs="*", default=list(SHARES), help="canary traffic shares")
+    parser.add_argument("--scenarios", nargs="*", default=None, help="only these scenarios (names)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
     parser.add_argument("--out", type=Path, default=None, help="write the cells as JSON here")
     args = parser.parse_args(argv)
@@ -466,37 +520,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.scrape_interval,
         args.failure_threshold,
     )
-    slo = healthy_slos()
-    objectives = Objectives(
-        ttft_p95=slo.ttft_p95,
-        itl_p95=slo.itl_p95,
-        e2e_p95=slo.e2e_p95,
-        error_rate=slo.error_rate,
-        failure_threshold=args.failure_threshold,
-        confidence=args.confidence,
-    )
-    regressions = [r for r in REGRESSIONS if args.regressions is None or r.name in args.regressions]
-    jobs = [(settings, objectives, rps, regression) for rps in args.rps for regression in regressions]
+    objectives: dict[str, Objectives] = {}
+    for shape in args.shapes:
+        slo = healthy_slos(shape)
+        objectives[shape] = Objectives(
+            ttft_p95=slo.ttft_p95,
+            itl_p95=slo.itl_p95,
+            e2e_p95=slo.e2e_p95,
+            error_rate=slo.error_rate,
+            failure_threshold=args.failure_threshold,
+            confidence=args.confidence,
+        )
+    scenarios = [s for s in SCENARIOS if args.scenarios is None or s.name in args.scenarios]
+    jobs = [
+        (settings, objectives[shape], shape, share, scenario)
+        for shape in args.shapes
+        for share in args.shares
+        for scenario in scenarios
+    ]
     if args.jobs > 1:
         with ProcessPoolExecutor(max_workers=args.jobs) as executor:
             results = list(executor.map(_cell_job, jobs))
     else:
         results = [_cell_job(job) for job in jobs]
-    by_judge = {name: [c for cell in results for c in cell if c["judge"] == name] for name in JUDGES}
-    cells = [c for name in JUDGES for c in by_judge[name]]
+    cells = [c for cell in results for c in cell]
     elapsed = time.monotonic() - started
 
+    any_objectives = next(iter(objectives.values()))
     print(
-        f"SLOs: ttft p95 {objectives.ttft_p95}s, itl p95 {objectives.itl_p95}s, e2e p95 {objectives.e2e_p95}s, "
-        f"errors {objectives.error_rate:.0%}; maxRegression {objectives.max_regression:.0%}, "
-        f"minRequests {objectives.min_requests}, failureThreshold {objectives.failure_threshold}, "
-        f"confidence {objectives.confidence} (alpha {objectives.alpha:.3f} per check)"
+        f"maxRegression {any_objectives.max_regression:.0%}, minRequests {any_objectives.min_requests}, "
+        f"sequential: confidence {any_objectives.confidence} (alpha {1 - any_objectives.confidence:.3f} "
+        f"for any number of checks); per-check: confidence {PER_CHECK_CONFIDENCE} "
+        f"(alpha {replace(any_objectives, confidence=PER_CHECK_CONFIDENCE).alpha:.3f} per check, "
+        f"{args.failure_threshold} consecutive fails)"
     )
+    for shape, slo in objectives.items():
+        print(
+            f"  {shape}: SLOs ttft p95 {slo.ttft_p95}s, itl p95 {slo.itl_p95}s, e2e p95 {slo.e2e_p95}s, errors 2%"
+        )
     print(
-        f"{args.trials} rollouts per cell, up to {args.checks} checks of {args.interval:g}s; "
+        f"{args.trials} rollouts per cell; healthy scenarios run {args.checks} checks of {args.interval:g}s; "
         f"increase(x[{window:g}s]) counts {span:g}s of requests x{factor:.3g} "
-        f"(scrapes every {args.scrape_interval:g}s); "
-        f"rps = requests/s reaching the canary (stable: the same)"
+        f"(scrapes every {args.scrape_interval:g}s); {CANARY_RPS:g} requests/s reach the canary"
     )
     print()
     print(format_table(cells))

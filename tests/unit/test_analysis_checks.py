@@ -53,6 +53,7 @@ FAST = (0.2, 0.5, 0.25, 0.05, 0.0, 0.0, 0.0)  # p95 inside 0.5-0.75 s
 SLOW = (0.0, 0.0, 0.1, 0.2, 0.3, 0.3, 0.1)  # p95 far above 0.8 s
 HEALTHY = CheckData(sample(FAST, 400), sample(FAST, 4000))
 BAD = CheckData(sample(SLOW, 400), sample(FAST, 4000))
+MILD = CheckData(sample((0.1, 0.45, 0.3, 0.1, 0.05, 0.0, 0.0), 120), sample(FAST, 1080))
 QUIET = CheckData(sample(FAST, 10), sample(FAST, 4000))
 DOWN = CheckData(None, None, "metrics query failed: connection refused")
 
@@ -123,26 +124,43 @@ def test_a_step_needs_a_passed_check_not_just_time() -> None:
     assert to_json(passed.status)["analysis"]["lastChecks"][-1]["verdict"] == "pass"
 
 
-def test_consecutive_failures_roll_back_with_the_values() -> None:
-    first = run(at_step(), BAD, timedelta(seconds=30))
-    assert first.rolled_back is None
-    assert to_json(first.status)["analysis"]["failedChecks"] == 1
-    second = run(at_step(analysis=to_json(first.status)["analysis"]), BAD, timedelta(seconds=60))
-    assert second.rolled_back is not None
-    reason, message = second.rolled_back
+def test_a_clear_regression_rolls_back_at_the_first_check_with_the_values() -> None:
+    out = run(at_step(), BAD, timedelta(seconds=30))
+    assert out.rolled_back is not None
+    reason, message = out.rolled_back
     assert reason == "AnalysisFailed"
-    assert "ttft p95" in message
-    assert "slo 0.80s" in message
-    assert to_json(second.status)["failedRevision"] == C
-    assert second.delete == [C]
+    assert "ttft p95 2.50s > slo 0.80s over 1 check" in message
+    assert "always-valid p<0.001" in message
+    assert to_json(out.status)["failedRevision"] == C
+    assert out.delete == [C]
+    evidence = {e["test"]: e for e in to_json(out.status)["analysis"]["evidence"]}
+    assert evidence["ttft p95 slo"]["checks"] == 1  # the evidence that decided stays visible
 
 
-def test_a_pass_resets_the_failure_count() -> None:
-    first = run(at_step(), BAD, timedelta(seconds=30))
-    healed = run(at_step(analysis=to_json(first.status)["analysis"]), HEALTHY, timedelta(seconds=60))
-    assert to_json(healed.status)["analysis"]["failedChecks"] == 0
-    after = run(at_step(analysis=to_json(healed.status)["analysis"]), BAD, timedelta(seconds=90))
-    assert after.rolled_back is None
+def test_evidence_accumulates_across_checks_and_steps_until_it_is_clear() -> None:
+    """Each check of a canary ~33 % slower passes alone; the third, at the next step, rolls it back."""
+    status = at_step()
+    verdicts = []
+    for seconds in (30, 60, 90):
+        out = run(status, MILD, timedelta(seconds=seconds))
+        status = to_json(out.status)
+        verdicts.append((status["analysis"]["lastChecks"][-1]["verdict"], status.get("currentStep")))
+        if out.rolled_back is not None:
+            break
+    # The second pass ends the first step's pause: the step advances and the evidence goes along.
+    assert verdicts == [("pass", 0), ("pass", 1), ("fail", None)]
+    assert out.rolled_back is not None
+    reason, message = out.rolled_back
+    assert reason == "AnalysisFailed"
+    assert "ttft 33% slower than stable over 3 checks (> 20% allowed, always-valid p=" in message
+    assert "n=360/3240" in message
+
+
+def test_a_pass_never_resets_the_evidence() -> None:
+    first = run(at_step(), HEALTHY, timedelta(seconds=30))
+    second = run(at_step(analysis=to_json(first.status)["analysis"]), HEALTHY, timedelta(seconds=60))
+    evidence = {e["test"]: e["checks"] for e in to_json(second.status)["analysis"]["evidence"]}
+    assert evidence == {"ttft p95 slo": 2, "ttft regression": 2, "error rate slo": 2}
 
 
 @pytest.mark.parametrize("check", [QUIET, DOWN], ids=["too-few-requests", "prometheus-down"])

@@ -563,7 +563,13 @@ class Analysis(_Model):
         default=50, ge=1, le=10**9, description="Below this many canary requests a check is inconclusive."
     )
     failure_threshold: int = Field(
-        default=2, ge=1, le=100, description="Consecutive failed checks that trigger a rollback."
+        default=2,
+        ge=1,
+        le=100,
+        description=(
+            "Consecutive failed checks that trigger a rollback (custom checks; the SLO judge rolls back"
+            " at the first check where its evidence, accumulated across checks, rejects an objective)."
+        ),
     )
     inconclusive_deadline: Duration = Field(
         default="15m",

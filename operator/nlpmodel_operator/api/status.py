@@ -87,6 +87,36 @@ class CheckRecord(_Status):
     summary: str = Field(default="", max_length=4096, description="Values and evidence, one line.")
 
 
+class ObjectiveEvidence(_Status):
+    """Evidence against one objective, accumulated over the checks of the current canary.
+
+    A few sufficient numbers, never raw histories: the sequential judge
+    (`core/analysis/sequential.py`) recomputes its always-valid e-process from them after a restart.
+    """
+
+    test: str = Field(max_length=64, description="The objective, e.g. 'ttft regression', 'error rate slo'.")
+    limit: float = Field(
+        description="The SLO, or 1 + maxRegression, it was gathered against (a changed limit starts afresh)."
+    )
+    checks: int = Field(default=0, description="Checks that added evidence.")
+    z_sum: float = Field(default=0.0, description="Sum of the checks' z-scores, each floored (mixture SPRT).")
+    horizon_z_sum: float = Field(
+        default=0.0, description="Sum of the first checks' z-scores (the fixed-horizon part)."
+    )
+    max_log_e: float = Field(
+        default=0.0, description="Largest log e-value so far; always-valid p = exp(-maxLogE)."
+    )
+    n_canary: float = Field(default=0.0, description="Canary requests judged, all checks together.")
+    n_stable: float = Field(default=0.0, description="Stable requests judged, all checks together.")
+    k_canary: float = Field(
+        default=0.0, description="Canary requests that were bad (errors, or slower than the SLO)."
+    )
+    k_stable: float = Field(default=0.0, description="Stable requests that were errors.")
+    log_ratio: float | None = Field(
+        default=None, description="Regressions: request-weighted mean of the checks' log(canary/stable)."
+    )
+
+
 class AnalysisStatus(_Status):
     """Progress of the canary analysis."""
 
@@ -99,6 +129,11 @@ class AnalysisStatus(_Status):
     )
     last_checks: list[CheckRecord] = Field(
         default_factory=list, description="Most recent checks, newest last."
+    )
+    evidence: list[ObjectiveEvidence] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Evidence per objective accumulated across checks (the sequential judge's state).",
     )
 
 

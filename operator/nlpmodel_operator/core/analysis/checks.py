@@ -2,11 +2,17 @@
 
 The shell asks `check_request(spec, status, now)`; when a check is due it queries the metrics of the
 canary and the stable revision over the interval and hands back a `CheckData`. `record_check` turns
-that into a verdict (the judge) and updates the analysis state kept in `status.analysis`:
+that into a verdict (the sequential judge) and updates the analysis state kept in `status.analysis`:
 
-- `failureThreshold` consecutive failed checks → rollback (reason AnalysisFailed, with the values);
+- the SLO judge's evidence accumulates across checks (`status.analysis.evidence`, written in the same
+  status update as the check, so a restart neither loses nor repeats one); the check at which it
+  rejects an objective rolls back at once (reason AnalysisFailed, with the metric, the estimate and
+  the always-valid p-value): its false-rollback bound already holds over the whole rollout, so a
+  repetition would only delay a clear regression;
+- `failureThreshold` consecutive failed checks → rollback: what still fails check by check are the
+  custom checks (a threshold on one value);
 - a pass resets the failed count and counts towards the step (a step advances only once its pause has
-  elapsed and it has a passed check and no pending fail);
+  elapsed and it has a passed check and no pending fail); it never resets the evidence;
 - inconclusive checks (too few requests) and errors (no data, Prometheus unreachable) are neither: they
   never pass or fail anything, and when no check has been conclusive for `inconclusiveDeadline` the
   rollout is aborted with reason AnalysisUnavailable.
@@ -30,7 +36,8 @@ from nlpmodel_operator.api.status import (
 )
 from nlpmodel_operator.api.units import format_time, parse_duration, parse_time
 from nlpmodel_operator.core.analysis.custom import CustomValue, combine, judge_custom
-from nlpmodel_operator.core.analysis.judge import Objectives, RevisionSample, judge
+from nlpmodel_operator.core.analysis.judge import Objectives, RevisionSample
+from nlpmodel_operator.core.analysis.sequential import CONFIDENCE, sequential_judge
 from nlpmodel_operator.core.conditions import MAX_EVENT_MESSAGE, clip
 
 LAST_CHECKS = 5
@@ -69,7 +76,9 @@ def objectives(spec: NLPModelSpec) -> Objectives | None:
     analysis, slo = spec.rollout.analysis, spec.rollout.slo
     if analysis is None or slo is None:
         return None
-    return Objectives.from_spec(slo.model_dump(by_alias=True), analysis.model_dump(by_alias=True))
+    return Objectives.from_spec(
+        slo.model_dump(by_alias=True), analysis.model_dump(by_alias=True), confidence=CONFIDENCE
+    )
 
 
 def check_request(
@@ -109,11 +118,15 @@ def record_check(
     previous = analysis or AnalysisStatus()
     failed, inconclusive, passed = previous.failed_checks, previous.inconclusive, previous.passed_checks
     last_conclusive = previous.last_conclusive_at
+    evidence = previous.evidence
+    slo_failures: tuple[str, ...] = ()
     verdict: CheckVerdict
     if data.problem is not None or data.canary is None:
         verdict, message = "error", data.problem or "no metrics for the canary"
     else:
-        result = judge(data.canary, data.stable, goals)
+        result = sequential_judge(data.canary, data.stable, goals, previous.evidence)
+        evidence = list(result.evidence)
+        slo_failures = result.failures
         gathered = {value.name: value for value in data.custom}
         verdict, message = combine(
             result.result,
@@ -136,9 +149,12 @@ def record_check(
         last_check_at=format_time(now),
         last_checks=[*previous.last_checks, record][-LAST_CHECKS:],
         last_conclusive_at=last_conclusive or None,
+        evidence=evidence,
     )
     rollback = None
-    if failed >= settings.failure_threshold:
+    if slo_failures:
+        rollback = (Reason.ANALYSIS_FAILED, message)
+    elif failed >= settings.failure_threshold:
         rollback = (Reason.ANALYSIS_FAILED, f"{failed} consecutive failed checks: {message}")
     else:
         since = parse_time(last_conclusive) or traffic_since
