@@ -143,7 +143,7 @@ def _ttft(rng: random.Random, shape: str) -> float:
         long_prompt = rng.random() < 0.4
         return rng.lognormvariate(math.log(1.1 if long_prompt else 0.12), 0.35 if long_prompt else 0.4)
     if shape == "pareto":
-        return 0.15 * (1.0 - rng.random()) ** (-1.0 / 2.2)
+        return float(0.15 * (1.0 - rng.random()) ** (-1.0 / 2.2))
     tail = rng.random() < 0.08
     return rng.lognormvariate(math.log(0.9 if tail else 0.28), 0.6 if tail else 0.45)
 
@@ -338,19 +338,23 @@ class _Rollout:
     judged: int = 0
 
 
-def run_cell(
-    settings: Settings, objectives: Objectives, shape: str, share: float, scenario: Scenario
-) -> list[dict[str, Any]]:
-    """All trials of one (shape, share, scenario) cell, for both judges on the same data."""
+BLOCK: Final = 50  # trials per job; each block has its own seed, so results do not depend on --jobs
+
+
+def run_block(
+    settings: Settings, objectives: Objectives, shape: str, share: float, scenario: Scenario, block: int
+) -> dict[str, tuple[list[int | None], int, int]]:
+    """One block of trials of a (shape, share, scenario) cell, for both judges on the same data:
+    per judge, (the check of each trial's rollback or None, failed checks, judged checks)."""
+    rng = random.Random(f"{settings.seed}:{shape}:{share}:{scenario.name}:{block}")
     # The per-check judge as the operator ran it: its rollback confidence over two checks is 0.98.
     baseline = replace(objectives, confidence=PER_CHECK_CONFIDENCE)
-    rng = random.Random(f"{settings.seed}:{shape}:{share}:{scenario.name}")
     stable_rps = CANARY_RPS * (1.0 - share) / share
     checks = settings.checks if scenario.healthy else DETECT_WITHIN
     outcomes: dict[str, list[int | None]] = {name: [] for name in JUDGES}
     fails = dict.fromkeys(JUDGES, 0)
     judged = dict.fromkeys(JUDGES, 0)
-    for _ in range(settings.trials):
+    for _ in range(min(BLOCK, settings.trials - block * BLOCK)):
         spans = [
             window_coverage(
                 settings.window, settings.scrape_interval, settings.scrape_interval * (1 - rng.random())
@@ -388,31 +392,48 @@ def run_cell(
             outcomes[name].append(state[name].rolled_back_at)
             fails[name] += state[name].fails
             judged[name] += state[name].judged
+    return {name: (outcomes[name], fails[name], judged[name]) for name in JUDGES}
+
+
+def cell_results(
+    settings: Settings,
+    shape: str,
+    share: float,
+    scenario: Scenario,
+    blocks: list[dict[str, tuple[list[int | None], int, int]]],
+) -> list[dict[str, Any]]:
+    """The cell's rows (one per judge) from its blocks."""
+    checks = settings.checks if scenario.healthy else DETECT_WITHIN
     cells = []
     for name in JUDGES:
-        at = [a for a in outcomes[name] if a is not None]
+        outcomes = [a for block in blocks for a in block[name][0]]
+        fails = sum(block[name][1] for block in blocks)
+        judged = sum(block[name][2] for block in blocks)
+        at = [a for a in outcomes if a is not None]
         cells.append(
             {
                 "judge": name,
                 "shape": shape,
                 "share": share,
                 "canary_rps": CANARY_RPS,
-                "stable_rps": stable_rps,
+                "stable_rps": CANARY_RPS * (1.0 - share) / share,
                 "scenario": scenario.name,
                 "healthy": scenario.healthy,
                 "checks": checks,
-                "trials": settings.trials,
-                "rollback_rate": len(at) / settings.trials,
-                "rollback_within_3_checks": sum(1 for a in at if a <= DETECT_WITHIN) / settings.trials,
+                "trials": len(outcomes),
+                "rollback_rate": len(at) / len(outcomes),
+                "rollback_within_3_checks": sum(1 for a in at if a <= DETECT_WITHIN) / len(outcomes),
                 "mean_checks_to_rollback": (sum(at) / len(at)) if at else None,
-                "fail_rate_per_check": fails[name] / judged[name] if judged[name] else 0.0,
+                "fail_rate_per_check": fails / judged if judged else 0.0,
             }
         )
     return cells
 
 
-def _cell_job(args: tuple[Settings, Objectives, str, float, Scenario]) -> list[dict[str, Any]]:
-    return run_cell(*args)
+def _block_job(
+    args: tuple[Settings, Objectives, str, float, Scenario, int],
+) -> dict[str, tuple[list[int | None], int, int]]:
+    return run_block(*args)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -532,18 +553,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             confidence=args.confidence,
         )
     scenarios = [s for s in SCENARIOS if args.scenarios is None or s.name in args.scenarios]
+    cell_keys = [
+        (shape, share, scenario) for shape in args.shapes for share in args.shares for scenario in scenarios
+    ]
+    blocks = math.ceil(settings.trials / BLOCK)
     jobs = [
-        (settings, objectives[shape], shape, share, scenario)
-        for shape in args.shapes
-        for share in args.shares
-        for scenario in scenarios
+        (settings, objectives[shape], shape, share, scenario, block)
+        for shape, share, scenario in cell_keys
+        for block in range(blocks)
     ]
     if args.jobs > 1:
         with ProcessPoolExecutor(max_workers=args.jobs) as executor:
-            results = list(executor.map(_cell_job, jobs))
+            results = list(executor.map(_block_job, jobs))
     else:
-        results = [_cell_job(job) for job in jobs]
-    cells = [c for cell in results for c in cell]
+        results = [_block_job(job) for job in jobs]
+    cells = []
+    for i, (shape, share, scenario) in enumerate(cell_keys):
+        cells.extend(cell_results(settings, shape, share, scenario, results[i * blocks : (i + 1) * blocks]))
     elapsed = time.monotonic() - started
 
     any_objectives = next(iter(objectives.values()))

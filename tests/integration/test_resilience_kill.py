@@ -82,7 +82,13 @@ def phase_of(st: dict[str, Any]) -> tuple[Any, ...]:
         st.get("canaryWeight"),
         min(int(analysis.get("passedChecks") or 0), 1),
         int(analysis.get("failedChecks") or 0),
+        evidence_checks(st),
     )
+
+
+def evidence_checks(st: dict[str, Any]) -> int:
+    """Checks folded into the sequential judge's evidence (the most of any objective)."""
+    return max((int(e["checks"]) for e in (st.get("analysis") or {}).get("evidence") or []), default=0)
 
 
 class Killer:
@@ -177,18 +183,29 @@ def test_sigkill_at_every_phase_of_canaries_with_analysis(
     assert violations == []
     assert len(kills) >= MIN_KILLS
     # Every phase was hit: the canary before it was ready or at its first step, each step with and
-    # without a passed check, after the first failed check, promoted and rolled back.
+    # without a passed check, with evidence accumulated over several checks, promoted and rolled back.
+    # (Timeline.violations also holds every status write to: the evidence neither lost nor counted
+    # twice across the restarts.)
     hit = {(k[1], k[2], k[3]) for k in kills}
     for canary in (revision(v2), revision(v3)):
         assert (canary, 0, 10) in hit or (canary, 0, 0) in hit
     assert (revision(v2), 1, 50) in hit
-    assert any(k[1] == revision(v3) and k[5] == 1 for k in kills)  # one failed check recorded
+    assert any(k[1] == revision(v2) and k[6] >= 2 for k in kills)  # killed with evidence in status
     assert {k[0] for k in kills} >= {"Progressing", "Ready", "RolledBack"}
     # The outcomes are those without kills: v2 promoted, v3 rolled back on its latency, v2 serving alone.
     assert final["stableRevision"] == revision(v2)
     assert final["failedRevision"] == revision(v3)
     rolled = next(x for x in final["conditions"] if x["type"] == "RolledBack")
     assert rolled["reason"] == "AnalysisFailed"
+    assert "slower than stable over" in rolled["message"]
+    assert "always-valid p" in rolled["message"]
+    # The evidence that decided stays in status, one count per check that was judged.
+    evidence = {e["test"]: e["checks"] for e in final["analysis"]["evidence"]}
+    checks = final["analysis"]["lastChecks"]
+    conclusive = sum(c["verdict"] in ("pass", "fail") for c in checks)
+    assert evidence["ttft p95 slo"] >= max(conclusive, 1)
+    if len(checks) < 5:  # every check of this canary is listed: exactly one count per judged check
+        assert evidence["ttft p95 slo"] == conclusive
     assert [h["outcome"] for h in final["history"]] == ["Promoted", "RolledBack"]
     assert route == {revision(v2): 100}
     splits = timeline.route_history()

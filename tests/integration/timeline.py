@@ -414,6 +414,7 @@ def _lost_state(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         after = (new.get("analysis") or {}).get("lastCheckAt")
         if before and (not after or after < before):
             problems.append(f"analysis.lastCheckAt went back {before} → {after}")
+        problems.extend(_evidence_problems(old.get("analysis") or {}, new.get("analysis") or {}))
     stable, now_stable = old.get("stableRevision"), new.get("stableRevision")
     if stable and now_stable not in (stable, canary):
         problems.append(f"stable {stable} replaced by {now_stable}, not by the canary")
@@ -423,6 +424,25 @@ def _lost_state(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     kept = len(old_history) - max(0, len(old_history) + 1 - 10)  # entries that survive one more append
     if len(new_history) < len(old_history) or not _extends(old_history, new_history):
         problems.append(f"history lost entries: {len(old_history)} → {len(new_history)} ({kept} must stay)")
+    return problems
+
+
+def _evidence_problems(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The sequential judge's evidence of one canary is neither lost nor counted twice: each status
+    write holds at most one new check, so an objective's check count grows by at most one, and only
+    with a new lastCheckAt."""
+    problems = []
+    moved = old.get("lastCheckAt") != new.get("lastCheckAt")
+    after = {e["test"]: e for e in new.get("evidence") or []}
+    for before in old.get("evidence") or []:
+        now = after.get(before["test"])
+        if now is None or now["checks"] < before["checks"]:
+            problems.append(f"evidence of {before['test']} lost: {before} → {now}")
+        elif now["checks"] > before["checks"] + (1 if moved else 0):
+            problems.append(
+                f"evidence of {before['test']} counted {now['checks'] - before['checks']} checks "
+                f"for lastCheckAt {old.get('lastCheckAt')} → {new.get('lastCheckAt')}"
+            )
     return problems
 
 

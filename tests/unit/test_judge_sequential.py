@@ -15,6 +15,7 @@ from nlpmodel_operator.core.analysis.sequential import (
     HORIZON,
     always_valid_p,
     log_e_value,
+    next_bet,
     sequential_judge,
     update,
     z_of_p,
@@ -118,11 +119,27 @@ def test_the_always_valid_p_value_only_goes_down() -> None:
     assert log_e_value(evidence, ALPHA) < evidence.max_log_e  # the healthy checks lowered the e-value
 
 
-def test_a_long_healthy_stretch_digs_only_a_bounded_hole() -> None:
+@pytest.mark.parametrize(("healthy", "within"), [(0, 2), (3, 4), (30, 4)])
+def test_a_regression_after_healthy_checks_is_caught_within_a_few_checks(healthy: int, within: int) -> None:
+    """A healthy canary bets nothing, so its evidence does not sink: a regression that starts late
+    (say at the 50 % step) does not first have to climb out of a hole."""
     evidence = fresh()
-    for _ in range(30):
-        evidence = update(evidence, -8.0, ALPHA)  # far faster than the tolerance
-    assert evidence.z_sum == pytest.approx(-30.0)  # floored at -1 a check
+    for _ in range(healthy):
+        evidence = update(evidence, -3.0, ALPHA)
+        assert next_bet(evidence) == 0.0
+    threshold = math.log(1 / ALPHA)
+    for _ in range(within):
+        evidence = update(evidence, 3.0, ALPHA)
+        if log_e_value(evidence, ALPHA) >= threshold:
+            break
+    assert log_e_value(evidence, ALPHA) >= threshold
+
+
+def test_bets_are_sized_on_earlier_checks_only() -> None:
+    assert next_bet(fresh()) == 1.0
+    assert next_bet(update(fresh(), 1.5, ALPHA)) == 1.5
+    assert next_bet(update(update(fresh(), 5.0, ALPHA), 3.0, ALPHA)) == 2.0  # capped
+    assert next_bet(update(update(update(fresh(), 9.0, ALPHA), -1.0, ALPHA), 0.0, ALPHA)) == 0.0
 
 
 @pytest.mark.parametrize(

@@ -99,7 +99,12 @@ class ObjectiveEvidence(_Status):
         description="The SLO, or 1 + maxRegression, it was gathered against (a changed limit starts afresh)."
     )
     checks: int = Field(default=0, description="Checks that added evidence.")
-    z_sum: float = Field(default=0.0, description="Sum of the checks' z-scores, each floored (mixture SPRT).")
+    log_bet: float = Field(
+        default=0.0, description="log of the betting part of the e-process (one bet on each check's z-score)."
+    )
+    recent_z: list[float] = Field(
+        default_factory=list, max_length=2, description="The last checks' z-scores (they size the next bet)."
+    )
     horizon_z_sum: float = Field(
         default=0.0, description="Sum of the first checks' z-scores (the fixed-horizon part)."
     )

@@ -32,25 +32,27 @@ The e-process of one objective
 ------------------------------
 ``E_t = w * A_t + (1 - w) * B_t`` (w = 1/2), a mixture of two test supermartingales:
 
-* ``B_t``, a mixture SPRT for rollouts of any length: the average over bets
-  ``lambda in {0.5, 1, 2}`` of ``prod_s exp(lambda * max(z_s, -1) - c(lambda))``, where
-  ``c(lambda) = log E[exp(lambda * max(Z, -1))]`` for Z ~ N(0, 1). Flooring z at -1 (and normalizing
-  for it) keeps a long healthy stretch from digging a hole that a later regression would have to
-  climb out of: a healthy check costs at most ``lambda + c(lambda)`` of log-evidence.
+* ``B_t``, the betting part, for rollouts of any length: ``prod_s exp(lambda_s * z_s - lambda_s^2 / 2)``,
+  a bet on each check's z whose size ``lambda_s`` is fixed before the check is seen (predictable):
+  1 on the first check, then the mean of the last two z-scores, clipped to [0, 2] (a plug-in
+  estimate of the drift, as in betting-based confidence sequences). A healthy canary's z-scores are
+  negative, so it bets 0 and its evidence stays put instead of sinking: a regression that starts
+  after thirty healthy checks (say at the 50 % step) is caught within a few checks, where a fixed
+  mixture of bets (an mSPRT) would first have to climb out of thirty checks of evidence against it.
 * ``A_t``, the fixed-horizon part, puts the other half of the budget on the first ``H = 3`` checks
   that carry evidence: the one-sided z-test of ``S_H = z_1 + ... + z_H >= c_H`` at level ``w * alpha``,
   written as the martingale ``A_t = P0(S_H >= c_H | S_t) / (w * alpha)`` (a Gaussian tail for
   ``t < H``, then frozen at 0 or ``1 / (w * alpha)``). It is what makes a clear regression stop
   within three checks: at t = H it alone rejects exactly when the pooled z-test would at ``w *
-  alpha``, and no always-valid mixture of bets gets close to that with three looks.
+  alpha``, and no always-valid sequence of bets gets close to that with three looks.
 
 Evidence per check, not pooled counts: each check's z is computed within its own interval, so load
 that moves both revisions from window to window (independently) changes which intervals are
 informative but never makes intervals look like one big i.i.d. sample (pooling counts across
 intervals would, and its variance would be too small by the between-interval variance). A drift that
 makes one interval's canary genuinely slower than the tolerance is, for that interval, a violation of
-the null; the floored, bounded bets keep a single such interval from deciding alone unless it is
-far beyond the tolerance (``bench/judge`` measures it, shape ``drift``).
+the null; bets bounded by 2 and sized on the previous checks keep a single such interval from
+deciding alone unless it is far beyond the tolerance (``bench/judge`` measures it, shape ``drift``).
 
 Where evidence starts afresh
 ----------------------------
@@ -101,12 +103,12 @@ from nlpmodel_operator.core.analysis.judge import (
 )
 
 __all__ = [
-    "BETS",
     "CONFIDENCE",
     "HORIZON",
     "SequentialVerdict",
     "always_valid_p",
     "log_e_value",
+    "next_bet",
     "sequential_judge",
     "update",
 ]
@@ -114,8 +116,9 @@ __all__ = [
 # The operator's confidence of a rollback: at the boundary of an objective (a canary exactly
 # maxRegression slower, or exactly at the SLO) at most 5 % of rollouts are rolled back, however long.
 CONFIDENCE: Final = 0.95
-BETS: Final = (0.5, 1.0, 2.0)
-Z_FLOOR: Final = -1.0
+FIRST_BET: Final = 1.0
+MAX_BET: Final = 2.0
+BET_MEMORY: Final = 2  # z-scores that size the next bet (status.analysis.evidence[].recentZ)
 HORIZON: Final = 3
 HORIZON_WEIGHT: Final = 0.5
 # Bounds for a z-score from a p-value of 0 or 1 (a discrete test): far beyond any decision.
@@ -125,17 +128,6 @@ _EMPTY: Final[Mapping[str, float]] = MappingProxyType({})
 # Range and precision of the Hodges-Lehmann ratio search (explanations only, never decisions).
 _RATIO_RANGE: Final = (0.05, 20.0)
 _RATIO_STEPS: Final = 18
-
-
-def _log_normalizer(bet: float) -> float:
-    """log E[exp(bet * max(Z, floor))] for Z ~ N(0, 1)."""
-    a = Z_FLOOR
-    below = math.exp(bet * a) * _STANDARD.cdf(a)
-    above = math.exp(bet * bet / 2.0) * normal_sf(a - bet)
-    return math.log(below + above)
-
-
-_NORMALIZERS: Final = tuple(_log_normalizer(bet) for bet in BETS)
 
 
 def z_of_p(p: float) -> float:
@@ -161,15 +153,11 @@ def _horizon_threshold(alpha: float) -> float:
 
 def log_e_value(evidence: ObjectiveEvidence, alpha: float) -> float:
     """log of the objective's e-process after ``evidence.checks`` checks (0 before any)."""
-    return _log_e(evidence.checks, evidence.z_sum, evidence.horizon_z_sum, alpha)
+    return _log_e(evidence.checks, evidence.log_bet, evidence.horizon_z_sum, alpha)
 
 
-def _log_e(checks: int, z_sum: float, horizon_z_sum: float, alpha: float) -> float:
-    # The mixture SPRT over the bets.
-    sprt = _logsumexp(
-        [bet * z_sum - checks * norm for bet, norm in zip(BETS, _NORMALIZERS, strict=True)]
-    ) - math.log(len(BETS))
-    parts = [math.log1p(-HORIZON_WEIGHT) + sprt]
+def _log_e(checks: int, log_bet: float, horizon_z_sum: float, alpha: float) -> float:
+    parts = [math.log1p(-HORIZON_WEIGHT) + log_bet]
     # The fixed-horizon z-test over the first HORIZON checks, as a martingale.
     threshold = _horizon_threshold(alpha)
     seen = min(checks, HORIZON)
@@ -180,6 +168,14 @@ def _log_e(checks: int, z_sum: float, horizon_z_sum: float, alpha: float) -> flo
     if tail > 0:
         parts.append(math.log(HORIZON_WEIGHT) + math.log(tail) - math.log(HORIZON_WEIGHT * alpha))
     return _logsumexp(parts)
+
+
+def next_bet(evidence: ObjectiveEvidence) -> float:
+    """The bet on the next check's z, from the checks before it only (so the product stays valid)."""
+    if not evidence.recent_z:
+        return FIRST_BET
+    drift = sum(evidence.recent_z) / len(evidence.recent_z)
+    return max(0.0, min(MAX_BET, drift))
 
 
 def always_valid_p(evidence: ObjectiveEvidence) -> float:
@@ -212,13 +208,15 @@ def update(
             if evidence.log_ratio is None or total <= 0
             else (evidence.log_ratio * before + log_ratio * weight) / total
         )
-    z_sum = evidence.z_sum + max(z, Z_FLOOR)
+    bet = next_bet(evidence)
+    log_bet = evidence.log_bet + bet * z - bet * bet / 2.0
     return evidence.model_copy(
         update={
             "checks": checks,
-            "z_sum": z_sum,
+            "log_bet": log_bet,
+            "recent_z": [*evidence.recent_z, z][-BET_MEMORY:],
             "horizon_z_sum": horizon_z,
-            "max_log_e": max(evidence.max_log_e, _log_e(checks, z_sum, horizon_z, alpha)),
+            "max_log_e": max(evidence.max_log_e, _log_e(checks, log_bet, horizon_z, alpha)),
             "n_canary": evidence.n_canary + n_canary,
             "n_stable": evidence.n_stable + n_stable,
             "k_canary": evidence.k_canary + k_canary,
