@@ -1,4 +1,4 @@
-"""SLO analysis of a canary: the pure judge (histograms and counters in, a verdict out)."""
+"""SLO analysis of a canary: the pure judges (histograms and counters in, a verdict out)."""
 
 from nlpmodel_operator.core.analysis.judge import (
     METRICS,
@@ -10,6 +10,7 @@ from nlpmodel_operator.core.analysis.judge import (
     judge,
     naive_judge,
 )
+from nlpmodel_operator.core.analysis.sequential import SequentialVerdict, sequential_judge
 
 __all__ = [
     "METRICS",
@@ -17,7 +18,9 @@ __all__ = [
     "Histogram",
     "Objectives",
     "RevisionSample",
+    "SequentialVerdict",
     "Verdict",
     "judge",
     "naive_judge",
+    "sequential_judge",
 ]

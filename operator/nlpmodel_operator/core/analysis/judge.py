@@ -1,4 +1,9 @@
-"""The canary judge (pure): one analysis check's histograms and counters in, a verdict out.
+"""The per-check canary judge (pure): one analysis check's histograms and counters in, a verdict out.
+
+Since issue 18 the operator decides with the sequential judge (:mod:`sequential`), which takes each
+check's z-scores from the tests below and accumulates them across checks into always-valid evidence.
+This module keeps the per-check tests (the building blocks), :func:`judge` (the per-check decision the
+operator used before, now the baseline in ``bench/judge``) and :func:`naive_judge`.
 
 Input, per revision (canary and stable), is what Prometheus reports as ``increase()`` over the
 check's interval: the cumulative ``le`` bucket counts of vLLM's TTFT, inter-token-latency and
