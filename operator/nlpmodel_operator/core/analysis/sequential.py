@@ -7,9 +7,9 @@ judge keeps, per objective, an **e-process**: a non-negative number that starts 
 by one e-value per check, and under the objective's null hypothesis never grows in expectation. By
 Ville's inequality the chance that it *ever* reaches ``1 / alpha`` is at most ``alpha``, whatever
 the number of checks and whenever one looks; a rollback is taken at the first check where it does
-(``alpha = 1 - Objectives.confidence``; the operator uses :data:`CONFIDENCE`, 0.95). ``1 / max(e-process so far)`` is an always-valid p-value
-(Lindon, Sanden & Shirikian, KDD 2022; Ramdas et al., "Game-theoretic statistics and safe anytime-valid
-inference", 2023).
+(``alpha = 1 - Objectives.confidence``; the operator uses :data:`CONFIDENCE`, 0.95).
+``1 / max(e-process so far)`` is an always-valid p-value (Lindon, Sanden & Shirikian, KDD 2022;
+Ramdas et al., "Game-theoretic statistics and safe anytime-valid inference", 2023).
 
 Null hypotheses (one per objective, each tested one-sided, "the canary is bad")
 -------------------------------------------------------------------------------
