@@ -110,6 +110,7 @@ def test_children_have_owner_references_and_deterministic_names(
         ("bge-embeddings-raw.yaml", None),  # replica-ratio: the model's Service
         ("mistral-7b-nf4-transformers.yaml", "kserve-canary"),  # one Knative-mode InferenceService
         ("llama-70b-fp8-4xh100.yaml", None),
+        ("llama-8b-inference-pool.yaml", None),  # an InferencePool and an HTTPRoute to pools
     ],
 )
 def test_every_rendered_field_is_stored_unpruned(
@@ -142,7 +143,7 @@ def test_every_rendered_field_is_stored_unpruned(
 
 def read_object(cluster: Cluster, api_version: str, kind: str, ns: str, name: str) -> dict[str, Any] | None:
     try:
-        if kind in ("InferenceService", "HTTPRoute"):
+        if kind in ("InferenceService", "HTTPRoute", "InferencePool"):
             group, version = api_version.split("/")
             plural = kind.lower() + "s"
             found: dict[str, Any] = cluster.api.get_namespaced_custom_object(group, version, ns, plural, name)

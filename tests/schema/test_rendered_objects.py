@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import yaml
 
-from nlpmodel_harness.prometheus_operator_models import check_prometheus_operator_object
 from nlpmodel_harness.schemacheck import check_custom_object, check_object
 from nlpmodel_harness.upstream_crds import load_crd, upstream_crd_files
 from nlpmodel_operator.api.crd import crd as nlpmodel_crd
@@ -107,6 +106,9 @@ def all_rendered() -> list[tuple[str, dict[str, Any]]]:
         ("replica-ratio", "bge-embeddings-raw.yaml"),
         ("kserve-canary", "mistral-7b-nf4-transformers.yaml"),
         ("gateway-api", "llama-8b-kserve-llm.yaml"),
+        ("inference-pool", "llama-8b-awq-kserve.yaml"),
+        ("inference-pool", "bge-embeddings-raw.yaml"),
+        ("inference-pool", "llama-8b-inference-pool.yaml"),
     ):
         for obj in mid_canary(EXAMPLES[0].parent / example, router):
             out.append(
@@ -144,6 +146,7 @@ def test_examples_render_every_kind_we_support() -> None:
         "Service",
         "HTTPRoute",
         "PodMonitor",
+        "InferencePool",
         "HorizontalPodAutoscaler",
         "ScaledObject",
         "NetworkPolicy",
@@ -168,6 +171,15 @@ def test_examples_render_every_kind_we_support() -> None:
     assert canary_isvc[0]["spec"]["predictor"]["canaryTrafficPercent"] == 10
     # Knative (the kserve-canary mode) rejects any port name but h2c and http1.
     assert [p["name"] for p in canary_isvc[0]["spec"]["predictor"]["model"]["ports"]] == ["http1"]
+    pool_routes = [
+        o for label, o in RENDERED if label.startswith("inference-pool:") and o["kind"] == "HTTPRoute"
+    ]
+    assert {ref["kind"] for o in pool_routes for ref in o["spec"]["rules"][0]["backendRefs"]} == {
+        "InferencePool"
+    }
+    assert any(
+        "endpointPickerRef" in o["spec"] for label, o in RENDERED if label.startswith("inference-pool:")
+    )
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -187,44 +199,17 @@ def test_the_checker_would_catch_a_pruned_field(upstream_crds: list[dict[str, An
     assert any("tensorParallel" in p for p in problems), problems
 
 
-def test_the_checker_would_catch_a_pruned_or_wrong_pod_monitor_field() -> None:
-    """PodMonitors are checked against prometheus-operator's generated models (no pinned CRD)."""
+def test_the_checker_would_catch_a_pruned_or_wrong_pod_monitor_field(
+    upstream_crds: list[dict[str, Any]],
+) -> None:
+    """PodMonitors are checked against the pinned PodMonitor CRD: pruned and invalid fields show."""
     monitor = next(obj for _, obj in RENDERED if obj["kind"] == "PodMonitor")
     pruned = copy.deepcopy(monitor)
     pruned["spec"]["podMetricsEndpoints"][0]["metricsPort"] = 8080
-    assert any("metricsPort" in p for p in check_object(pruned, []))
+    assert any("metricsPort" in p for p in check_object(pruned, upstream_crds))
     wrong = copy.deepcopy(monitor)
     wrong["spec"]["podMetricsEndpoints"][0]["relabelings"][0]["action"] = "copy"
-    assert any("action" in p for p in check_object(wrong, []))
-
-
-def test_the_generated_models_agree_with_the_pinned_prometheus_operator_crd(
-    upstream_crds: list[dict[str, Any]],
-) -> None:
-    """The models stand in for the PodMonitor CRD; on the ServiceMonitor, whose real CRD is pinned, both
-    judge our endpoint settings (port, path, interval, relabelings) alike, good and bad."""
-    endpoint = copy.deepcopy(
-        next(obj for _, obj in RENDERED if obj["kind"] == "PodMonitor")["spec"]["podMetricsEndpoints"][0]
-    )
-    del endpoint["portNumber"]  # PodMonitor only
-    good = {
-        "apiVersion": "monitoring.coreos.com/v1",
-        "kind": "ServiceMonitor",
-        "metadata": {"name": "chat", "namespace": "ml"},
-        "spec": {"selector": {"matchLabels": {"a": "b"}}, "endpoints": [{**endpoint, "port": "http"}]},
-    }
-    crd = load_crd("servicemonitors.monitoring.coreos.com")
-    assert check_custom_object(good, crd) == []
-    assert check_prometheus_operator_object(good) == []
-    for field, value in (
-        ("relabelings", [{"action": "copy"}]),
-        ("interval", "15 seconds"),
-        ("scheme", "ftp"),
-    ):
-        bad = copy.deepcopy(good)
-        bad["spec"]["endpoints"][0][field] = value
-        assert check_custom_object(bad, crd) != [], field
-        assert check_prometheus_operator_object(bad) != [], field
+    assert any("action" in p for p in check_object(wrong, upstream_crds))
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
@@ -287,6 +272,16 @@ CROSS_FIELD_CASES = [
         id="kserve-llm-replica-ratio",
     ),
     pytest.param(variant(serving={"platform": "kserve-llm"}), None, id="kserve-llm-gateway-api"),
+    pytest.param(
+        variant(serving={"router": "inference-pool", "endpointPicker": {"name": "epp", "port": 9002}}),
+        None,
+        id="endpoint-picker-inference-pool",
+    ),
+    pytest.param(
+        variant(serving={"router": "gateway-api", "endpointPicker": {"name": "epp", "port": 9002}}),
+        "serving.endpointPicker requires router inference-pool",
+        id="endpoint-picker-gateway-api",
+    ),
     pytest.param(
         variant(resources={"gpu": {"count": 0, "product": "nvidia-l4"}}),
         "product requires count > 0",

@@ -1,8 +1,7 @@
 """The offline schema checker is only useful if it is not lenient: every test here that expects a
 rejection names the path and reason a real kube-apiserver would give.
 
-Upstream CRDs come from ``../shared/upstream-crds`` (or ``$NLPMODEL_SHARED_DIR``); only ServiceMonitor
-and PrometheusRule are pinned from prometheus-operator, so PodMonitor cannot be checked.
+Upstream CRDs come from ``../shared/upstream-crds`` (or ``$NLPMODEL_SHARED_DIR``).
 """
 
 from __future__ import annotations
@@ -257,11 +256,17 @@ def test_pinned_urls_match_the_readme_table() -> None:
     readme = next(iter(upstream_crd_files().values())).parent / "README.md"
     if not readme.is_file():
         pytest.skip("the upstream CRDs came from the download cache, which has no README")
-    rows = re.findall(r"^\| (\S+\.yaml) \| (\S+) \| (\S+) \| ([0-9a-f]{40}) \|$", readme.read_text(), re.M)
-    assert len(rows) == 5
-    by_name = {p.name: p for p in PINNED_FILES}
-    for name, repo, path, commit in rows:
-        assert by_name[name].url == f"https://raw.githubusercontent.com/{repo}/{commit}/{path}"
+    # | file | repository | path (an optional note in parentheses) | commit |
+    rows = re.findall(
+        r"^\| (\S+\.yaml) \| (\S+) \| (\S+)(?: \([^)]*\))? \| ([0-9a-f]{40}) \|$", readme.read_text(), re.M
+    )
+    table = {name: (repo, path, commit) for name, repo, path, commit in rows}
+    # Every file pinned at a commit is in the table, at that commit (the others are pinned at a tag).
+    at_commit = [p for p in PINNED_FILES if re.search(r"/[0-9a-f]{40}/", p.url)]
+    assert len(at_commit) >= 7
+    for pin in at_commit:
+        repo, path, commit = table[pin.name]
+        assert pin.url == f"https://raw.githubusercontent.com/{repo}/{commit}/{path}"
 
 
 @pytest.mark.parametrize(
@@ -354,8 +359,14 @@ def test_crd_lookup() -> None:
     assert load_crd("scaledobjects.keda.sh")["spec"]["names"]["kind"] == "ScaledObject"
     crd = crd_for("monitoring.coreos.com/v1", "ServiceMonitor")
     assert crd["metadata"]["name"] == "servicemonitors.monitoring.coreos.com"
-    with pytest.raises(KeyError, match="only ServiceMonitor and PrometheusRule"):
-        crd_for("monitoring.coreos.com/v1", "PodMonitor")
+    assert (
+        crd_for("monitoring.coreos.com/v1", "PodMonitor")["metadata"]["name"]
+        == "podmonitors.monitoring.coreos.com"
+    )
+    pool = crd_for("inference.networking.k8s.io/v1", "InferencePool")
+    assert pool["metadata"]["name"] == "inferencepools.inference.networking.k8s.io"
+    with pytest.raises(KeyError, match="no pinned upstream CRD defines Gateway"):
+        crd_for("gateway.networking.k8s.io/v1", "Gateway")
 
 
 # --------------------------------------------------------------------------- InferenceService
@@ -620,11 +631,11 @@ def test_servicemonitor_and_prometheusrule() -> None:
     )
 
 
-def test_podmonitor_is_not_pinned_so_prometheus_operator_models_check_it() -> None:
+def test_podmonitor_is_checked_against_its_pinned_crd() -> None:
     crds = [load_crd(name) for name in upstream_crd_files()]
     pod_monitor = {**SERVICEMONITOR, "kind": "PodMonitor"}  # a ServiceMonitor's spec is not a PodMonitor's
     problems = check_object(pod_monitor, crds)
-    assert "spec.endpoints: unknown field (would be pruned)" in problems
+    assert f"spec.endpoints: {PRUNED}" in problems
 
 
 # --------------------------------------------------------------------------- CEL

@@ -68,7 +68,6 @@ from nlpmodel_harness.localplane_build import (
     ensure_binaries,
     log,
 )
-from nlpmodel_harness.prometheus_operator_models import pod_monitor_stand_in_crd
 
 __all__ = [
     "ADMIN_USER",
@@ -809,9 +808,7 @@ class LocalPlane:
 
         crd_files = self._crd_files if self._crd_files is not None else default_crd_files()
         if self._upstream_crds:
-            stand_in = self.state_dir / "podmonitor-crd-stand-in.yaml"
-            stand_in.write_text(yaml.safe_dump(pod_monitor_stand_in_crd()))
-            crd_files = [*crd_files, *upstream_crd_files().values(), stand_in]
+            crd_files = [*crd_files, *upstream_crd_files().values()]
         if crd_files:
             log(f"installing {len(crd_files)} CRD file(s)")
             self.install_crds(crd_files)

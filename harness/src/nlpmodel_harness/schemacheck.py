@@ -54,8 +54,6 @@ import kubernetes_validate.utils
 import re2  # type: ignore[import-untyped, unused-ignore]
 import referencing
 
-from nlpmodel_harness.prometheus_operator_models import check_prometheus_operator_object
-
 __all__ = [
     "CEL_EXTENSIONS",
     "PRUNED",
@@ -1196,9 +1194,6 @@ def check_object(
             return check_custom_object(obj, crd)
     if _is_builtin_group(group):
         return check_builtin_object(obj, kubernetes_version)
-    if group == "monitoring.coreos.com" and kind == "PodMonitor":
-        # Its CRD is not among the pinned files: prometheus-operator's generated models stand in.
-        return check_prometheus_operator_object(obj)
     return [
         _problem(
             ("kind",),

@@ -1,5 +1,6 @@
 """Stand-ins for the controllers a local control plane lacks: KServe (InferenceService and, see
-`llmisvc_standin`, LLMInferenceService) and the kubelet.
+`llmisvc_standin`, LLMInferenceService), the kubelet and a Gateway implementation of the Gateway API
+Inference Extension.
 
 They write exactly what the real component would write (status through the status subresource), so
 the operator under test sees the world it would see in a real cluster.
@@ -8,7 +9,9 @@ the operator under test sees the world it would see in a real cluster.
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection
 from datetime import UTC, datetime
+from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -85,17 +88,135 @@ def play_llm_inference_services(admin: client.ApiClient, namespace: str, broken:
             )
 
 
+POOL_GROUP, POOL_VERSION, POOL_PLURAL = "inference.networking.k8s.io", "v1", "inferencepools"
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+STAND_IN_GATEWAY_CONTROLLER = "nlpmodel.dev/stand-in-gateway"
+
+
+def _pool_condition(type_: str, ok: bool, reason: str, message: str, generation: int) -> dict[str, object]:
+    return {
+        "type": type_,
+        "status": "True" if ok else "False",
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+        "lastTransitionTime": _now(),
+    }
+
+
+def gateway_pool_parents(
+    routes: list[dict[str, Any]],
+    pool: dict[str, Any],
+    services: set[str],
+    rejected: bool = False,
+) -> list[dict[str, Any]]:
+    """What a conformant Gateway implementation writes on an InferencePool (`status.parents`): one entry
+    per Gateway that an HTTPRoute referencing the pool is attached to, with Accepted (the Gateway
+    routes to the pool; `NotSupportedByParent` when it will not) and ResolvedRefs (its endpoint picker's
+    Service exists; `InvalidExtensionRef` otherwise). A pool no attached route references has none."""
+    name, namespace = pool["metadata"]["name"], pool["metadata"]["namespace"]
+    generation = pool["metadata"].get("generation", 1)
+    gateways: dict[tuple[str, str], None] = {}
+    for route in routes:
+        refs = [b for rule in route["spec"].get("rules") or [] for b in rule.get("backendRefs") or []]
+        if not any(b.get("kind") == "InferencePool" and b.get("name") == name for b in refs):
+            continue
+        for parent in route["spec"].get("parentRefs") or []:
+            if (parent.get("group") or GATEWAY_GROUP, parent.get("kind") or "Gateway") == (
+                GATEWAY_GROUP,
+                "Gateway",
+            ):
+                gateways[(parent.get("namespace") or namespace, parent["name"])] = None
+    picker = pool["spec"].get("endpointPickerRef")
+    resolved = picker is None or picker["name"] in services
+    parents: list[dict[str, Any]] = []
+    for gateway_namespace, gateway in gateways:
+        accepted = _pool_condition(
+            "Accepted",
+            not rejected,
+            "NotSupportedByParent" if rejected else "Accepted",
+            "stand-in Gateway rejects the pool" if rejected else "stand-in Gateway routes to the pool",
+            generation,
+        )
+        resolved_refs = _pool_condition(
+            "ResolvedRefs",
+            resolved,
+            "ResolvedRefs" if resolved else "InvalidExtensionRef",
+            "all references resolved"
+            if resolved
+            else f"endpoint picker Service {picker and picker['name']} not found",
+            generation,
+        )
+        parents.append(
+            {
+                "parentRef": {
+                    "group": GATEWAY_GROUP,
+                    "kind": "Gateway",
+                    "name": gateway,
+                    "namespace": gateway_namespace,
+                },
+                "controllerName": STAND_IN_GATEWAY_CONTROLLER,
+                "conditions": [accepted, resolved_refs],
+            }
+        )
+    return parents
+
+
+def _same_parents(have: list[dict[str, Any]], want: list[dict[str, Any]]) -> bool:
+    """Equal but for the transition times (rewritten only when something else changed)."""
+
+    def key(parents: list[dict[str, Any]]) -> list[Any]:
+        return [
+            (
+                p["parentRef"],
+                [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in p["conditions"]],
+            )
+            for p in parents
+        ]
+
+    return key(have) == key(want)
+
+
+def play_gateway(admin: client.ApiClient, namespace: str, rejected: Collection[str] = ()) -> None:
+    """One round of a Gateway implementation: write every InferencePool's `status.parents` from the
+    HTTPRoutes that reference it. `rejected`: revisions whose pool the Gateway does not accept."""
+    custom = client.CustomObjectsApi(admin)
+    routes = custom.list_namespaced_custom_object(GATEWAY_GROUP, "v1", namespace, "httproutes")["items"]
+    pools = custom.list_namespaced_custom_object(POOL_GROUP, POOL_VERSION, namespace, POOL_PLURAL)["items"]
+    if not pools:
+        return
+    services = {svc.metadata.name for svc in client.CoreV1Api(admin).list_namespaced_service(namespace).items}
+    for pool in pools:
+        revision = (pool["metadata"].get("labels") or {}).get(LABEL_REVISION)
+        want = gateway_pool_parents(routes, pool, services, rejected=revision in rejected)
+        if _same_parents((pool.get("status") or {}).get("parents") or [], want):
+            continue
+        custom.patch_namespaced_custom_object_status(
+            POOL_GROUP,
+            POOL_VERSION,
+            namespace,
+            POOL_PLURAL,
+            pool["metadata"]["name"],
+            {"status": {"parents": want}},
+        )
+
+
 class StandInControllers:
     """KServe and the kubelet, played continuously in one namespace from a background thread.
 
     Every InferenceService, LLMInferenceService and pod of the namespace becomes Ready shortly after
     it appears (an LLMInferenceService annotated stop: stopped, as KServe reports it), except
-    those of the revisions in `broken` (a canary that never comes up).
+    those of the revisions in `broken` (a canary that never comes up). With `gateway`, a Gateway
+    implementation reports on every InferencePool an attached HTTPRoute references, rejecting those of
+    the revisions in `rejected_pools`.
     """
 
-    def __init__(self, admin: client.ApiClient, namespace: str, every_s: float = 0.3) -> None:
-        self.admin, self.namespace, self.every_s = admin, namespace, every_s
+    def __init__(
+        self, admin: client.ApiClient, namespace: str, every_s: float = 0.3, gateway: bool = False
+    ) -> None:
+        self.admin, self.namespace, self.every_s, self.gateway = admin, namespace, every_s, gateway
         self.broken: set[str] = set()
+        self.rejected_pools: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"standins-{namespace}", daemon=True)
 
@@ -128,6 +249,8 @@ class StandInControllers:
                         )
                 selector = ",".join(f"{LABEL_REVISION}!={r}" for r in sorted(self.broken))
                 run_pods(self.admin, self.namespace, selector)
+                if self.gateway:
+                    play_gateway(self.admin, self.namespace, set(self.rejected_pools))
             except (ApiException, HTTPError):
                 continue  # a namespace being deleted, an object gone, the API server restarting: next round
             try:

@@ -64,6 +64,10 @@ _KEDA_COMMIT = "8b4f083ca8c8c2baf8477e322bd4d16ac4dfa09a"
 # v<appVersion> and prepends "# <url>\n", so we rebuild the identical bytes from the tagged release.
 PROMETHEUS_OPERATOR_VERSION = "0.93.1"
 _PROM_OP = f"{_RAW}/prometheus-operator/prometheus-operator/v{PROMETHEUS_OPERATOR_VERSION}"
+# The PodMonitor CRD straight from prometheus-operator at the commit of its 0.93.0 release.
+_PROM_OP_COMMIT = "6adcebc5076c34f4f55f8f5f7b1e528929373ac7"
+# InferencePool v1 (GA) of the Gateway API Inference Extension.
+_INFERENCE_EXTENSION_COMMIT = "84436a96b9e6ce2b59ddacd3d04c31b4fbd442de"
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,18 @@ PINNED_FILES: tuple[PinnedFile, ...] = (
         f"{_RAW}/kserve/kserve/{_KSERVE_COMMIT}"
         "/config/crd/full/llmisvc/serving.kserve.io_llminferenceservices.yaml",
         "fbd625c2a2ac7b79e17c9763b7a0c4acf3cd3eaa99ebf0fab06db008785b35f3",
+    ),
+    PinnedFile(
+        "prometheus-operator.monitoring.coreos.com_podmonitors.yaml",
+        f"{_RAW}/prometheus-operator/prometheus-operator/{_PROM_OP_COMMIT}"
+        "/example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml",
+        "45a93443daa687d3654f7e9631909ff7edcdf3ec09c5e60251b74aa2722aee5d",
+    ),
+    PinnedFile(
+        "gateway-api-inference-extension.inference.networking.k8s.io_inferencepools.yaml",
+        f"{_RAW}/kubernetes-sigs/gateway-api-inference-extension/{_INFERENCE_EXTENSION_COMMIT}"
+        "/config/crd/bases/inference.networking.k8s.io_inferencepools.yaml",
+        "db48c012c3f8a476be1f09f9c9eb7f4a45391d423cf540214f1f0049ca10f4a9",
     ),
 )
 _BY_NAME: dict[str, PinnedFile] = {p.name: p for p in PINNED_FILES}
@@ -284,7 +300,7 @@ def crd_for(api_version: str, kind: str) -> dict[str, Any]:
                 return copy.deepcopy(crd)
     raise KeyError(
         f"no pinned upstream CRD defines {kind} in group {group!r} (pinned files: {sorted(files)}); "
-        "e.g. only ServiceMonitor and PrometheusRule are pinned from prometheus-operator, not PodMonitor"
+        "e.g. no Gateway or InferenceObjective CRD is pinned"
     )
 
 

@@ -31,7 +31,8 @@ GPUProductName = Literal[
     "nvidia-h200-141gb",
 ]
 Platform = Literal["kserve", "raw", "kserve-llm"]
-RouterName = Literal["gateway-api", "kserve-canary", "replica-ratio"]
+RouterName = Literal["gateway-api", "inference-pool", "kserve-canary", "replica-ratio"]
+FailureMode = Literal["FailOpen", "FailClose"]
 ScaleMetric = Literal["queue-depth", "kv-cache", "concurrency", "cpu"]
 Strategy = Literal["canary", "direct"]
 ArchitectureKind = Literal["decoder", "encoder"]
@@ -340,6 +341,24 @@ class LLMInferenceServiceRouting(_Model):
     )
 
 
+class EndpointPickerRef(_Model):
+    """The endpoint picker (the inference extension's EPP Service) that chooses a pod of an
+    InferencePool per request (router inference-pool)."""
+
+    name: DNSLabel = Field(description="Name of the endpoint picker's Service, in the model's namespace.")
+    port: int = Field(ge=1, le=65535, description="The endpoint picker's gRPC port on that Service.")
+    failure_mode: FailureMode = Field(
+        default="FailClose",
+        description=(
+            "What the Gateway does when the endpoint picker does not answer: FailClose rejects the "
+            "request, FailOpen sends it to a pod of the pool anyway."
+        ),
+    )
+
+
+ENDPOINT_PICKER_MESSAGE: Final = "serving.endpointPicker requires router inference-pool"
+
+
 class Serving(_Model):
     """How revisions are deployed and how traffic reaches them."""
 
@@ -353,14 +372,20 @@ class Serving(_Model):
     router: RouterName = Field(
         default="gateway-api",
         description=(
-            "Traffic split between revisions: gateway-api (HTTPRoute weights), kserve-canary "
-            "(canaryTrafficPercent, Knative mode) or replica-ratio (replica counts behind one Service)."
+            "Traffic split between revisions: gateway-api (HTTPRoute weights across Services), "
+            "inference-pool (HTTPRoute weights across one Gateway API Inference Extension InferencePool "
+            "per revision), kserve-canary (canaryTrafficPercent, Knative mode) or replica-ratio (replica "
+            "counts behind one Service)."
         ),
     )
-    gateway: GatewayRef | None = Field(default=None, description="Gateway for the gateway-api router.")
+    gateway: GatewayRef | None = Field(
+        default=None, description="Gateway for the HTTPRoute (routers gateway-api and inference-pool)."
+    )
     # Gateway API's own Hostname pattern: a hostname the HTTPRoute would reject is caught here, at admission.
     hostnames: list[Annotated[str, Field(max_length=253, pattern=HOSTNAME_PATTERN)]] = Field(
-        default_factory=list, max_length=16, description="Hostnames of the HTTPRoute (gateway-api router)."
+        default_factory=list,
+        max_length=16,
+        description="Hostnames of the HTTPRoute (routers gateway-api and inference-pool).",
     )
     network_policy: NetworkPolicySpec | None = Field(
         default=None, description="An optional NetworkPolicy restricting who may reach the model's pods."
@@ -369,6 +394,25 @@ class Serving(_Model):
         default=None,
         description="KServe's routing of each revision (platform kserve-llm; default: its managed scheduler).",
     )
+    endpoint_picker: EndpointPickerRef | None = Field(
+        default=None,
+        description=(
+            "Endpoint picker of every revision's InferencePool (router inference-pool only); unset, "
+            "the Gateway implementation picks pods of the pool itself."
+        ),
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            ("!has(self.endpointPicker) || self.router == 'inference-pool'", ENDPOINT_PICKER_MESSAGE)
+        )
+    )
+
+    @model_validator(mode="after")
+    def _endpoint_picker(self) -> Serving:
+        if self.endpoint_picker is not None and self.router != "inference-pool":
+            raise ValueError(ENDPOINT_PICKER_MESSAGE)
+        return self
 
 
 # Per-replica target of each autoscaling metric when `target` is not set.

@@ -9,6 +9,7 @@ from typing import Any
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.core.platforms import owner_of
 from nlpmodel_operator.core.records import ChildRef, RevisionState
+from nlpmodel_operator.core.routers import backend_states
 
 
 def child_readiness(obj: Mapping[str, Any]) -> tuple[bool, str, int | None, int | None]:
@@ -57,6 +58,11 @@ def revision_states(
             if workload.replicas is not None:
                 replicas, ready_replicas = workload.replicas, workload.ready_replicas
         serving = bool(workloads) and all(w.serving for _, w in workloads)
+        # A router's own per-revision object (an InferencePool a Gateway rejected) can keep a revision
+        # from taking traffic even while its workload serves.
+        for blocked in (b for o in objs for b in backend_states(o) if not b.can_take_traffic):
+            ready = serving = False
+            messages.append(blocked.message)
         states[revision] = RevisionState(
             revision,
             refs,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,6 +18,14 @@ class Backend:
     revision: str
     service: str  # the Service in front of the revision's pods
     port: int = 80
+
+
+@dataclass(frozen=True)
+class BackendState:
+    """Whether a router's per-revision object lets its revision take traffic, as the cluster reports it."""
+
+    can_take_traffic: bool
+    message: str = ""  # why not (for the Ready condition)
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,12 @@ class Router(Protocol):
 
     def effective_weight(self, ctx: RouteContext, stable_replicas: int, canary_replicas: int) -> int:
         """The canary share the router actually achieves."""
+        ...
+
+    def backend_state(self, obj: Mapping[str, Any]) -> BackendState | None:
+        """What `obj`, one of a revision's children as the API server shows it, says about whether
+        the revision can take traffic through this router (None: not an object this router reads).
+        A revision takes traffic only while its workload and every such object allow it."""
         ...
 
 

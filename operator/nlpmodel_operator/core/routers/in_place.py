@@ -4,10 +4,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from nlpmodel_operator.core.kinds import ChildKind
-from nlpmodel_operator.core.routers.base import RouteContext
+from nlpmodel_operator.core.routers.base import BackendState, RouteContext
 
 
 class InPlaceRouter:
@@ -19,3 +20,6 @@ class InPlaceRouter:
 
     def effective_weight(self, ctx: RouteContext, stable_replicas: int, canary_replicas: int) -> int:
         return ctx.canary_weight if ctx.canary else 0
+
+    def backend_state(self, obj: Mapping[str, Any]) -> BackendState | None:
+        return None  # no per-revision objects of its own

@@ -3,11 +3,12 @@ traffic splits by the number of ready pods; the canary weight is approximated by
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.core.kinds import ChildKind
-from nlpmodel_operator.core.routers.base import RouteContext, model_metadata
+from nlpmodel_operator.core.routers.base import BackendState, RouteContext, model_metadata
 
 SERVICE = ChildKind("v1", "Service", "services")
 
@@ -34,3 +35,6 @@ class ReplicaRatioRouter:
         if ctx.canary is None or canary_replicas == 0:
             return 0
         return round(100 * canary_replicas / (stable_replicas + canary_replicas))
+
+    def backend_state(self, obj: Mapping[str, Any]) -> BackendState | None:
+        return None  # no per-revision objects of its own
