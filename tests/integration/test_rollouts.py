@@ -35,11 +35,16 @@ SETUPS = [
     Setup("replica-ratio", "raw"),
     Setup("kserve-canary", "kserve"),
     Setup("replica-ratio", "kserve"),
+    Setup("inference-pool", "raw"),
+    Setup("inference-pool", "kserve"),
 ]
 # KServe's LLMInferenceService: each revision's object carries its weight in the model's routing group.
 KSERVE_LLM = Setup("gateway-api", "kserve-llm")
 # Stopped revisions are deleted after this (spec.rollout.stoppedRetention).
 RETENTION = "3s"
+ROUTE_ROUTERS = ("gateway-api", "inference-pool")  # the split is the HTTPRoute's weights
+# The Gateway the stand-in Gateway implementation plays: it reports on the pools its routes reference.
+GATEWAY = {"name": "inference-gateway"}
 
 
 def model(namespace: str, setup: Setup, max_model_len: int = 8192, **rollout: Any) -> dict[str, Any]:
@@ -48,7 +53,11 @@ def model(namespace: str, setup: Setup, max_model_len: int = 8192, **rollout: An
     return chat_model(
         namespace,
         max_model_len,
-        serving={"platform": setup.platform, "router": setup.router},
+        serving={
+            "platform": setup.platform,
+            "router": setup.router,
+            **({"gateway": GATEWAY} if setup.router == "inference-pool" else {}),
+        },
         scaling={"minReplicas": 2, "maxReplicas": 2},
         rollout={
             "steps": [{"weight": 10, "pause": PAUSE}, {"weight": 50, "pause": PAUSE}],
@@ -61,7 +70,7 @@ def model(namespace: str, setup: Setup, max_model_len: int = 8192, **rollout: An
 @pytest.fixture
 def standins(localplane: LocalPlane, namespace: str) -> Iterator[StandInControllers]:
     admin = localplane.admin_client()
-    with StandInControllers(admin, namespace) as controllers:
+    with StandInControllers(admin, namespace, gateway=True) as controllers:
         yield controllers
     admin.close()
 
@@ -113,6 +122,13 @@ class View:
         )
         return [(ref["name"], ref.get("weight", 1)) for ref in route["spec"]["rules"][0]["backendRefs"]]
 
+    def pools(self) -> dict[str, dict[str, Any]]:
+        """revision → its InferencePool."""
+        found = self.cluster.api.list_namespaced_custom_object(
+            "inference.networking.k8s.io", "v1", self.namespace, "inferencepools"
+        )["items"]
+        return {p["metadata"]["labels"][c.LABEL_REVISION]: p for p in found}
+
     def canary_share(self, stable: str, canary: str) -> int:
         """The canary's share of traffic as the cluster's objects define it."""
         if self.setup.platform == "kserve-llm":
@@ -124,7 +140,7 @@ class View:
             }
             total = sum(weights.get(r, 0) for r in (stable, canary))
             return round(100 * weights.get(canary, 0) / total) if total else 0
-        if self.setup.router == "gateway-api":
+        if self.setup.router in ROUTE_ROUTERS:
             weights = dict(self.route_weights())
             return next((w for name, w in weights.items() if f"-{canary}" in name), 0)
         if self.setup.router == "kserve-canary":
@@ -198,7 +214,7 @@ def test_canary_follows_the_steps_and_promotion_keeps_the_canary(
         # between the planned weights it moves between (the canary's is written first), never above.
         assert {10, 50} <= set(seen_objects[:tail])
         assert all(0 <= share <= 50 for share in seen_objects[:tail])
-    elif setup.router in ("gateway-api", "kserve-canary"):
+    elif setup.router in (*ROUTE_ROUTERS, "kserve-canary"):
         assert {10, 50} <= set(seen_objects[:tail]) <= {0, 10, 50}
     else:
         # 2 replicas: the canary runs 1 (10 % and 50 % both round up to one pod) beside the stable's 2,
@@ -226,9 +242,21 @@ def test_canary_follows_the_steps_and_promotion_keeps_the_canary(
     assert history[-1]["outcome"] == "Promoted"
     if setup.router == "gateway-api" and setup.platform != "kserve-llm":  # kserve-llm: KServe's routes
         assert view.route_weights() == [(f"chat-{canary}-predictor", 100)]
+    if setup.router == "inference-pool":
+        assert view.route_weights() == [(f"chat-{canary}", 100)]
+        wait_for("only the canary's pool left", lambda: list(view.pools()) == [canary])
+        # The stand-in Gateway accepted the promoted pool, as a real one would once the route names it.
+        parents = view.pools()[canary]["status"]["parents"]
+        assert parents[0]["parentRef"]["name"] == GATEWAY["name"]
+        assert {x["type"]: x["status"] for x in parents[0]["conditions"]} == {
+            "Accepted": "True",
+            "ResolvedRefs": "True",
+        }
 
 
-@pytest.mark.parametrize("setup", [*SETUPS[:3], KSERVE_LLM], ids=lambda s: f"{s.router}-{s.platform}")
+@pytest.mark.parametrize(
+    "setup", [*SETUPS[:3], KSERVE_LLM, SETUPS[4]], ids=lambda s: f"{s.router}-{s.platform}"
+)
 def test_abort_leaves_exactly_the_stable_with_all_traffic(
     cluster: Cluster, operator: OperatorProcess, namespace: str, standins: StandInControllers, setup: Setup
 ) -> None:
@@ -272,6 +300,9 @@ def test_abort_leaves_exactly_the_stable_with_all_traffic(
         assert view.workloads()[revision(v1)] == (stable_uid, 2)
     if setup.router == "gateway-api" and setup.platform != "kserve-llm":  # kserve-llm: KServe's routes
         assert view.route_weights() == [(f"chat-{revision(v1)}-predictor", 100)]
+    if setup.router == "inference-pool":
+        assert view.route_weights() == [(f"chat-{revision(v1)}", 100)]
+        wait_for("only the stable's pool left", lambda: list(view.pools()) == [revision(v1)])
     annotations = cluster.model(namespace, "chat")["metadata"].get("annotations") or {}
     assert c.ANNOTATION_COMMAND not in annotations  # consumed
     assert cluster.model(namespace, "chat")["spec"] == applied_spec  # the operator never edits the spec
@@ -296,7 +327,33 @@ def test_a_canary_that_never_becomes_ready_is_rolled_back(
     wait_for("only the stable left", lambda: list(view.workloads()) == [revision(v1)])
 
 
-@pytest.mark.parametrize("setup", [SETUPS[0], KSERVE_LLM], ids=lambda s: f"{s.router}-{s.platform}")
+def test_a_canary_whose_pool_the_gateway_rejects_gets_no_traffic_and_is_rolled_back(
+    cluster: Cluster, operator: OperatorProcess, namespace: str, standins: StandInControllers
+) -> None:
+    """Its pods are Ready, but the Gateway does not accept its InferencePool: it cannot serve."""
+    setup = Setup("inference-pool", "raw")
+    view, v1 = serve_first_revision(cluster, namespace, setup)
+    v2 = model(namespace, setup, max_model_len=4096, progressDeadline="8s")
+    standins.rejected_pools.add(revision(v2))
+    cluster.apply_model(v2)
+    shares: list[int] = []
+
+    def rolled_back() -> bool:
+        with contextlib.suppress(ApiException):
+            shares.append(view.canary_share(revision(v1), revision(v2)))
+        return view.status().get("phase") == "RolledBack"
+
+    wait_for("RolledBack", rolled_back, 60)
+    assert set(shares) == {0}
+    condition = next(x for x in view.status()["conditions"] if x["type"] == "RolledBack")
+    assert condition["reason"] == "ProgressDeadlineExceeded"
+    wait_for("only the stable's pool left", lambda: list(view.pools()) == [revision(v1)])
+    assert view.route_weights() == [(f"chat-{revision(v1)}", 100)]
+
+
+@pytest.mark.parametrize(
+    "setup", [SETUPS[0], KSERVE_LLM, SETUPS[5]], ids=lambda s: f"{s.router}-{s.platform}"
+)
 def test_operator_killed_at_every_step_boundary_resumes_without_duplicates(
     cluster: Cluster, operator: OperatorProcess, namespace: str, standins: StandInControllers, setup: Setup
 ) -> None:
@@ -360,7 +417,9 @@ def nlpctl(localplane: LocalPlane, *args: str) -> subprocess.CompletedProcess[st
     )
 
 
-@pytest.mark.parametrize("setup", [SETUPS[0], KSERVE_LLM], ids=lambda s: f"{s.router}-{s.platform}")
+@pytest.mark.parametrize(
+    "setup", [SETUPS[0], KSERVE_LLM, SETUPS[4]], ids=lambda s: f"{s.router}-{s.platform}"
+)
 def test_manual_control_end_to_end(
     cluster: Cluster,
     operator: OperatorProcess,

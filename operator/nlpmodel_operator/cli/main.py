@@ -23,7 +23,7 @@ from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.cli import control, wait
 from nlpmodel_operator.cli.control import EXIT_INTERNAL, EXIT_INVALID, EXIT_OK
 from nlpmodel_operator.cli.manifests import Document, ManifestError, read_documents
-from nlpmodel_operator.cli.statusview import describe_serving
+from nlpmodel_operator.cli.statusview import describe_serving, routing
 from nlpmodel_operator.controller.config import OperatorConfig, prices_from_env
 from nlpmodel_operator.controller.run import add_arguments as add_run_arguments
 from nlpmodel_operator.core.autoscaling import DEFAULT_PROMETHEUS_URL, ScalingSupport
@@ -202,6 +202,8 @@ def format_plan(name: str, resolution: Resolution, prices: Prices | None = None)
     ]
     if resolution.spec is not None:
         rows.insert(1, ("serving", describe_serving(resolution.spec.model_dump(by_alias=True), name)))
+        rows.append(("routing", routing(resolution.spec.serving.model_dump(by_alias=True))))
+    if resolution.spec is not None:
         rows += scaling_rows(resolution.spec, plan)
         host = host_requests(resolution.spec, plan)
         rows += [

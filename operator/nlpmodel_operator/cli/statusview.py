@@ -12,11 +12,14 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
+from pydantic import ValidationError
+
 from nlpmodel_operator.api.constants import COMMANDS
-from nlpmodel_operator.api.spec import Rollout
+from nlpmodel_operator.api.spec import Rollout, Serving
 from nlpmodel_operator.api.status import RolloutStage, read_status
 from nlpmodel_operator.api.units import parse_duration, parse_time
 from nlpmodel_operator.core.commands import refusal
+from nlpmodel_operator.core.routers import router_for
 
 __all__ = [
     "command_blocker",
@@ -24,6 +27,7 @@ __all__ = [
     "format_status",
     "progress_bar",
     "rollout_steps",
+    "routing",
     "time_left",
 ]
 
@@ -190,6 +194,15 @@ def describe_serving(spec: Mapping[str, Any], name: str = "") -> str:
     return f"{platform}, router {router}"
 
 
+def routing(serving: Any) -> str:
+    """The router and platform of a spec's `serving`, and how the router splits traffic."""
+    try:
+        parsed = Serving.model_validate(serving if isinstance(serving, Mapping) else {})
+    except ValidationError:
+        return "unknown (spec.serving is invalid)"
+    return f"{parsed.router} on {parsed.platform}: {router_for(parsed.router).describe(parsed)}"
+
+
 def format_status(
     status: Mapping[str, Any],
     spec: Mapping[str, Any],
@@ -213,6 +226,7 @@ def format_status(
     if {"platform", "router"} & set(spec.get("serving") or {}):
         rows.append(("serving", describe_serving(spec, name)))
     rows.append(("stable", _str(status, "stableRevision") or "none"))
+    rows.append(("routing", routing(spec.get("serving"))))
     steps = rollout_steps(spec)
     canary = _str(status, "canaryRevision")
     index = _step_index(status)

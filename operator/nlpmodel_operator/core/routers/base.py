@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from nlpmodel_operator.api import constants as c
-from nlpmodel_operator.api.spec import NLPModelSpec
+from nlpmodel_operator.api.spec import NLPModelSpec, Serving
 from nlpmodel_operator.core.kinds import ChildKind
 
 
@@ -51,6 +51,10 @@ class Router(Protocol):
 
     def effective_weight(self, ctx: RouteContext, stable_replicas: int, canary_replicas: int) -> int:
         """The canary share the router actually achieves."""
+        ...
+
+    def describe(self, serving: Serving) -> str:
+        """How it splits traffic, in words (for `nlpctl plan` and `nlpctl status`)."""
         ...
 
     def backend_state(self, obj: Mapping[str, Any]) -> BackendState | None:

@@ -58,5 +58,8 @@ class GatewayAPIRouter:
     def effective_weight(self, ctx: RouteContext, stable_replicas: int, canary_replicas: int) -> int:
         return ctx.canary_weight if ctx.canary else 0
 
+    def describe(self, serving: Serving) -> str:
+        return "HTTPRoute weights across each revision's Service"
+
     def backend_state(self, obj: Mapping[str, Any]) -> BackendState | None:
         return None  # a Service backend is as ready as the revision's workload

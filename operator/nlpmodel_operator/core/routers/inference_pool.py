@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from nlpmodel_operator.api import constants as c
+from nlpmodel_operator.api.spec import Serving
 from nlpmodel_operator.core.engines import SERVING_PORT
 from nlpmodel_operator.core.kinds import ChildKind
 from nlpmodel_operator.core.revision import revision_name
@@ -113,6 +114,13 @@ class InferencePoolRouter:
 
     def effective_weight(self, ctx: RouteContext, stable_replicas: int, canary_replicas: int) -> int:
         return ctx.canary_weight if ctx.canary else 0
+
+    def describe(self, serving: Serving) -> str:
+        text = "HTTPRoute weights across each revision's InferencePool"
+        picker = serving.endpoint_picker
+        if picker is not None:
+            text += f", endpoint picker {picker.name}:{picker.port} ({picker.failure_mode})"
+        return text
 
     def backend_state(self, obj: Mapping[str, Any]) -> BackendState | None:
         if obj.get("apiVersion") != INFERENCE_POOL.api_version or obj.get("kind") != INFERENCE_POOL.kind:

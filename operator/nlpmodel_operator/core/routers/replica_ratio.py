@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from nlpmodel_operator.api import constants as c
+from nlpmodel_operator.api.spec import Serving
 from nlpmodel_operator.core.kinds import ChildKind
 from nlpmodel_operator.core.routers.base import BackendState, RouteContext, model_metadata
 
@@ -35,6 +36,9 @@ class ReplicaRatioRouter:
         if ctx.canary is None or canary_replicas == 0:
             return 0
         return round(100 * canary_replicas / (stable_replicas + canary_replicas))
+
+    def describe(self, serving: Serving) -> str:
+        return "replica counts behind the model's one Service"
 
     def backend_state(self, obj: Mapping[str, Any]) -> BackendState | None:
         return None  # no per-revision objects of its own
