@@ -53,10 +53,13 @@ def operator(
     )
 
 
-def model(namespace: str, max_model_len: int) -> dict[str, Any]:
+def model(namespace: str, max_model_len: int, router: str = "gateway-api") -> dict[str, Any]:
+    # inference-pool: the stand-in Gateway reports on the pools of the route attached to it.
+    gateway = {"gateway": {"name": "inference-gateway"}} if router == "inference-pool" else {}
     return chat_model(
         namespace,
         max_model_len,
+        serving={"router": router, **gateway},
         scaling={"minReplicas": 2, "maxReplicas": 2},  # the canary grows 1 → 2 when promoted
         rollout={
             "steps": [{"weight": w, "pause": "6s"} for w in PLAN],
@@ -135,7 +138,9 @@ class Killer:
         )
 
 
+@pytest.mark.parametrize("router", ["gateway-api", "inference-pool"])
 def test_sigkill_at_every_phase_of_canaries_with_analysis(
+    router: str,
     cluster: Cluster,
     operator: OperatorProcess,
     prometheus: PrometheusProcess,
@@ -144,9 +149,9 @@ def test_sigkill_at_every_phase_of_canaries_with_analysis(
     tmp_path: Path,
 ) -> None:
     admin = localplane.admin_client()
-    v1, v2, v3 = model(namespace, 8192), model(namespace, 4096), model(namespace, 2048)
+    v1, v2, v3 = (model(namespace, n, router) for n in (8192, 4096, 2048))
     with (
-        StandInControllers(admin, namespace),
+        StandInControllers(admin, namespace, gateway=True),
         RevisionServers(admin, prometheus, namespace, "chat", tmp_path) as servers,
         Timeline(localplane.etcd_url, namespace) as timeline,
     ):

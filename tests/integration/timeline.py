@@ -1,7 +1,7 @@
 """Everything the API server stored for one model during a test, in the order it stored it, and the
 rollout invariants checked on that history (not on samples of it).
 
-A `Timeline` watches the model, its HTTPRoute and its InferenceServices in etcd from background threads,
+A `Timeline` watches the model, its HTTPRoute, its InferenceServices and InferencePools in etcd from background threads,
 so every version that was stored is seen, even one that lived for a millisecond, and one etcd revision
 orders every write of every kind as it happened.
 
@@ -14,8 +14,11 @@ Invariants (`violations`), each a precise meaning of the reliability issue's wor
 - **never weight to a revision that is not Ready**: a backend with weight > 0 has an InferenceService
   whose Ready condition is True at that moment, unless no revision of the route is ready at all (the
   first revision of a model, before anything serves);
-- **never delete before traffic left**: an InferenceService is deleted only while the route gives its
-  revision no weight;
+- **never weight to a revision whose pool a Gateway does not accept** (router inference-pool): a backend
+  with weight > 0 has no InferencePool on which a Gateway reports `Accepted` or `ResolvedRefs` other
+  than True at that moment;
+- **never delete before traffic left**: an InferenceService or InferencePool is deleted only while the
+  route gives its revision no weight;
 - **no duplicate children**: at most one InferenceService per revision at any time, each revision's
   created once (the same uid throughout);
 - **no lost rollout state**: while a canary runs, `currentStep`, `canaryStartedAt`,
@@ -75,8 +78,20 @@ _KINDS = {
     "HTTPRoute": "gateway.networking.k8s.io/httproutes",
     "InferenceService": "serving.kserve.io/inferenceservices",
     "LLMInferenceService": "serving.kserve.io/llminferenceservices",
+    "InferencePool": "inference.networking.k8s.io/inferencepools",
 }
 STOP = "serving.kserve.io/stop"
+
+
+def pool_refused(pool: dict[str, Any]) -> bool:
+    """Whether a Gateway reports on the pool that it does not (yet) route to it."""
+    for parent in (pool.get("status") or {}).get("parents") or []:
+        if (parent.get("parentRef") or {}).get("kind", "Gateway") != "Gateway":
+            continue
+        conditions = {x.get("type"): x.get("status") for x in parent.get("conditions") or []}
+        if conditions.get("Accepted") != "True" or conditions.get("ResolvedRefs") != "True":
+            return True
+    return False
 
 
 def _b64(text: str) -> str:
@@ -212,12 +227,24 @@ class Timeline:
         allowed = {0, *plan}
         order = [0, *sorted(plan), 100]
         isvcs: dict[str, dict[str, Any]] = {}  # name → current object
+        refused: set[str] = set()  # revisions whose pool a Gateway does not accept now
         route: dict[str, int] = {}
         first_seen: dict[str, int] = {}  # revision → rv of the first route naming it
         canary_weight: dict[str, int] = {}  # the weight each revision had as a canary
         dropped: set[str] = set()  # canaries whose weight fell to 0 after having some
         for e in self.ordered():
-            if e.kind == "InferenceService":
+            if e.kind == "InferencePool":
+                rev = revision_label(e.obj)
+                refused.discard(rev)
+                if e.type == "DELETED":
+                    if route.get(rev, 0) > 0:
+                        found.append(
+                            f"rv {e.rv}: InferencePool {e.obj['metadata'].get('name')} deleted while the "
+                            f"route gives it {route}"
+                        )
+                elif pool_refused(e.obj):
+                    refused.add(rev)
+            elif e.kind == "InferenceService":
                 name = e.obj["metadata"]["name"]
                 rev = revision_label(e.obj)
                 if e.type == "DELETED":
@@ -236,7 +263,7 @@ class Timeline:
                 if weights == route:
                     continue
                 found.extend(f"rv {e.rv}: {p}" for p in _split_problems(weights, allowed))
-                ready = {revision_label(o) for o in isvcs.values() if is_ready(o)}
+                ready = {revision_label(o) for o in isvcs.values() if is_ready(o)} - refused
                 if ready & set(weights):
                     found.extend(
                         f"rv {e.rv}: {w}% to revision {rev}, which is not Ready ({weights})"

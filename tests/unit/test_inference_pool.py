@@ -98,7 +98,10 @@ def test_render_weights_one_pool_per_revision(
 def test_pool_selects_exactly_its_revisions_pods(serving: dict[str, Any], picker: Any) -> None:
     pool = router_for("inference-pool").render(context(serving, True, 10))[1]
     assert pool["apiVersion"] == "inference.networking.k8s.io/v1"
-    assert pool["metadata"]["labels"][REV_LABEL] == "bbbb2222"  # a revision's object: goes with it
+    assert pool["metadata"]["name"] == "chat-bbbb2222"
+    # Listed among the model's children by its model label; a revision's object: goes with it.
+    assert pool["metadata"]["labels"]["serving.nlpmodel.dev/model"] == "chat"
+    assert pool["metadata"]["labels"][REV_LABEL] == "bbbb2222"
     assert pool["spec"]["selector"] == {
         "matchLabels": {"serving.nlpmodel.dev/model": "chat", REV_LABEL: "bbbb2222"}
     }

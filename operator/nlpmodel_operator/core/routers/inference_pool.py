@@ -32,7 +32,9 @@ def pool_name(model: str, revision: str) -> str:
 
 
 def _pool(ctx: RouteContext, backend: Backend) -> dict[str, Any]:
-    metadata = model_metadata(pool_name(ctx.name, backend.revision), ctx.namespace)
+    # The model's labels (the operator lists a model's children by them) plus the revision's.
+    metadata = model_metadata(ctx.name, ctx.namespace)
+    metadata["name"] = pool_name(ctx.name, backend.revision)
     metadata["labels"][c.LABEL_REVISION] = backend.revision
     # The labels every platform puts on a revision's pods (see `core.platforms.common.labels`; KServe
     # copies the predictor's `labels` onto its pods).
