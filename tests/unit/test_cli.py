@@ -304,9 +304,10 @@ def test_plan_table_is_readable_and_exit_code_reflects_fit() -> None:
     assert fits.returncode == 0
     for label in ("weights", "kv cache / token", "tensor parallel", "fits", "max sequences"):
         assert label in fits.stdout
-    assert "routing" in fits.stdout and "gateway-api on kserve" in fits.stdout
+    assert "routing" in fits.stdout
+    assert "gateway-api on kserve" in fits.stdout
     pool = nlpctl("plan", str(EXAMPLES / "llama-8b-inference-pool.yaml"))
-    assert "inference-pool on raw: HTTPRoute weights across each revision's InferencePool" in pool.stdout
+    assert "inference-pool on raw: HTTPRoute weights across revisions' InferencePools" in pool.stdout
     assert "endpoint picker chat-pool-epp:9002 (FailClose)" in pool.stdout
     too_big = nlpctl("plan", str(NOT_FITTING))
     assert too_big.returncode == 1

@@ -249,7 +249,7 @@ VIEWS: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any], str]] = [
 nlpmodel   ml/chat
 phase      Progressing
 stable     1a2b3c4d
-routing    gateway-api on kserve: HTTPRoute weights across each revision's Service
+routing    gateway-api on kserve: HTTPRoute weights across revisions' Services
 canary     5e6f7a8b at 50%, step 2/2, started 20m ago
 steps      [10%] ✓  [50%] ← 3m12s left  [100%]
 time left  3m12s of 10m in step 2
@@ -277,7 +277,7 @@ history (newest first)
         """\
 phase      Progressing
 stable     1a2b3c4d
-routing    gateway-api on kserve: HTTPRoute weights across each revision's Service
+routing    gateway-api on kserve: HTTPRoute weights across revisions' Services
 canary     5e6f7a8b at 10% (effective 8%), step 1/2
 steps      [10%] ← paused  [50%]  [100%]
 time left  paused (`nlpctl resume` continues, `nlpctl promote` or `abort` ends)
@@ -293,7 +293,7 @@ pending    resume (requested; the operator has not acted on it yet)
         """\
 phase      Progressing
 stable     1a2b3c4d
-routing    gateway-api on kserve: HTTPRoute weights across each revision's Service
+routing    gateway-api on kserve: HTTPRoute weights across revisions' Services
 canary     5e6f7a8b at 50%, promoting
 steps      [10%] ✓  [50%] ✓  [100%] ← promoting
 time left  none: promoting
@@ -308,7 +308,7 @@ paused     no
         """\
 phase      Progressing
 stable     1a2b3c4d
-routing    gateway-api on kserve: HTTPRoute weights across each revision's Service
+routing    gateway-api on kserve: HTTPRoute weights across revisions' Services
 canary     5e6f7a8b at 0%, step 1/2
 steps      [10%] ← not started  [50%]  [100%]
 time left  not started: the canary is not ready yet
@@ -323,7 +323,7 @@ paused     no
         """\
 phase      Progressing
 stable     1a2b3c4d
-routing    gateway-api on kserve: HTTPRoute weights across each revision's Service
+routing    gateway-api on kserve: HTTPRoute weights across revisions' Services
 canary     5e6f7a8b at 0%, promoting
 steps      none (strategy direct)
 time left  none: promoting
@@ -339,7 +339,7 @@ paused     no
 nlpmodel  ml/chat
 phase     RolledBack
 stable    1a2b3c4d
-routing   gateway-api on kserve: HTTPRoute weights across each revision's Service
+routing   gateway-api on kserve: HTTPRoute weights across revisions' Services
 canary    none
 failed    9f8e7d6c (rolled back; `nlpctl retry` rolls it out again)
 """,
@@ -352,14 +352,14 @@ failed    9f8e7d6c (rolled back; `nlpctl retry` rolls it out again)
             "serving": {
                 "platform": "raw",
                 "router": "inference-pool",
-                "endpointPicker": {"name": "chat-epp", "port": 9002},
+                "endpointPicker": {"name": "epp", "port": 9002},
             },
         },
         {},
         """\
 phase    RolledBack
 stable   1a2b3c4d
-routing  inference-pool on raw: HTTPRoute weights across each revision's InferencePool, endpoint picker chat-epp:9002 (FailClose)
+routing  inference-pool on raw: HTTPRoute weights across revisions' InferencePools, endpoint picker epp:9002 (FailClose)
 canary   none
 failed   9f8e7d6c (rolled back; `nlpctl retry` rolls it out again)
 """,
@@ -385,7 +385,7 @@ canary   none
 nlpmodel  chat
 phase     unknown (no status yet: the operator has not reconciled it)
 stable    none
-routing   gateway-api on kserve: HTTPRoute weights across each revision's Service
+routing   gateway-api on kserve: HTTPRoute weights across revisions' Services
 canary    none
 """,
     ),

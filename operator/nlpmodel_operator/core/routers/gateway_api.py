@@ -59,7 +59,7 @@ class GatewayAPIRouter:
         return ctx.canary_weight if ctx.canary else 0
 
     def describe(self, serving: Serving) -> str:
-        return "HTTPRoute weights across each revision's Service"
+        return "HTTPRoute weights across revisions' Services"
 
     def backend_state(self, obj: Mapping[str, Any]) -> BackendState | None:
         return None  # a Service backend is as ready as the revision's workload

@@ -118,7 +118,7 @@ class InferencePoolRouter:
         return ctx.canary_weight if ctx.canary else 0
 
     def describe(self, serving: Serving) -> str:
-        text = "HTTPRoute weights across each revision's InferencePool"
+        text = "HTTPRoute weights across revisions' InferencePools"
         picker = serving.endpoint_picker
         if picker is not None:
             text += f", endpoint picker {picker.name}:{picker.port} ({picker.failure_mode})"
