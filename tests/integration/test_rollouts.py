@@ -303,8 +303,14 @@ def test_abort_leaves_exactly_the_stable_with_all_traffic(
     if setup.router == "inference-pool":
         assert view.route_weights() == [(f"chat-{revision(v1)}", 100)]
         wait_for("only the stable's pool left", lambda: list(view.pools()) == [revision(v1)])
-    annotations = cluster.model(namespace, "chat")["metadata"].get("annotations") or {}
-    assert c.ANNOTATION_COMMAND not in annotations  # consumed
+    # Consumed: cleared once the abort's actions are done (the canary's last child may go just before).
+    wait_for(
+        "the command consumed",
+        lambda: (
+            c.ANNOTATION_COMMAND
+            not in (cluster.model(namespace, "chat")["metadata"].get("annotations") or {})
+        ),
+    )
     assert cluster.model(namespace, "chat")["spec"] == applied_spec  # the operator never edits the spec
     # The failed revision is not retried while the template stays the same.
     time.sleep(3)
