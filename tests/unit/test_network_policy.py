@@ -70,6 +70,11 @@ def test_whether_a_model_gets_one(serving: dict[str, Any], defaults: NetworkPoli
             id="gateway-ignored-without-gateway-api",
         ),
         pytest.param(
+            {"router": "inference-pool", "gateway": {"name": "gw", "namespace": "gateways"}},
+            [{"podSelector": {}}, namespace_peer("gateways")],
+            id="inference-pool-gateway-namespace",
+        ),
+        pytest.param(
             {
                 "networkPolicy": {
                     "clients": [

@@ -311,7 +311,7 @@ class NetworkPolicySpec(_Model):
         max_length=16,
         description=(
             "Who may send requests. Default: every pod in the model's namespace (its Service's clients) "
-            "and, with router gateway-api, the Gateway's namespace. The Prometheus the operator is "
+            "and, with router gateway-api or inference-pool, the Gateway's namespace. The Prometheus the operator is "
             "configured with is always allowed to scrape; the operator itself never calls the pods."
         ),
     )

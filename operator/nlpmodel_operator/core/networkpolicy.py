@@ -4,7 +4,9 @@ One NetworkPolicy per NLPModel (named after it) selects the pods of all its revi
 label and allows ingress to the serving port (which is also the metrics port) from:
 
 - its clients: `spec.serving.networkPolicy.clients`, or by default every pod of the model's namespace
-  (the Service's clients) and, with router gateway-api, the Gateway's namespace;
+  (the Service's clients) and, with router gateway-api or inference-pool, the Gateway's namespace (with
+  inference-pool the Gateway sends to the pool's pods directly; an endpoint picker in the model's
+  namespace is one of its pods' clients);
 - the Prometheus the operator is configured with (its namespace), which scrapes `/metrics`.
 
 The operator never calls the model's pods (analysis asks Prometheus), so it needs no rule. Whether a
@@ -74,7 +76,7 @@ def client_peers(resolved: Resolved) -> list[dict[str, Any]]:
     peers: list[dict[str, Any]] = [{"podSelector": {}}]  # every pod of the model's namespace
     gateway = serving.gateway
     if (
-        serving.router == "gateway-api"
+        serving.router in ("gateway-api", "inference-pool")
         and gateway is not None
         and gateway.namespace
         not in (
