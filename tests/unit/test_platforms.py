@@ -160,12 +160,14 @@ def test_each_workload_has_one_owner_and_the_previous_knative_revision_is_served
 
 
 def test_the_watched_kinds_are_those_that_serve_or_carry_traffic() -> None:
+    # An InferencePool carries traffic, and its Gateway's report decides whether its revision may.
     assert [k.kind for k in watched_kinds()] == [
         "InferenceService",
         "Deployment",
         "Service",
         "LLMInferenceService",
         "HTTPRoute",
+        "InferencePool",
     ]
     assert [k.kind for k in child_kinds() if not k.watched] == [
         "PodMonitor",
