@@ -358,6 +358,7 @@ failed    9f8e7d6c (rolled back; `nlpctl retry` rolls it out again)
         {},
         """\
 phase    RolledBack
+serving  raw, router inference-pool
 stable   1a2b3c4d
 routing  inference-pool on raw: HTTPRoute weights across revisions' InferencePools, endpoint picker epp:9002 (FailClose)
 canary   none
@@ -371,6 +372,7 @@ failed   9f8e7d6c (rolled back; `nlpctl retry` rolls it out again)
         {},
         """\
 phase    unknown (no status yet: the operator has not reconciled it)
+serving  kserve, router nope
 stable   none
 routing  unknown (spec.serving is invalid)
 canary   none
