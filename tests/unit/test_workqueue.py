@@ -118,18 +118,6 @@ def test_the_echo_of_the_operators_own_write_is_recognised_until_a_reset() -> No
     assert asyncio.run(scenario()) == [False, True, False, False, False, False]
 
 
-def test_a_childs_event_is_new_only_when_it_changes_something() -> None:
-    queue = WorkQueue(Clock())
-    child = ("ml", "Deployment", "a-1")
-    assert [
-        queue.child_changed(child, "v1"),
-        queue.child_changed(child, "v1"),
-        queue.child_changed(child, "v2"),
-        queue.child_changed(child, None),  # deleted
-        queue.child_changed(child, "v2"),  # created again
-    ] == [True, False, True, True, True]
-
-
 def test_forget_drops_a_deleted_model() -> None:
     async def scenario() -> tuple[bool, float | None]:
         queue = WorkQueue(Clock())

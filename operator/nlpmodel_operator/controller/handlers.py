@@ -1,4 +1,5 @@
-"""Every kopf registration of the operator, in one place; the bodies live in `runner`."""
+"""Every kopf registration of the operator, in one place; the bodies live in `runner`. The children are
+watched by the operator's own informers (`controller.informer`), started here."""
 
 from __future__ import annotations
 
@@ -12,17 +13,20 @@ import kopf
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.controller.analysis import Analyzer
 from nlpmodel_operator.controller.config import OperatorConfig
-from nlpmodel_operator.controller.kube import Kube, load_client
+from nlpmodel_operator.controller.informer import ChildCache, Informers, ModelKey
+from nlpmodel_operator.controller.kube import Kube, informer_client, load_client
 from nlpmodel_operator.controller.metrics import OperatorMetrics
 from nlpmodel_operator.controller.peering import PeeringGate, ensure_peering_objects, operator_identity
 from nlpmodel_operator.controller.runner import Reconciler
-from nlpmodel_operator.core.children import watched_kinds
+from nlpmodel_operator.core.kinds import ChildKind
 from nlpmodel_operator.core.monitoring import Monitoring
 from nlpmodel_operator.core.networkpolicy import NetworkPolicies
-from nlpmodel_operator.core.resync import fingerprint
 from nlpmodel_operator.providers.factory import provider_for
 
 RECONCILE_LOG = logging.getLogger("nlpmodel.reconcile")
+# How long a starting operator waits for the children's first listings before it acts anyway (reading
+# the kinds not listed yet by LIST).
+INFORMER_SYNC_TIMEOUT_S = 60.0
 
 
 @kopf.on.startup()
@@ -63,8 +67,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.L
         else None
     )
     memo.metrics = metrics
+    cache = ChildCache(config.field_manager, scopes=config.namespaces or ("",))
+    kube = Kube(api_client, config.field_manager, cache=cache)
     reconciler = Reconciler(
-        Kube(api_client, config.field_manager),
+        kube,
         Analyzer(provider, config.scrape_interval_seconds),
         metrics,
         monitoring=Monitoring(config.scrape_interval_seconds) if config.pod_monitors else None,
@@ -73,12 +79,28 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.L
         leading=gate.leading if gate is not None else None,
     )
     memo.reconciler = reconciler
+    loop = asyncio.get_running_loop()
+
+    def on_child_change(model: ModelKey, kind: ChildKind, beyond_status: bool) -> None:
+        """(In an informer's thread.) A child was added, changed or went: reconcile its model soon,
+        instead of at the next resync. A changed status matters only where the model reports it."""
+        if beyond_status or kind.watched:
+            loop.call_soon_threadsafe(reconciler.request, *model, RECONCILE_LOG)
+
+    # The children's watches, one per kind the registries declare and the cluster serves; the operator
+    # acts once each has listed (a restart rebuilds the cache before it acts).
+    informers = Informers(informer_client(api_client), cache, on_child_change)
+    memo.informers = informers
+    await asyncio.to_thread(informers.ensure, kube.served_child_kinds())
+    if not await asyncio.to_thread(informers.wait_synced, INFORMER_SYNC_TIMEOUT_S):
+        logger.warning("not every child kind listed yet: those are read by LIST until they are")
     memo.resync = asyncio.create_task(
         reconciler.resync_forever(
             config.namespaces,
             config.resync_seconds,
             logging.getLogger("nlpmodel.resync"),
             settled_every_s=config.settled_resync_seconds,
+            on_round=lambda: informers.ensure(kube.served_child_kinds()),  # a CRD installed later
         )
     )
 
@@ -89,6 +111,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    memo.informers.stop()
     reconciler: Reconciler = memo.reconciler
     await reconciler.close()
     if memo.provider is not None:
@@ -117,26 +140,3 @@ async def on_model_event(
     if reconciler.seen(body):
         return  # the echo of our own status write: nothing the operator has not decided on
     await reconciler.reconcile(body, logger)
-
-
-async def on_child_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A child whose state the model reports changed (or went): reconcile its model soon, instead of
-    at the next resync. KServe's own Deployments carry the model label too; their model is the same."""
-    meta = body.get("metadata", {})
-    model = (meta.get("labels") or {}).get(c.LABEL_MODEL)
-    namespace = meta.get("namespace")
-    if not model or not namespace:
-        return
-    reconciler: Reconciler = memo.reconciler
-    digest = None if event["type"] == "DELETED" else fingerprint(body)
-    if reconciler.child_changed(namespace, body.get("kind", ""), meta.get("name", ""), digest):
-        reconciler.request(namespace, model, RECONCILE_LOG)
-
-
-# Children that serve or carry traffic, or whose state the model reports (`ChildKind.watched`): their
-# changes (and their deletion) reconcile the owner at once. Only objects with the model label reach the
-# handler (kopf filters them; no state is kept on them).
-for _kind in watched_kinds():
-    kopf.on.event(_kind.group, _kind.version, _kind.plural, labels={c.LABEL_MODEL: kopf.PRESENT})(
-        on_child_event
-    )

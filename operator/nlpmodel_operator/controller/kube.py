@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
@@ -21,7 +21,12 @@ from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.core import autoscaling, monitoring
 from nlpmodel_operator.core.children import child_kinds
 from nlpmodel_operator.core.conditions import MAX_EVENT_MESSAGE, clip
+from nlpmodel_operator.core.kinds import ChildKind
 from nlpmodel_operator.core.reconcile import ChildRef
+from nlpmodel_operator.core.resync import fingerprint
+
+if TYPE_CHECKING:
+    from nlpmodel_operator.controller.informer import ChildCache
 
 # HorizontalPodAutoscalers are listed (and created) in one version only, the newest the server offers:
 # a server offering two shows every HPA in both.
@@ -50,6 +55,14 @@ def load_client() -> client.ApiClient:
     return client.ApiClient()
 
 
+def informer_client(api_client: client.ApiClient, max_connections: int = 64) -> client.ApiClient:
+    """A client of its own for the watches: each holds a connection for minutes, and in the shared
+    pool they would leave the reconciles none."""
+    configuration = copy.copy(api_client.configuration)
+    configuration.connection_pool_maxsize = max_connections
+    return client.ApiClient(configuration)
+
+
 class Kube:
     # The client re-reads all of discovery on every lookup of a kind the server lacks; with optional
     # kinds (HTTPRoute, PodMonitor) asked for on each reconcile, that is several requests per model per
@@ -57,11 +70,22 @@ class Kube:
     MISSING_KIND_TTL_S = 60.0
 
     def __init__(
-        self, api_client: client.ApiClient, field_manager: str, clock: Callable[[], float] = time.monotonic
+        self,
+        api_client: client.ApiClient,
+        field_manager: str,
+        clock: Callable[[], float] = time.monotonic,
+        cache: ChildCache | None = None,
     ) -> None:
         self.dynamic = DynamicClient(api_client)
         self.field_manager = field_manager
         self._clock = clock
+        # The children as the watches show them (controller.informer); None: LIST them every time.
+        self.cache = cache
+        # Per child the operator applied: (what it applied, the object's digest without its status
+        # right after). An apply of the same again, to an object nobody changed since, is skipped:
+        # it would change nothing, and 1,000 models must not cost 1,000 applies per reconcile round.
+        self._applied: dict[tuple[str, str, str], tuple[str, str | None]] = {}
+        self._applied_lock = threading.Lock()
         self._missing_until: dict[tuple[str, str], float] = {}
         # Reconciles run in threads, and the client's discovery cache is not thread-safe: a lookup that
         # misses re-reads discovery in place, and another thread reading meanwhile fails (KeyError).
@@ -94,6 +118,18 @@ class Kube:
         """The newest HorizontalPodAutoscaler version the server offers (v2 from Kubernetes 1.23)."""
         return next((v for v in HPA_VERSIONS if self.serves(v, autoscaling.HPA_KIND)), HPA_VERSIONS[0])
 
+    def served_child_kinds(self) -> list[ChildKind]:
+        """The child kinds the registries declare that this cluster serves (the HPA in the one version
+        it is listed in here)."""
+        served = []
+        for declared in child_kinds():
+            kind = declared
+            if kind.kind == autoscaling.HPA_KIND:
+                kind = ChildKind(self.hpa_api_version(), kind.kind, kind.plural, kind.watched)
+            if self.serves(kind.api_version, kind.kind):
+                served.append(kind)
+        return served
+
     def scaling_support(self, prometheus_url: str | None) -> autoscaling.ScalingSupport:
         return autoscaling.ScalingSupport(
             hpa_api_version=self.hpa_api_version(),
@@ -101,8 +137,9 @@ class Kube:
             prometheus_url=prometheus_url,
         )
 
-    def apply(self, obj: Mapping[str, Any], owner: Mapping[str, Any]) -> dict[str, Any]:
-        """Server-side apply with an owner reference to the NLPModel (cascading deletion)."""
+    def apply(self, obj: Mapping[str, Any], owner: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Server-side apply with an owner reference to the NLPModel (cascading deletion). Returns the
+        object as the server answered, or None when the apply was skipped (see `_applied`)."""
         body = copy.deepcopy(dict(obj))
         meta = owner["metadata"]
         body["metadata"]["ownerReferences"] = [
@@ -115,39 +152,82 @@ class Kube:
                 "blockOwnerDeletion": True,
             }
         ]
+        namespace = body["metadata"].get("namespace") or ""
+        key = (namespace, body["kind"], body["metadata"]["name"])
+        wanted = fingerprint(body)
+        if self.cache is not None:
+            current = self.cache.spec_digest(*key)
+            with self._applied_lock:
+                done = self._applied.get(key)
+            if current is not None and done == (wanted, current):
+                return None  # applied before, and nobody changed it since
         resource = self._resource(body["apiVersion"], body["kind"])
         result = resource.server_side_apply(
             body=body,
             namespace=body["metadata"].get("namespace"),
             field_manager=self.field_manager,
             force_conflicts=True,
+            serialize=False,
         )
-        applied: dict[str, Any] = result.to_dict()
+        applied: dict[str, Any] = json.loads(result.data)
+        if self.cache is not None:
+            self.cache.put(applied)  # written through: the next reconcile need not wait for the event
+            with self._applied_lock:
+                self._applied[key] = (wanted, self.cache.spec_digest(*key))
         return applied
 
-    def children(self, namespace: str, model: str, owner_uid: str) -> list[dict[str, Any]]:
-        """Objects labelled as this model's and owned by it (never someone else's look-alikes)."""
+    def _written(self, response: Any) -> None:
+        """Put the answer to a write (a patch, a hand-over) into the cache."""
+        if self.cache is not None:
+            with contextlib.suppress(ValueError, AttributeError):
+                self.cache.put(json.loads(response.data))
+
+    def _list_children(
+        self, kind: ChildKind, api_version: str, namespace: str, model: str, fresh: bool
+    ) -> list[dict[str, Any]]:
+        # resourceVersion "0": served from the API server's watch cache rather than a quorum read of
+        # every object of the kind in the namespace from etcd (O(models) per list). It may lag our own
+        # last write by the cache's delay; every decision is idempotent and waits for what it has not
+        # seen yet, and the event of that write reconciles the model again. A `fresh` read (a rollout
+        # in flight, re-read by the resync: the safety net under a silent watch) asks etcd.
+        resource = self._resource(api_version, kind.kind)
+        selector = f"{c.LABEL_MODEL}={model}"
+        version = None if fresh else "0"
+        if version is None:
+            response = resource.get(namespace=namespace, label_selector=selector, serialize=False)
+        else:
+            response = resource.get(
+                namespace=namespace, label_selector=selector, resource_version=version, serialize=False
+            )
+        items: list[dict[str, Any]] = json.loads(response.data).get("items") or []
+        for item in items:
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", kind.kind)
+        return items
+
+    def children(
+        self, namespace: str, model: str, owner_uid: str, fresh: bool = False
+    ) -> list[dict[str, Any]]:
+        """Objects labelled as this model's and owned by it (never someone else's look-alikes): from
+        the cache for every kind it holds (unless `fresh`), listed for the others."""
         found: list[dict[str, Any]] = []
-        # Every kind the registries declare (listed on every reconcile to find leftovers of old
-        # revisions); the HPA in the one version it is served in here.
+        cached = self.cache.children(namespace, model) if self.cache is not None and not fresh else []
+        # Every kind the registries declare (to find leftovers of old revisions too); the HPA in the
+        # one version it is served in here.
         for child in child_kinds():
             kind = child.kind
             api_version = self.hpa_api_version() if kind == autoscaling.HPA_KIND else child.api_version
             if not self.serves(api_version, kind):
                 continue
-            resource = self._resource(api_version, kind)
-            # resourceVersion "0": served from the API server's watch cache rather than a quorum
-            # read of every object of the kind in the namespace from etcd (O(models) per list). It may
-            # lag our own last write by the cache's delay; every decision is idempotent and waits for
-            # what it has not seen yet, and the event of that write reconciles the model again.
-            listed = resource.get(
-                namespace=namespace, label_selector=f"{c.LABEL_MODEL}={model}", resource_version="0"
-            )
-            for item in listed.to_dict().get("items", []):
+            if self.cache is not None and not fresh and self.cache.synced(kind):
+                items = [o for o in cached if o.get("kind") == kind]
+            else:
+                items = self._list_children(child, api_version, namespace, model, fresh)
+                if self.cache is not None and fresh:
+                    self.cache.replace_model_kind(namespace, model, kind, items)
+            for item in items:
                 owners = item.get("metadata", {}).get("ownerReferences") or []
                 if any(o.get("uid") == owner_uid for o in owners):
-                    item.setdefault("apiVersion", api_version)
-                    item.setdefault("kind", kind)
                     found.append(item)
         return found
 
@@ -159,21 +239,25 @@ class Kube:
             "metadata": {"name": ref.name, "namespace": namespace},
             "spec": {"replicas": replicas},
         }
-        self._resource(ref.api_version, ref.kind).server_side_apply(
+        response = self._resource(ref.api_version, ref.kind).server_side_apply(
             body=body,
             namespace=namespace,
             field_manager=f"{self.field_manager}-handover",
             force_conflicts=True,
+            serialize=False,
         )
+        self._written(response)
 
     def patch(self, ref: ChildRef, namespace: str, body: Mapping[str, Any]) -> None:
-        self._resource(ref.api_version, ref.kind).patch(
+        response = self._resource(ref.api_version, ref.kind).patch(
             body=dict(body),
             name=ref.name,
             namespace=namespace,
             content_type="application/merge-patch+json",
             field_manager=self.field_manager,
+            serialize=False,
         )
+        self._written(response)
 
     def clear_command(self, model: Mapping[str, Any], command: str) -> None:
         """Remove the command annotation, but only if it still says `command` (a newer one stays)."""
@@ -203,11 +287,12 @@ class Kube:
 
     def get_model(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            found: dict[str, Any] = (
-                self._resource(c.API_VERSION, c.KIND).get(name=name, namespace=namespace).to_dict()
+            response = self._resource(c.API_VERSION, c.KIND).get(
+                name=name, namespace=namespace, serialize=False
             )
         except NotFoundError:
             return None
+        found: dict[str, Any] = json.loads(response.data)
         return found
 
     def list_models(self, namespaces: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -215,7 +300,10 @@ class Kube:
         scopes: tuple[str | None, ...] = namespaces or (None,)
         items: list[dict[str, Any]] = []
         for namespace in scopes:
-            items.extend(resource.get(namespace=namespace).to_dict().get("items", []))
+            # Decoded as plain JSON: the dynamic client's objects cost a 1,000-model listing seconds
+            # of CPU every resync round.
+            response = resource.get(namespace=namespace, serialize=False)
+            items.extend(json.loads(response.data).get("items") or [])
         return items
 
     def post_event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str, now: str) -> None:
@@ -247,3 +335,7 @@ class Kube:
             self._resource(ref.api_version, ref.kind).delete(
                 name=ref.name, namespace=namespace, body={"propagationPolicy": "Background"}
             )
+        if self.cache is not None:
+            self.cache.remove(namespace, ref.kind, ref.name)
+        with self._applied_lock:
+            self._applied.pop((namespace, ref.kind, ref.name), None)

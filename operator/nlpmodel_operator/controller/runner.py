@@ -25,9 +25,10 @@ from nlpmodel_operator.core.networkpolicy import NetworkPolicies
 from nlpmodel_operator.core.observe import other_children, revision_states
 from nlpmodel_operator.core.reconcile import Decision, Monitoring, Observation, check_request_for, decide
 from nlpmodel_operator.core.records import Action, Apply, ClearCommand, Delete, Event, HandOver, Patch
-from nlpmodel_operator.core.resync import model_fingerprint, settled
+from nlpmodel_operator.core.resync import in_flight, model_fingerprint, settled
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
+LEADING_TTL_S = 2.0
 
 
 def utc_now() -> str:
@@ -81,27 +82,36 @@ class Reconciler:
         self.metrics = metrics or OperatorMetrics()
         self.now = now
         self.queue = WorkQueue()
+        self._leads_at, self._leads = -1e9, False  # the last answer of `leading`, and when it came
 
     def seen(self, body: Mapping[str, Any]) -> bool:
         """Whether a model's watch event carries exactly the state its last reconcile left."""
         meta = body.get("metadata") or {}
         return self.queue.is_echo((meta.get("namespace", ""), meta.get("name", "")), model_fingerprint(body))
 
-    def child_changed(self, namespace: str, kind: str, name: str, digest: str | None) -> bool:
-        """Record a child's watch event; whether it tells something new (None: it was deleted)."""
-        return self.queue.child_changed((namespace, kind, name), digest)
-
     def request(self, namespace: str, name: str, logger: Logger, delay_s: float = 0.2) -> None:
         """Reconcile a model soon because something it reads changed (a child's state). Requests
         coalesce, and one is dropped if a reconcile started after it (that one saw the change)."""
 
         async def answer(asked_at: float) -> None:
+            if not await self._leading_now():
+                return  # another replica acts (its own watches see the same change)
             try:
                 await self.reconcile({"metadata": {"namespace": namespace, "name": name}}, logger, asked_at)
             except Exception:
                 logger.exception("reconcile of %s/%s on a child's change failed", namespace, name)
 
         self.queue.request((namespace, name), delay_s, answer)
+
+    async def _leading_now(self) -> bool:
+        """Whether this replica acts (always, without peering); asked of the peering objects at most
+        every `LEADING_TTL_S`, not once per child event."""
+        if self.leading is None:
+            return True
+        if time.monotonic() - self._leads_at > LEADING_TTL_S:
+            self._leads = await asyncio.to_thread(self.leading)
+            self._leads_at = time.monotonic()
+        return self._leads
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop what is kept per model once it is deleted."""
@@ -111,8 +121,11 @@ class Reconciler:
         """Cancel the queued requests (on shutdown)."""
         await self.queue.close()
 
-    async def reconcile(self, body: Mapping[str, Any], logger: Logger, asked_at: float | None = None) -> None:
-        """Converge one model. `body` may be stale (a watch event, a listing) or only name it."""
+    async def reconcile(
+        self, body: Mapping[str, Any], logger: Logger, asked_at: float | None = None, fresh: bool = False
+    ) -> None:
+        """Converge one model. `body` may be stale (a watch event, a listing) or only name it. `fresh`:
+        read its children from the API server rather than from the watches' cache."""
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         async with self.queue.turn(key, asked_at) as due:
@@ -120,7 +133,7 @@ class Reconciler:
                 return  # a reconcile that started after the request (or listing) has seen what it was for
             started = time.monotonic()
             try:
-                left = await self._converge(body, logger)
+                left = await self._converge(body, logger, fresh)
             except Exception as exc:
                 self.queue.reset(key)  # not converged: the resync visits it, at rest or not
                 if not self._deferred(exc, key, logger):
@@ -133,19 +146,19 @@ class Reconciler:
             finally:
                 self.metrics.reconcile_seconds.observe(time.monotonic() - started)
 
-    async def _converge(self, body: Mapping[str, Any], logger: Logger) -> str | None:
+    async def _converge(self, body: Mapping[str, Any], logger: Logger, fresh: bool = False) -> str | None:
         """Observe, decide, execute; the fingerprint of the model as it was left (None: it is gone)."""
-        observed = await asyncio.to_thread(self._observe, body)
+        observed = await asyncio.to_thread(self._observe, body, fresh)
         if observed is None:
             return None
-        observation, fresh = observed
+        observation, model = observed
         request = check_request_for(observation)
         if request is not None:
             # Metrics are gathered here, in the event loop; judging them is the core's job.
             check = await self.analyzer.gather(observation.namespace, observation.name, request)
             observation = replace(observation, check=check)
-        status = await asyncio.to_thread(self._decide_and_execute, observation, fresh, logger)
-        return model_fingerprint({**fresh, "status": status})
+        status = await asyncio.to_thread(self._decide_and_execute, observation, model, logger)
+        return model_fingerprint({**model, "status": status})
 
     def _deferred(self, exc: Exception, key: tuple[str, str], logger: Logger) -> bool:
         """Whether a failure is the cluster's passing trouble, left to the next resync (logged here)."""
@@ -169,16 +182,27 @@ class Reconciler:
         every_s: float,
         logger: Logger,
         settled_every_s: float | None = None,
+        on_round: Callable[[], None] | None = None,
     ) -> None:
         """Re-reconcile the models periodically: what time alone moves on (pauses, analysis intervals,
         deadlines), and a safety net for a missed event. Models at rest (`core.resync.settled`) only
         every `settled_every_s`. A loop of our own rather than kopf timers, which would put a
-        finalizer on every user object and block its deletion while the operator is down."""
+        finalizer on every user object and block its deletion while the operator is down.
+
+        A model with a rollout in flight is re-read with its children from the API server, not from
+        the watches' cache: traffic moves on what the resync reads, so a watch gone silent (noticed
+        only after `informer.WATCH_SECONDS`) never holds a rollout up or moves it on stale state.
+        `on_round`: called (in a thread) before each round (new child kinds are watched from there)."""
         settled_every_s = every_s if settled_every_s is None else max(every_s, settled_every_s)
         while True:
             await asyncio.sleep(every_s)
             if self.leading is not None and not await asyncio.to_thread(self.leading):
                 continue  # another replica acts; kopf has paused this one's watches likewise
+            if on_round is not None:
+                try:
+                    await asyncio.to_thread(on_round)
+                except Exception:
+                    logger.exception("resync round's preparation failed")
             listed_at = time.monotonic()
             try:
                 models = await asyncio.to_thread(self.kube.list_models, namespaces)
@@ -198,13 +222,15 @@ class Reconciler:
                 try:
                     # A model reconciled since the listing (an event) is skipped: a round over many
                     # models takes a while, and its listing grows stale meanwhile.
-                    await self.reconcile(body, logger, asked_at=listed_at)
+                    await self.reconcile(body, logger, asked_at=listed_at, fresh=in_flight(body))
                 except Exception:
                     logger.exception(
                         "resync of %s/%s failed", body["metadata"]["namespace"], body["metadata"]["name"]
                     )
 
-    def _observe(self, stale: Mapping[str, Any]) -> tuple[Observation, dict[str, Any]] | None:
+    def _observe(
+        self, stale: Mapping[str, Any], fresh: bool = False
+    ) -> tuple[Observation, dict[str, Any]] | None:
         # The body a watch event or the resync listing carried may be older than our last status
         # write; deciding on it could write an inconsistent mix. Read the model afresh.
         body = self.kube.get_model(stale["metadata"]["namespace"], stale["metadata"]["name"])
@@ -214,7 +240,7 @@ class Reconciler:
             return None  # being deleted: its children go with it (garbage collection)
         meta = body["metadata"]
         name, namespace = meta["name"], meta["namespace"]
-        children = self.kube.children(namespace, name, meta["uid"])
+        children = self.kube.children(namespace, name, meta["uid"], fresh=fresh)
         observation = Observation(
             name=name,
             namespace=namespace,

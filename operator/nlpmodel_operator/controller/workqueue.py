@@ -1,5 +1,6 @@
 """When a model is reconciled: one reconcile at a time per model, requests coalesced, echoes of the
-operator's own writes recognised. What the reconcile does (observe, decide, execute) is not its business.
+operator's own status writes recognised (a child's echo never gets here: `controller.informer` drops
+it). What the reconcile does (observe, decide, execute) is not its business.
 
 Every trigger (a model's watch event, a child's, the resync round) asks for a turn; a turn that a
 reconcile started after the asking has already answered is skipped. What the queue remembers of a model
@@ -16,7 +17,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 Key = tuple[str, str]  # (namespace, name) of a model
-ChildKey = tuple[str, str, str]  # (namespace, kind, name) of a child
 
 
 class WorkQueue:
@@ -31,24 +31,12 @@ class WorkQueue:
         # Each model as its last reconcile left it (a fingerprint of what it read, with the status it
         # wrote): the watch event of that state is the echo of the operator's own write.
         self._models: dict[Key, str] = {}
-        # The last fingerprint of each watched child: an event that changes nothing is an echo too.
-        self._children: dict[ChildKey, str] = {}
 
     # ------------------------------------------------------------------------------------ echoes
 
     def is_echo(self, key: Key, fingerprint: str) -> bool:
         """Whether a model's event carries exactly the state its last reconcile left."""
         return self._models.get(key) == fingerprint
-
-    def child_changed(self, key: ChildKey, fingerprint: str | None) -> bool:
-        """Record a child's event; whether it tells something new (None: the child was deleted)."""
-        if fingerprint is None:
-            self._children.pop(key, None)
-            return True
-        if self._children.get(key) == fingerprint:
-            return False
-        self._children[key] = fingerprint
-        return True
 
     # ------------------------------------------------------------------------------------- turns
 

@@ -19,7 +19,7 @@ from nlpmodel_operator.api.constants import ANNOTATION_COMMAND, ConditionType, P
 from nlpmodel_operator.api.status import read_status
 from nlpmodel_operator.core.conditions import find
 
-__all__ = ["fingerprint", "model_fingerprint", "settled"]
+__all__ = ["fingerprint", "in_flight", "model_fingerprint", "settled"]
 
 # Phases in which a model with no rollout in flight waits for nothing but its user.
 _AT_REST = frozenset({Phase.READY, Phase.ROLLED_BACK})
@@ -40,6 +40,11 @@ def settled(body: Mapping[str, Any]) -> bool:
         return False
     ready = find(status.conditions, ConditionType.READY)
     return ready is not None and ready.status == "True"
+
+
+def in_flight(body: Mapping[str, Any]) -> bool:
+    """Whether a rollout is in flight: a canary shares the traffic (or is about to)."""
+    return bool(read_status(body.get("status")).canary_revision)
 
 
 def fingerprint(obj: Mapping[str, Any]) -> str:
