@@ -47,7 +47,7 @@ from kubernetes import client, watch
 from nlpmodel_harness.localplane import OPERATOR_USER, LocalPlane
 from nlpmodel_harness.operatorproc import OperatorProcess
 from nlpmodel_harness.rbac import grant_operator_role
-from nlpmodel_harness.standins import set_inference_service_ready
+from nlpmodel_harness.standins import ReadyOnSight, set_inference_service_ready
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.controller.config import OperatorConfig
 
@@ -88,36 +88,6 @@ def proc_kib(pid: int, field: str) -> int:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class KServeStandIn:
-    """Marks each new InferenceService Ready (what KServe would do), watching them in the namespace
-    (a watch, not a listing every half second: at 1,000 models that alone kept the API server busy)."""
-
-    def __init__(self, admin: client.ApiClient) -> None:
-        self.admin = admin
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.loop, daemon=True)
-
-    def loop(self) -> None:
-        api = client.CustomObjectsApi(self.admin)
-        done: set[str] = set()
-        while not self.stop.is_set():
-            stream = watch.Watch().stream(
-                api.list_namespaced_custom_object,
-                "serving.kserve.io",
-                "v1beta1",
-                NAMESPACE,
-                "inferenceservices",
-                timeout_seconds=30,
-            )
-            for event in stream:
-                name = event["object"]["metadata"]["name"]
-                if event["type"] == "ADDED" and name not in done:
-                    set_inference_service_ready(self.admin, NAMESPACE, name, True)
-                    done.add(name)
-                if self.stop.is_set():
-                    break
 
 
 class Seen:
@@ -258,8 +228,7 @@ def run_one(n: int, rest_s: float, workdir: Path, reactions: bool) -> dict[str, 
         pid = operator.proc.pid
         time.sleep(10)  # started, listed (nothing), settled
         rss_before = proc_kib(pid, "VmRSS")
-        standin = KServeStandIn(admin)
-        standin.thread.start()
+        standin = ReadyOnSight(admin, NAMESPACE).__enter__()
         custom = client.CustomObjectsApi(admin)
         started = datetime.now().astimezone()
         t0 = time.monotonic()
@@ -296,7 +265,7 @@ def run_one(n: int, rest_s: float, workdir: Path, reactions: bool) -> dict[str, 
         at_rest = operator_requests(plane, rest_start, rest_end)
         peak = proc_kib(pid, "VmHWM")
         rss_rest = proc_kib(pid, "VmRSS")
-        standin.stop.set()
+        standin.__exit__()
         rest_requests = sum(at_rest.values())
         reacted = reaction_times(admin, n) if reactions else None
         rss_end = proc_kib(pid, "VmRSS")

@@ -13,7 +13,7 @@ from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes import client
+from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 from nlpmodel_operator.api.constants import LABEL_REVISION
 from nlpmodel_operator.api.units import format_time
@@ -257,3 +257,45 @@ class StandInControllers:
                 play_llm_inference_services(self.admin, self.namespace, self.broken)
             except (ApiException, HTTPError):
                 continue  # as above, or a plane without the LLMInferenceService CRD
+
+
+class ReadyOnSight:
+    """KServe for many models: every InferenceService of a namespace is marked Ready as it appears, from
+    a watch (listing hundreds every fraction of a second would keep the API server busy itself). Rides
+    out an API server restart (the watch is opened again; those it missed are found by its listing)."""
+
+    def __init__(self, admin: client.ApiClient, namespace: str) -> None:
+        self.admin, self.namespace = admin, namespace
+        self.marked: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"ready-on-sight-{namespace}", daemon=True)
+
+    def __enter__(self) -> ReadyOnSight:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=35)
+
+    def _loop(self) -> None:
+        api = client.CustomObjectsApi(self.admin)
+        while not self._stop.is_set():
+            try:
+                stream = watch.Watch().stream(
+                    api.list_namespaced_custom_object,
+                    "serving.kserve.io",
+                    "v1beta1",
+                    self.namespace,
+                    "inferenceservices",
+                    timeout_seconds=30,
+                )
+                for event in stream:
+                    name = event["object"]["metadata"]["name"]
+                    if event["type"] == "ADDED" and name not in self.marked:
+                        set_inference_service_ready(self.admin, self.namespace, name, True)
+                        self.marked.add(name)
+                    if self._stop.is_set():
+                        return
+            except (ApiException, HTTPError, OSError):
+                self._stop.wait(0.5)  # the API server restarting: watch again
