@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# What the operator does with every child: lists them (leftovers of old revisions), applies them
-# (server-side apply creates or patches), resizes them (merge patch) and deletes them.
-CHILD_VERBS = frozenset({"list", "create", "patch", "delete"})
+# What the operator does with every child: lists and watches them (its informers' cache, leftovers of
+# old revisions included), applies them (server-side apply creates or patches), resizes them (merge
+# patch) and deletes them.
+CHILD_VERBS = frozenset({"list", "watch", "create", "patch", "delete"})
 
 
 @dataclass(frozen=True)
@@ -18,9 +19,10 @@ class ChildKind:
     api_version: str
     kind: str
     plural: str
-    # Whether its changes (and its deletion) reconcile the model at once: it serves or carries traffic,
-    # or the model reports its state. Others only carry what the operator wrote (drift is repaired at
-    # the resync).
+    # Whether a change of its status reconciles the model at once: it serves or carries traffic, or the
+    # model reports its state. Any other change of any child (someone else's edit, its deletion)
+    # reconciles the model at once too; the status of the others (an HPA's current replicas) is not
+    # the model's business.
     watched: bool = True
 
     @property
@@ -34,4 +36,4 @@ class ChildKind:
     @property
     def verbs(self) -> frozenset[str]:
         """The RBAC verbs the operator needs on this kind."""
-        return CHILD_VERBS | {"watch"} if self.watched else CHILD_VERBS
+        return CHILD_VERBS
