@@ -135,6 +135,7 @@ async def on_model_event(
         metrics.forget(body["metadata"]["namespace"], body["metadata"]["name"])
         reconciler.forget(body["metadata"]["namespace"], body["metadata"]["name"])
         return
+    reconciler.remember(event["object"])
     if body.get("metadata", {}).get("deletionTimestamp"):
         return
     if reconciler.seen(body):

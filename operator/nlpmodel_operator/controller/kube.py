@@ -259,8 +259,9 @@ class Kube:
         )
         self._written(response)
 
-    def clear_command(self, model: Mapping[str, Any], command: str) -> None:
-        """Remove the command annotation, but only if it still says `command` (a newer one stays)."""
+    def clear_command(self, model: Mapping[str, Any], command: str) -> dict[str, Any] | None:
+        """Remove the command annotation, but only if it still says `command` (a newer one stays).
+        The model as the server answered (None: another command was set meanwhile)."""
         key = c.ANNOTATION_COMMAND.replace("~", "~0").replace("/", "~1")
         patch = [
             {"op": "test", "path": f"/metadata/annotations/{key}", "value": command},
@@ -268,22 +269,31 @@ class Kube:
         ]
         meta = model["metadata"]
         # A failed test (422): someone set another command meanwhile; it is handled next time.
-        with contextlib.suppress(UnprocessibleEntityError):
-            self._resource(c.API_VERSION, c.KIND).patch(
+        try:
+            response = self._resource(c.API_VERSION, c.KIND).patch(
                 body=patch,
                 name=meta["name"],
                 namespace=meta["namespace"],
                 content_type="application/json-patch+json",
+                serialize=False,
             )
+        except UnprocessibleEntityError:
+            return None
+        cleared: dict[str, Any] = json.loads(response.data)
+        return cleared
 
-    def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+    def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge-patch the model's status; the model as the server answered."""
         resource = self._resource(c.API_VERSION, c.KIND)
-        resource.status.patch(
+        response = resource.status.patch(
             body={"status": dict(patch)},
             name=name,
             namespace=namespace,
             content_type="application/merge-patch+json",
+            serialize=False,
         )
+        written: dict[str, Any] = json.loads(response.data)
+        return written
 
     def get_model(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:

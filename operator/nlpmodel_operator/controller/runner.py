@@ -17,6 +17,7 @@ from nlpmodel_operator.api.constants import ANNOTATION_COMMAND, ConditionType, R
 from nlpmodel_operator.api.status import read_status, to_json
 from nlpmodel_operator.api.units import format_time
 from nlpmodel_operator.controller.analysis import Analyzer
+from nlpmodel_operator.controller.informer import LatestModels
 from nlpmodel_operator.controller.kube import Kube, MissingAPIError, api_message
 from nlpmodel_operator.controller.metrics import OperatorMetrics
 from nlpmodel_operator.controller.workqueue import WorkQueue
@@ -29,6 +30,7 @@ from nlpmodel_operator.core.resync import in_flight, model_fingerprint, settled
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 LEADING_TTL_S = 2.0
+TRACE = logging.getLogger("nlpmodel.reconcile.trace")  # one line per reconcile (at debug level)
 
 
 def utc_now() -> str:
@@ -82,6 +84,7 @@ class Reconciler:
         self.metrics = metrics or OperatorMetrics()
         self.now = now
         self.queue = WorkQueue()
+        self.models = LatestModels()  # each model as last seen: a reconcile reads it, not a GET
         self._leads_at, self._leads = -1e9, False  # the last answer of `leading`, and when it came
         # Whether each model was at rest, by the resourceVersion it was judged at: a resync round over
         # 1,000 unchanged models must not validate 1,000 statuses again (most of the CPU at rest).
@@ -116,9 +119,14 @@ class Reconciler:
             self._leads_at = time.monotonic()
         return self._leads
 
+    def remember(self, body: Mapping[str, Any]) -> None:
+        """A model as a watch event or a listing shows it (kept where it is the newest seen)."""
+        self.models.remember(body)
+
     def forget(self, namespace: str, name: str) -> None:
         """Drop what is kept per model once it is deleted."""
         self.queue.forget((namespace, name))
+        self.models.forget(namespace, name)
         self._at_rest.pop((namespace, name), None)
 
     def _settled(self, body: Mapping[str, Any]) -> bool:
@@ -146,6 +154,7 @@ class Reconciler:
             if not due:
                 return  # a reconcile that started after the request (or listing) has seen what it was for
             started = time.monotonic()
+            TRACE.debug("reconciling %s/%s", *key)
             try:
                 left = await self._converge(body, logger, fresh)
             except Exception as exc:
@@ -228,6 +237,7 @@ class Reconciler:
                 continue
             for body in models:
                 meta = body["metadata"]
+                self.models.remember(body)
                 if meta.get("deletionTimestamp"):
                     continue
                 last = self.queue.last_started((meta.get("namespace", ""), meta["name"]))
@@ -246,14 +256,21 @@ class Reconciler:
         self, stale: Mapping[str, Any], fresh: bool = False
     ) -> tuple[Observation, dict[str, Any]] | None:
         # The body a watch event or the resync listing carried may be older than our last status
-        # write; deciding on it could write an inconsistent mix. Read the model afresh.
-        body = self.kube.get_model(stale["metadata"]["namespace"], stale["metadata"]["name"])
-        if body is None or stale["metadata"].get("uid") not in (None, body["metadata"]["uid"]):
+        # write; deciding on it could write an inconsistent mix. The newest seen (events, listings,
+        # the answers to our own writes) is what `models` holds; a model not seen yet, a fresh read,
+        # or one of another uid (deleted and created again) is read from the API server.
+        namespace, name = stale["metadata"]["namespace"], stale["metadata"]["name"]
+        body = None if fresh else self.models.get(namespace, name)
+        uid = stale["metadata"].get("uid")
+        if body is None or uid not in (None, body["metadata"].get("uid")):
+            body = self.kube.get_model(namespace, name)
+            if body is not None:
+                self.models.remember(body)
+        if body is None or uid not in (None, body["metadata"]["uid"]):
             return None
         if body["metadata"].get("deletionTimestamp"):
             return None  # being deleted: its children go with it (garbage collection)
         meta = body["metadata"]
-        name, namespace = meta["name"], meta["namespace"]
         children = self.kube.children(namespace, name, meta["uid"], fresh=fresh)
         observation = Observation(
             name=name,
@@ -289,7 +306,7 @@ class Reconciler:
             # runs ahead of the objects.
             journal = status_patch(written, wanted)
             if journal is not None:
-                self.kube.patch_status(namespace, name, journal)
+                self.models.remember(self.kube.patch_status(namespace, name, journal))
                 # Counted when written: what status shows, /metrics shows (a rollback the journal
                 # records is counted even if the actions after it fail or the operator dies).
                 self.metrics.observe(namespace, name, written, wanted)
@@ -298,7 +315,8 @@ class Reconciler:
             wanted = to_json(decision.status)  # with the failed action in its Ready condition
         patch = status_patch(written, wanted)
         if patch is not None:
-            self.kube.patch_status(namespace, name, patch)
+            logger.debug("status of %s/%s: %s", namespace, name, patch)
+            self.models.remember(self.kube.patch_status(namespace, name, patch))
         self.metrics.observe(namespace, name, written, wanted)
         for event in decision.events:
             try:
@@ -325,7 +343,9 @@ class Reconciler:
                         logger.info("deleting %s %s/%s", ref.kind, namespace, ref.name)
                         self.kube.delete(ref, namespace)
                     case ClearCommand(command=command):
-                        self.kube.clear_command(body, command)
+                        cleared = self.kube.clear_command(body, command)
+                        if cleared is not None:
+                            self.models.remember(cleared)
             except (ApiException, MissingAPIError) as exc:
                 if isinstance(exc, ApiException) and "NamespaceTerminating" in (exc.body or ""):
                     return False  # the namespace is being deleted: its objects go with it
