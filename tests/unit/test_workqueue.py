@@ -65,6 +65,29 @@ def test_a_request_is_skipped_once_a_later_reconcile_started() -> None:
     assert turns == [True, False, True]
 
 
+def test_the_echo_of_a_status_write_is_skipped_when_its_turn_comes_and_counts_as_no_reconcile() -> None:
+    clock = Clock()
+    turns: list[bool] = []
+
+    async def scenario() -> None:
+        queue = WorkQueue(clock)
+        async with queue.turn(A, echo="created") as due:  # the model's first event
+            turns.append(due)
+        queue.done(A, "left")  # ... its reconcile wrote a status: the model is now "left"
+        clock.now += 1
+        child_asked_at = clock.now  # a child's change, queued meanwhile
+        clock.now += 1
+        async with queue.turn(A, echo="left") as due:  # the echo of that status write
+            turns.append(due)
+        async with queue.turn(A, child_asked_at) as due:  # not answered by the skipped echo
+            turns.append(due)
+        async with queue.turn(A, echo="changed") as due:  # the user's change
+            turns.append(due)
+
+    asyncio.run(scenario())
+    assert turns == [True, False, True, True]
+
+
 def test_one_turn_at_a_time_per_model() -> None:
     order: list[str] = []
 

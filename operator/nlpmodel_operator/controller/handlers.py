@@ -140,4 +140,4 @@ async def on_model_event(
         return
     if reconciler.seen(body):
         return  # the echo of our own status write: nothing the operator has not decided on
-    await reconciler.reconcile(body, logger)
+    await reconciler.reconcile(body, logger, event=True)

@@ -144,13 +144,21 @@ class Reconciler:
         await self.queue.close()
 
     async def reconcile(
-        self, body: Mapping[str, Any], logger: Logger, asked_at: float | None = None, fresh: bool = False
+        self,
+        body: Mapping[str, Any],
+        logger: Logger,
+        asked_at: float | None = None,
+        fresh: bool = False,
+        event: bool = False,
     ) -> None:
         """Converge one model. `body` may be stale (a watch event, a listing) or only name it. `fresh`:
-        read its children from the API server rather than from the watches' cache."""
+        read its children from the API server rather than from the watches' cache. `event`: `body` is
+        the model's watch event, skipped if it is the echo of a status write (checked once the model's
+        turn comes: the event of a reconcile's own write usually arrives while it is finishing)."""
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
-        async with self.queue.turn(key, asked_at) as due:
+        echo = model_fingerprint(body) if event else None
+        async with self.queue.turn(key, asked_at, echo) as due:
             if not due:
                 return  # a reconcile that started after the request (or listing) has seen what it was for
             started = time.monotonic()

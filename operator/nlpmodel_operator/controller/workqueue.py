@@ -41,11 +41,19 @@ class WorkQueue:
     # ------------------------------------------------------------------------------------- turns
 
     @asynccontextmanager
-    async def turn(self, key: Key, asked_at: float | None = None) -> AsyncIterator[bool]:
+    async def turn(
+        self, key: Key, asked_at: float | None = None, echo: str | None = None
+    ) -> AsyncIterator[bool]:
         """Hold the model's turn: True to reconcile now, False when a reconcile that started after
-        `asked_at` (a request, a listing) has already seen what it was asked for."""
+        `asked_at` (a request, a listing) has already seen what it was asked for, or when the model's
+        event that asks (its fingerprint `echo`) carries exactly the state the last reconcile left —
+        checked here, once the turn comes, since the event of a reconcile's own status write usually
+        arrives while that reconcile is still finishing. A skipped turn does not count as started."""
         async with self._locks[key]:
             if asked_at is not None and self._started.get(key, -1.0) > asked_at:
+                yield False
+                return
+            if echo is not None and self._models.get(key) == echo:
                 yield False
                 return
             self._started[key] = self._clock()
