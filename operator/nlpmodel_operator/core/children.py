@@ -1,7 +1,7 @@
 """Every kind a model's children may have, from the registries (platforms, routers, autoscalers,
-monitoring, network policy): the shell's informers list and watch each of these (a status change reconciles the model
-only for the watched ones), and the chart's RBAC grants each the verbs it needs (`ChildKind.verbs`;
-checked by tests/chart/test_rbac.py)."""
+monitoring, network policy): the shell's informers list and watch each of these (a status change
+reconciles the model only for the watched ones), and the chart's RBAC grants each the verbs it needs
+(`ChildKind.verbs`; checked by tests/chart/test_rbac.py)."""
 
 from __future__ import annotations
 
