@@ -223,13 +223,18 @@ class Reconciler:
         A model with a rollout in flight is re-read with its children from the API server, not from
         the watches' cache: traffic moves on what the resync reads, so a watch gone silent (noticed
         only after `informer.WATCH_SECONDS`) never holds a rollout up or moves it on stale state.
-        `on_round`: called (in a thread) before each round (new child kinds are watched from there)."""
+        `on_round`: called (in a thread) before a round once per settled period (new child kinds, a CRD
+        installed later, are watched from there: a kind the server lacks costs a discovery refresh)."""
         settled_every_s = every_s if settled_every_s is None else max(every_s, settled_every_s)
+        prepared_at: float | None = None
         while True:
             await asyncio.sleep(every_s)
             if self.leading is not None and not await asyncio.to_thread(self.leading):
                 continue  # another replica acts; kopf has paused this one's watches likewise
-            if on_round is not None:
+            if on_round is not None and (
+                prepared_at is None or time.monotonic() - prepared_at >= settled_every_s
+            ):
+                prepared_at = time.monotonic()
                 try:
                     await asyncio.to_thread(on_round)
                 except Exception:
