@@ -309,21 +309,22 @@ class Reconciler:
         decision = decide(observation)
         written: Mapping[str, Any] = body.get("status") or {}  # as read: the patch is against it
         wanted = to_json(decision.status)
-        if observation.command is not None or observation.check is not None:
+        if decision.journal is not None:
             # This decision consumed what cannot be seen again: a manual command (its annotation is
             # removed by the actions) or an analysis check (metrics of a window that has passed). It is
-            # recorded in status before anything acts on it, so that an operator killed, or an API
-            # error, in between resumes from the decision instead of making another one (an abort
-            # forgotten and its canary brought back, a passed step undone). Every other decision follows
-            # from status and the world alone: it acts first and reports after, so that status never
-            # runs ahead of the objects.
-            journal = status_patch(written, wanted)
+            # recorded in status before anything acts on it (`core.reconcile.journal`), so that an
+            # operator killed, or an API error, in between resumes from the decision instead of making
+            # another one (an abort forgotten and its canary brought back, a passed step undone). Every
+            # other decision follows from status and the world alone: it acts first and reports after,
+            # so that status never runs ahead of the objects.
+            recorded = to_json(decision.journal)
+            journal = status_patch(written, recorded)
             if journal is not None:
                 self.models.remember(self.kube.patch_status(namespace, name, journal))
                 # Counted when written: what status shows, /metrics shows (a rollback the journal
                 # records is counted even if the actions after it fail or the operator dies).
-                self.metrics.observe(namespace, name, written, wanted)
-                written = wanted
+                self.metrics.observe(namespace, name, written, recorded)
+                written = recorded
         if self._execute(decision, body, logger):
             wanted = to_json(decision.status)  # with the failed action in its Ready condition
         patch = status_patch(written, wanted)

@@ -92,6 +92,34 @@ class Decision:
     actions: list[Action] = field(default_factory=list)
     status: NLPModelStatus = field(default_factory=NLPModelStatus)
     events: list[Event] = field(default_factory=list)
+    # What status must say before any action runs (None: nothing; the status is written after the
+    # actions). A decision that consumed what cannot be seen again (a manual command, an analysis
+    # check over a window that has passed) is recorded first, so that an operator killed in between
+    # resumes from it instead of deciding again (see `journal`).
+    journal: NLPModelStatus | None = None
+
+
+def journal(obs: Observation, status: NLPModelStatus) -> NLPModelStatus | None:
+    """The status to record before acting on a decision that consumed a command or a check; None for
+    any other decision (it follows from status and the world alone, and is reported after its actions).
+
+    A step the decision advances to is recorded without its start: its weight is not applied yet, and
+    an operator killed before it is resumes by applying it then, and only then starts the step's pause
+    and its analysis. Recorded with a start, a slow restart let the step's pause elapse (and a check
+    over traffic at the previous weight pass) before its weight ever reached the route: the canary
+    went from 10 % to 100 % without carrying 50 %."""
+    if obs.command is None and obs.check is None:
+        return None
+    before = obs.status
+    advanced = (
+        status.stage == "Progressing"
+        and status.canary_revision is not None
+        and status.canary_revision == before.canary_revision
+        and status.current_step != before.current_step
+    )
+    if not advanced:
+        return status
+    return status.model_copy(update={"step_started_at": None, "canary_weight": before.canary_weight})
 
 
 def _join(problems: list[Problem]) -> str:
@@ -219,7 +247,7 @@ def _invalid(obs: Observation, problems: list[Problem], resolution: Resolution |
         stopped_revisions=old.stopped_revisions,
         conditions=conds.items,
     )
-    return Decision([], status, events)
+    return Decision([], status, events, journal(obs, status))
 
 
 def check_request_for(obs: Observation) -> CheckRequest | None:
@@ -252,7 +280,7 @@ def _valid(obs: Observation, resolution: Resolution, resolved: Resolved) -> Deci
     retirement = _retirement(obs, spec, outcome, now)
     actions = _actions(obs, resolved, outcome, retirement)
     status = _status(obs, resolution, resolved, outcome, retirement)
-    return Decision(actions, status, outcome.events)
+    return Decision(actions, status, outcome.events, journal(obs, status))
 
 
 def _retirement(obs: Observation, spec: NLPModelSpec, outcome: RolloutOutcome, now: datetime) -> Retirement:
