@@ -49,7 +49,7 @@ def test_the_demo_rolls_back_the_slow_canary_promotes_the_healthy_one_and_leaves
     )
     assert rollback, output
     assert re.match(
-        r"AnalysisFailed: .*ttft is \d+% slower than stable .*p95 \d+\.\d+s vs \d+\.\d+s", rollback[1]
+        r"AnalysisFailed: .*ttft \d+% slower than stable .*p95 \d+\.\d+s vs \d+\.\d+s", rollback[1]
     )
     # The healthy canary, after that: promoted through its steps.
     promoted = output.index(f"PROMOTED {healthy}")

@@ -491,6 +491,10 @@ def test_status_text(localplane: LocalPlane, cluster: Cluster, namespace: str) -
     result = nlpctl(localplane, "status", NAME, "-n", namespace)
     assert (result.returncode, result.stderr) == (0, "")
     lines = result.stdout.splitlines()
+    # Where the revisions run and how traffic reaches them (the spec names its platform and router).
+    assert lines[2] == "serving    kserve, router gateway-api"
+    assert lines[4].startswith("routing    gateway-api on kserve: ")
+    lines = lines[:2] + lines[3:4] + lines[5:]
     assert lines[:4] == [
         f"nlpmodel   {namespace}/{NAME}",
         "phase      Progressing",

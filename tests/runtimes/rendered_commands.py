@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,7 @@ def command_lines(example: Path, engine: str) -> list[tuple[str, list[str]]]:
     """(label, argv) for the example on each platform that accepts it, as the pod would run it."""
     runtime = yaml.safe_load(RUNTIME_MANIFESTS[engine].read_text())["spec"]["containers"][0]
     out = []
-    for platform in ("kserve", "raw"):
+    for platform in ("kserve", "raw", "kserve-llm"):
         found = resolved_for(example, platform)
         if found is None:
             continue
@@ -99,7 +100,22 @@ def command_lines(example: Path, engine: str) -> list[tuple[str, list[str]]]:
             elif obj["kind"] == "Deployment":
                 container = obj["spec"]["template"]["spec"]["containers"][0]
                 out.append((label, [*container["command"], *container["args"]]))
+            elif obj["kind"] == "LLMInferenceService":
+                out.append((label, kserve_llm_template(obj)))
     return out
+
+
+def kserve_llm_template(llmisvc: dict[str, Any]) -> list[str]:
+    """What KServe's LLMInferenceService template (`kserve-config-llm-template`) runs: `vllm serve` on
+    the downloaded model with its own name, port and tensor parallelism, then VLLM_ADDITIONAL_ARGS."""
+    spec = llmisvc["spec"]
+    argv = ["vllm", "serve", "/mnt/models", "--served-model-name", spec["model"]["name"], "--port", "8000"]
+    tensor = (spec.get("parallelism") or {}).get("tensor")
+    if tensor:
+        argv += ["--tensor-parallel-size", str(tensor)]
+    container = next(c for c in spec["template"]["containers"] if c["name"] == "main")
+    extra = next((e["value"] for e in container.get("env") or [] if e["name"] == "VLLM_ADDITIONAL_ARGS"), "")
+    return argv + shlex.split(extra)
 
 
 def runtime_venv_name(engine: str) -> str:
