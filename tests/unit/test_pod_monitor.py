@@ -107,3 +107,28 @@ def test_without_pod_monitors_none_is_applied_and_a_leftover_goes() -> None:
     decision = decide(observation(None, existing))
     assert "PodMonitor" not in {o["kind"] for o in applies(decision)}
     assert deletes(decision) == list(existing)
+
+
+@pytest.mark.parametrize(
+    ("platform", "port", "scheme"),
+    [
+        pytest.param("kserve", 8080, None, id="kserve-our-runtime"),
+        pytest.param("raw", 8080, None, id="raw"),
+        pytest.param("kserve-llm", 8000, "https", id="kserve-llm-template-tls"),
+    ],
+)
+def test_the_monitor_scrapes_where_the_platforms_pods_serve(
+    platform: str, port: int, scheme: str | None
+) -> None:
+    spec: dict[str, Any] = {
+        "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct"},
+        "serving": {"platform": platform, "router": "replica-ratio" if platform == "raw" else "gateway-api"},
+    }
+    decision = decide(
+        Observation("chat", "ml", 1, spec, {}, {}, "2026-12-03T10:00:00Z", monitoring=Monitoring(15))
+    )
+    (monitor,) = [o for o in applies(decision) if o["kind"] == "PodMonitor"]
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["portNumber"] == port
+    assert endpoint.get("scheme") == scheme
+    assert ("tlsConfig" in endpoint) == (scheme == "https")

@@ -46,10 +46,17 @@ def _copy_label(pod_label: str, target_label: str) -> dict[str, Any]:
     return {"action": "replace", "sourceLabels": [meta_label(pod_label)], "targetLabel": target_label}
 
 
-def render_pod_monitor(name: str, namespace: str, scrape_interval_s: float | None = None) -> dict[str, Any]:
-    """The PodMonitor of model `name`: every revision's pods, labelled by model and revision."""
+def render_pod_monitor(
+    name: str,
+    namespace: str,
+    scrape_interval_s: float | None = None,
+    port: int = SERVING_PORT,
+    tls: bool = False,
+) -> dict[str, Any]:
+    """The PodMonitor of model `name`: every revision's pods, labelled by model and revision, scraped
+    on the port the platform's pods serve on (`tls`: over HTTPS, as KServe's LLM template serves)."""
     endpoint: dict[str, Any] = {
-        "portNumber": SERVING_PORT,
+        "portNumber": port,
         "path": METRICS_PATH,
         "relabelings": [
             _copy_label(c.LABEL_MODEL, TARGET_LABEL_MODEL),
@@ -58,6 +65,11 @@ def render_pod_monitor(name: str, namespace: str, scrape_interval_s: float | Non
     }
     if scrape_interval_s is not None:
         endpoint["interval"] = f"{max(1, round(scrape_interval_s))}s"
+    if tls:
+        # The pods' certificate is their own (KServe's template mounts a self-signed one per workload):
+        # Prometheus inside the cluster scrapes it without verifying, as KServe's own monitors do.
+        endpoint["scheme"] = "https"
+        endpoint["tlsConfig"] = {"insecureSkipVerify": True}
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
@@ -73,7 +85,11 @@ def render_pod_monitor(name: str, namespace: str, scrape_interval_s: float | Non
     }
 
 
-def pod_monitors(name: str, namespace: str, monitoring: Monitoring | None) -> list[dict[str, Any]]:
+def pod_monitors(
+    name: str, namespace: str, monitoring: Monitoring | None, port: int = SERVING_PORT, tls: bool = False
+) -> list[dict[str, Any]]:
     """The model's PodMonitor, where the operator renders one (None: the cluster serves no PodMonitor,
     or the operator is configured not to render one)."""
-    return [] if monitoring is None else [render_pod_monitor(name, namespace, monitoring.scrape_interval_s)]
+    if monitoring is None:
+        return []
+    return [render_pod_monitor(name, namespace, monitoring.scrape_interval_s, port, tls)]

@@ -323,7 +323,7 @@ def _actions(
     else:
         route_objects = model_routes(resolved, _route(obs, resolved, outcome))
         monitor_objects = [
-            *pod_monitors(obs.name, obs.namespace, obs.monitoring),
+            *pod_monitors(obs.name, obs.namespace, obs.monitoring, platform.pod_port, platform.pod_tls),
             *network_policies(resolved, obs.network),
         ]
         split = Split(outcome.stable, outcome.canary, outcome.weight)

@@ -85,7 +85,9 @@ def render_settled(
     split = Split(resolved.revision)
     platform = platform_of(resolved.spec.serving)
     return Settled(
-        monitors=pod_monitors(resolved.name, resolved.namespace, monitoring),
+        monitors=pod_monitors(
+            resolved.name, resolved.namespace, monitoring, platform.pod_port, platform.pod_tls
+        ),
         policies=network_policies(resolved, network),
         workloads=platform.render(resolved, scale, support, split),
         autoscalers=platform.autoscalers(resolved, resolved.revision, scale, support),

@@ -64,8 +64,10 @@ class ServingPlatform(Protocol):
     # Every kind it creates, the workload's included: the shell lists and watches these.
     kinds: tuple[ChildKind, ...]
     traffic: TrafficMode  # see `TrafficMode`
-    # The port the revision's pods serve on (what a NetworkPolicy must open to its clients).
+    # The port the revision's pods serve on (what a NetworkPolicy opens, where Prometheus scrapes), and
+    # whether they serve it over TLS.
     pod_port: int
+    pod_tls: bool
 
     def problems(self, spec: NLPModelSpec) -> list[Problem]: ...
 

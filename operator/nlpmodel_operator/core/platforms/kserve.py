@@ -72,6 +72,7 @@ class KServePlatform:
     kinds: tuple[ChildKind, ...] = (INFERENCE_SERVICE,)
     traffic: TrafficMode = "router"
     pod_port = SERVING_PORT
+    pod_tls = False
 
     def problems(self, spec: NLPModelSpec) -> list[Problem]:
         return []

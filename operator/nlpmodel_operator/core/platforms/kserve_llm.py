@@ -175,6 +175,7 @@ class KServeLLMPlatform:
     kinds: tuple[ChildKind, ...] = (LLM_INFERENCE_SERVICE,)
     traffic: TrafficMode = "per-revision"
     pod_port = KSERVE_LLM_POD_PORT
+    pod_tls = True
 
     def problems(self, spec: NLPModelSpec) -> list[Problem]:
         problems = []

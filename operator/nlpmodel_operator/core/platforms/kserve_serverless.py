@@ -48,6 +48,7 @@ class KServeServerlessPlatform:
     kinds: tuple[ChildKind, ...] = (INFERENCE_SERVICE,)
     traffic: TrafficMode = "in-place"
     pod_port = SERVING_PORT
+    pod_tls = False
 
     def problems(self, spec: NLPModelSpec) -> list[Problem]:
         if spec.rollout.gpu_surge:

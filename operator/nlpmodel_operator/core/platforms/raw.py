@@ -37,6 +37,7 @@ class RawPlatform:
     kinds: tuple[ChildKind, ...] = (DEPLOYMENT, SERVICE)
     traffic: TrafficMode = "router"
     pod_port = SERVING_PORT
+    pod_tls = False
 
     def owns(self, obj: Mapping[str, Any]) -> bool:
         return obj.get("kind") == DEPLOYMENT.kind
