@@ -186,8 +186,6 @@ def autoscaler_objects(
                 },
             }
         ]
-    assert support.prometheus_url is not None, "unavailable() said so"
-    query, metric_type = metric_query(scaling.metric, namespace, name, revision)
     return [
         {
             "apiVersion": KEDA_API_VERSION,
@@ -201,17 +199,7 @@ def autoscaler_objects(
                 # Scale to zero waits as long as any other scale-down.
                 "cooldownPeriod": scaling.scale_down_delay_seconds,
                 "advanced": {"horizontalPodAutoscalerConfig": {"behavior": _scale_down(scaling)}},
-                "triggers": [
-                    {
-                        "type": "prometheus",
-                        "metricType": metric_type,
-                        "metadata": {
-                            "serverAddress": support.prometheus_url,
-                            "query": query,
-                            "threshold": str(scaling.target_value),
-                        },
-                    }
-                ],
+                "triggers": [prometheus_trigger(scaling, support, namespace, name, revision)],
             },
         }
     ]
@@ -287,3 +275,21 @@ def describe(spec: NLPModelSpec, why_not: str | None, by: str) -> tuple[Conditio
         f"{scaling.min_replicas}-{scaling.max_replicas} replicas on {scaling.metric} "
         f"(target {scaling.target_value}{unit[scaling.metric]} per replica) by {by}{ignored}",
     )
+
+
+def prometheus_trigger(
+    scaling: Scaling, support: ScalingSupport, namespace: str, name: str, revision: str
+) -> dict[str, Any]:
+    """The KEDA trigger on the revision's own LLM metric (our ScaledObject's, and KServe's direct KEDA
+    scaling of an LLMInferenceService)."""
+    assert support.prometheus_url is not None, "unavailable() said so"
+    query, metric_type = metric_query(scaling.metric, namespace, name, revision)
+    return {
+        "type": "prometheus",
+        "metricType": metric_type,
+        "metadata": {
+            "serverAddress": support.prometheus_url,
+            "query": query,
+            "threshold": str(scaling.target_value),
+        },
+    }

@@ -83,7 +83,7 @@ from __future__ import annotations
 import math
 import operator
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
@@ -641,20 +641,28 @@ def _inconclusive_low_traffic(
     )
 
 
-def _finish(check: _Check, summary_parts: Iterable[str]) -> Verdict:
-    values = check.values
-    if check.failures:
+def verdict_summary(
+    failures: Sequence[str], missing: Sequence[str], passed: Iterable[str], notes: Sequence[str]
+) -> tuple[CheckVerdict, str]:
+    """A check's verdict and its one-line summary: fail on any failure, inconclusive where an
+    objective lacked canary data, else pass (with what passed); notes in parentheses."""
+    if failures:
         result: CheckVerdict = "fail"
-        summary = "fail: " + "; ".join(check.failures)
-    elif check.missing:
+        summary = "fail: " + "; ".join(failures)
+    elif missing:
         result = "inconclusive"
-        summary = "inconclusive: no canary data for " + ", ".join(check.missing)
+        summary = "inconclusive: no canary data for " + ", ".join(missing)
     else:
         result = "pass"
-        summary = "pass: " + ", ".join(summary_parts)
-    if check.notes:
-        summary += " (" + "; ".join(check.notes) + ")"
-    return Verdict(result, tuple(check.failures), values, summary, tuple(check.evidence))
+        summary = "pass: " + ", ".join(passed)
+    if notes:
+        summary += " (" + "; ".join(notes) + ")"
+    return result, summary
+
+
+def _finish(check: _Check, summary_parts: Iterable[str]) -> Verdict:
+    result, summary = verdict_summary(check.failures, check.missing, summary_parts, check.notes)
+    return Verdict(result, tuple(check.failures), check.values, summary, tuple(check.evidence))
 
 
 def judge(canary: RevisionSample, stable: RevisionSample | None, objectives: Objectives) -> Verdict:

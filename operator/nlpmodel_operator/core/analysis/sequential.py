@@ -100,6 +100,7 @@ from nlpmodel_operator.core.analysis.judge import (
     _quantile_label,
     binomial_sf,
     normal_sf,
+    verdict_summary,
 )
 
 __all__ = [
@@ -346,17 +347,7 @@ def sequential_judge(
             f"strongest evidence: {strongest.test} {_fmt_p(always_valid_p(strongest))} "
             f"{_over(strongest.checks)}"
         )
-    if run.failures:
-        result: CheckVerdict = "fail"
-        summary = "fail: " + "; ".join(run.failures)
-    elif run.missing:
-        result = "inconclusive"
-        summary = "inconclusive: no canary data for " + ", ".join(run.missing)
-    else:
-        result = "pass"
-        summary = "pass: " + ", ".join(parts)
-    if notes:
-        summary += " (" + "; ".join(notes) + ")"
+    result, summary = verdict_summary(run.failures, run.missing, parts, notes)
     return SequentialVerdict(result, tuple(run.failures), run.values, summary, tuple(state.values()))
 
 

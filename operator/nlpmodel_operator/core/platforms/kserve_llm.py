@@ -29,7 +29,7 @@ from nlpmodel_operator.core.autoscaling import (
     Fixed,
     Scale,
     ScalingSupport,
-    metric_query,
+    prometheus_trigger,
     unavailable,
 )
 from nlpmodel_operator.core.engines import EngineInput, engine_for
@@ -355,17 +355,7 @@ def _scaling(resolved: Resolved, revision: str, scale: Scale, support: ScalingSu
             "metadata": {"value": str(scaling.target_value)},
         }
     else:
-        assert support.prometheus_url is not None, "scaling_unavailable() said so"
-        query, metric_type = metric_query(scaling.metric, resolved.namespace, resolved.name, revision)
-        trigger = {
-            "type": "prometheus",
-            "metricType": metric_type,
-            "metadata": {
-                "serverAddress": support.prometheus_url,
-                "query": query,
-                "threshold": str(scaling.target_value),
-            },
-        }
+        trigger = prometheus_trigger(scaling, support, resolved.namespace, resolved.name, revision)
     keda = {
         "pollingInterval": KEDA_POLLING_INTERVAL_S,
         "cooldownPeriod": scaling.scale_down_delay_seconds,
