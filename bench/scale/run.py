@@ -47,6 +47,7 @@ from kubernetes import client, watch
 from nlpmodel_harness.localplane import OPERATOR_USER, LocalPlane
 from nlpmodel_harness.operatorproc import OperatorProcess
 from nlpmodel_harness.rbac import grant_operator_role
+from nlpmodel_harness.stack import numbered_model
 from nlpmodel_harness.standins import ReadyOnSight, set_inference_service_ready
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.controller.config import OperatorConfig
@@ -66,16 +67,7 @@ OPERATOR_REQUESTS: Final = {
 
 
 def nlpmodel(i: int) -> dict[str, Any]:
-    return {
-        "apiVersion": c.API_VERSION,
-        "kind": c.KIND,
-        "metadata": {"name": f"m{i:04d}", "namespace": NAMESPACE},
-        "spec": {
-            "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct"},
-            "quantization": {"method": "awq"},
-            "resources": {"gpu": {"count": 1, "product": "nvidia-l4"}},
-        },
-    }
+    return numbered_model(i, NAMESPACE)
 
 
 def proc_kib(pid: int, field: str) -> int:

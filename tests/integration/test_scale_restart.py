@@ -24,6 +24,7 @@ from urllib3.exceptions import HTTPError
 from harness import OperatorProcess, run_operator, wait_for
 from nlpmodel_harness.localplane import LocalPlane
 from nlpmodel_harness.rbac import grant_operator_role
+from nlpmodel_harness.stack import numbered_model
 from nlpmodel_harness.standins import ReadyOnSight
 from nlpmodel_operator.api import constants as c
 
@@ -51,16 +52,7 @@ def operator(plane: LocalPlane, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 def nlpmodel(i: int) -> dict[str, Any]:
-    return {
-        "apiVersion": c.API_VERSION,
-        "kind": c.KIND,
-        "metadata": {"name": f"m{i:04d}", "namespace": NAMESPACE},
-        "spec": {
-            "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct"},
-            "quantization": {"method": "awq"},
-            "resources": {"gpu": {"count": 1, "product": "nvidia-l4"}},
-        },
-    }
+    return numbered_model(i, NAMESPACE)
 
 
 def create_all(plane: LocalPlane, indices: range) -> None:

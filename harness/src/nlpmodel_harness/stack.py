@@ -46,6 +46,21 @@ TOKEN_SECONDS: Final = 3 * 3600
 APPLY_ATTEMPTS: Final = 5
 
 
+def numbered_model(i: int, namespace: str) -> dict[str, Any]:
+    """The `i`-th of many small NLPModels (an 8B AWQ model on one L4, the defaults otherwise): what
+    the scale benchmark and the scale fault test create by the thousand."""
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.KIND,
+        "metadata": {"name": f"m{i:04d}", "namespace": namespace},
+        "spec": {
+            "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct"},
+            "quantization": {"method": "awq"},
+            "resources": {"gpu": {"count": 1, "product": "nvidia-l4"}},
+        },
+    }
+
+
 def apply_model(custom: client.CustomObjectsApi, body: dict[str, Any]) -> dict[str, Any]:
     """Create the NLPModel, or replace its spec (what `kubectl apply` does for a whole object).
 
