@@ -264,7 +264,6 @@ class KindInformer:
         self._thread = threading.Thread(
             target=self._run, name=f"informer-{kind.kind}-{scope or 'all'}", daemon=True
         )
-        self.relists = 0  # how often the kind was listed (1 when nothing went wrong)
 
     def start(self) -> None:
         self._thread.start()
@@ -353,7 +352,6 @@ class KindInformer:
 
     def relist(self) -> str:
         objects, resource_version = self._list()
-        self.relists += 1
         self._notify(self.cache.replace_kind(self.kind.kind, self.scope, objects))
         return resource_version
 
@@ -456,12 +454,6 @@ class Informers:
                 return True
             time.sleep(0.05)
         return False
-
-    def relists(self) -> dict[str, int]:
-        return {kind: sum(i.relists for i in started) for kind, started in self._running.items()}
-
-    def watching(self, kind: str) -> bool:
-        return kind in self._running
 
     def stop(self) -> None:
         for started in self._running.values():
