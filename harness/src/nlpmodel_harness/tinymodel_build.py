@@ -3,8 +3,8 @@
     python tinymodel_build.py --out DIR --layers 2 --hidden 64
 
 Nothing is downloaded: the tokenizer is trained on a few sentences, the weights are random (seeded).
-The end-of-sequence id lies outside what the tokenizer produces, so generation runs to max_tokens and
-the cost of a request is its token count times the model's per-token cost: a larger config is slower.
+The model has no end-of-sequence token, so no sampled token ends a request early: generation
+runs to max_tokens (the e2e counts its tokens) and the cost of a request is its token count times the model's per-token cost: a larger config is slower.
 Run by :mod:`nlpmodel_harness.tinymodels`; type-checked with the runtime (torch) like bench/runtime_bnb.
 """
 
@@ -54,7 +54,8 @@ def main() -> int:
         n_layer=args.layers,
         n_head=args.heads,
         bos_token_id=0,
-        eos_token_id=VOCAB - 1,  # never produced by the tokenizer, rarely sampled
+        # None: a random-weight model samples any token in its vocabulary now and then (temperature > 0).
+        eos_token_id=None,
     )
     torch.manual_seed(0)
     model: Any = GPT2LMHeadModel(config)
