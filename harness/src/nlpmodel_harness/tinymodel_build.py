@@ -3,8 +3,9 @@
     python tinymodel_build.py --out DIR --layers 2 --hidden 64
 
 Nothing is downloaded: the tokenizer is trained on a few sentences, the weights are random (seeded).
-The model has no end-of-sequence token, so no sampled token ends a request early: generation
-runs to max_tokens (the e2e counts its tokens) and the cost of a request is its token count times the model's per-token cost: a larger config is slower.
+The model has no end-of-sequence token, so no sampled token ends a request early: generation runs to
+max_tokens (the e2e counts its tokens), and the cost of a request is its token count times the model's
+per-token cost: a larger config is slower.
 Run by :mod:`nlpmodel_harness.tinymodels`; type-checked with the runtime (torch) like bench/runtime_bnb.
 """
 
