@@ -33,6 +33,11 @@ PRICES = Prices(gpu_hour={"nvidia-h100-80gb": 4.5, "nvidia-l4": 0.8}, cpu_hour=0
         pytest.param(
             {"gpuHour": {"nvidia-l4": 0}}, Prices(gpu_hour={"nvidia-l4": 0.0}), id="free-is-a-price"
         ),
+        pytest.param(
+            {"dailyBudgets": {"team-a": 250, "team-b": 0}},
+            Prices(daily_budgets={"team-a": 250.0, "team-b": 0.0}),
+            id="namespace-budgets",
+        ),
     ],
 )
 def test_parse(raw: dict[str, Any] | None, expected: Prices) -> None:
@@ -53,6 +58,9 @@ def test_parse(raw: dict[str, Any] | None, expected: Prices) -> None:
         pytest.param({"gpuHour": [1, 2]}, "pricing.gpuHour must map", id="not-a-map"),
         pytest.param({"gpuHours": {}}, "unknown key(s) gpuHours", id="typo"),
         pytest.param({"currency": 3}, "pricing.currency", id="currency"),
+        pytest.param({"dailyBudgets": {"team-a": -5}}, "pricing.dailyBudgets.team-a", id="budget-negative"),
+        pytest.param({"dailyBudgets": {"team-a": "250"}}, "pricing.dailyBudgets.team-a", id="budget-text"),
+        pytest.param({"dailyBudgets": [250]}, "pricing.dailyBudgets must map", id="budgets-not-a-map"),
     ],
 )
 def test_unusable_prices_are_refused_naming_the_key(raw: dict[str, Any], named: str) -> None:

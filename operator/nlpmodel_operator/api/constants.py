@@ -28,6 +28,9 @@ ANNOTATION_TEMPLATE_HASH: Final = f"{GROUP}/template-hash"
 # Manual rollout control: `nlpctl promote|abort|retry|pause|resume` sets it, the operator acts and clears it.
 ANNOTATION_COMMAND: Final = f"{GROUP}/command"
 COMMANDS: Final = ("promote", "abort", "retry", "pause", "resume")
+# A model's budget per 24 h in the pricing currency ("250"); overrides the chart's pricing.dailyBudgets.
+# An annotation, not a spec field: GitOps specs stay the API, and a budget changes no revision.
+ANNOTATION_DAILY_BUDGET: Final = f"{GROUP}/daily-budget"
 
 # The node label NVIDIA GPU feature discovery sets; the node selector uses it.
 GPU_PRODUCT_NODE_LABEL: Final = "nvidia.com/gpu.product"
@@ -59,6 +62,8 @@ class ConditionType:
     AUTOSCALING: Final = "Autoscaling"
     # Platform kserve-llm: KServe's routing group of the model's LLMInferenceServices (GroupDegraded).
     TRAFFIC_GROUP: Final = "TrafficGroup"
+    # Only while the model carries the daily-budget annotation: whether the operator could read it.
+    BUDGET_VALID: Final = "BudgetValid"
 
 
 class Reason:
@@ -105,3 +110,4 @@ class Reason:
     STOPPED: Final = "Stopped"
     GROUP_HEALTHY: Final = "GroupHealthy"
     GROUP_DEGRADED: Final = "GroupDegraded"
+    INVALID_BUDGET: Final = "InvalidBudget"

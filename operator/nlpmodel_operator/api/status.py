@@ -159,6 +159,34 @@ class StoppedRevision(_Status):
     stopped_at: str = Field(description="When it was stopped (RFC 3339); it is deleted a retention later.")
 
 
+class RevisionShape(_Status):
+    """What one replica of a revision holds, recorded while the revision was the current template: the
+    stable is still priced from it while a canary of another template rolls out."""
+
+    revision: str = Field(description="Revision (template hash).")
+    gpu_product: str | None = Field(default=None, description="GPU product of its pods (none: any card).")
+    gpus: int = Field(default=0, description="GPUs per replica.")
+    cpu: str | None = Field(default=None, max_length=32, description="CPU request per replica.")
+
+
+class SpendStatus(_Status):
+    """What the model's pods cost per hour now and its budget per 24 h (only with prices or a budget
+    configured); the operator exports both as gauges for the NLPModelOverBudget alert."""
+
+    currency: str = Field(max_length=16, description="Currency of the cost and the budget.")
+    cost_per_hour: float | None = Field(
+        default=None, description="Cost per hour of all its revisions' replicas now; unset: not priced."
+    )
+    detail: str = Field(default="", max_length=1024, description="How the cost was computed, or why not.")
+    daily_budget: float | None = Field(default=None, description="Budget per 24 h; unset: none.")
+    budget_source: str | None = Field(
+        default=None, max_length=128, description="Where the budget comes from (annotation or namespace)."
+    )
+    revisions: list[RevisionShape] = Field(
+        default_factory=list, max_length=4, description="What one replica of each live revision holds."
+    )
+
+
 class NLPModelStatus(_Status):
     """Observed state of an NLPModel."""
 
@@ -198,6 +226,9 @@ class NLPModelStatus(_Status):
     endpoint: str | None = Field(default=None, description="In-cluster URL of the model.")
     analysis: AnalysisStatus | None = Field(default=None, description="Canary analysis progress.")
     plan: PlanStatus | None = Field(default=None, description="GPU plan of the current serving template.")
+    spend: SpendStatus | None = Field(
+        default=None, description="Cost per hour and budget (with prices or a budget configured)."
+    )
     history: list[HistoryEntry] = Field(
         default_factory=list, description="Finished rollouts, newest last (bounded)."
     )

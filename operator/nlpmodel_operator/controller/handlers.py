@@ -77,6 +77,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.L
         prometheus_url=config.prometheus_url,
         network=NetworkPolicies(config.network_policies, config.network_policy_prometheus_namespace or None),
         leading=gate.leading if gate is not None else None,
+        prices=config.prices,
     )
     memo.reconciler = reconciler
     loop = asyncio.get_running_loop()

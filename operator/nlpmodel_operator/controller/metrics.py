@@ -88,6 +88,19 @@ class OperatorMetrics:
             ["namespace", "model", "revision", "role"],
             registry=r,
         )
+        # From status.spend (core/spend.py), for the NLPModelOverBudget alert; absent when not priced.
+        self.cost_per_hour = Gauge(
+            "nlpmodel_model_cost_per_hour",
+            "What all the model's replicas cost per hour now (pricing currency); absent when not priced.",
+            ["namespace", "model"],
+            registry=r,
+        )
+        self.daily_budget = Gauge(
+            "nlpmodel_model_daily_budget",
+            "The model's budget per 24 h (its daily-budget annotation, else its namespace's).",
+            ["namespace", "model"],
+            registry=r,
+        )
         self._known: set[tuple[str, str]] = set()
         self._revisions: dict[tuple[str, str], set[tuple[str, str]]] = {}
 
@@ -169,6 +182,18 @@ class OperatorMetrics:
         for phase in Phase.ALL:
             self.phase.labels(namespace, model, phase).set(1 if phase == current else 0)
         self._set_revisions(namespace, model, new)
+        self._set_spend(namespace, model, new.get("spend") or {})
+
+    def _set_spend(self, namespace: str, model: str, spend: Mapping[str, Any]) -> None:
+        for gauge, key in ((self.cost_per_hour, "costPerHour"), (self.daily_budget, "dailyBudget")):
+            value = spend.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                gauge.labels(namespace, model).set(value)
+            else:  # never a guessed 0: no series at all
+                try:
+                    gauge.remove(namespace, model)
+                except KeyError:
+                    continue
 
     def forget(self, namespace: str, model: str) -> None:
         """Drop the per-model gauges of a deleted model."""
@@ -178,3 +203,4 @@ class OperatorMetrics:
             except KeyError:
                 continue
         self._set_revisions(namespace, model, {})
+        self._set_spend(namespace, model, {})

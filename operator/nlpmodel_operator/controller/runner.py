@@ -13,7 +13,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from nlpmodel_operator.api.constants import ANNOTATION_COMMAND, ConditionType, Reason
+from nlpmodel_operator.api.constants import ANNOTATION_COMMAND, ANNOTATION_DAILY_BUDGET, ConditionType, Reason
 from nlpmodel_operator.api.status import read_status, to_json
 from nlpmodel_operator.api.units import format_time
 from nlpmodel_operator.controller.analysis import Analyzer
@@ -24,6 +24,7 @@ from nlpmodel_operator.controller.workqueue import WorkQueue
 from nlpmodel_operator.core.conditions import set_condition
 from nlpmodel_operator.core.networkpolicy import NetworkPolicies
 from nlpmodel_operator.core.observe import other_children, revision_states
+from nlpmodel_operator.core.pricing import Prices
 from nlpmodel_operator.core.reconcile import Decision, Monitoring, Observation, check_request_for, decide
 from nlpmodel_operator.core.records import Action, Apply, ClearCommand, Delete, Event, HandOver, Patch
 from nlpmodel_operator.core.resync import in_flight, model_fingerprint, settled
@@ -73,6 +74,7 @@ class Reconciler:
         prometheus_url: str | None = None,
         leading: Callable[[], bool] | None = None,
         network: NetworkPolicies | None = None,
+        prices: Prices | None = None,
     ) -> None:
         self.kube = kube
         # With several replicas (kopf peering): whether this one is the one that acts (None: always).
@@ -80,6 +82,7 @@ class Reconciler:
         self.monitoring = monitoring  # PodMonitor settings, used where the cluster serves the kind
         self.prometheus_url = prometheus_url  # for KEDA triggers
         self.network = network or NetworkPolicies()  # the cluster's NetworkPolicy defaults
+        self.prices = prices or Prices()  # GPU/CPU-hour prices and namespace budgets (core.spend)
         self.analyzer = analyzer or Analyzer(None)
         self.metrics = metrics or OperatorMetrics()
         self.now = now
@@ -298,6 +301,8 @@ class Reconciler:
             monitoring=self.monitoring if self.monitoring and self.kube.serves_pod_monitors() else None,
             scaling=self.kube.scaling_support(self.prometheus_url),
             network=self.network,
+            prices=self.prices,
+            daily_budget=(meta.get("annotations") or {}).get(ANNOTATION_DAILY_BUDGET),
         )
         return observation, body
 

@@ -8,6 +8,7 @@ variable):
     currency: USD
     gpuHour: {nvidia-h100-80gb: 4.5, nvidia-l4: 0.8}   # per GPU and hour, by spec.resources.gpu.product
     cpuHour: 0.04                                    # optional: per CPU core and hour (the pods' requests)
+    dailyBudgets: {team-a: 250}                      # optional: per namespace, per 24 h (core/spend.py)
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class Prices:
     gpu_hour: Mapping[str, float] = field(default_factory=dict)
     cpu_hour: float | None = None
     currency: str = "USD"
+    # Budget per 24 h of each model in a namespace (a model's annotation overrides it; core/spend.py).
+    daily_budgets: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def configured(self) -> bool:
@@ -50,9 +53,11 @@ def parse_prices(raw: Mapping[str, Any] | None) -> Prices:
         return Prices()
     if "pricing" in raw and isinstance(raw["pricing"], Mapping):
         raw = raw["pricing"]
-    unknown = sorted(set(raw) - {"currency", "gpuHour", "cpuHour"})
+    unknown = sorted(set(raw) - {"currency", "gpuHour", "cpuHour", "dailyBudgets"})
     if unknown:
-        raise PricingError(f"pricing: unknown key(s) {', '.join(unknown)}; known: currency, gpuHour, cpuHour")
+        raise PricingError(
+            f"pricing: unknown key(s) {', '.join(unknown)}; known: currency, gpuHour, cpuHour, dailyBudgets"
+        )
     gpu_hour = raw.get("gpuHour") or {}
     if not isinstance(gpu_hour, Mapping):
         raise PricingError("pricing.gpuHour must map GPU products to prices")
@@ -62,6 +67,9 @@ def parse_prices(raw: Mapping[str, Any] | None) -> Prices:
             f"pricing.gpuHour: unknown GPU product(s) {', '.join(map(str, products))}; "
             f"known: {', '.join(GPU_PRODUCTS)}"
         )
+    budgets = raw.get("dailyBudgets") or {}
+    if not isinstance(budgets, Mapping):
+        raise PricingError("pricing.dailyBudgets must map namespaces to budgets per 24 h")
     cpu_hour = raw.get("cpuHour")
     currency = raw.get("currency") or "USD"
     if not isinstance(currency, str):
@@ -70,6 +78,10 @@ def parse_prices(raw: Mapping[str, Any] | None) -> Prices:
         gpu_hour={name: _price(value, f"pricing.gpuHour.{name}") for name, value in gpu_hour.items()},
         cpu_hour=None if cpu_hour is None else _price(cpu_hour, "pricing.cpuHour"),
         currency=currency,
+        daily_budgets={
+            str(namespace): _price(value, f"pricing.dailyBudgets.{namespace}")
+            for namespace, value in budgets.items()
+        },
     )
 
 

@@ -21,6 +21,7 @@ from nlpmodel_operator.api.status import (
     NLPModelStatus,
     PhaseName,
     PlanStatus,
+    SpendStatus,
     merged,
     read_status,
 )
@@ -41,6 +42,7 @@ from nlpmodel_operator.core.networkpolicy import NetworkPolicies, network_polici
 from nlpmodel_operator.core.ordering import Part, in_order
 from nlpmodel_operator.core.planner import format_bytes
 from nlpmodel_operator.core.platforms import ServingPlatform, Split, platform_of, running, weighted
+from nlpmodel_operator.core.pricing import Prices
 from nlpmodel_operator.core.problems import Problem
 from nlpmodel_operator.core.records import (
     Action,
@@ -56,6 +58,7 @@ from nlpmodel_operator.core.resolve import Resolution, resolve
 from nlpmodel_operator.core.resolved import Resolved
 from nlpmodel_operator.core.rollout import RolloutInput, RolloutOutcome, step_rollout
 from nlpmodel_operator.core.routers import RouteContext, router_for
+from nlpmodel_operator.core.spend import SpendInput, current_shape, spend
 from nlpmodel_operator.core.stopping import Retirement, retire
 from nlpmodel_operator.core.validation import name_problems, parse_spec
 
@@ -82,6 +85,10 @@ class Observation:
     network: NetworkPolicies = field(default_factory=NetworkPolicies)
     # What the cluster offers autoscalers (discovery, configuration); by default everything.
     scaling: ScalingSupport = field(default_factory=ScalingSupport)
+    # The platform team's prices and namespace budgets (the operator's configuration), and the model's
+    # daily-budget annotation if set (`core.spend`).
+    prices: Prices = field(default_factory=Prices)
+    daily_budget: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", read_status(self.status))
@@ -198,6 +205,24 @@ class _Conditions:
     def set(self, type_: str, status: ConditionStatus, reason: str, message: str) -> None:
         self.items = set_condition(self.items, type_, status, reason, message, self.now, self.generation)
 
+    def drop(self, type_: str) -> None:
+        self.items = [item for item in self.items if item.type != type_]
+
+
+def _spend(obs: Observation, conds: _Conditions, resolved: Resolved | None) -> SpendStatus | None:
+    """`status.spend`, and BudgetValid while the model carries a daily-budget annotation."""
+    current = current_shape(resolved.revision, resolved.spec, resolved.plan) if resolved is not None else None
+    found = spend(SpendInput(obs.namespace, obs.prices, obs.daily_budget, obs.revisions, obs.status, current))
+    if not found.annotated:
+        conds.drop(ConditionType.BUDGET_VALID)
+    elif found.budget_problem is not None:
+        conds.set(ConditionType.BUDGET_VALID, "False", Reason.INVALID_BUDGET, found.budget_problem)
+    else:
+        amount = found.status.daily_budget if found.status is not None else None
+        shown = obs.prices.format(amount) if amount is not None else obs.daily_budget
+        conds.set(ConditionType.BUDGET_VALID, "True", Reason.VALID, f"daily budget {shown} per 24 h")
+    return found.status
+
 
 def _invalid(obs: Observation, problems: list[Problem], resolution: Resolution | None) -> Decision:
     """Nothing is applied or deleted: a bad update never takes down what already serves."""
@@ -230,6 +255,7 @@ def _invalid(obs: Observation, problems: list[Problem], resolution: Resolution |
             ConditionType.READY, "False", Reason.INVALID_SPEC, "nothing is deployed until the spec is valid"
         )
         held = NLPModelStatus()
+    spent = _spend(obs, conds, None)  # before the conditions are taken: it sets BudgetValid
     status = NLPModelStatus(
         phase=Phase.READY if state is not None and state.ready else Phase.FAILED,
         observed_generation=obs.generation,
@@ -243,6 +269,7 @@ def _invalid(obs: Observation, problems: list[Problem], resolution: Resolution |
         paused=held.paused,
         failed_revision=old.failed_revision,
         plan=_plan_status(resolution, None) if resolution is not None else None,
+        spend=spent,
         history=old.history,
         stopped_revisions=old.stopped_revisions,
         conditions=conds.items,
@@ -500,6 +527,7 @@ def _status(
         else _service_of(obs.name, stable, serving, resolved.spec)
     )
     counted = serving if serving is not None and serving.replicas is not None else None
+    spent = _spend(obs, conds, resolved)  # before the conditions are taken: it sets BudgetValid
     report = NLPModelStatus(
         phase=phase,
         observed_generation=obs.generation,
@@ -510,6 +538,7 @@ def _status(
         **({"stopped_revisions": retirement.stopped} if retirement.stopped or old.stopped_revisions else {}),
         endpoint=f"http://{front}.{obs.namespace}.svc.cluster.local",
         plan=_plan_status(resolution, resolved.max_model_len),
+        spend=spent,
         conditions=conds.items,
     )
     return merged(rollout, report)
