@@ -114,6 +114,12 @@ BAD_VALUES = [
         "pricing.gpuHour.nvidia-l4: Must be greater than or equal to 0",
     ),
     (["--set", "pricing.cpuHour=-1"], "pricing.cpuHour: Must be greater than or equal to 0"),
+    (
+        ["--set", "pricing.dailyBudgets.team-a=-1"],
+        "pricing.dailyBudgets.team-a: Must be greater than or equal to 0",
+    ),
+    (["--set-string", "pricing.dailyBudgets.team-a=250"], "pricing.dailyBudgets.team-a: Invalid type"),
+    (["--set", "pricing.dailyBudgets.Team_A=1"], "pricing.dailyBudgets: Does not match pattern"),
 ]
 
 
@@ -136,6 +142,16 @@ def test_without_prices_the_operator_prices_nothing(render: Render, monkeypatch:
         if "value" in env:
             monkeypatch.setenv(env["name"], env["value"])
     assert OperatorConfig.from_env().prices == Prices()
+
+
+def test_namespace_budgets_reach_the_operator(render: Render, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pricing.dailyBudgets travels in NLPMODEL_PRICING with the prices (one currency for both)."""
+    docs = render("--set", "pricing.dailyBudgets.team-a=250", "--set", "pricing.currency=EUR")
+    container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    for env in container["env"]:
+        if "value" in env:
+            monkeypatch.setenv(env["name"], env["value"])
+    assert OperatorConfig.from_env().prices == Prices(currency="EUR", daily_budgets={"team-a": 250.0})
 
 
 def test_defaults_and_ci_values_satisfy_the_schema_that_rejects_the_rest(render: Render) -> None:
