@@ -43,6 +43,8 @@ def test_every_alert_has_a_firing_and_a_silent_case() -> None:
         "NLPModelAnalysisUnavailable",
         "NLPModelOperatorReconcileErrors",
         "NLPModelOperatorDown",
+        "NLPModelOverBudget",
+        "NLPModelBudgetForecast",
     }
     assert fired == alert_names()
     assert silent == alert_names()

@@ -386,13 +386,23 @@ def test_monitoring_objects_only_when_asked(render: Render) -> None:
     # The operator's `namespace` label is the model's, not the scrape target's.
     assert monitor["spec"]["endpoints"][0]["honorLabels"] is True
     rule = one(docs, "PrometheusRule")
-    assert rule["spec"] == yaml.safe_load((CHART / "files/alerts/nlpmodel-operator.rules.yaml").read_text())
+    rules_file = (CHART / "files/alerts/nlpmodel-operator.rules.yaml").read_text()
+    assert rule["spec"] == yaml.safe_load(rules_file.replace("RUNBOOKS_URL", "docs/runbooks.md"))
     dashboard = one(docs, "ConfigMap")
     assert dashboard["metadata"]["namespace"] == "monitoring"
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert dashboard["data"]["nlpmodel-operator.json"] == (
         CHART / "files/dashboards/nlpmodel-operator.json"
     ).read_text().rstrip("\n")
+
+
+def test_the_alerts_link_their_runbooks_where_they_are_served(render: Render) -> None:
+    url = "https://docs.example.com/nlpmodel/runbooks.html"
+    docs = render("--set", "prometheusRule.enabled=true", "--set", f"prometheusRule.runbooksUrl={url}")
+    rules = [r for g in one(docs, "PrometheusRule")["spec"]["groups"] for r in g["rules"]]
+    links = {r["alert"]: r["annotations"]["runbook_url"] for r in rules if "runbook_url" in r["annotations"]}
+    assert links["NLPModelOverBudget"] == f"{url}#nlpmodeloverbudget"
+    assert links["NLPModelBudgetForecast"] == f"{url}#nlpmodelbudgetforecast"
 
 
 # --------------------------------------------------------------------------- runtimes and copies
