@@ -4,7 +4,9 @@ is current and that every query parses and joins as intended.
 
 Per model: phase, canary weight, TTFT and ITL p95 and error ratio of the stable vs the canary revision
 (the model servers' metrics joined with `nlpmodel_revision_info` for the role), rollouts and rollbacks,
-analysis verdicts; and the operator's own reconcile health.
+analysis verdicts; token economics by revision (cost per 1M tokens, tokens per request, prefix cache hit
+rate), the model's cost per hour and its spend against its daily budget; and the operator's own
+reconcile health.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from nlpmodel_operator.core.analysis.queries import (
     TTFT_SECONDS,
 )
 
-__all__ = ["RANGE", "RATE_INTERVAL", "dashboard", "queries", "role_join"]
+__all__ = ["RANGE", "RATE_INTERVAL", "REVISION_ECONOMICS", "dashboard", "queries", "role_join", "spend_24h"]
 
 UID: Final = "nlpmodel-operator"
 RATE_INTERVAL: Final = "$__rate_interval"
@@ -32,6 +34,24 @@ DATASOURCE: Final = {"type": "prometheus", "uid": "${datasource}"}
 _OPERATOR = 'namespace=~"$namespace", model=~"$model"'
 _SERVERS = f'{TARGET_LABEL_NAMESPACE}=~"$namespace", {TARGET_LABEL_MODEL}=~"$model"'
 _BY_REVISION = f"{TARGET_LABEL_NAMESPACE}, {TARGET_LABEL_MODEL}, {TARGET_LABEL_REVISION}"
+
+# The operator's per-revision token economics (issue 19: measured over the analysis window), labels
+# namespace, model, revision. Kept here, in one place: tests/chart checks that the operator exports
+# exactly these names with exactly those labels once it exports any of them.
+COST_PER_MILLION_TOKENS: Final = "nlpmodel_revision_cost_per_million_tokens"
+PROMPT_TOKENS_PER_REQUEST: Final = "nlpmodel_revision_prompt_tokens_per_request"
+GENERATION_TOKENS_PER_REQUEST: Final = "nlpmodel_revision_generation_tokens_per_request"
+PREFIX_CACHE_HIT_RATIO: Final = "nlpmodel_revision_prefix_cache_hit_ratio"
+REVISION_ECONOMICS: Final = (
+    "nlpmodel_revision_tokens_per_second",
+    PROMPT_TOKENS_PER_REQUEST,
+    GENERATION_TOKENS_PER_REQUEST,
+    PREFIX_CACHE_HIT_RATIO,
+    COST_PER_MILLION_TOKENS,
+    "nlpmodel_revision_cost_per_request",
+)
+COST_PER_HOUR: Final = "nlpmodel_model_cost_per_hour"
+DAILY_BUDGET: Final = "nlpmodel_model_daily_budget"
 
 
 def role_join(expr: str) -> str:
@@ -43,6 +63,39 @@ def role_join(expr: str) -> str:
         f'"{TARGET_LABEL_REVISION}", "$1", "revision", "(.*)")'
     )
     return f"({expr}) * on ({_BY_REVISION}) group_left (role) ({roles})"
+
+
+def _with_role(expr: str) -> str:
+    """An operator gauge by namespace, model and revision, with each revision's role."""
+    return (
+        f"({expr}) * on (namespace, model, revision) group_left (role) "
+        f"(max by (namespace, model, revision, role) (nlpmodel_revision_info{{{_OPERATOR}}}))"
+    )
+
+
+def _by_revision(gauge: str) -> str:
+    return _with_role(f"max by (namespace, model, revision) ({gauge}{{{_OPERATOR}}})")
+
+
+def spend_24h(selector: str = "") -> str:
+    """A model's spend over the last 24 h: its cost per hour integrated on a 5-minute grid (each point
+    counts 1/12 h). The NLPModelOverBudget alert uses the same expression (a test holds them equal)."""
+    gauge = f"{COST_PER_HOUR}{{{selector}}}" if selector else COST_PER_HOUR
+    return f"sum_over_time((max by (namespace, model) ({gauge}))[24h:5m]) / 12"
+
+
+def _tokens_per_request() -> str:
+    prompt = f'label_replace({_by_revision(PROMPT_TOKENS_PER_REQUEST)}, "tokens", "prompt", "", "")'
+    generation = (
+        f'label_replace({_by_revision(GENERATION_TOKENS_PER_REQUEST)}, "tokens", "generation", "", "")'
+    )
+    return f"{prompt} or {generation}"
+
+
+def _spend_vs_budget() -> str:
+    spend = f'label_replace({spend_24h(_OPERATOR)}, "series", "spend (24 h)", "", "")'
+    budget = f'label_replace(max by (namespace, model) ({DAILY_BUDGET}{{{_OPERATOR}}}), "series", "budget", "", "")'
+    return f"{spend} or {budget}"
 
 
 def _p95(family: str) -> str:
@@ -79,6 +132,11 @@ def queries() -> dict[str, str]:
             f"sum by (namespace, model, verdict) "
             f"(increase(nlpmodel_analysis_checks_total{{{_OPERATOR}}}[{RATE_INTERVAL}]))"
         ),
+        "Cost per 1M tokens by revision": _by_revision(COST_PER_MILLION_TOKENS),
+        "Tokens per request by revision": _tokens_per_request(),
+        "Prefix cache hit rate by revision": _by_revision(PREFIX_CACHE_HIT_RATIO),
+        "Model cost per hour": f"max by (namespace, model) ({COST_PER_HOUR}{{{_OPERATOR}}})",
+        "Spend (24 h) vs daily budget": _spend_vs_budget(),
         "Operator reconcile p95": (
             f"histogram_quantile(0.95, sum by (le) (rate(nlpmodel_reconcile_duration_seconds_bucket[{RATE_INTERVAL}])))"
         ),
@@ -94,6 +152,11 @@ _LEGENDS: Final = {
     "Analysis checks by verdict": "{{model}} {{verdict}}",
     "Operator reconcile p95": "p95",
     "Operator reconcile errors": "{{reason}}",
+    "Cost per 1M tokens by revision": "{{model}} {{role}} {{revision}}",
+    "Tokens per request by revision": "{{model}} {{role}} {{revision}} {{tokens}}",
+    "Prefix cache hit rate by revision": "{{model}} {{role}} {{revision}}",
+    "Model cost per hour": "{{namespace}}/{{model}}",
+    "Spend (24 h) vs daily budget": "{{namespace}}/{{model}} {{series}}",
 }
 _UNITS: Final = {
     "Canary weight": "percent",
@@ -102,6 +165,7 @@ _UNITS: Final = {
     "Error ratio: stable vs canary": "percentunit",
     "Operator reconcile p95": "s",
     "Operator reconcile errors": "ops",
+    "Prefix cache hit rate by revision": "percentunit",
 }
 _TABLES: Final = ("Phase", "Rollbacks by reason", "Rollouts by outcome")
 
@@ -155,7 +219,10 @@ def dashboard() -> dict[str, Any]:
     return {
         "uid": UID,
         "title": "NLPModel rollouts",
-        "description": "Per model: phase, canary weight, stable vs canary latency and errors, rollbacks.",
+        "description": (
+            "Per model: phase, canary weight, stable vs canary latency and errors, rollbacks; cost per 1M "
+            "tokens, tokens per request and cache hit rate by revision; cost per hour and spend vs budget."
+        ),
         "tags": ["nlpmodel", "llm", "vllm"],
         "editable": True,
         "schemaVersion": 39,

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 from chartlib import run
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics import MetricWrapperBase
 
 from hack.chartsync import CHART
-from hack.dashboard import RANGE, RATE_INTERVAL, dashboard, queries
+from hack.dashboard import RANGE, RATE_INTERVAL, REVISION_ECONOMICS, dashboard, queries, spend_24h
+from nlpmodel_operator.controller.metrics import OperatorMetrics
+from nlpmodel_operator.core.analysis.queries import TARGET_LABEL_MODEL, TARGET_LABEL_REVISION
 
 RULES = CHART / "files" / "alerts" / "nlpmodel-operator.rules.yaml"
 ALERT_TESTS = Path(__file__).with_name("alerts.test.yaml")
@@ -139,6 +144,115 @@ def test_latency_is_split_into_stable_and_canary(promtool: Path, tmp_path: Path)
         ],
     }
     path = tmp_path / "join.test.yaml"
+    path.write_text(yaml.safe_dump(tests))
+    proc = run([promtool, "test", "rules", path])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------------------------- names the panels use
+
+
+def operator_metrics() -> dict[str, tuple[str, ...]]:
+    """Every series name the operator exports (counters with _total, histograms with their parts) →
+    its label names."""
+    exported: dict[str, tuple[str, ...]] = {}
+    for metric in vars(OperatorMetrics(CollectorRegistry())).values():
+        if not isinstance(metric, MetricWrapperBase):
+            continue
+        name, labels = metric._name, tuple(metric._labelnames)  # no public accessor
+        suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}.get(
+            metric._type, ("",)
+        )
+        exported |= {name + suffix: labels for suffix in suffixes}
+    return exported
+
+
+def test_every_operator_metric_a_panel_or_an_alert_names_is_exported() -> None:
+    """A renamed or misspelt gauge would leave a panel empty without any error. The per-revision token
+    economics (REVISION_ECONOMICS) are exported by the cost measurement of issue 19; until that lands
+    they are the only names allowed to be missing."""
+    alerts = yaml.safe_load(RULES.read_text())["groups"]
+    exprs = [*queries().values(), *(r["expr"] for g in alerts for r in g["rules"])]
+    labels = {TARGET_LABEL_MODEL, TARGET_LABEL_REVISION}  # the model servers' target labels, not metrics
+    named = {m for expr in exprs for m in re.findall(r"\bnlpmodel_[a-z_]+", expr)} - labels
+    missing = named - set(operator_metrics())
+    assert missing <= set(REVISION_ECONOMICS), sorted(missing)
+
+
+def test_the_revision_economics_are_exported_all_together_by_revision() -> None:
+    """Once the operator exports any of them, it exports all, with the labels the panels join on."""
+    exported = operator_metrics()
+    present = {name: exported[name] for name in REVISION_ECONOMICS if name in exported}
+    if present:
+        assert set(present) == set(REVISION_ECONOMICS)
+        assert {set(labels) == {"namespace", "model", "revision"} for labels in present.values()} == {True}
+
+
+def test_the_budget_alert_and_the_dashboard_count_spend_alike() -> None:
+    over_budget = next(
+        r
+        for g in yaml.safe_load(RULES.read_text())["groups"]
+        for r in g["rules"]
+        if r.get("alert") == "NLPModelOverBudget"
+    )
+    assert over_budget["expr"].startswith(spend_24h() + " > on (namespace, model)")
+
+
+def test_cost_panels_join_the_operator_gauges_with_the_role(promtool: Path, tmp_path: Path) -> None:
+    """The per-revision gauges get each revision's role; spend and budget come out side by side."""
+    operator = 'namespace="ml", model="chat"'
+    series = [
+        {
+            "series": f'nlpmodel_revision_cost_per_million_tokens{{{operator}, revision="aaaa1111"}}',
+            "values": "2x30",
+        },
+        {
+            "series": f'nlpmodel_revision_cost_per_million_tokens{{{operator}, revision="bbbb2222"}}',
+            "values": "4x30",
+        },
+        {
+            "series": f'nlpmodel_revision_info{{{operator}, revision="aaaa1111", role="stable"}}',
+            "values": "1x30",
+        },
+        {
+            "series": f'nlpmodel_revision_info{{{operator}, revision="bbbb2222", role="canary"}}',
+            "values": "1x30",
+        },
+        {"series": f"nlpmodel_model_cost_per_hour{{{operator}}}", "values": "12x30"},
+        {"series": f"nlpmodel_model_daily_budget{{{operator}}}", "values": "250x30"},
+    ]
+    cost = as_prometheus(queries()["Cost per 1M tokens by revision"])
+    spend = as_prometheus(queries()["Spend (24 h) vs daily budget"])
+    tests = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "promql_expr_test": [
+                    {
+                        "expr": cost,
+                        "eval_time": "30m",
+                        "exp_samples": [
+                            {"labels": f'{{{operator}, revision="aaaa1111", role="stable"}}', "value": 2},
+                            {"labels": f'{{{operator}, revision="bbbb2222", role="canary"}}', "value": 4},
+                        ],
+                    },
+                    {
+                        # 7 points of the 5-minute grid (0 to 30 minutes) at 12 per hour: 7.
+                        "expr": spend,
+                        "eval_time": "30m",
+                        "exp_samples": [
+                            {"labels": f'{{{operator}, series="spend (24 h)"}}', "value": 7},
+                            {"labels": f'{{{operator}, series="budget"}}', "value": 250},
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "cost.test.yaml"
     path.write_text(yaml.safe_dump(tests))
     proc = run([promtool, "test", "rules", path])
     assert proc.returncode == 0, proc.stdout + proc.stderr
