@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.api.status import NLPModelStatus, RevisionShape, to_json
+from nlpmodel_operator.cli.statusview import format_status, spend_rows
 from nlpmodel_operator.controller.metrics import OperatorMetrics
 from nlpmodel_operator.core.conditions import find
 from nlpmodel_operator.core.pricing import Prices
@@ -294,3 +296,63 @@ def test_status_spend_round_trips() -> None:
         "revisions": [{"revision": "a", "gpus": 0}],
     }
     assert to_json(NLPModelStatus.model_validate({"spend": spend}))["spend"] == spend
+
+
+# ------------------------------------------------------------------------- nlpctl status
+
+NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("spend", "rows"),
+    [
+        pytest.param(None, [], id="not-configured"),
+        pytest.param(
+            {
+                "currency": "USD",
+                "costPerHour": 13.5,
+                "detail": "a: 3 × (1 × nvidia-h100-80gb at 4.50 USD/GPU-hour)",
+            },
+            [("cost / hour", "13.50 USD (a: 3 × (1 × nvidia-h100-80gb at 4.50 USD/GPU-hour))")],
+            id="cost",
+        ),
+        pytest.param(
+            {
+                "currency": "EUR",
+                "costPerHour": 12,
+                "detail": "x",
+                "dailyBudget": 250,
+                "budgetSource": "annotation serving.nlpmodel.dev/daily-budget",
+            },
+            [
+                ("cost / hour", "12.00 EUR (x)"),
+                (
+                    "budget",
+                    "250.00 EUR per 24 h (annotation serving.nlpmodel.dev/daily-budget); "
+                    "at the current cost 288.00 EUR per 24 h",
+                ),
+            ],
+            id="cost-and-budget",
+        ),
+        pytest.param(
+            {
+                "currency": "USD",
+                "detail": "no cost: no prices configured (chart values pricing)",
+                "dailyBudget": 1000,
+                "budgetSource": "pricing.dailyBudgets.ml",
+            },
+            [
+                ("cost / hour", "unknown: no cost: no prices configured (chart values pricing)"),
+                ("budget", "1,000.00 USD per 24 h (pricing.dailyBudgets.ml)"),
+            ],
+            id="budget-without-prices",
+        ),
+        pytest.param({"currency": "USD", "costPerHour": "lots", "dailyBudget": True}, [], id="junk"),
+    ],
+)
+def test_status_shows_cost_and_budget(spend: Any, rows: list[tuple[str, str]]) -> None:
+    assert spend_rows(spend) == rows
+    text = format_status({"phase": "Ready", "spend": spend}, {}, NOW)
+    for key, value in rows:
+        assert f"{key}" in text
+        assert value in text

@@ -203,6 +203,35 @@ def routing(serving: Any) -> str:
     return f"{parsed.router} on {parsed.platform}: {router_for(parsed.router).describe(parsed)}"
 
 
+def _amount(value: object, currency: str) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return f"{value:,.2f} {currency}"
+
+
+def spend_rows(spend: object) -> list[tuple[str, str]]:
+    """The model's cost per hour and its daily budget (`status.spend`, written only where the platform
+    team configured prices or a budget)."""
+    if not isinstance(spend, Mapping):
+        return []
+    currency = str(spend.get("currency") or "")
+    detail = str(spend.get("detail") or "")
+    rows = []
+    cost = _amount(spend.get("costPerHour"), currency)
+    if cost is not None:
+        rows.append(("cost / hour", f"{cost} ({detail})" if detail else cost))
+    elif detail:
+        rows.append(("cost / hour", f"unknown: {detail}"))
+    budget = _amount(spend.get("dailyBudget"), currency)
+    if budget is not None:
+        text = f"{budget} per 24 h ({spend.get('budgetSource') or 'configured'})"
+        per_day = _amount((spend.get("costPerHour") or 0) * 24, currency) if cost is not None else None
+        if per_day is not None:
+            text += f"; at the current cost {per_day} per 24 h"
+        rows.append(("budget", text))
+    return rows
+
+
 def format_status(
     status: Mapping[str, Any],
     spec: Mapping[str, Any],
@@ -283,6 +312,7 @@ def format_status(
         rows.append(("pending", f"{pending} (requested; the operator has not acted on it yet)"))
     if endpoint := _str(status, "endpoint"):
         rows.append(("endpoint", endpoint))
+    rows += spend_rows(status.get("spend"))
     width = max(len(key) for key, _ in rows)
     lines = [f"{key.ljust(width)}  {value}" for key, value in rows]
 
