@@ -57,7 +57,7 @@ def running(revision: str, replicas: int | None) -> RevisionState:
             [("stable01", None)],
             [H100_TP1],
             None,
-            "replicas of revision stable01",
+            "revision stable01 reports no replica count and an autoscaler owns it",
             id="replicas-unknown",
         ),
         pytest.param(
@@ -112,6 +112,15 @@ def test_cost_per_hour(
     cost = cost_per_hour(prices, {r: running(r, n) for r, n in revisions}, shapes)
     assert cost.per_hour == (None if expected is None else pytest.approx(expected))
     assert detail in cost.detail
+
+
+def test_a_platform_without_replica_counts_is_priced_at_the_count_the_operator_applies() -> None:
+    """KServe's InferenceService reports no replicas: the fixed counts the operator applies stand in;
+    a reported count wins, and a revision with neither (autoscaled) leaves the model unpriced."""
+    revisions = {"stable01": running("stable01", None), "canary02": running("canary02", 1)}
+    shapes = [H100_TP1, H100_TP2]
+    assert cost_per_hour(PRICES, revisions, shapes, {"stable01": 3, "canary02": 5}).per_hour == 22.5
+    assert cost_per_hour(PRICES, revisions, shapes, {"canary02": 1}).per_hour is None
 
 
 @pytest.mark.parametrize(
@@ -230,6 +239,25 @@ def test_the_stable_of_an_earlier_template_is_priced_by_its_recorded_shape() -> 
     spend = to_json(d.status)["spend"]
     assert spend["costPerHour"] == 22.5  # 2 × 2 H100 + 1 × 1 H100 at 4.5
     assert {s["revision"] for s in spend["revisions"]} == {OLD, REV}
+
+
+def inference_service(revision: str) -> RevisionState:
+    """KServe reports readiness, not replicas."""
+    ref = ChildRef("serving.kserve.io/v1beta1", "InferenceService", f"chat-{revision}")
+    return RevisionState(revision, (ref,), True)
+
+
+def test_kserve_fixed_replicas_are_priced_and_autoscaled_ones_are_not() -> None:
+    fixed = {**SPEC, "scaling": {"replicas": 3}}
+    rev = revision_hash(NLPModelSpec.model_validate(fixed))
+    d = decide(observe({"stableRevision": rev}, [inference_service(rev)], spec=fixed))
+    assert to_json(d.status)["spend"]["costPerHour"] == 13.5
+    autoscaled = {**SPEC, "scaling": {"minReplicas": 1, "maxReplicas": 4}}
+    rev = revision_hash(NLPModelSpec.model_validate(autoscaled))
+    d = decide(observe({"stableRevision": rev}, [inference_service(rev)], spec=autoscaled))
+    spend = to_json(d.status)["spend"]
+    assert "costPerHour" not in spend
+    assert "an autoscaler owns it" in spend["detail"]
 
 
 def test_without_prices_or_budget_nothing_is_written() -> None:

@@ -209,10 +209,16 @@ class _Conditions:
         self.items = [item for item in self.items if item.type != type_]
 
 
-def _spend(obs: Observation, conds: _Conditions, resolved: Resolved | None) -> SpendStatus | None:
+def _spend(
+    obs: Observation,
+    conds: _Conditions,
+    resolved: Resolved | None,
+    applied: Mapping[str, int] | None = None,
+) -> SpendStatus | None:
     """`status.spend`, and BudgetValid while the model carries a daily-budget annotation."""
     current = current_shape(resolved.revision, resolved.spec, resolved.plan) if resolved is not None else None
-    found = spend(SpendInput(obs.namespace, obs.prices, obs.daily_budget, obs.revisions, obs.status, current))
+    observed = (obs.namespace, obs.prices, obs.daily_budget, obs.revisions, obs.status)
+    found = spend(SpendInput(*observed, current, applied or {}))
     if not found.annotated:
         conds.drop(ConditionType.BUDGET_VALID)
     elif found.budget_problem is not None:
@@ -331,9 +337,7 @@ def _actions(
     platform = platform_of(spec.serving)
     support = obs.scaling
     stable_state = obs.revisions.get(outcome.stable)
-    lent = (outcome.sizing.canary or 0) if outcome.sizing.stable is not None else 0
-    possible = platform.scaling_unavailable(spec, support) is None
-    stable_scale = serving_scale(spec, outcome.sizing.stable, lent, possible)
+    stable_scale = _stable_scale(obs, resolved, outcome)
     resize: list[Action] = []
     handover: list[Action] = []
     weights: list[Action] = []  # a "per-revision" platform's stable, not re-rendered, at its share
@@ -413,6 +417,25 @@ def _actions(
     if outcome.command_done and obs.command is not None:
         ordered.append(ClearCommand(obs.command))
     return ordered
+
+
+def _stable_scale(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> Scale:
+    spec = resolved.spec
+    lent = (outcome.sizing.canary or 0) if outcome.sizing.stable is not None else 0
+    possible = platform_of(spec.serving).scaling_unavailable(spec, obs.scaling) is None
+    return serving_scale(spec, outcome.sizing.stable, lent, possible)
+
+
+def _applied_replicas(obs: Observation, resolved: Resolved, outcome: RolloutOutcome) -> dict[str, int]:
+    """The replica counts the operator itself applies (none where an autoscaler owns the count): what
+    a revision runs where its platform does not report replicas (KServe's InferenceService)."""
+    applied: dict[str, int] = {}
+    scale = _stable_scale(obs, resolved, outcome)
+    if isinstance(scale, Fixed):
+        applied[outcome.stable] = scale.replicas
+    if outcome.canary is not None:
+        applied[outcome.canary] = outcome.sizing.canary or 1  # as `_actions` renders it
+    return applied
 
 
 def _stable_share(state: RevisionState, spec: NLPModelSpec, weight: int) -> list[Action]:
@@ -527,7 +550,8 @@ def _status(
         else _service_of(obs.name, stable, serving, resolved.spec)
     )
     counted = serving if serving is not None and serving.replicas is not None else None
-    spent = _spend(obs, conds, resolved)  # before the conditions are taken: it sets BudgetValid
+    # Before the conditions are taken: it sets BudgetValid.
+    spent = _spend(obs, conds, resolved, _applied_replicas(obs, resolved, outcome))
     report = NLPModelStatus(
         phase=phase,
         observed_generation=obs.generation,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.spec import NLPModelSpec
@@ -100,17 +100,22 @@ def cost_per_hour(
     prices: Prices,
     revisions: Mapping[str, RevisionState],
     shapes: Sequence[RevisionShape],
+    applied: Mapping[str, int] | None = None,
 ) -> Cost:
-    """What every revision's observed replicas cost per hour together, priced by each one's shape."""
+    """What every revision's observed replicas cost per hour together, priced by each one's shape.
+
+    applied: the counts the operator applies itself, for a revision whose platform reports none (an
+    autoscaled one has none: its count is unknown then)."""
     if not prices.configured:
         return Cost(None, "no cost: no prices configured (chart values pricing)")
     by_revision = {s.revision: s for s in shapes}
     total, parts = 0.0, []
     for name, state in sorted(revisions.items()):
-        if state.replicas == 0:
+        replicas = state.replicas if state.replicas is not None else (applied or {}).get(name)
+        if replicas == 0 or state.stopped:
             continue  # scaled to zero (or stopped): nothing runs, whatever it would cost
-        if state.replicas is None:
-            return Cost(None, f"no cost: the replicas of revision {name} are not known yet")
+        if replicas is None:
+            return Cost(None, f"no cost: revision {name} reports no replica count and an autoscaler owns it")
         shape = by_revision.get(name)
         if shape is None:
             return Cost(
@@ -121,8 +126,8 @@ def cost_per_hour(
         replica = replica_cost(prices, shape.gpu_product, shape.gpus, shape.cpu)
         if replica.per_replica is None:
             return Cost(None, f"revision {name}: {replica.detail}")
-        total += replica.per_replica * state.replicas
-        parts.append(f"{name}: {state.replicas} × ({replica.detail})")
+        total += replica.per_replica * replicas
+        parts.append(f"{name}: {replicas} × ({replica.detail})")
     if not parts:
         return Cost(0.0, "no replicas running")
     return Cost(total, "; ".join(parts))
@@ -146,6 +151,7 @@ class SpendInput:
     revisions: Mapping[str, RevisionState]
     old: NLPModelStatus
     current: RevisionShape | None  # None: the spec cannot be resolved now
+    applied: Mapping[str, int] = field(default_factory=dict)  # replica counts the operator applies
 
 
 @dataclass(frozen=True)
@@ -163,7 +169,7 @@ def spend(given: SpendInput) -> Spend:
         return Spend(None, budget.problem, annotated)
     recorded = given.old.spend.revisions if given.old.spend is not None else []
     shapes = kept_shapes(given.current, recorded, sorted(given.revisions))
-    cost = cost_per_hour(given.prices, given.revisions, shapes)
+    cost = cost_per_hour(given.prices, given.revisions, shapes, given.applied)
     status = SpendStatus(
         currency=given.prices.currency,
         cost_per_hour=None if cost.per_hour is None else round(cost.per_hour, COST_DIGITS),
