@@ -51,6 +51,14 @@ def running(revision: str, replicas: int | None) -> RevisionState:
         ),
         pytest.param(PRICES, [("stable01", 3)], [H100_TP1], 13.5, "3 × (1 × nvidia-h100-80gb", id="one"),
         pytest.param(PRICES, [("stable01", 0)], [H100_TP1], 0.0, "no replicas running", id="zero-replicas"),
+        pytest.param(
+            Prices(gpu_hour={"nvidia-l4": 0.8}),
+            [("stable01", 0)],
+            [H100_TP1],
+            None,
+            "no GPU-hour price configured for nvidia-h100-80gb",
+            id="unpriced-at-zero-replicas",
+        ),
         pytest.param(PRICES, [], [], 0.0, "no replicas running", id="no-revisions"),
         pytest.param(
             PRICES,

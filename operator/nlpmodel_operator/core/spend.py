@@ -109,6 +109,10 @@ def cost_per_hour(
     if not prices.configured:
         return Cost(None, "no cost: no prices configured (chart values pricing)")
     by_revision = {s.revision: s for s in shapes}
+    for shape in shapes:  # even at zero replicas: a model whose GPUs have no price costs nothing known
+        unpriced = replica_cost(prices, shape.gpu_product, shape.gpus, shape.cpu)
+        if unpriced.per_replica is None:
+            return Cost(None, f"revision {shape.revision}: {unpriced.detail}")
     total, parts = 0.0, []
     for name, state in sorted(revisions.items()):
         replicas = state.replicas if state.replicas is not None else (applied or {}).get(name)
