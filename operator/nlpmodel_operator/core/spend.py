@@ -109,10 +109,10 @@ def cost_per_hour(
     if not prices.configured:
         return Cost(None, "no cost: no prices configured (chart values pricing)")
     by_revision = {s.revision: s for s in shapes}
-    for shape in shapes:  # even at zero replicas: a model whose GPUs have no price costs nothing known
-        unpriced = replica_cost(prices, shape.gpu_product, shape.gpus, shape.cpu)
+    for known in shapes:  # even at zero replicas: a model whose GPUs have no price costs nothing known
+        unpriced = replica_cost(prices, known.gpu_product, known.gpus, known.cpu)
         if unpriced.per_replica is None:
-            return Cost(None, f"revision {shape.revision}: {unpriced.detail}")
+            return Cost(None, f"revision {known.revision}: {unpriced.detail}")
     total, parts = 0.0, []
     for name, state in sorted(revisions.items()):
         replicas = state.replicas if state.replicas is not None else (applied or {}).get(name)
@@ -124,8 +124,9 @@ def cost_per_hour(
         if shape is None:
             return Cost(
                 None,
-                f"no cost: what one replica of revision {name} holds is unknown (it was deployed "
-                "before prices were configured; it is priced once it is the current template)",
+                f"no cost: what one replica of revision {name} holds is unknown (it was deployed before "
+                "prices or a budget were configured, or by an older operator); the model is priced "
+                "again once that revision is gone",
             )
         replica = replica_cost(prices, shape.gpu_product, shape.gpus, shape.cpu)
         if replica.per_replica is None:
