@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry
 
+from nlpmodel_operator.api.constants import ANNOTATION_DAILY_BUDGET
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.api.status import NLPModelStatus, RevisionShape, to_json
 from nlpmodel_operator.cli.statusview import format_status, spend_rows
@@ -392,3 +397,36 @@ def test_status_shows_cost_and_budget(spend: Any, rows: list[tuple[str, str]]) -
     for key, value in rows:
         assert f"{key}" in text
         assert value in text
+
+
+# ------------------------------------------------------------------------- nlpctl validate
+
+
+@pytest.mark.parametrize(
+    ("budget", "code", "expected"),
+    [
+        ("250", 0, "chat: valid"),
+        (
+            "250 EUR",
+            1,
+            "chat: metadata.annotations.serving.nlpmodel.dev/daily-budget: annotation "
+            "serving.nlpmodel.dev/daily-budget='250 EUR' is not a number",
+        ),
+        ("-3", 1, "must be a finite amount of at least 0"),
+    ],
+)
+def test_validate_reads_the_budget_annotation(tmp_path: Path, budget: str, code: int, expected: str) -> None:
+    body = {
+        "apiVersion": "serving.nlpmodel.dev/v1alpha1",
+        "kind": "NLPModel",
+        "metadata": {"name": "chat", "namespace": "ml", "annotations": {ANNOTATION_DAILY_BUDGET: budget}},
+        "spec": SPEC,
+    }
+    path = tmp_path / "model.yaml"
+    path.write_text(yaml.safe_dump(body))
+    nlpctl = Path(sys.executable).with_name("nlpctl")
+    result = subprocess.run(
+        [str(nlpctl), "validate", str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == code, result.stdout + result.stderr
+    assert expected in result.stdout

@@ -25,6 +25,7 @@ from nlpmodel_operator.api.status import NLPModelStatus, RevisionShape, SpendSta
 from nlpmodel_operator.core import planner
 from nlpmodel_operator.core.hostresources import host_requests
 from nlpmodel_operator.core.pricing import Prices, replica_cost
+from nlpmodel_operator.core.problems import Problem
 from nlpmodel_operator.core.records import RevisionState
 
 # Shapes kept in status: the live revisions (stable, canary) and a few that are being retired.
@@ -52,6 +53,21 @@ def parse_budget(text: str, currency: str) -> float:
             f"({currency} per 24 h), {example}"
         )
     return amount
+
+
+def annotation_problems(body: object) -> list[Problem]:
+    """A daily-budget annotation the operator could not read, as `nlpctl validate` reports it (the
+    operator itself carries on: BudgetValid=False)."""
+    metadata = body.get("metadata") if isinstance(body, Mapping) else None
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    text = annotations.get(c.ANNOTATION_DAILY_BUDGET) if isinstance(annotations, Mapping) else None
+    if text is None:
+        return []
+    try:
+        parse_budget(str(text), "the pricing currency")
+    except BudgetError as exc:
+        return [Problem(f"metadata.annotations.{c.ANNOTATION_DAILY_BUDGET}", str(exc))]
+    return []
 
 
 @dataclass(frozen=True)
