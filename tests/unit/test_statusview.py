@@ -416,3 +416,17 @@ def test_format_status_tolerates_junk() -> None:
     text = format_status(junk, {"rollout": {"steps": "many"}}, NOW)
     assert "canary     5e6f7a8b at ?%, step unknown" in text
     assert text.endswith("  REVISION  OUTCOME  WHEN        REASON\n  r                  not a time\n")
+
+
+def test_each_stopped_revision_is_shown_once() -> None:
+    status = {
+        "phase": "Ready",
+        "stableRevision": "1a2b3c4d",
+        "stoppedRevisions": [
+            {"revision": "0f0f0f0f", "stoppedAt": (NOW - timedelta(minutes=3)).isoformat()},
+            {"revision": "0e0e0e0e", "stoppedAt": (NOW - timedelta(minutes=9)).isoformat()},
+        ],
+    }
+    text = format_status(status, {}, NOW)
+    stopped = [line for line in text.splitlines() if line.startswith("stopped")]
+    assert [line.split()[1] for line in stopped] == ["0f0f0f0f", "0e0e0e0e"]

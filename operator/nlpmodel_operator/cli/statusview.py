@@ -300,12 +300,6 @@ def format_status(
             rows.append(
                 ("stopped", f"{stopped.get('revision')} since {since} (deleted when its retention ends)")
             )
-    for stopped in status.get("stoppedRevisions") or []:
-        if isinstance(stopped, dict):
-            since = format_ago(parse_time(stopped.get("stoppedAt")), now) or "?"
-            rows.append(
-                ("stopped", f"{stopped.get('revision')} since {since} (deleted when its retention ends)")
-            )
     if failed := _str(status, "failedRevision"):
         rows.append(("failed", f"{failed} (rolled back; `nlpctl retry` rolls it out again)"))
     if pending:
