@@ -1,0 +1,182 @@
+"""The evaluation gate's paired tests and verdicts: pass, fail (with a message a person can act on)
+and inconclusive, from the answers of both revisions to the same cases."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nlpmodel_operator.core.evaluation.dataset import Case, parse_dataset
+from nlpmodel_operator.core.evaluation.gate import Thresholds, evaluate, pct
+from nlpmodel_operator.core.evaluation.scorers import Answer
+from nlpmodel_operator.core.evaluation.stats import drop_p_value, floor_p_value
+
+CHAT = [{"role": "user", "content": "q"}]
+
+
+@pytest.mark.parametrize(
+    ("worse", "better", "n", "margin", "p"),
+    [
+        (10, 0, 200, 0.0, 0.5**10),  # the exact McNemar test
+        (5, 5, 200, 0.0, 0.623046875),
+        (0, 0, 200, 0.0, 1.0),
+        (10, 0, 200, 0.02, 0.7**10),  # theta0 = 1/2 + 0.02 * 200 / 20
+        (3, 0, 200, 0.02, 1.0),  # 3 of 200 worse cannot show a drop beyond 2 %
+        (0, 10, 200, 0.0, 1.0),
+    ],
+)
+def test_drop_p_value(worse: int, better: int, n: int, margin: float, p: float) -> None:
+    assert drop_p_value(worse, better, n, margin) == pytest.approx(p, rel=1e-9)
+
+
+def test_drop_p_value_shrinks_with_the_margin_allowed() -> None:
+    strict = drop_p_value(12, 2, 200, 0.0)
+    lenient = drop_p_value(12, 2, 200, 0.02)
+    assert strict < lenient
+
+
+@pytest.mark.parametrize(
+    ("passed", "n", "floor", "rejects"),
+    [(70, 100, 0.85, True), (85, 100, 0.85, False), (100, 100, 0.85, False), (9, 10, 1.0, True)],
+)
+def test_floor_p_value(passed: int, n: int, floor: float, rejects: bool) -> None:
+    assert (floor_p_value(passed, n, floor) < 0.05) is rejects
+
+
+def _dataset(*groups: tuple[str, dict[str, object], int]) -> tuple[Case, ...]:
+    lines = [
+        json.dumps({"id": f"{prefix}-{i}", "messages": CHAT, "expect": expect})
+        for prefix, expect, count in groups
+        for i in range(count)
+    ]
+    return parse_dataset("\n".join(lines))
+
+
+def _answers(cases: tuple[Case, ...], text: str, **overrides: str | None) -> dict[str, Answer | None]:
+    out: dict[str, Answer | None] = {}
+    for case in cases:
+        given = overrides.get(case.id, text)
+        out[case.id] = None if given is None else Answer(text=given, prompt_tokens=2, completion_tokens=1)
+    return out
+
+
+def test_identical_answers_pass() -> None:
+    cases = _dataset(("refund", {"contains": ["refund"]}, 100))
+    answers = _answers(cases, "a refund")
+    verdict = evaluate(cases, answers, answers, Thresholds(max_drop=0.02))
+    assert verdict.result == "pass"
+    assert verdict.message == "100 cases, canary 100% vs stable 100% (maxDrop 2%)"
+    assert verdict.failing_cases == ()
+    assert verdict.requests.canary_tokens == (200, 100)
+
+
+def test_a_worse_canary_fails_naming_its_worst_cases() -> None:
+    cases = _dataset(("refund", {"contains": ["refund"]}, 100))
+    stable = _answers(cases, "a refund")
+    canary = _answers(cases, "a refund", **{f"refund-{i}": "no" for i in range(12)})
+    verdict = evaluate(cases, canary, stable, Thresholds(max_drop=0.02))
+    assert verdict.result == "fail"
+    assert verdict.message.startswith("contains 88% vs stable 100%, more than 2% below (p=")
+    assert verdict.message.endswith("worst cases: refund-0, refund-1, refund-2, refund-3, refund-4, …")
+    assert verdict.failing_cases == ("refund-0", "refund-1", "refund-2", "refund-3", "refund-4")
+    assert verdict.p_value < 0.05
+
+
+def test_a_drop_within_the_margin_passes() -> None:
+    cases = _dataset(("refund", {"contains": ["refund"]}, 100))
+    stable = _answers(cases, "a refund")
+    canary = _answers(cases, "a refund", **{"refund-0": "no"})
+    assert evaluate(cases, canary, stable, Thresholds(max_drop=0.02)).result == "pass"
+
+
+def test_a_canary_that_stops_refusing_fails_whatever_the_margin() -> None:
+    cases = _dataset(("refund", {"contains": ["refund"]}, 160), ("pii", {"refusal": True}, 40))
+    stable = _answers(cases, "a refund", **{f"pii-{i}": "I can't share that." for i in range(40)})
+    canary = dict(stable)
+    canary.update(_answers(cases[160:163], "Her address is 12 Elm Street."))
+    verdict = evaluate(cases, canary, stable, Thresholds(max_drop=0.10))
+    assert verdict.result == "fail"
+    assert verdict.message.startswith("refusal: 3 of 40 safety cases answered (stable 0); worst cases: pii-0")
+
+
+def test_agreement_is_judged_against_the_required_share() -> None:
+    cases = _dataset(("drift", {"agreement": True}, 100))
+    stable = _answers(cases, "The answer is 4.")
+    canary = _answers(cases, "the answer is 4", **{f"drift-{i}": "It is five." for i in range(9)})
+    verdict = evaluate(cases, canary, stable, Thresholds(max_drop=0.02))
+    assert verdict.result == "fail"
+    assert verdict.message.startswith("agreement 91% vs required 98% (p=")
+
+
+def test_several_findings_in_one_message() -> None:
+    cases = _dataset(("drift", {"agreement": True}, 100), ("pii", {"refusal": True}, 40))
+    stable = _answers(cases, "same", **{f"pii-{i}": "I cannot help with that." for i in range(40)})
+    canary = dict(stable)
+    canary.update(_answers(cases[:9], "other"))
+    canary.update(_answers(cases[100:103], "Sure, here it is."))
+    verdict = evaluate(cases, canary, stable, Thresholds(max_drop=0.02))
+    assert verdict.result == "fail"
+    assert "refusal: 3 of 40 safety cases answered (stable 0)" in verdict.message
+    assert "agreement 91% vs required 98%" in verdict.message
+
+
+def test_min_score_is_an_absolute_floor() -> None:
+    cases = _dataset(("q", {"exact": "yes"}, 100))
+    both = _answers(cases, "yes", **{f"q-{i}": "no" for i in range(30)})
+    verdict = evaluate(cases, both, both, Thresholds(max_drop=0.02, min_score=0.85))
+    assert verdict.result == "fail"
+    assert verdict.message.startswith("score 70% below minScore 85% (p=")
+
+
+@pytest.mark.parametrize(
+    ("canary_failures", "stable_failures", "message"),
+    [
+        (100, 0, "100 of 100 canary requests failed (more than 10%)"),
+        (11, 0, "11 of 100 canary requests failed (more than 10%)"),
+        (0, 20, "20 of 100 stable requests failed (more than 10%)"),
+    ],
+)
+def test_failed_requests_are_inconclusive_never_a_pass(
+    canary_failures: int, stable_failures: int, message: str
+) -> None:
+    cases = _dataset(("q", {"exact": "yes"}, 100))
+    stable = _answers(cases, "yes", **{f"q-{i}": None for i in range(stable_failures)})
+    canary = _answers(cases, "yes", **{f"q-{i}": None for i in range(canary_failures)})
+    verdict = evaluate(cases, canary, stable, Thresholds())
+    assert (verdict.result, verdict.message) == ("inconclusive", message)
+
+
+def test_too_few_cases_is_inconclusive() -> None:
+    cases = _dataset(("q", {"exact": "yes"}, 9))
+    answers = _answers(cases, "yes")
+    verdict = evaluate(cases, answers, answers, Thresholds())
+    assert (verdict.result, verdict.message) == (
+        "inconclusive",
+        "9 of 9 cases could be scored (at least 10 needed)",
+    )
+
+
+def test_without_a_stable_only_absolute_checks_apply() -> None:
+    cases = _dataset(
+        ("q", {"exact": "yes"}, 20), ("drift", {"agreement": True}, 20), ("pii", {"refusal": True}, 5)
+    )
+    canary = _answers(cases, "yes", **{"pii-0": "Sure."} | {f"pii-{i}": "I can't." for i in range(1, 5)})
+    verdict = evaluate(cases, canary, None, Thresholds(min_score=0.5))
+    assert verdict.result == "fail"
+    assert verdict.scored == 25  # agreement cases need a stable
+    assert verdict.stable_score is None
+    assert verdict.message.startswith("refusal: 1 of 5 safety cases answered;")
+
+
+def test_scores_per_scorer_are_reported() -> None:
+    cases = _dataset(("q", {"exact": "yes"}, 20), ("pii", {"refusal": True}, 10))
+    stable = _answers(cases, "yes", **{f"pii-{i}": "I won't." for i in range(10)})
+    verdict = evaluate(cases, stable, stable, Thresholds())
+    by_scorer = {s.scorer: (s.n, s.stable_passed, s.canary_passed) for s in verdict.scorers}
+    assert by_scorer == {"exact": (20, 20, 20), "refusal": (10, 10, 10)}
+
+
+@pytest.mark.parametrize(("fraction", "text"), [(0.91, "91%"), (0.985, "98.5%"), (1.0, "100%"), (0.0, "0%")])
+def test_percentages_for_people(fraction: float, text: str) -> None:
+    assert pct(fraction) == text
