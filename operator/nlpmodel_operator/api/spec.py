@@ -681,6 +681,52 @@ class SLO(_Model):
     )
 
 
+EvaluationWhen = Literal["beforeTraffic", "everyStep"]
+# The fewest cases an evaluation may be sized to (the gate is inconclusive below core.evaluation.gate.MIN_CASES).
+MIN_EVALUATION_SAMPLES: Final = 10
+
+
+class DatasetRef(_Model):
+    """Where an evaluation's cases are: a key of a ConfigMap in the model's namespace (never a Secret:
+    answers are compared, not credentials)."""
+
+    config_map: DNSSubdomain = Field(alias="configMap", description="The ConfigMap's name.")
+    key: str = Field(
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        min_length=1,
+        max_length=253,
+        description="The key holding the cases: JSON Lines, one case a line (docs/evaluation.md).",
+    )
+
+
+class Evaluation(_Model):
+    """The evaluation gate: the canary answers a dataset beside the stable and must score as well."""
+
+    dataset: DatasetRef = Field(description="The cases, one JSON object a line.")
+    when: EvaluationWhen = Field(
+        default="beforeTraffic",
+        description="beforeTraffic: once, before the canary gets any traffic; everyStep: before each step.",
+    )
+    max_drop: SharePercent = Field(
+        default="2%",
+        description=(
+            "How far the canary's score may be below the stable's on the same cases, from 0% to 100%; "
+            "a drop beyond it, shown with the SLO judge's confidence, rolls the canary back."
+        ),
+    )
+    min_score: SharePercent | None = Field(
+        default=None, description="An absolute floor for the canary's score, from 0% to 100%."
+    )
+    samples: int = Field(
+        default=200,
+        ge=MIN_EVALUATION_SAMPLES,
+        le=10_000,
+        description="Cases per evaluation (all of them if the dataset has fewer); the same ones each time.",
+    )
+    concurrency: int = Field(default=4, ge=1, le=64, description="Requests in flight per revision.")
+    timeout: Duration = Field(default="60s", description="Per case; a case past it counts as failed.")
+
+
 class Rollout(_Model):
     """How a new revision replaces the stable one."""
 

@@ -20,7 +20,7 @@ import yaml
 from nlpmodel_operator import __version__
 from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.spec import NLPModelSpec
-from nlpmodel_operator.cli import control, wait
+from nlpmodel_operator.cli import control, evaluate, wait
 from nlpmodel_operator.cli.control import EXIT_INTERNAL, EXIT_INVALID, EXIT_OK
 from nlpmodel_operator.cli.manifests import Document, ManifestError, read_documents
 from nlpmodel_operator.cli.statusview import describe_serving, routing
@@ -349,7 +349,7 @@ class Plugin(Protocol):
 # Entry points `name = "module:object"`; the object is a Plugin. Loaded only to list or run them.
 PLUGIN_GROUP = "nlpctl.plugins"
 # A plugin never shadows one of these.
-BUILTIN_COMMANDS = frozenset({"validate", "render", "plan", "run", "wait", "status", *c.COMMANDS})
+BUILTIN_COMMANDS = frozenset({"validate", "render", "plan", "run", "wait", "eval", "status", *c.COMMANDS})
 
 
 def plugins() -> dict[str, Plugin]:
@@ -433,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     control.add_subcommands(sub)  # promote, abort, retry, pause, resume, status
     wait.add_subcommand(sub)
+    evaluate.add_subcommand(sub)
     # Listed for --help only: main() hands a plugin's words to it before argparse sees them.
     for name, plugin in sorted(plugins().items()):
         if name not in sub.choices:
