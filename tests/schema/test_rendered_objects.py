@@ -261,6 +261,18 @@ CROSS_FIELD_CASES = [
     pytest.param(variant(rollout={"analysis": {}}), "analysis requires slo", id="analysis-no-slo"),
     pytest.param(variant(rollout={"analysis": {}, "slo": {"ttftP95": "1s"}}), None, id="analysis-slo"),
     pytest.param(
+        variant(
+            rollout={"strategy": "direct", "evaluation": {"dataset": {"configMap": "g", "key": "c.jsonl"}}}
+        ),
+        "evaluation requires strategy canary",
+        id="evaluation-direct",
+    ),
+    pytest.param(
+        variant(rollout={"evaluation": {"dataset": {"configMap": "g", "key": "c.jsonl"}}}),
+        None,
+        id="evaluation-canary",
+    ),
+    pytest.param(
         variant(serving={"platform": "raw", "router": "kserve-canary"}),
         "requires platform kserve",
         id="kserve-canary-raw",

@@ -79,6 +79,7 @@ def test_cel_rules_cover_the_cross_field_invariants() -> None:
         "minReplicas must be <= maxReplicas",
         "step weights must be strictly ascending",
         "analysis requires slo",
+        "evaluation requires strategy canary (a direct rollout has no step to hold)",
         "router kserve-canary requires platform kserve",
         "product requires count > 0",
         "numKVHeads must be <= numHeads",

@@ -113,6 +113,33 @@ def test_defaults_fill_a_minimal_spec() -> None:
             id="analysis-without-slo",
         ),
         pytest.param(
+            with_spec(
+                **{"rollout.evaluation": {"dataset": {"configMap": "golden", "key": "c.jsonl"}, "samples": 5}}
+            ),
+            "spec.rollout.evaluation.samples",
+            "greater than or equal to 10",
+            id="evaluation-too-few-samples",
+        ),
+        pytest.param(
+            with_spec(
+                **{
+                    "rollout.evaluation": {
+                        "dataset": {"configMap": "golden", "key": "c.jsonl"},
+                        "maxDrop": "200%",
+                    }
+                }
+            ),
+            "spec.rollout.evaluation.maxDrop",
+            "must be a percentage from 0% to 100%",
+            id="evaluation-max-drop-over-100",
+        ),
+        pytest.param(
+            with_spec(**{"rollout.evaluation": {"dataset": {"secret": "golden", "key": "c.jsonl"}}}),
+            "spec.rollout.evaluation.dataset.secret",
+            "unknown field",
+            id="evaluation-dataset-from-a-secret",
+        ),
+        pytest.param(
             with_spec(**{"rollout.slo": {"errorRate": "one percent"}}),
             "spec.rollout.slo.errorRate",
             "must be a percentage from 0% to 100%",

@@ -64,6 +64,8 @@ class ConditionType:
     TRAFFIC_GROUP: Final = "TrafficGroup"
     # Only while the model carries the daily-budget annotation: whether the operator could read it.
     BUDGET_VALID: Final = "BudgetValid"
+    # The evaluation gate's last verdict on the canary (spec.rollout.evaluation).
+    EVALUATED: Final = "Evaluated"
 
 
 class Reason:
@@ -111,3 +113,9 @@ class Reason:
     GROUP_HEALTHY: Final = "GroupHealthy"
     GROUP_DEGRADED: Final = "GroupDegraded"
     INVALID_BUDGET: Final = "InvalidBudget"
+    EVALUATION_PENDING: Final = "EvaluationPending"
+    EVALUATION_PASSED: Final = "EvaluationPassed"
+    EVALUATION_FAILED: Final = "EvaluationFailed"
+    EVALUATION_INCONCLUSIVE: Final = "EvaluationInconclusive"
+    EVALUATION_UNAVAILABLE: Final = "EvaluationUnavailable"
+    DATASET_INVALID: Final = "DatasetInvalid"

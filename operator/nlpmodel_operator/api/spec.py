@@ -770,9 +770,22 @@ class Rollout(_Model):
     )
     analysis: Analysis | None = Field(default=None, description="SLO analysis of the canary.")
     slo: SLO | None = Field(default=None, description="Objectives checked by the analysis.")
+    evaluation: Evaluation | None = Field(
+        default=None,
+        description=(
+            "The evaluation gate: the canary answers a dataset beside the stable (each at its own "
+            "Service) and gets no traffic until it scores as well (docs/evaluation.md)."
+        ),
+    )
 
     model_config = ConfigDict(
-        json_schema_extra=_cel(("!has(self.analysis) || has(self.slo)", "analysis requires slo")),
+        json_schema_extra=_cel(
+            ("!has(self.analysis) || has(self.slo)", "analysis requires slo"),
+            (
+                "!has(self.evaluation) || self.strategy == 'canary'",
+                "evaluation requires strategy canary (a direct rollout has no step to hold)",
+            ),
+        ),
     )
 
     @model_validator(mode="after")
@@ -782,6 +795,8 @@ class Rollout(_Model):
             raise ValueError("step weights must be strictly ascending")
         if self.analysis is not None and self.slo is None:
             raise ValueError("analysis requires slo")
+        if self.evaluation is not None and self.strategy != "canary":
+            raise ValueError("evaluation requires strategy canary (a direct rollout has no step to hold)")
         return self
 
 

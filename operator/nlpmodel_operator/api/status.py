@@ -142,6 +142,36 @@ class AnalysisStatus(_Status):
     )
 
 
+# What the evaluation gate concluded: `pending` (asked, no answer yet), `inconclusive` (too many failed
+# requests, too few cases) and `error` (the dataset cannot be read) are kept apart from `fail`.
+EvaluationVerdictName = Literal["pending", "pass", "fail", "inconclusive", "error"]
+
+
+class EvaluationStatus(_Status):
+    """The last evaluation of the canary against the stable (scores and case ids only, never answers)."""
+
+    canary_revision: str = Field(description="The revision evaluated.")
+    stable_revision: str = Field(description="The revision it was compared with.")
+    step: int = Field(default=0, description="The step it gates (0: before any traffic).")
+    verdict: EvaluationVerdictName = Field(description="pending, pass, fail, inconclusive or error.")
+    message: str = Field(default="", max_length=2000, description="What was found, for people.")
+    requested_at: str = Field(
+        description="When this gate was first asked for (its deadline counts from here)."
+    )
+    at: str | None = Field(default=None, description="When the last verdict came (RFC 3339).")
+    cases: int = Field(default=0, description="Cases sent to each revision.")
+    scored: int = Field(default=0, description="Cases scored on both revisions.")
+    canary_score: float | None = Field(default=None, description="The canary's share of passed cases.")
+    stable_score: float | None = Field(default=None, description="The stable's share of passed cases.")
+    p_value: float | None = Field(default=None, description="The smallest p-value of the gate's tests.")
+    failing_cases: list[str] = Field(
+        default_factory=list, max_length=5, description="Ids of the worst cases (at most five)."
+    )
+    canary_failed_requests: int = Field(default=0, description="Canary requests that failed.")
+    canary_tokens: int = Field(default=0, description="Tokens the canary spent (prompt and completion).")
+    stable_tokens: int = Field(default=0, description="Tokens the stable spent (prompt and completion).")
+
+
 class HistoryEntry(_Status):
     """A finished rollout."""
 
@@ -225,6 +255,10 @@ class NLPModelStatus(_Status):
     selector: str | None = Field(default=None, description="Label selector of the pods (scale subresource).")
     endpoint: str | None = Field(default=None, description="In-cluster URL of the model.")
     analysis: AnalysisStatus | None = Field(default=None, description="Canary analysis progress.")
+    evaluation: EvaluationStatus | None = Field(
+        default=None,
+        description="The evaluation gate's last verdict on the canary (or the revision promoted).",
+    )
     plan: PlanStatus | None = Field(default=None, description="GPU plan of the current serving template.")
     spend: SpendStatus | None = Field(
         default=None, description="Cost per hour and budget (with prices or a budget configured)."

@@ -18,6 +18,7 @@ from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.api.status import (
     Condition,
     ConditionStatus,
+    EvaluationStatus,
     NLPModelStatus,
     PhaseName,
     PlanStatus,
@@ -37,6 +38,7 @@ from nlpmodel_operator.core.autoscaling import (
 )
 from nlpmodel_operator.core.autoscaling import describe as describe_scaling
 from nlpmodel_operator.core.conditions import MAX_CONDITION_MESSAGE, clip, find, set_condition
+from nlpmodel_operator.core.evaluation.gating import EvaluationOutcome, EvaluationRequest, evaluation_request
 from nlpmodel_operator.core.monitoring import Monitoring, pod_monitors
 from nlpmodel_operator.core.networkpolicy import NetworkPolicies, network_policies
 from nlpmodel_operator.core.ordering import Part, in_order
@@ -78,6 +80,8 @@ class Observation:
     others: tuple[ChildRef, ...] = ()  # owned children that belong to no revision (routes, model Service)
     command: str | None = None  # the manual-control annotation, if set
     check: CheckData | None = None  # metrics of a due analysis check (see `check_request_for`)
+    # The verdict of an evaluation the shell ran (see `evaluation_request_for`).
+    evaluation: EvaluationOutcome | None = None
     # Scrape settings for the model's PodMonitor; None: the cluster serves no PodMonitor (or the
     # operator is configured not to render one), so none is applied.
     monitoring: Monitoring | None = None
@@ -115,7 +119,7 @@ def journal(obs: Observation, status: NLPModelStatus) -> NLPModelStatus | None:
     and its analysis. Recorded with a start, a slow restart let the step's pause elapse (and a check
     over traffic at the previous weight pass) before its weight ever reached the route: the canary
     went from 10 % to 100 % without carrying 50 %."""
-    if obs.command is None and obs.check is None:
+    if obs.command is None and obs.check is None and obs.evaluation is None:
         return None
     before = obs.status
     advanced = (
@@ -292,6 +296,20 @@ def check_request_for(obs: Observation) -> CheckRequest | None:
     return check_request(spec, obs.status, now)
 
 
+def evaluation_request_for(obs: Observation) -> EvaluationRequest | None:
+    """The evaluation the shell should run (in a task of its own) for the gate the rollout waits at."""
+    spec, problems = parse_spec(obs.spec)
+    now = parse_time(obs.now)
+    if spec is None or problems or now is None:
+        return None
+    services = {
+        revision: _service_of(obs.name, revision, obs.revisions.get(revision), spec)
+        for revision in (obs.status.stable_revision, obs.status.canary_revision)
+        if revision is not None and revision in obs.revisions
+    }
+    return evaluation_request(spec, obs.status, now, services)
+
+
 def decide(obs: Observation) -> Decision:
     spec, problems = parse_spec(obs.spec)
     problems = name_problems(obs.name) + problems
@@ -308,7 +326,9 @@ def _valid(obs: Observation, resolution: Resolution, resolved: Resolved) -> Deci
     now = parse_time(obs.now)
     assert now is not None
     outcome = step_rollout(
-        RolloutInput(spec, resolved.revision, obs.status, obs.revisions, obs.command, now, obs.check)
+        RolloutInput(
+            spec, resolved.revision, obs.status, obs.revisions, obs.command, now, obs.check, obs.evaluation
+        )
     )
     retirement = _retirement(obs, spec, outcome, now)
     actions = _actions(obs, resolved, outcome, retirement)
@@ -456,7 +476,17 @@ def _status(
 ) -> NLPModelStatus:
     old = obs.status
     conds = _Conditions(old, obs.now, obs.generation)
-    conds.set(ConditionType.SPEC_VALID, "True", Reason.VALID, "spec is valid")
+    gate = outcome.status.evaluation
+    if outcome.canary is not None and gate is not None and gate.verdict == "error":
+        # The dataset is part of the spec's meaning: the canary holds at its weight, the stable serves.
+        conds.set(
+            ConditionType.SPEC_VALID,
+            "False",
+            Reason.DATASET_INVALID,
+            f"rollout.evaluation.{gate.message}",
+        )
+    else:
+        conds.set(ConditionType.SPEC_VALID, "True", Reason.VALID, "spec is valid")
     conds.set(ConditionType.GPU_FIT, *_gpu_fit_condition(resolution))
     platform = platform_of(resolved.spec.serving)
     conds.set(
@@ -514,6 +544,8 @@ def _status(
             conds.set(ConditionType.CANARY_HEALTHY, "False", Reason.CHECK_FAILED, last.summary)
         else:
             conds.set(ConditionType.CANARY_HEALTHY, "True", Reason.CHECKS_PASSING, last.summary)
+    if resolved.spec.rollout.evaluation is not None and gate is not None:
+        conds.set(ConditionType.EVALUATED, *_evaluated_condition(gate))
     failed = rollout.failed_revision
     if outcome.rolled_back is not None:
         conds.set(ConditionType.ROLLED_BACK, "True", *outcome.rolled_back)
@@ -566,3 +598,16 @@ def _status(
         conditions=conds.items,
     )
     return merged(rollout, report)
+
+
+def _evaluated_condition(gate: EvaluationStatus) -> tuple[ConditionStatus, str, str]:
+    where = f"revision {gate.canary_revision} against {gate.stable_revision}"
+    if gate.verdict == "pass":
+        return "True", Reason.EVALUATION_PASSED, f"{where}: {gate.message}"
+    if gate.verdict == "fail":
+        return "False", Reason.EVALUATION_FAILED, f"{where}: {gate.message}"
+    if gate.verdict == "pending":
+        return "Unknown", Reason.EVALUATION_PENDING, f"{where}: evaluation running"
+    if gate.verdict == "error":
+        return "Unknown", Reason.DATASET_INVALID, f"{where}: {gate.message}"
+    return "Unknown", Reason.EVALUATION_INCONCLUSIVE, f"{where}: {gate.message}"

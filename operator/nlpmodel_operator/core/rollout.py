@@ -25,6 +25,7 @@ from nlpmodel_operator.api.constants import Reason
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.api.status import (
     AnalysisStatus,
+    EvaluationStatus,
     HistoryEntry,
     NLPModelStatus,
     Outcome,
@@ -38,6 +39,7 @@ from nlpmodel_operator.core.analysis.checks import (
     step_may_advance,
 )
 from nlpmodel_operator.core.commands import refusal
+from nlpmodel_operator.core.evaluation.gating import EvaluationKey, EvaluationOutcome, pending, recorded
 from nlpmodel_operator.core.records import Event, RevisionState
 from nlpmodel_operator.core.routers import canary_replicas
 
@@ -53,6 +55,7 @@ class RolloutInput:
     command: str | None
     now: datetime
     check: CheckData | None = None  # metrics gathered for a due analysis check
+    evaluation: EvaluationOutcome | None = None  # the verdict of an evaluation the shell ran
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", read_status(self.status))
@@ -125,6 +128,7 @@ class _Canary:
     step_started: datetime | None  # when its step's weight applied (None: not ready yet)
     started: datetime | None  # when it was created
     analysis: AnalysisStatus | None
+    evaluation: EvaluationStatus | None = None  # the evaluation gate of this canary, if one was reached
 
 
 def step_rollout(inp: RolloutInput) -> RolloutOutcome:
@@ -161,9 +165,15 @@ def _applies(run: _Run, command: str, canary: _Canary | None) -> bool:
 # ---------------------------------------------------------------------------------- no canary
 
 
-def _settled(run: _Run, analysis: AnalysisStatus | None = None) -> RolloutOutcome:
+def _settled(
+    run: _Run, analysis: AnalysisStatus | None = None, evaluation: EvaluationStatus | None = None
+) -> RolloutOutcome:
     status = NLPModelStatus(
-        stable_revision=run.stable, history=run.history, analysis=analysis, failed_revision=run.failed
+        stable_revision=run.stable,
+        history=run.history,
+        analysis=analysis,
+        evaluation=evaluation,
+        failed_revision=run.failed,
     )
     return RolloutOutcome(run.stable, None, 0, Sizing(), status, run.delete, run.events, run.command_done)
 
@@ -186,7 +196,8 @@ def _held_back(run: _Run, old: NLPModelStatus) -> RolloutOutcome:
     """Rolled back: not retried until the template changes again (or `nlpctl retry`)."""
     if old.canary_revision is not None and old.canary_revision != run.inp.desired:
         run.delete.append(old.canary_revision)
-    return _settled(run, analysis=old.analysis)  # the checks that ended it stay visible
+    # the checks and the evaluation that ended it stay visible
+    return _settled(run, analysis=old.analysis, evaluation=old.evaluation)
 
 
 # ------------------------------------------------------------------------------ canary stages
@@ -203,6 +214,7 @@ def _canary(run: _Run, old: NLPModelStatus) -> _Canary:
             parse_time(old.step_started_at),
             parse_time(old.canary_started_at),
             old.analysis,
+            old.evaluation if old.evaluation and old.evaluation.canary_revision == desired else None,
         )
         if canary.stage != "Promoting" and canary.step >= steps:
             canary = replace(canary, stage="Promoting")  # the spec lost steps: this one has passed them
@@ -261,6 +273,12 @@ def _progressing(run: _Run, canary: _Canary) -> RolloutOutcome:
     elapsed = (now - started).total_seconds() >= parse_duration(steps[canary.step].pause)
     if not (elapsed and step_may_advance(spec, canary.analysis)):
         return _at_step(run, canary)
+    gated = _gate(run, canary, canary.step + 1)
+    if isinstance(gated, RolloutOutcome):
+        return gated
+    canary, gate_open = gated
+    if not gate_open:
+        return _at_step(run, canary)
     step = canary.step + 1
     counted_afresh = (canary.analysis or AnalysisStatus()).model_copy(update={"passed_checks": 0})
     canary = replace(canary, step=step, step_started=now, analysis=counted_afresh)
@@ -288,7 +306,11 @@ def _waiting(run: _Run, canary: _Canary) -> RolloutOutcome:
     """A canary not ready (yet, or any more) is rolled back after progressDeadline; once it is ready
     for the first time, its step starts."""
     if _ready(run, canary):
-        return _at_step(run, replace(canary, step_started=run.now))
+        gated = _gate(run, canary, canary.step)
+        if isinstance(gated, RolloutOutcome):
+            return gated
+        canary, gate_open = gated
+        return _at_step(run, replace(canary, step_started=run.now) if gate_open else canary)
     since = canary.step_started or canary.started or run.now
     if (run.now - since).total_seconds() > parse_duration(run.spec.rollout.progress_deadline):
         return _rollback(
@@ -298,6 +320,73 @@ def _waiting(run: _Run, canary: _Canary) -> RolloutOutcome:
             f"not ready within progressDeadline {run.spec.rollout.progress_deadline}",
         )
     return _at_step(run, canary)
+
+
+def _gate(run: _Run, canary: _Canary, step: int) -> tuple[_Canary, bool] | RolloutOutcome:
+    """The evaluation gate before ``step``'s weight (``len(steps)``: before promotion). Open (True)
+    where none applies or the evaluation passed; held (False) while it is pending or inconclusive,
+    with the verdict that came recorded; a rollback when it failed, or when no verdict came within
+    progressDeadline of the gate (Aborted, as analysis does without metrics)."""
+    evaluation = run.spec.rollout.evaluation
+    if evaluation is None or (step > 0 and evaluation.when != "everyStep"):
+        return canary, True
+    key = EvaluationKey(canary.revision, run.stable, step)
+    gate = canary.evaluation if key.matches(canary.evaluation) else None
+    if gate is None:
+        gate = pending(key, run.now)
+        where = "before any traffic" if step == 0 else f"before step {step + 1}"
+        run.events.append(
+            Event("Normal", Reason.EVALUATION_PENDING, f"revision {canary.revision}: evaluating {where}")
+        )
+    outcome = run.inp.evaluation
+    if outcome is not None and outcome.key == key and gate.verdict not in ("pass", "fail"):
+        gate = recorded(gate, outcome, run.now)
+        _evaluation_event(run, gate)
+    canary = replace(canary, evaluation=gate)
+    if gate.verdict == "pass":
+        return canary, True
+    if gate.verdict == "fail":
+        return _rollback(
+            run, canary, Reason.EVALUATION_FAILED, f"evaluation failed: {gate.message}", keep_analysis=True
+        )
+    asked = parse_time(gate.requested_at) or run.now
+    deadline = run.spec.rollout.progress_deadline
+    if (run.now - asked).total_seconds() > parse_duration(deadline):
+        return _rollback(
+            run,
+            canary,
+            Reason.EVALUATION_UNAVAILABLE,
+            f"no evaluation verdict within progressDeadline {deadline} ({gate.verdict}: {gate.message})",
+            "Aborted",
+            keep_analysis=True,
+        )
+    return canary, False
+
+
+def _evaluation_event(run: _Run, gate: EvaluationStatus) -> None:
+    revision = gate.canary_revision
+    if gate.verdict == "pass":
+        run.events.append(
+            Event(
+                "Normal", Reason.EVALUATION_PASSED, f"revision {revision}: evaluation passed: {gate.message}"
+            )
+        )
+    elif gate.verdict == "inconclusive":
+        run.events.append(
+            Event(
+                "Warning",
+                Reason.EVALUATION_INCONCLUSIVE,
+                f"revision {revision}: evaluation inconclusive: {gate.message}",
+            )
+        )
+    elif gate.verdict == "error":
+        run.events.append(Event("Warning", Reason.DATASET_INVALID, f"revision {revision}: {gate.message}"))
+
+
+def _held(canary: _Canary) -> EvaluationStatus | None:
+    """The evaluation the canary waits for, if it is held by one."""
+    gate = canary.evaluation
+    return gate if gate is not None and gate.verdict not in ("pass", "fail") else None
 
 
 def _ready(run: _Run, canary: _Canary) -> bool:
@@ -324,6 +413,13 @@ def _at_step(run: _Run, canary: _Canary) -> RolloutOutcome:
     if paused:
         message += " (paused by nlpctl pause)"
     reason = Reason.PAUSED if paused else Reason.CANARY_PROGRESSING
+    gate = _held(canary)
+    if gate is not None and not paused and _ready(run, canary):
+        reason = Reason.EVALUATION_PENDING
+        message = (
+            f"revision {canary.revision}: held at {weight}% until its evaluation passes "
+            f"({gate.verdict}: {gate.message})"
+        )
     return _in_progress(run, canary, weight, sizing, (reason, message))
 
 
@@ -340,7 +436,9 @@ def _promoting(run: _Run, canary: _Canary) -> RolloutOutcome:
         run.events.append(
             Event("Normal", Reason.PROMOTED, f"revision {canary.revision} promoted; {run.stable} removed")
         )
-        status = NLPModelStatus(stable_revision=canary.revision, history=run.history)
+        status = NLPModelStatus(
+            stable_revision=canary.revision, history=run.history, evaluation=canary.evaluation
+        )
         delete = [*run.delete, run.stable]
         return RolloutOutcome(
             canary.revision, None, 0, Sizing(), status, delete, run.events, run.command_done
@@ -389,6 +487,7 @@ def _in_progress(
         canary_started_at=format_time(canary.started or run.now),
         paused=True if canary.stage == "Paused" else None,
         analysis=canary.analysis,
+        evaluation=canary.evaluation,
         failed_revision=run.failed,
         history=run.history,
     )
@@ -422,6 +521,7 @@ def _rollback(
         history=run.history,
         # the checks that ended it stay visible
         analysis=canary.analysis if keep_analysis else None,
+        evaluation=canary.evaluation,
     )
     return RolloutOutcome(
         run.stable,
