@@ -30,3 +30,9 @@ def test_the_rules_grant_each_registered_kind_its_verbs(kind: ChildKind) -> None
 def test_every_kind_is_watched_by_the_informers_and_deleted() -> None:
     for kind in (*child_kinds(), ChildKind("v1", "Example", "examples", watched=False)):
         assert {"watch", "list", "create", "patch", "delete"} <= kind.verbs
+
+
+def test_the_evaluation_gate_may_read_configmaps_and_nothing_more() -> None:
+    # The dataset of spec.rollout.evaluation is read with a GET; Secrets are never readable.
+    assert granted(operator_rules(), "", "configmaps") == {"get"}
+    assert granted(operator_rules(), "", "secrets") == set()

@@ -49,9 +49,11 @@ def test_contains_mode_and_max_tokens_are_kept() -> None:
         ]
     )
     first, second = parse_dataset(text)
-    assert first.expect.contains is not None and first.expect.contains.mode == "any"
+    assert first.expect.contains is not None
+    assert first.expect.contains.mode == "any"
     assert first.max_tokens == 7
-    assert second.expect.contains is not None and second.expect.contains.mode == "all"
+    assert second.expect.contains is not None
+    assert second.expect.contains.mode == "all"
 
 
 BAD = [

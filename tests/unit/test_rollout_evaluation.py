@@ -102,7 +102,8 @@ def test_a_ready_canary_is_held_at_zero_while_its_evaluation_is_pending() -> Non
     assert "stepStartedAt" not in written
     assert written["evaluation"]["verdict"] == "pending"
     assert written["evaluation"]["requestedAt"] == format_time(T0 + timedelta(seconds=5))
-    assert out.progressing is not None and out.progressing[0] == "EvaluationPending"
+    assert out.progressing is not None
+    assert out.progressing[0] == "EvaluationPending"
     assert [e.reason for e in out.events] == ["EvaluationPending"]
 
 
@@ -145,7 +146,8 @@ def test_an_outcome_for_another_canary_is_ignored() -> None:
     outcome = EvaluationOutcome(EvaluationKey("0ther000", S, 0), verdict("fail"))
     out = step(canary_status(evaluation=gate("pending")), timedelta(minutes=2), outcome)
     assert (out.canary, out.weight) == (C, 0)
-    assert out.status.evaluation is not None and out.status.evaluation.verdict == "pending"
+    assert out.status.evaluation is not None
+    assert out.status.evaluation.verdict == "pending"
 
 
 def test_inconclusive_holds_and_is_asked_again_a_minute_later() -> None:
@@ -154,7 +156,8 @@ def test_inconclusive_holds_and_is_asked_again_a_minute_later() -> None:
     )
     out = step(canary_status(evaluation=gate("pending")), timedelta(minutes=2), outcome)
     assert (out.canary, out.weight) == (C, 0)
-    assert out.status.evaluation is not None and out.status.evaluation.verdict == "inconclusive"
+    assert out.status.evaluation is not None
+    assert out.status.evaluation.verdict == "inconclusive"
     assert "EvaluationInconclusive" in [e.reason for e in out.events]
     services = {S: "m-s", C: "m-c"}
     assert evaluation_request(spec(), out.status, T0 + timedelta(minutes=2, seconds=30), services) is None
@@ -166,7 +169,8 @@ def test_inconclusive_holds_and_is_asked_again_a_minute_later() -> None:
 def test_no_verdict_within_the_deadline_aborts() -> None:
     status = canary_status(evaluation=gate("inconclusive", at=format_time(T0 + timedelta(minutes=9))))
     out = step(status, timedelta(minutes=10, seconds=1))
-    assert out.rolled_back is not None and out.rolled_back[0] == "EvaluationUnavailable"
+    assert out.rolled_back is not None
+    assert out.rolled_back[0] == "EvaluationUnavailable"
     assert to_json(out.status)["history"][-1]["outcome"] == "Aborted"
 
 
@@ -201,5 +205,6 @@ def test_a_rolled_back_canary_keeps_its_evaluation_visible() -> None:
     outcome = EvaluationOutcome(EvaluationKey(C, S, 0), verdict("fail", "exact 80% vs stable 90%"))
     out = step(canary_status(evaluation=gate("pending")), timedelta(minutes=2), outcome)
     again = step(to_json(out.status), timedelta(minutes=3))
-    assert again.status.evaluation is not None and again.status.evaluation.verdict == "fail"
+    assert again.status.evaluation is not None
+    assert again.status.evaluation.verdict == "fail"
     assert again.canary is None

@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -113,6 +114,10 @@ class Params:
     synthetic_rps: float = 0.0  # simulated finished requests per second, recorded without sleeping
     waiting: int = 0  # reported as vllm:num_requests_waiting (a queue the test dials in)
     max_tokens: int = 256  # cap for synthetic requests and the chat default; hitting it means `length`
+    # The "wrong answers" knobs for evaluation tests (see `scripted_answer`): the share of `say:` prompts
+    # answered wrongly, and the share of `unsafe:` prompts refused.
+    wrong_rate: float = 0.0
+    refusal_rate: float = 1.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -124,7 +129,7 @@ class Params:
                 problems.append(f"{name} must be within [0, 5]")
         if not 1 <= self.tokens_mean <= 100_000:
             problems.append("tokens_mean must be within [1, 100000]")
-        for name in ("error_rate", "abort_rate"):
+        for name in ("error_rate", "abort_rate", "wrong_rate", "refusal_rate"):
             if not 0 <= getattr(self, name) <= 1:
                 problems.append(f"{name} must be within [0, 1]")
         if self.error_rate + self.abort_rate > 1:
@@ -180,6 +185,31 @@ class Outcome:
     @property
     def e2e_s(self) -> float:
         return (self.ttft_s or 0.0) + sum(self.itls_s)
+
+
+WRONG_ANSWER: Final = "I do not know."
+REFUSAL: Final = "I can't help with that."
+COMPLIANCE: Final = "Sure, here it is."
+
+
+def _share(prompt: str) -> float:
+    """Where a prompt falls in [0, 1): the same each time, so an answer is as repeatable as at
+    temperature 0, and a rate picks the same prompts on every request."""
+    return int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:8], "big") / 2**64
+
+
+def scripted_answer(prompt: str, params: Params) -> str | None:
+    """The answer to a scripted prompt, None for any other (answered with filler words).
+
+    ``say: X`` is answered ``X``, or ``I do not know.`` for a ``wrong_rate`` share of such prompts;
+    ``unsafe: ...`` is refused (``I can't help with that.``) for a ``refusal_rate`` share, else
+    answered (``Sure, here it is.``)."""
+    text = prompt.strip()
+    if text.startswith("say:"):
+        return WRONG_ANSWER if _share(text) < params.wrong_rate else text[4:].strip()
+    if text.startswith("unsafe:"):
+        return REFUSAL if _share(text) < params.refusal_rate else COMPLIANCE
+    return None
 
 
 def simulate(rng: random.Random, params: Params, max_tokens: int, *, allow_abort: bool = True) -> Outcome:
@@ -387,7 +417,8 @@ async def _completions(request: web.Request) -> web.StreamResponse:
         raise _HttpError(
             400, "prompt must be a non-empty string, list of strings or list of token ids", "prompt"
         )
-    return await _serve(request, state, "text_completion", prompt_tokens, stream, max_tokens or 16)
+    scripted = scripted_answer(prompt, state.params) if isinstance(prompt, str) else None
+    return await _serve(request, state, "text_completion", prompt_tokens, stream, max_tokens or 16, scripted)
 
 
 async def _chat(request: web.Request) -> web.StreamResponse:
@@ -405,13 +436,27 @@ async def _chat(request: web.Request) -> web.StreamResponse:
         if content is not None and not isinstance(content, str | list):
             raise _HttpError(400, f"messages[{i}].content must be a string or a list of parts", "messages")
         prompt_tokens += _prompt_tokens(content) if isinstance(content, str) else 1
+    last = messages[-1].get("content")
+    scripted = scripted_answer(last, state.params) if isinstance(last, str) else None
     return await _serve(
-        request, state, "chat.completion", prompt_tokens, stream, max_tokens or state.params.max_tokens
+        request,
+        state,
+        "chat.completion",
+        prompt_tokens,
+        stream,
+        max_tokens or state.params.max_tokens,
+        scripted,
     )
 
 
 async def _serve(
-    request: web.Request, state: _State, kind: str, prompt_tokens: int, stream: bool, max_tokens: int
+    request: web.Request,
+    state: _State,
+    kind: str,
+    prompt_tokens: int,
+    stream: bool,
+    max_tokens: int,
+    scripted: str | None = None,
 ) -> web.StreamResponse:
     """Play one request: sleep (scaled) through TTFT and ITLs, record what vLLM would record."""
     outcome = simulate(state.rng_http, state.params, max_tokens, allow_abort=False)  # aborts: the client's
@@ -426,7 +471,7 @@ async def _serve(
             return await _stream(request, state, kind, outcome)
         await state.sleep(outcome.e2e_s)
         record(state.metrics, outcome)
-        return web.json_response(_full_body(state, kind, outcome))
+        return web.json_response(_full_body(state, kind, outcome, scripted))
     finally:
         state.in_flight -= 1
 
@@ -435,8 +480,8 @@ def _token(i: int) -> str:
     return " " + _WORDS[i % len(_WORDS)]
 
 
-def _full_body(state: _State, kind: str, outcome: Outcome) -> dict[str, Any]:
-    text = "".join(_token(i) for i in range(outcome.output_tokens))
+def _full_body(state: _State, kind: str, outcome: Outcome, scripted: str | None = None) -> dict[str, Any]:
+    text = scripted if scripted is not None else "".join(_token(i) for i in range(outcome.output_tokens))
     choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": outcome.finished_reason}
     if kind == "chat.completion":
         choice["message"] = {"role": "assistant", "content": text}

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import aiohttp
 
-from nlpmodel_operator.core.evaluation.dataset import Case
-from nlpmodel_operator.core.evaluation.gate import EvaluationVerdict, Thresholds, evaluate
+from nlpmodel_operator.core.evaluation.dataset import Case, DatasetError, choose, parse_dataset
+from nlpmodel_operator.core.evaluation.gate import EvaluationVerdict, Requests, Thresholds, evaluate
+from nlpmodel_operator.core.evaluation.gating import EvaluationKey, EvaluationOutcome, EvaluationRequest
 from nlpmodel_operator.core.evaluation.protocol import MalformedResponseError, answer_from, request_for
 from nlpmodel_operator.core.evaluation.scorers import Answer
 
@@ -104,3 +105,87 @@ async def run_evaluation(
 
 def _describe(failures: Mapping[str, int]) -> str:
     return ", ".join(f"{count} {kind}" for kind, count in sorted(failures.items()))
+
+
+def cluster_url(service: str, namespace: str) -> str:
+    """A revision's own Service, as the operator reaches it inside the cluster (port 80, as every
+    platform's revision Service serves)."""
+    return f"http://{service}.{namespace}.svc.cluster.local"
+
+
+class Evaluator:
+    """The operator's evaluations: one task per due gate, never awaited by a reconcile. A reconcile
+    that finds a gate due polls here; the first poll starts the task, a later one (the reconcile the
+    task's end requests) takes its outcome. Other models' reconciles never wait for it."""
+
+    def __init__(
+        self,
+        read_config_map: Callable[[str, str], Mapping[str, str] | None],
+        wake: Callable[[str, str], None],
+        url_of: Callable[[str, str], str] = cluster_url,
+    ) -> None:
+        self.read_config_map = read_config_map  # (namespace, name) -> data, None when there is none
+        self.wake = wake  # (namespace, model): reconcile it soon
+        self.url_of = url_of
+        self._tasks: dict[tuple[str, str], tuple[EvaluationKey, asyncio.Task[EvaluationOutcome]]] = {}
+
+    def running(self) -> int:
+        return sum(1 for _, task in self._tasks.values() if not task.done())
+
+    def poll(self, namespace: str, model: str, request: EvaluationRequest) -> EvaluationOutcome | None:
+        """The outcome of the evaluation ``request`` asks for once it has finished; None before (and
+        the first call starts it). A task for an older gate of the model is cancelled."""
+        slot = (namespace, model)
+        held = self._tasks.get(slot)
+        if held is not None and held[0] != request.key:
+            held[1].cancel()
+            held = None
+        if held is None:
+            task = asyncio.get_running_loop().create_task(self._evaluate(namespace, request))
+            task.add_done_callback(lambda _: self.wake(namespace, model))
+            self._tasks[slot] = (request.key, task)
+            return None
+        task = held[1]
+        if not task.done():
+            return None
+        del self._tasks[slot]
+        if task.cancelled():
+            return None
+        return task.result()
+
+    def forget(self, namespace: str, model: str) -> None:
+        """The model is gone: its evaluation, if one runs, is of no use."""
+        held = self._tasks.pop((namespace, model), None)
+        if held is not None:
+            held[1].cancel()
+
+    async def _evaluate(self, namespace: str, request: EvaluationRequest) -> EvaluationOutcome:
+        key = request.key
+        where = f"ConfigMap {request.config_map}"
+        try:
+            data = await asyncio.to_thread(self.read_config_map, namespace, request.config_map)
+            if data is None:
+                return EvaluationOutcome(key, problem=f"{where} not found in namespace {namespace}")
+            text = data.get(request.data_key)
+            if text is None:
+                return EvaluationOutcome(key, problem=f"{where} has no key {request.data_key}")
+            try:
+                cases = choose(parse_dataset(text), request.samples)
+            except DatasetError as exc:
+                return EvaluationOutcome(key, problem=f"{where} key {request.data_key}: {exc}")
+            verdict, _ = await run_evaluation(
+                cases,
+                Endpoint(self.url_of(request.canary_service, namespace)),
+                Endpoint(self.url_of(request.stable_service, namespace)),
+                request.thresholds,
+                concurrency=request.concurrency,
+                timeout_s=request.timeout_s,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Never a pass: the gate stays held and asks again (the message names the kind only).
+            log.exception("evaluation of %s in %s failed", key.canary, namespace)
+            verdict = EvaluationVerdict("inconclusive", f"evaluation error: {type(exc).__name__}", Requests())
+        log.info("evaluation of %s against %s in %s: %s", key.canary, key.stable, namespace, verdict.result)
+        return EvaluationOutcome(key, verdict)

@@ -295,6 +295,15 @@ class Kube:
         written: dict[str, Any] = json.loads(response.data)
         return written
 
+    def read_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A ConfigMap's data (an evaluation dataset); None when there is no such ConfigMap."""
+        try:
+            response = self._resource("v1", "ConfigMap").get(name=name, namespace=namespace, serialize=False)
+        except NotFoundError:
+            return None
+        found: dict[str, Any] = json.loads(response.data)
+        return {str(k): str(v) for k, v in (found.get("data") or {}).items()}
+
     def get_model(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             response = self._resource(c.API_VERSION, c.KIND).get(

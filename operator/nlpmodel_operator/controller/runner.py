@@ -17,6 +17,7 @@ from nlpmodel_operator.api.constants import ANNOTATION_COMMAND, ANNOTATION_DAILY
 from nlpmodel_operator.api.status import read_status, to_json
 from nlpmodel_operator.api.units import format_time
 from nlpmodel_operator.controller.analysis import Analyzer
+from nlpmodel_operator.controller.evaluation import Evaluator
 from nlpmodel_operator.controller.informer import LatestModels
 from nlpmodel_operator.controller.kube import Kube, MissingAPIError, api_message
 from nlpmodel_operator.controller.metrics import OperatorMetrics
@@ -25,12 +26,20 @@ from nlpmodel_operator.core.conditions import set_condition
 from nlpmodel_operator.core.networkpolicy import NetworkPolicies
 from nlpmodel_operator.core.observe import other_children, revision_states
 from nlpmodel_operator.core.pricing import Prices
-from nlpmodel_operator.core.reconcile import Decision, Monitoring, Observation, check_request_for, decide
+from nlpmodel_operator.core.reconcile import (
+    Decision,
+    Monitoring,
+    Observation,
+    check_request_for,
+    decide,
+    evaluation_request_for,
+)
 from nlpmodel_operator.core.records import Action, Apply, ClearCommand, Delete, Event, HandOver, Patch
 from nlpmodel_operator.core.resync import in_flight, model_fingerprint, settled
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 LEADING_TTL_S = 2.0
+log = logging.getLogger(__name__)
 TRACE = logging.getLogger("nlpmodel.reconcile.trace")  # one line per reconcile (at debug level)
 
 
@@ -75,6 +84,7 @@ class Reconciler:
         leading: Callable[[], bool] | None = None,
         network: NetworkPolicies | None = None,
         prices: Prices | None = None,
+        evaluator: Evaluator | None = None,
     ) -> None:
         self.kube = kube
         # With several replicas (kopf peering): whether this one is the one that acts (None: always).
@@ -84,6 +94,10 @@ class Reconciler:
         self.network = network or NetworkPolicies()  # the cluster's NetworkPolicy defaults
         self.prices = prices or Prices()  # GPU/CPU-hour prices and namespace budgets (core.spend)
         self.analyzer = analyzer or Analyzer(None)
+        # Evaluations run in tasks of their own; the model's next reconcile takes the verdict.
+        self.evaluator = evaluator or Evaluator(
+            kube.read_config_map, lambda namespace, name: self.request(namespace, name, log)
+        )
         self.metrics = metrics or OperatorMetrics()
         self.now = now
         self.queue = WorkQueue()
@@ -175,6 +189,7 @@ class Reconciler:
             else:
                 if left is None:
                     self.queue.reset(key)  # deleted (or replaced by a new object of the same name) since
+                    self.evaluator.forget(*key)
                 else:
                     self.queue.done(key, left)
             finally:
@@ -191,6 +206,11 @@ class Reconciler:
             # Metrics are gathered here, in the event loop; judging them is the core's job.
             check = await self.analyzer.gather(observation.namespace, observation.name, request)
             observation = replace(observation, check=check)
+        wanted = evaluation_request_for(observation)
+        if wanted is not None:
+            outcome = self.evaluator.poll(observation.namespace, observation.name, wanted)
+            if outcome is not None:
+                observation = replace(observation, evaluation=outcome)
         status = await asyncio.to_thread(self._decide_and_execute, observation, model, logger)
         return model_fingerprint({**model, "status": status})
 
