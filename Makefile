@@ -8,7 +8,7 @@ STAMP := $(VENV)/.deps-stamp
 RUNTIME_PY := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/nlpmodel-operator/runtime-venv/bin/python
 RUNTIME_PATH := runtimes/transformers/src:runtimes/metrics/src
 
-.PHONY: all deps lint typecheck unit schema integration test demo crds vllm-table clean bench-judge bench-rollback \
+.PHONY: all deps lint typecheck unit schema integration test demo crds vllm-table clean bench-judge bench-eval bench-rollback \
 	chart-sync manifests-base \
 	runtime-venv runtime-test runtime-typecheck docs e2e e2e-node bench-scale
 
@@ -96,6 +96,10 @@ clean:
 # Seeded simulation of canary rollouts: the SLO judge vs a naive p95 judge (table on stdout + JSON).
 bench-judge: deps
 	$(BIN)/python -m bench.judge.run --out bench/results/judge.json
+
+# Seeded simulation of the evaluation gate: false fails (A/A) and power against a naive "canary < stable" rule.
+bench-eval: deps
+	$(BIN)/python -m bench.evaluation.run --out bench/results/evaluation.json
 
 # Regression → 0 % canary weight on the local control plane with a real Prometheus (a few minutes).
 bench-rollback: deps
