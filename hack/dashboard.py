@@ -137,6 +137,9 @@ def queries() -> dict[str, str]:
         "Prefix cache hit rate by revision": _by_revision(PREFIX_CACHE_HIT_RATIO),
         "Model cost per hour": f"max by (namespace, model) ({COST_PER_HOUR}{{{_OPERATOR}}})",
         "Spend (24 h) vs daily budget": _spend_vs_budget(),
+        "Evaluation score: stable vs canary": (
+            f"max by (namespace, model, role) (nlpmodel_evaluation_score{{{_OPERATOR}}})"
+        ),
         "Operator reconcile p95": (
             f"histogram_quantile(0.95, sum by (le) (rate(nlpmodel_reconcile_duration_seconds_bucket[{RATE_INTERVAL}])))"
         ),
@@ -150,6 +153,7 @@ _LEGENDS: Final = {
     "ITL p95: stable vs canary": "{{nlpmodel_model}} {{role}} {{nlpmodel_revision}}",
     "Error ratio: stable vs canary": "{{nlpmodel_model}} {{role}} {{nlpmodel_revision}}",
     "Analysis checks by verdict": "{{model}} {{verdict}}",
+    "Evaluation score: stable vs canary": "{{model}} {{role}}",
     "Operator reconcile p95": "p95",
     "Operator reconcile errors": "{{reason}}",
     "Cost per 1M tokens by revision": "{{model}} {{role}} {{revision}}",
@@ -163,6 +167,7 @@ _UNITS: Final = {
     "TTFT p95: stable vs canary": "s",
     "ITL p95: stable vs canary": "s",
     "Error ratio: stable vs canary": "percentunit",
+    "Evaluation score: stable vs canary": "percentunit",
     "Operator reconcile p95": "s",
     "Operator reconcile errors": "ops",
     "Prefix cache hit rate by revision": "percentunit",

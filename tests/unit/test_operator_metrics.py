@@ -113,3 +113,27 @@ def test_one_port_serves_metrics_and_healthz(healthy: bool, expected: int) -> No
     assert health_code == expected
     assert metrics_code == 200
     assert 'nlpmodel_phase{model="chat",namespace="ml",phase="Ready"} 1.0' in text
+
+
+def test_an_evaluation_verdict_counts_once_with_its_scores() -> None:
+    pending = {"evaluation": {"verdict": "pending", "requestedAt": "t0"}}
+    failed = {
+        "evaluation": {
+            "verdict": "fail",
+            "requestedAt": "t0",
+            "at": "t1",
+            "canaryScore": 0.8,
+            "stableScore": 0.9,
+        }
+    }
+    metrics = OperatorMetrics(CollectorRegistry())
+    metrics.observe("ml", "chat", {}, pending)
+    metrics.observe("ml", "chat", pending, failed)
+    metrics.observe("ml", "chat", failed, failed)  # the same verdict, read again: not counted again
+    r = metrics.registry
+    assert value(r, "nlpmodel_evaluations_total", verdict="fail") == 1
+    assert value(r, "nlpmodel_evaluations_total", verdict="pass") == 0
+    assert value(r, "nlpmodel_evaluation_score", role="canary") == 0.8
+    assert value(r, "nlpmodel_evaluation_score", role="stable") == 0.9
+    metrics.forget("ml", "chat")
+    assert value(r, "nlpmodel_evaluation_score", role="canary") is None

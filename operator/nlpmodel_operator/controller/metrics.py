@@ -26,11 +26,15 @@ from nlpmodel_operator.api.status import CheckVerdict, Outcome
 # increase(), which cannot see the first increment of a series that starts at 1.
 OUTCOMES: Final = get_args(Outcome)
 VERDICTS: Final = get_args(CheckVerdict)
+# The evaluation gate's verdicts that are counted (pending is a request, not a verdict).
+EVALUATION_VERDICTS: Final = ("pass", "fail", "inconclusive", "error")
 ROLLBACK_REASONS: Final = (
     Reason.ANALYSIS_FAILED,
     Reason.ANALYSIS_UNAVAILABLE,
     Reason.PROGRESS_DEADLINE_EXCEEDED,
     Reason.ABORTED,
+    Reason.EVALUATION_FAILED,
+    Reason.EVALUATION_UNAVAILABLE,
 )
 STABLE: Final = "stable"
 CANARY: Final = "canary"
@@ -68,6 +72,18 @@ class OperatorMetrics:
             "nlpmodel_analysis_checks_total",
             "Analysis checks by verdict.",
             ["namespace", "model", "verdict"],
+            registry=r,
+        )
+        self.evaluations = Counter(
+            "nlpmodel_evaluations_total",
+            "Evaluation-gate verdicts on canaries (spec.rollout.evaluation).",
+            ["namespace", "model", "verdict"],
+            registry=r,
+        )
+        self.evaluation_score = Gauge(
+            "nlpmodel_evaluation_score",
+            "Share of evaluation cases passed in the last evaluation, per role (canary or stable).",
+            ["namespace", "model", "role"],
             registry=r,
         )
         self.canary_weight = Gauge(
@@ -137,6 +153,8 @@ class OperatorMetrics:
             self.rollbacks.labels(namespace, model, reason)
         for verdict in VERDICTS:
             self.checks.labels(namespace, model, verdict)
+        for verdict in EVALUATION_VERDICTS:
+            self.evaluations.labels(namespace, model, verdict)
 
     def _set_revisions(self, namespace: str, model: str, status: Mapping[str, Any]) -> None:
         current = {
@@ -177,6 +195,7 @@ class OperatorMetrics:
             and analysis.get("lastChecks")
         ):
             self.checks.labels(namespace, model, analysis["lastChecks"][-1]["verdict"]).inc()
+        self._count_evaluation(namespace, model, old.get("evaluation") or {}, new.get("evaluation") or {})
         self.canary_weight.labels(namespace, model).set(new.get("canaryWeight") or 0)
         current = new.get("phase")
         for phase in Phase.ALL:
@@ -195,11 +214,27 @@ class OperatorMetrics:
                 except KeyError:
                     continue
 
+    def _count_evaluation(
+        self, namespace: str, model: str, old: Mapping[str, Any], new: Mapping[str, Any]
+    ) -> None:
+        """A verdict counts once, when its time (`evaluation.at`) first appears in status."""
+        if new.get("at") and new.get("at") != old.get("at") and new.get("verdict") in EVALUATION_VERDICTS:
+            self.evaluations.labels(namespace, model, new["verdict"]).inc()
+            for role in ("canary", "stable"):
+                score = new.get(f"{role}Score")
+                if score is not None:
+                    self.evaluation_score.labels(namespace, model, role).set(score)
+
     def forget(self, namespace: str, model: str) -> None:
         """Drop the per-model gauges of a deleted model."""
         for gauge, extra in ((self.canary_weight, ()), *((self.phase, (p,)) for p in Phase.ALL)):
             try:
                 gauge.remove(namespace, model, *extra)
+            except KeyError:
+                continue
+        for role in ("canary", "stable"):
+            try:
+                self.evaluation_score.remove(namespace, model, role)
             except KeyError:
                 continue
         self._set_revisions(namespace, model, {})
