@@ -430,3 +430,37 @@ def test_each_stopped_revision_is_shown_once() -> None:
     text = format_status(status, {}, NOW)
     stopped = [line for line in text.splitlines() if line.startswith("stopped")]
     assert [line.split()[1] for line in stopped] == ["0f0f0f0f", "0e0e0e0e"]
+
+
+@pytest.mark.parametrize(
+    ("evaluation", "line"),
+    [
+        (None, None),
+        (
+            {"verdict": "pending", "canaryRevision": "c", "stableRevision": "s", "step": 0},
+            "pending (c vs s, before traffic): running",
+        ),
+        (
+            {
+                "verdict": "fail",
+                "canaryRevision": "c",
+                "stableRevision": "s",
+                "step": 1,
+                "canaryScore": 0.8,
+                "stableScore": 0.9,
+                "scored": 200,
+                "message": "exact 80% vs stable 90%; worst cases: refund-12",
+            },
+            "fail (c vs s, before step 2): canary 80.0% vs stable 90.0% on 200 cases; "
+            "exact 80% vs stable 90%; worst cases: refund-12",
+        ),
+        (
+            {"verdict": "inconclusive", "canaryScore": "junk", "message": "80 of 80 canary requests failed"},
+            "inconclusive (? vs ?, before traffic); 80 of 80 canary requests failed",
+        ),
+    ],
+)
+def test_the_evaluation_row(evaluation: dict[str, Any] | None, line: str | None) -> None:
+    text = format_status({"phase": "Progressing", "evaluation": evaluation}, {}, NOW)
+    rows = [row for row in text.splitlines() if row.startswith("evaluation")]
+    assert rows == ([] if line is None else [f"evaluation  {line}"])

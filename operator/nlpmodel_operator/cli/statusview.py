@@ -232,6 +232,25 @@ def spend_rows(spend: object) -> list[tuple[str, str]]:
     return rows
 
 
+def describe_evaluation(evaluation: object) -> str | None:
+    """One line for the evaluation gate's last verdict: scores, cases, the worst case ids."""
+    if not isinstance(evaluation, dict) or not evaluation.get("verdict"):
+        return None
+    verdict = str(evaluation["verdict"])
+    canary, stable = evaluation.get("canaryRevision", "?"), evaluation.get("stableRevision", "?")
+    step = evaluation.get("step") or 0
+    gate = "before traffic" if step == 0 else f"before step {step + 1}"
+    text = f"{verdict} ({canary} vs {stable}, {gate})"
+    if verdict == "pending":
+        return text + ": running"
+    scores = [evaluation.get("canaryScore"), evaluation.get("stableScore")]
+    if all(isinstance(x, int | float) for x in scores):
+        text += f": canary {scores[0]:.1%} vs stable {scores[1]:.1%} on {evaluation.get('scored', 0)} cases"
+    if message := evaluation.get("message"):
+        text += f"; {message}"
+    return text
+
+
 def format_status(
     status: Mapping[str, Any],
     spec: Mapping[str, Any],
@@ -300,6 +319,8 @@ def format_status(
             rows.append(
                 ("stopped", f"{stopped.get('revision')} since {since} (deleted when its retention ends)")
             )
+    if evaluation := describe_evaluation(status.get("evaluation")):
+        rows.append(("evaluation", evaluation))
     if failed := _str(status, "failedRevision"):
         rows.append(("failed", f"{failed} (rolled back; `nlpctl retry` rolls it out again)"))
     if pending:
