@@ -112,6 +112,26 @@ def test_no_scrape_rule_without_a_prometheus_namespace() -> None:
     assert [rule["from"] for rule in policy["spec"]["ingress"]] == [[{"podSelector": {}}]]
 
 
+@pytest.mark.parametrize(
+    ("evaluation", "operator_namespace", "allowed"),
+    [
+        (True, "nlpmodel-system", True),
+        (False, "nlpmodel-system", False),  # the operator never calls a model it does not evaluate
+        (True, None, False),  # its namespace unknown: no rule (nlpctl render without --operator-namespace)
+    ],
+)
+def test_the_operator_may_reach_a_model_it_evaluates(
+    evaluation: bool, operator_namespace: str | None, allowed: bool
+) -> None:
+    rollout = {"evaluation": {"dataset": {"configMap": "golden", "key": "cases.jsonl"}}} if evaluation else {}
+    spec = NLPModelSpec.model_validate({"model": MODEL, "rollout": rollout})
+    resolution = resolve("chat", "ml", spec)
+    assert resolution.resolved is not None
+    (policy,) = network_policies(resolution.resolved, NetworkPolicies(True, None, operator_namespace))
+    sources = [rule["from"] for rule in policy["spec"]["ingress"]]
+    assert ([namespace_peer("nlpmodel-system")] in sources) is allowed
+
+
 def observation(
     serving: dict[str, Any], network: NetworkPolicies, others: tuple[ChildRef, ...]
 ) -> Observation:

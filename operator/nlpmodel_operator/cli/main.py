@@ -85,7 +85,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     """What the operator applies to each model at rest (`core.render.render_settled`)."""
     support = ScalingSupport(prometheus_url=args.prometheus_url)
     monitoring = None if args.no_pod_monitor else Monitoring(args.scrape_interval)
-    network = NetworkPolicies(args.network_policies, args.prometheus_namespace or None)
+    network = NetworkPolicies(
+        args.network_policies, args.prometheus_namespace or None, args.operator_namespace or None
+    )
     objects: list[dict[str, Any]] = []
     failed = False
     for doc in read_documents(args.files):
@@ -413,6 +415,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAMESPACE",
         help="the Prometheus let through a model's NetworkPolicy (the operator's "
         "NLPMODEL_NETWORK_POLICY_PROMETHEUS_NAMESPACE; default: %(default)s; empty: none)",
+    )
+    p.add_argument(
+        "--operator-namespace",
+        default="",
+        metavar="NAMESPACE",
+        help="the operator's namespace, let through the NetworkPolicy of a model with an evaluation gate "
+        "(the operator's NLPMODEL_OPERATOR_NAMESPACE; default: none)",
     )
     p.set_defaults(func=cmd_render)
 

@@ -50,6 +50,8 @@ class OperatorConfig:
     # namespace of the Prometheus that scrapes the model servers, allowed through it ("": none).
     network_policies: bool = False
     network_policy_prometheus_namespace: str = DEFAULT_PROMETHEUS_NAMESPACE
+    # The operator's own namespace (the chart passes it): models it evaluates let it through.
+    operator_namespace: str = ""
     # With --peering: this replica's priority (None: by start time, see controller/peering.py), and how
     # soon a replica that died is taken over (None: kopf's default).
     peering_priority: int | None = None
@@ -78,6 +80,7 @@ class OperatorConfig:
             network_policy_prometheus_namespace=environ.get(
                 "NLPMODEL_NETWORK_POLICY_PROMETHEUS_NAMESPACE", cls.network_policy_prometheus_namespace
             ),
+            operator_namespace=environ.get("NLPMODEL_OPERATOR_NAMESPACE", ""),
             scrape_interval_seconds=float(
                 environ.get("NLPMODEL_SCRAPE_INTERVAL_SECONDS", cls.scrape_interval_seconds)
             ),

@@ -75,7 +75,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.L
         metrics,
         monitoring=Monitoring(config.scrape_interval_seconds) if config.pod_monitors else None,
         prometheus_url=config.prometheus_url,
-        network=NetworkPolicies(config.network_policies, config.network_policy_prometheus_namespace or None),
+        network=NetworkPolicies(
+            config.network_policies,
+            config.network_policy_prometheus_namespace or None,
+            config.operator_namespace or None,
+        ),
         leading=gate.leading if gate is not None else None,
         prices=config.prices,
     )

@@ -7,9 +7,11 @@ label and allows ingress to the serving port (which is also the metrics port) fr
   (the Service's clients) and, with router gateway-api or inference-pool, the Gateway's namespace (with
   inference-pool the Gateway sends to the pool's pods directly; an endpoint picker in the model's
   namespace is one of its pods' clients);
-- the Prometheus the operator is configured with (its namespace), which scrapes `/metrics`.
+- the Prometheus the operator is configured with (its namespace), which scrapes `/metrics`;
+- the operator's own namespace, for a model with an evaluation gate (`spec.rollout.evaluation`): the
+  operator sends the dataset's cases to each revision's Service.
 
-The operator never calls the model's pods (analysis asks Prometheus), so it needs no rule. Whether a
+Otherwise the operator never calls the model's pods (analysis asks Prometheus), so it needs no rule. Whether a
 model gets one: `networkPolicy.enabled`, else the cluster default (the operator's configuration, off
 unless the platform team turns it on). Knative models (router kserve-canary) never get one: the
 activator and queue-proxy reach the pods on ports of their own.
@@ -43,6 +45,8 @@ class NetworkPolicies:
     enabled_by_default: bool = False
     # Where the Prometheus that scrapes the model servers runs; None: no scrape rule (nothing scrapes).
     prometheus_namespace: str | None = DEFAULT_PROMETHEUS_NAMESPACE
+    # Where the operator runs: let through to models it evaluates (None: unknown, no rule).
+    operator_namespace: str | None = None
 
 
 def wanted(resolved: Resolved, defaults: NetworkPolicies) -> bool:
@@ -97,6 +101,8 @@ def render_network_policy(resolved: Resolved, defaults: NetworkPolicies) -> dict
     ingress: list[dict[str, Any]] = [{"from": client_peers(resolved), "ports": serving_port()}]
     if defaults.prometheus_namespace:
         ingress.append({"from": [_namespace_peer(defaults.prometheus_namespace)], "ports": serving_port()})
+    if defaults.operator_namespace and resolved.spec.rollout.evaluation is not None:
+        ingress.append({"from": [_namespace_peer(defaults.operator_namespace)], "ports": serving_port()})
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
