@@ -208,3 +208,15 @@ def test_a_rolled_back_canary_keeps_its_evaluation_visible() -> None:
     assert again.status.evaluation is not None
     assert again.status.evaluation.verdict == "fail"
     assert again.canary is None
+
+
+def test_the_evaluation_that_promoted_the_stable_stays_in_status() -> None:
+    promoted = {"stableRevision": C, "evaluation": gate("pass")}
+    out = step_rollout(RolloutInput(spec(), C, promoted, {C: rev(C)}, None, T0 + timedelta(hours=1)))
+    assert out.canary is None
+    assert out.status.evaluation is not None
+    assert (out.status.evaluation.canary_revision, out.status.evaluation.verdict) == (C, "pass")
+    # A stable that came otherwise (an evaluation of another revision) shows none.
+    other = {"stableRevision": S, "evaluation": gate("fail")}
+    settled = step_rollout(RolloutInput(spec(), S, other, {S: rev(S)}, None, T0))
+    assert settled.status.evaluation is None

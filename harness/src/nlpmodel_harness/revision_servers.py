@@ -109,6 +109,11 @@ class RevisionServers:
             self.profiles[revision] = {**self.profiles.get(revision, {}), **params}
             self.servers[revision].control(**params)
 
+    def running(self) -> dict[str, ModelServerProcess]:
+        """revision → the stand-in that plays its pods now."""
+        with self._lock:
+            return dict(self.servers)
+
     def scraped(self) -> list[ScrapeTarget]:
         """The targets Prometheus was last configured with."""
         return list(self._scraped or [])

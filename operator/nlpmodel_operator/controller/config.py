@@ -52,6 +52,9 @@ class OperatorConfig:
     network_policy_prometheus_namespace: str = DEFAULT_PROMETHEUS_NAMESPACE
     # The operator's own namespace (the chart passes it): models it evaluates let it through.
     operator_namespace: str = ""
+    # Where the evaluation gate reaches a revision's Service ({service}, {namespace}): in the cluster its
+    # DNS name; an operator run outside the cluster (development, the integration tests) is given another.
+    evaluation_url_template: str = "http://{service}.{namespace}.svc.cluster.local"
     # With --peering: this replica's priority (None: by start time, see controller/peering.py), and how
     # soon a replica that died is taken over (None: kopf's default).
     peering_priority: int | None = None
@@ -81,6 +84,9 @@ class OperatorConfig:
                 "NLPMODEL_NETWORK_POLICY_PROMETHEUS_NAMESPACE", cls.network_policy_prometheus_namespace
             ),
             operator_namespace=environ.get("NLPMODEL_OPERATOR_NAMESPACE", ""),
+            evaluation_url_template=environ.get(
+                "NLPMODEL_EVALUATION_URL_TEMPLATE", cls.evaluation_url_template
+            ),
             scrape_interval_seconds=float(
                 environ.get("NLPMODEL_SCRAPE_INTERVAL_SECONDS", cls.scrape_interval_seconds)
             ),

@@ -82,6 +82,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.L
         ),
         leading=gate.leading if gate is not None else None,
         prices=config.prices,
+        evaluation_url=lambda service, namespace: config.evaluation_url_template.format(
+            service=service, namespace=namespace
+        ),
     )
     memo.reconciler = reconciler
     loop = asyncio.get_running_loop()

@@ -17,7 +17,7 @@ from nlpmodel_operator.api.constants import ANNOTATION_COMMAND, ANNOTATION_DAILY
 from nlpmodel_operator.api.status import read_status, to_json
 from nlpmodel_operator.api.units import format_time
 from nlpmodel_operator.controller.analysis import Analyzer
-from nlpmodel_operator.controller.evaluation import Evaluator
+from nlpmodel_operator.controller.evaluation import Evaluator, cluster_url
 from nlpmodel_operator.controller.informer import LatestModels
 from nlpmodel_operator.controller.kube import Kube, MissingAPIError, api_message
 from nlpmodel_operator.controller.metrics import OperatorMetrics
@@ -84,7 +84,7 @@ class Reconciler:
         leading: Callable[[], bool] | None = None,
         network: NetworkPolicies | None = None,
         prices: Prices | None = None,
-        evaluator: Evaluator | None = None,
+        evaluation_url: Callable[[str, str], str] = cluster_url,
     ) -> None:
         self.kube = kube
         # With several replicas (kopf peering): whether this one is the one that acts (None: always).
@@ -95,8 +95,8 @@ class Reconciler:
         self.prices = prices or Prices()  # GPU/CPU-hour prices and namespace budgets (core.spend)
         self.analyzer = analyzer or Analyzer(None)
         # Evaluations run in tasks of their own; the model's next reconcile takes the verdict.
-        self.evaluator = evaluator or Evaluator(
-            kube.read_config_map, lambda namespace, name: self.request(namespace, name, log)
+        self.evaluator = Evaluator(
+            kube.read_config_map, lambda namespace, name: self.request(namespace, name, log), evaluation_url
         )
         self.metrics = metrics or OperatorMetrics()
         self.now = now

@@ -168,6 +168,9 @@ def _applies(run: _Run, command: str, canary: _Canary | None) -> bool:
 def _settled(
     run: _Run, analysis: AnalysisStatus | None = None, evaluation: EvaluationStatus | None = None
 ) -> RolloutOutcome:
+    previous = run.inp.status.evaluation
+    if evaluation is None and previous is not None and previous.canary_revision == run.stable:
+        evaluation = previous  # the evaluation that promoted the stable stays visible
     status = NLPModelStatus(
         stable_revision=run.stable,
         history=run.history,

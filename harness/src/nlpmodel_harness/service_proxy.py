@@ -1,0 +1,89 @@
+"""Revision Services for an operator run outside a cluster (no cluster DNS, no kube-proxy here).
+
+The operator's evaluation gate reaches a revision at ``NLPMODEL_EVALUATION_URL_TEMPLATE``; pointed at
+this proxy (``ServiceProxy.template``), ``/<namespace>/<service>/<path>`` is forwarded to the
+stand-in model server of the revision whose hash the Service's name carries (every platform names a
+revision's Service after it), as ``RevisionServers`` runs them. A revision listed in ``unreachable``
+(or one without a server) answers 503, as a Service without ready endpoints does::
+
+    with ServiceProxy() as proxy:        # for the operator's whole run
+        env = {"NLPMODEL_EVALUATION_URL_TEMPLATE": proxy.template}
+        ...
+        proxy.servers = servers           # the revisions of one model (RevisionServers)
+        proxy.unreachable.add(canary_revision)
+"""
+
+from __future__ import annotations
+
+import threading
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+
+from nlpmodel_harness.revision_servers import RevisionServers
+
+__all__ = ["ServiceProxy"]
+
+
+class ServiceProxy:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.servers: RevisionServers | None = None
+        self.unreachable: set[str] = set()
+        self.forwarded: dict[str, int] = {}  # revision -> requests forwarded to it
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                status, payload = proxy._forward(self.path, body)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return  # quiet: answers are not logged
+
+        self._server = ThreadingHTTPServer((host, 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="service-proxy", daemon=True)
+
+    @property
+    def template(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/{{namespace}}/{{service}}"
+
+    def __enter__(self) -> ServiceProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def _forward(self, path: str, body: bytes) -> tuple[int, bytes]:
+        parts = path.lstrip("/").split("/", 2)
+        servers = self.servers
+        if servers is None or len(parts) < 3 or parts[0] != servers.namespace:
+            return 404, b'{"error": "no such Service"}'
+        service, rest = parts[1], parts[2]
+        found = [(r, s) for r, s in servers.running().items() if r in service]
+        if not found or found[0][0] in self.unreachable:
+            return 503, b'{"error": "no ready endpoints"}'
+        revision, server = found[0]
+        self.forwarded[revision] = self.forwarded.get(revision, 0) + 1
+        request = urllib.request.Request(
+            f"{server.url}/{rest}", data=body, headers={"Content-Type": "application/json"}, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return int(response.status), bytes(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+        except OSError:
+            return 502, b'{"error": "bad gateway"}'
