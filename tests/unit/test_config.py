@@ -29,3 +29,18 @@ def test_settings_come_from_the_environment_passed() -> None:
     assert (config.peering_priority, config.peering_lifetime_seconds) == (7, 20)
     assert (config.network_policies, config.network_policy_prometheus_namespace) == (True, "")
     assert config.namespaces == ()  # from the command line, not the environment
+
+
+def test_the_evaluation_gate_settings() -> None:
+    assert OperatorConfig().evaluation_url_template == "http://{service}.{namespace}.svc.cluster.local"
+    config = OperatorConfig.from_env(
+        {
+            "NLPMODEL_OPERATOR_NAMESPACE": "nlpmodel-system",
+            "NLPMODEL_EVALUATION_URL_TEMPLATE": "http://127.0.0.1:9000/{namespace}/{service}",
+        }
+    )
+    assert config.operator_namespace == "nlpmodel-system"
+    assert (
+        config.evaluation_url_template.format(service="chat-1", namespace="ml")
+        == "http://127.0.0.1:9000/ml/chat-1"
+    )

@@ -16,14 +16,18 @@ revision's Service after it), as ``RevisionServers`` runs them. A revision liste
 from __future__ import annotations
 
 import threading
+import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
+from nlpmodel_harness.modelserver import ModelServerProcess
 from nlpmodel_harness.revision_servers import RevisionServers
 
 __all__ = ["ServiceProxy"]
+
+START_WAIT_S = 15.0
 
 
 class ServiceProxy:
@@ -66,16 +70,28 @@ class ServiceProxy:
         self._server.server_close()
         self._thread.join(timeout=5)
 
+    def _server_of(self, servers: RevisionServers, service: str) -> tuple[str, ModelServerProcess] | None:
+        """The revision's stand-in. A revision the operator saw ready has endpoints in a cluster; here its
+        stand-in may still be starting (RevisionServers polls), so it is waited for a little."""
+        deadline = time.monotonic() + START_WAIT_S
+        while True:
+            found = [(r, s) for r, s in servers.running().items() if r in service and s.running()]
+            if found or time.monotonic() > deadline:
+                return found[0] if found else None
+            time.sleep(0.2)
+
     def _forward(self, path: str, body: bytes) -> tuple[int, bytes]:
         parts = path.lstrip("/").split("/", 2)
         servers = self.servers
         if servers is None or len(parts) < 3 or parts[0] != servers.namespace:
             return 404, b'{"error": "no such Service"}'
         service, rest = parts[1], parts[2]
-        found = [(r, s) for r, s in servers.running().items() if r in service]
-        if not found or found[0][0] in self.unreachable:
+        if any(revision in service for revision in self.unreachable):
             return 503, b'{"error": "no ready endpoints"}'
-        revision, server = found[0]
+        found = self._server_of(servers, service)
+        if found is None:
+            return 503, b'{"error": "no ready endpoints"}'
+        revision, server = found
         self.forwarded[revision] = self.forwarded.get(revision, 0) + 1
         request = urllib.request.Request(
             f"{server.url}/{rest}", data=body, headers={"Content-Type": "application/json"}, method="POST"
