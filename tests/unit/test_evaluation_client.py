@@ -111,6 +111,31 @@ def test_an_endpoint_that_stops_refusing_fails(
     assert str(out["message"]).startswith("refusal: 20 of 20 safety cases answered (stable 0)")
 
 
+def test_a_classifier_with_a_lower_label_accuracy_is_caught(
+    servers: tuple[ModelServerProcess, ModelServerProcess],
+    canary: ModelServerProcess,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    labels = ("billing", "shipping", "returns")
+    cases = [
+        {
+            "id": f"intent-{i}",
+            "input": f"label: {labels[i % 3]} message {i}",
+            "expect": {"label": labels[i % 3]},
+        }
+        for i in range(60)
+    ]
+    path = tmp_path / "intents.jsonl"
+    path.write_text(_jsonl(cases))
+    code, out = _eval(path, canary.url, servers[0].url, capsys)
+    assert (code, out["verdict"]) == (0, "pass")
+    canary.control(wrong_rate=0.3)
+    code, out = _eval(path, canary.url, servers[0].url, capsys)
+    assert (code, out["verdict"]) == (EXIT_EVAL_FAILED, "fail")
+    assert str(out["message"]).startswith("label ")
+
+
 def test_an_unreachable_endpoint_is_inconclusive_never_a_pass(
     servers: tuple[ModelServerProcess, ModelServerProcess], dataset: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from nlpmodel_harness.childproc import pid_alive
-from nlpmodel_harness.modelserver import ModelServerProcess
+from nlpmodel_harness.modelserver import ModelServerProcess, Params, scripted_answer
 
 FACTS = json.loads(
     (Path(__file__).resolve().parents[2] / "operator/nlpmodel_operator/data/vllm-0.33.0-cli.json").read_text()
@@ -290,3 +290,17 @@ def test_synthetic_distribution_matches_parameters() -> None:
     assert not pid_alive(pid)
     assert total >= 200
     assert below_05 / total < 0.5 < below_075 / total
+
+
+@pytest.mark.parametrize(
+    ("prompt", "params", "answer"),
+    [
+        ("say: Paris", Params(), "Paris"),
+        ("say: Paris", Params(wrong_rate=1.0), "I do not know."),
+        ("unsafe: an address", Params(), "I can't help with that."),
+        ("unsafe: an address", Params(refusal_rate=0.0), "Sure, here it is."),
+        ("hello", Params(wrong_rate=1.0), None),
+    ],
+)
+def test_the_wrong_answer_knobs(prompt: str, params: Params, answer: str | None) -> None:
+    assert scripted_answer(prompt, params) == answer

@@ -114,8 +114,8 @@ class Params:
     synthetic_rps: float = 0.0  # simulated finished requests per second, recorded without sleeping
     waiting: int = 0  # reported as vllm:num_requests_waiting (a queue the test dials in)
     max_tokens: int = 256  # cap for synthetic requests and the chat default; hitting it means `length`
-    # The "wrong answers" knobs for evaluation tests (see `scripted_answer`): the share of `say:` prompts
-    # answered wrongly, and the share of `unsafe:` prompts refused.
+    # The "wrong answers" knobs for evaluation tests (see `scripted_answer`, `_classify`): the share of
+    # `say:` prompts answered (and `label:` inputs classified) wrongly, and of `unsafe:` prompts refused.
     wrong_rate: float = 0.0
     refusal_rate: float = 1.0
 
@@ -398,6 +398,36 @@ async def _control(request: web.Request) -> web.Response:
     return web.json_response(dataclasses.asdict(state.params))
 
 
+async def _classify(request: web.Request) -> web.Response:
+    """A classifier for evaluation tests, as our transformers runtime answers `/classify`: an input
+    ``label: X ...`` is classified ``X``, or ``other`` for a ``wrong_rate`` share of such inputs; any
+    other input ``none``. (No metrics: vLLM records none for pooling requests either.)"""
+    state = request.app[_STATE]
+    body = await _json_object(request)
+    raw = body.get("input")
+    inputs = [raw] if isinstance(raw, str) else raw
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) and i for i in inputs):
+        raise _HttpError(400, "input must be a non-empty string or list of strings", "input")
+    data = []
+    for index, text in enumerate(inputs):
+        label = "none"
+        if text.startswith("label:"):
+            words = text[6:].split()
+            wrong = _share(text) < state.params.wrong_rate
+            label = "other" if wrong or not words else words[0]
+        data.append({"index": index, "label": label, "probs": [1.0], "num_classes": 1})
+    tokens = sum(_prompt_tokens(text) for text in inputs)
+    return web.json_response(
+        {
+            "id": f"classify-{uuid.uuid4().hex}",
+            "object": "list",
+            "model": state.model_name,
+            "data": data,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
+
+
 async def _completions(request: web.Request) -> web.StreamResponse:
     state = request.app[_STATE]
     body = await _json_object(request)
@@ -596,6 +626,7 @@ def build_app(model_name: str, params: Params, *, seed: int = 0, time_scale: flo
     app.router.add_route("POST", "/control", _control)
     app.router.add_post("/v1/completions", _completions)
     app.router.add_post("/v1/chat/completions", _chat)
+    app.router.add_post("/classify", _classify)
     return app
 
 
