@@ -73,7 +73,8 @@ vllm-table:
 	cp ../shared/vllm/vllm-*-cli.json operator/nlpmodel_operator/data/
 	cp ../shared/vllm/vllm-0.33.0-cli.json runtimes/metrics/src/nlpmodel_vllm_metrics/data/
 
-# A slow canary rolled back, a healthy one promoted, live (docs/demo.md); DEMO_ARGS=--plain, --fast, --cluster.
+# A slow canary rolled back, a healthy one promoted, one that answers worse stopped by its evaluation, live
+# (docs/demo.md); DEMO_ARGS=--plain, --fast, --node, --cluster.
 demo: deps
 	$(BIN)/nlpctl demo $(DEMO_ARGS)
 

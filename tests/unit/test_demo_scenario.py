@@ -1,18 +1,35 @@
 """The demo's scenario: three revisions of one NLPModel that our CRD admits; --fast shortens only the
-rollout's timing; a directory that is not such a scenario is refused with the reason."""
+rollout's timing; a directory that is not such a scenario is refused with the reason. The local
+story's fourth chapter (evaluation/): a dataset the gate parses and an update that carries the gate,
+whose stand-ins' wrong answers the gate fails with the failing case ids."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 import yaml
 
 from nlpmodel_harness import tinymodels
-from nlpmodel_harness.demo import FAST_INTERVAL, FAST_PAUSE, NODE_SCENARIO, SCENARIO, DemoError, load_scenario
+from nlpmodel_harness.demo import (
+    EVALUATION,
+    FAST_INTERVAL,
+    FAST_PAUSE,
+    NODE_SCENARIO,
+    SCENARIO,
+    WRONG_RATE,
+    DemoError,
+    load_evaluation,
+    load_scenario,
+)
+from nlpmodel_harness.modelserver import Params, scripted_answer
 from nlpmodel_harness.schemacheck import check_custom_object
 from nlpmodel_operator.api.crd import crd
 from nlpmodel_operator.cli.main import main as nlpctl
+from nlpmodel_operator.core.evaluation.dataset import Case, parse_dataset
+from nlpmodel_operator.core.evaluation.gate import Thresholds, evaluate
+from nlpmodel_operator.core.evaluation.scorers import Answer
 
 
 def test_the_shipped_scenario_is_three_revisions_of_one_model() -> None:
@@ -73,3 +90,71 @@ def test_the_real_pods_scenario_rolls_out_a_larger_model_then_one_of_the_same_si
 def test_nlpctl_demo_node_offline_checks_its_scenario(capsys: pytest.CaptureFixture[str]) -> None:
     assert nlpctl(["demo", "--node", "--offline"]) == 0
     assert "chat-v2-larger.yaml: chat: valid" in capsys.readouterr().out
+
+
+def test_the_evaluation_chapter_updates_the_same_model_with_a_gate_on_its_dataset() -> None:
+    chapters = load_scenario(SCENARIO, fast=False)
+    evaluation = load_evaluation(SCENARIO, fast=False)
+    assert evaluation is not None
+    worse = evaluation.chapter
+    assert check_custom_object(worse.body, crd()) == []
+    assert worse.revision not in {c.revision for c in chapters}
+    assert worse.body["metadata"] == chapters[0].body["metadata"]
+    gate = worse.body["spec"]["rollout"]["evaluation"]
+    assert gate.get("when", "beforeTraffic") == "beforeTraffic"
+    assert gate["dataset"]["configMap"] == evaluation.dataset["metadata"]["name"]
+    assert evaluation.dataset["metadata"]["namespace"] == chapters[0].body["metadata"]["namespace"]
+    fast = load_evaluation(SCENARIO, fast=True)
+    assert fast is not None
+    assert fast.chapter.revision == worse.revision
+    assert fast.chapter.body["spec"]["rollout"]["analysis"]["interval"] == FAST_INTERVAL
+    assert load_evaluation(NODE_SCENARIO, fast=False) is None  # real models: no scripted wrong answers
+
+
+def _answers(cases: Sequence[Case], params: Params) -> dict[str, Answer | None]:
+    """What a stand-in with these params answers to each chat case (its last message)."""
+    return {case.id: Answer(text=scripted_answer(case.messages[-1][1], params)) for case in cases}
+
+
+def test_the_stand_ins_wrong_answers_fail_the_gate_and_name_the_cases() -> None:
+    """What the demo's fourth chapter relies on, in the pure core: the stable's stand-in answers every
+    case right, the canary's (WRONG_RATE) enough of them wrong for the paired test at the manifest's
+    maxDrop; the verdict names the cases."""
+    evaluation = load_evaluation(SCENARIO, fast=False)
+    assert evaluation is not None
+    gate = evaluation.chapter.body["spec"]["rollout"]["evaluation"]
+    cases = parse_dataset(evaluation.dataset["data"][gate["dataset"]["key"]])
+    stable = _answers(cases, Params())
+    canary = _answers(cases, Params(wrong_rate=WRONG_RATE))
+    max_drop = float(gate["maxDrop"].rstrip("%")) / 100
+    assert evaluate(cases, stable, stable, Thresholds(max_drop=max_drop)).result == "pass"
+    verdict = evaluate(cases, canary, stable, Thresholds(max_drop=max_drop))
+    assert verdict.result == "fail", verdict.message
+    assert verdict.stable_score == 1.0
+    assert verdict.canary_score is not None
+    assert verdict.canary_score < 1.0
+    assert verdict.failing_cases
+    assert all(canary[i] == Answer(text="I do not know.") for i in verdict.failing_cases)
+    assert "worst cases: " + verdict.failing_cases[0] in verdict.message
+
+
+def test_an_evaluation_chapter_that_does_not_fit_is_refused(tmp_path: Path) -> None:
+    for path in sorted(SCENARIO.glob("*.yaml")):
+        (tmp_path / path.name).write_text(path.read_text())
+    (tmp_path / EVALUATION).mkdir()
+    originals = {p.name: yaml.safe_load(p.read_text()) for p in (SCENARIO / EVALUATION).glob("*.yaml")}
+    model_name = next(n for n, b in originals.items() if b["kind"] == "NLPModel")
+    dataset_name = next(n for n, b in originals.items() if b["kind"] == "ConfigMap")
+    (tmp_path / EVALUATION / model_name).write_text(yaml.safe_dump(originals[model_name]))
+    with pytest.raises(DemoError, match="one ConfigMap"):
+        load_evaluation(tmp_path, fast=False)
+    broken = originals[dataset_name]
+    key = next(iter(broken["data"]))
+    broken["data"][key] += '{"id": "x", "prompt": "p", "expect": {"nope": 1}}\n'
+    (tmp_path / EVALUATION / dataset_name).write_text(yaml.safe_dump(broken))
+    with pytest.raises(DemoError, match=rf"{dataset_name}: line 41"):
+        load_evaluation(tmp_path, fast=False)
+    other = {**originals[model_name], "metadata": {**originals[model_name]["metadata"], "name": "other"}}
+    (tmp_path / EVALUATION / model_name).write_text(yaml.safe_dump(other))
+    with pytest.raises(DemoError, match="must update the scenario's NLPModel chat"):
+        load_evaluation(tmp_path, fast=False)

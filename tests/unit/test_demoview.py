@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from nlpmodel_harness.demoview import Snapshot, events, panel, ttft_pair, verdict_marks, weight_bar
+from nlpmodel_harness.demoview import (
+    Snapshot,
+    evaluation_line,
+    events,
+    panel,
+    ttft_pair,
+    verdict_marks,
+    weight_bar,
+)
 
 SPEC: dict[str, Any] = {
     "rollout": {
@@ -128,3 +136,49 @@ def test_weight_bar_and_marks() -> None:
     assert weight_bar(50) == "[##########..........]  50%"
     assert weight_bar(None) == "[....................]   0%"
     assert verdict_marks({}) == "none yet"
+
+
+EVALUATING: dict[str, Any] = {
+    **CANARY_AT_10,
+    "canaryWeight": 0,
+    "evaluation": {
+        "canaryRevision": "bbbb2222",
+        "stableRevision": "aaaa1111",
+        "verdict": "pending",
+        "requestedAt": "t1",
+    },
+}
+
+
+def test_an_evaluation_is_an_event_when_asked_for_and_when_it_decides() -> None:
+    assert events(snap(CANARY_AT_10), snap(EVALUATING)) == [
+        "evaluation PENDING canary bbbb2222: the dataset goes to the stable's and the canary's own "
+        "Services (no traffic meanwhile)",
+        "canary bbbb2222 weight 0% (step 1)",
+    ]
+    failed = {
+        **EVALUATING,
+        "evaluation": {
+            **EVALUATING["evaluation"],
+            "verdict": "fail",
+            "at": "t2",
+            "scored": 40,
+            "canaryScore": 0.725,
+            "stableScore": 1.0,
+            "pValue": 0.0011,
+            "failingCases": ["order-1006", "order-1008"],
+            "message": "evaluation failed: exact ...; worst cases: order-1006, order-1008",
+        },
+    }
+    assert events(snap(EVALUATING), snap(failed)) == [
+        "evaluation FAIL    canary bbbb2222 72% vs stable 100% on 40 cases (p=0.0011); "
+        "failing: order-1006, order-1008"
+    ]
+    assert events(snap(failed), snap(failed)) == []
+
+
+def test_an_inconclusive_evaluation_without_failing_cases_says_why() -> None:
+    held = {"verdict": "inconclusive", "canaryRevision": "bbbb2222", "message": "canary requests failed"}
+    assert evaluation_line(held) == (
+        "evaluation INCONCLUSIVE canary bbbb2222 n/a vs stable n/a on 0 cases\n    canary requests failed"
+    )

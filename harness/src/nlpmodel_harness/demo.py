@@ -8,8 +8,10 @@ server per running revision, scraped by Prometheus through the operator's PodMon
 
 The story (manifests/demo/): chat-v1 becomes Ready; chat-v2 (a canary whose servers answer with a
 time to first token 80 % slower) is judged and rolled back with its reason; chat-v3 (healthy) is
-promoted step by step. On a terminal a live panel shows the canary weight, the TTFT p95 of stable and
-canary and the verdicts; otherwise (or with --plain) one line per event.
+promoted step by step; locally a fourth chapter (manifests/demo/evaluation/): chat-v4, just as fast
+but answering worse, is stopped by the evaluation gate at 0 % with its failing case ids. On a
+terminal a live panel shows the canary weight, the TTFT p95 of stable and canary and the verdicts;
+otherwise (or with --plain) one line per event.
 
 With --node (root, Linux) it tells the story on real pods on this machine: the local control plane with a
 kubelet node, the chart installed with helm (the operator in a pod), our transformers runtime serving tiny
@@ -49,6 +51,7 @@ from nlpmodel_operator.api import constants as c
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.cli.main import main as nlpctl
 from nlpmodel_operator.core.analysis import queries
+from nlpmodel_operator.core.evaluation.dataset import DatasetError, parse_dataset
 from nlpmodel_operator.core.revision import revision_hash
 
 from nlpmodel_harness.checkout import CHART, REPO
@@ -61,6 +64,9 @@ TTFT: Final = "vllm:time_to_first_token_seconds"
 # --fast (the test): shorter analysis interval and pauses; the story is the same.
 FAST_INTERVAL: Final = "4s"
 FAST_PAUSE: Final = "3s"
+# The local story's fourth chapter: a ConfigMap dataset and an NLPModel whose servers answer worse.
+EVALUATION: Final = "evaluation"
+WRONG_RATE: Final = 0.3  # the share of the dataset's `say:` prompts its stand-ins answer wrongly
 
 
 class DemoError(RuntimeError):
@@ -84,25 +90,72 @@ class Chapter:
         return revision_hash(NLPModelSpec.model_validate(self.body["spec"]))
 
 
+def _load_model(path: Path, *, fast: bool, namespace: str | None) -> Chapter:
+    body: dict[str, Any] = yaml.safe_load(path.read_text())
+    if namespace:
+        body["metadata"]["namespace"] = namespace
+    if fast:
+        rollout = body["spec"].setdefault("rollout", {})
+        rollout["steps"] = [{**s, "pause": FAST_PAUSE} for s in rollout.get("steps") or []]
+        rollout.setdefault("analysis", {})["interval"] = FAST_INTERVAL
+    return Chapter(path, body)
+
+
 def load_scenario(directory: Path, *, fast: bool, namespace: str | None = None) -> list[Chapter]:
     """The three manifests (sorted by name): first revision, slow update, healthy update."""
     files = sorted(directory.glob("*.yaml"))
     if len(files) != 3:
         raise DemoError(f"{directory} must hold exactly three NLPModel manifests, found {len(files)}")
-    chapters = []
-    for path in files:
-        body: dict[str, Any] = yaml.safe_load(path.read_text())
-        if namespace:
-            body["metadata"]["namespace"] = namespace
-        if fast:
-            rollout = body["spec"].setdefault("rollout", {})
-            rollout["steps"] = [{**s, "pause": FAST_PAUSE} for s in rollout.get("steps") or []]
-            rollout.setdefault("analysis", {})["interval"] = FAST_INTERVAL
-        chapters.append(Chapter(path, body))
+    chapters = [_load_model(path, fast=fast, namespace=namespace) for path in files]
     names = {(ch.body["metadata"]["namespace"], ch.body["metadata"]["name"]) for ch in chapters}
     if len(names) != 1:
         raise DemoError(f"the manifests in {directory} must all be the same NLPModel, found {sorted(names)}")
     return chapters
+
+
+@dataclass(frozen=True)
+class EvaluationChapter:
+    """The fourth chapter: the dataset (a ConfigMap) and the update that carries the evaluation gate."""
+
+    dataset_path: Path
+    dataset: dict[str, Any]
+    chapter: Chapter
+    cases: int  # in the dataset
+
+
+def load_evaluation(directory: Path, *, fast: bool) -> EvaluationChapter | None:
+    """`<scenario>/evaluation/`, where there is one: a ConfigMap whose dataset parses and an update of
+    the scenario's NLPModel with `rollout.evaluation` reading it. None without that directory."""
+    where = directory / EVALUATION
+    if not where.is_dir():
+        return None
+    by_kind: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
+    for path in sorted(where.glob("*.yaml")):
+        body = yaml.safe_load(path.read_text())
+        by_kind.setdefault(str(body.get("kind")), []).append((path, body))
+    if sorted(by_kind) != ["ConfigMap", "NLPModel"] or any(len(v) != 1 for v in by_kind.values()):
+        raise DemoError(f"{where} must hold one ConfigMap (the dataset) and one NLPModel")
+    (dataset_path, dataset), (model_path, _) = by_kind["ConfigMap"][0], by_kind["NLPModel"][0]
+    chapter = _load_model(model_path, fast=fast, namespace=None)
+    gate = (chapter.body["spec"].get("rollout") or {}).get("evaluation") or {}
+    source = gate.get("dataset") or {}
+    if source.get("configMap") != dataset["metadata"]["name"]:
+        raise DemoError(
+            f"{model_path.name}: rollout.evaluation must read the ConfigMap of {dataset_path.name}"
+        )
+    model = load_scenario(directory, fast=False)[0].body["metadata"]
+    if (chapter.body["metadata"]["namespace"], chapter.body["metadata"]["name"]) != (
+        model["namespace"],
+        model["name"],
+    ):
+        raise DemoError(f"{model_path.name} must update the scenario's NLPModel {model['name']}")
+    if dataset["metadata"].get("namespace") != model["namespace"]:
+        raise DemoError(f"{dataset_path.name} must be in the namespace of {model_path.name}")
+    try:
+        cases = parse_dataset(str((dataset.get("data") or {}).get(source.get("key"), "")))
+    except DatasetError as exc:
+        raise DemoError(f"{dataset_path.name}: {exc}") from exc
+    return EvaluationChapter(dataset_path, dataset, chapter, len(cases))
 
 
 # -- reading the world ---------------------------------------------------------------------------------
@@ -174,8 +227,10 @@ class Story:
     timeout_s: float = 180.0
     slow_what: str = "TTFT +80 %"
     alive: Callable[[], str | None] = lambda: None  # a reason when a component we depend on stopped
+    evaluation: EvaluationChapter | None = None  # the fourth chapter (local only: stand-ins answer)
     started: float = field(default_factory=time.monotonic)
     outcomes: list[Outcome] = field(default_factory=list)
+    top_weight: dict[str, int] = field(default_factory=dict)  # canary revision -> highest weight seen
     _last: Snapshot | None = None
 
     @property
@@ -217,9 +272,10 @@ class Story:
 
         with contextlib.suppress(ApiException):  # 409: it exists
             self.core.create_namespace({"metadata": {"name": self.namespace}})
-        rel = chapter.path.relative_to(REPO) if chapter.path.is_relative_to(REPO) else chapter.path
         self.screen.show(
-            [f"$ kubectl apply -f {rel}   # revision {chapter.revision}"], [], time.monotonic() - self.started
+            [f"$ kubectl apply -f {_shown(chapter.path)}   # revision {chapter.revision}"],
+            [],
+            time.monotonic() - self.started,
         )
         apply_model(self.custom, chapter.body)
 
@@ -243,6 +299,9 @@ class Story:
                 snap.elapsed_s,
             )
             self._last = snap
+            if canary := snap.status.get("canaryRevision"):
+                weight = int(snap.status.get("canaryWeight") or 0)
+                self.top_weight[canary] = max(weight, self.top_weight.get(canary, 0))
             generation = model["metadata"].get("generation")
             if (model.get("status") or {}).get("observedGeneration") == generation and (
                 result := done(model)
@@ -253,15 +312,16 @@ class Story:
 
     def run(self) -> list[Outcome]:
         first, slow, healthy = self.chapters
+        total = 3 if self.evaluation is None else 4
 
-        banner(self.out, f"1/3 the first revision: {first.path.name}")
+        banner(self.out, f"1/{total} the first revision: {first.path.name}")
         t0 = time.monotonic()
         self.apply(first)
         self.watch("the first revision to be Ready", lambda m: _ready_with(m, first.revision))
         self.screen.done()
         self.outcomes.append(Outcome(first, "Ready", time.monotonic() - t0, "first revision: no analysis"))
 
-        banner(self.out, f"2/3 an update whose canary is slow ({self.slow_what}): {slow.path.name}")
+        banner(self.out, f"2/{total} an update whose canary is slow ({self.slow_what}): {slow.path.name}")
         t0 = time.monotonic()
         self.apply(slow)
         result = self.watch("the slow canary's rollback", lambda m: _rolled_back(m, slow.revision))
@@ -271,7 +331,7 @@ class Story:
         reason = _condition_text(self.model(), "RolledBack")
         self.outcomes.append(Outcome(slow, "RolledBack", time.monotonic() - t0, reason))
 
-        banner(self.out, f"3/3 a healthy update: {healthy.path.name}")
+        banner(self.out, f"3/{total} a healthy update: {healthy.path.name}")
         t0 = time.monotonic()
         self.apply(healthy)
         result = self.watch("the healthy canary's promotion", lambda m: _promoted(m, healthy.revision))
@@ -286,7 +346,56 @@ class Story:
         self.outcomes.append(
             Outcome(healthy, "Promoted", time.monotonic() - t0, f"steps {through}, checks passed")
         )
+        if self.evaluation is not None:
+            self.run_evaluation(self.evaluation)
         return self.outcomes
+
+    def run_evaluation(self, evaluation: EvaluationChapter) -> None:
+        """A canary as fast as the stable but answering worse: the gate rolls it back at 0 %."""
+        worse = evaluation.chapter
+        banner(
+            self.out, f"4/4 an update that is fast but answers worse, gated by evaluation: {worse.path.name}"
+        )
+        t0 = time.monotonic()
+        self.apply_dataset(evaluation.dataset_path, evaluation.dataset)
+        self.apply(worse)
+        result = self.watch("the evaluation's verdict", lambda m: _rolled_back(m, worse.revision))
+        self.screen.done()
+        reason = _condition_text(self.model(), "RolledBack")
+        if result == "Promoted" or not reason.startswith("EvaluationFailed"):
+            raise DemoError(
+                f"the canary {worse.revision} that answers worse was not stopped by its evaluation: {reason}"
+            )
+        weight = self.top_weight.get(worse.revision, 0)
+        if weight:
+            raise DemoError(f"the canary {worse.revision} reached {weight}% before its evaluation failed")
+        self.screen.show(
+            [f"canary {worse.revision} weight never left 0%: no request of a user reached it"],
+            [],
+            time.monotonic() - self.started,
+        )
+        self.outcomes.append(
+            Outcome(worse, "RolledBack", time.monotonic() - t0, f"{reason} (weight stayed 0%)")
+        )
+
+    def apply_dataset(self, path: Path, body: dict[str, Any]) -> None:
+        """The dataset's ConfigMap, created or replaced (what `kubectl apply` does)."""
+        meta = body["metadata"]
+        self.screen.show(
+            [f"$ kubectl apply -f {_shown(path)}   # ConfigMap {meta['name']}: the dataset"],
+            [],
+            time.monotonic() - self.started,
+        )
+        try:
+            self.core.create_namespaced_config_map(meta["namespace"], body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            self.core.replace_namespaced_config_map(meta["name"], meta["namespace"], body)
+
+
+def _shown(path: Path) -> Path:
+    return path.relative_to(REPO) if path.is_relative_to(REPO) else path
 
 
 def _status(model: dict[str, Any]) -> dict[str, Any]:
@@ -345,16 +454,25 @@ def offline_part(out: TextIO, scenario: Path) -> None:
         out, f"nlpctl validate {scenario.relative_to(REPO) if scenario.is_relative_to(REPO) else scenario}"
     )
     out.flush()
-    code = nlpctl(["validate", *(str(p) for p in sorted(scenario.glob("*.yaml")))])
+    manifests = [*sorted(scenario.glob("*.yaml")), *sorted((scenario / EVALUATION).glob("*.yaml"))]
+    code = nlpctl(["validate", *(str(p) for p in manifests)])
     if code != 0:
         raise DemoError("the scenario's manifests are not valid")
+    if evaluation := load_evaluation(scenario, fast=False):  # its dataset parses, its model is ours
+        print(
+            f"{evaluation.dataset_path.name}: {evaluation.cases} evaluation cases: valid",
+            file=out,
+            flush=True,
+        )
 
 
 def run_local(args: argparse.Namespace, out: TextIO, live: bool) -> int:
     from nlpmodel_harness.revision_servers import HEALTHY  # noqa: PLC0415 (dev-only, heavy)
+    from nlpmodel_harness.service_proxy import ServiceProxy  # noqa: PLC0415
     from nlpmodel_harness.stack import LocalStack  # noqa: PLC0415
 
     chapters = load_scenario(args.scenario or SCENARIO, fast=args.fast)
+    evaluation = load_evaluation(args.scenario or SCENARIO, fast=args.fast)
     started = time.monotonic()
     banner(out, "local stack: etcd + kube-apiserver + kube-controller-manager, Prometheus, the operator")
     print(
@@ -364,9 +482,11 @@ def run_local(args: argparse.Namespace, out: TextIO, live: bool) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="nlpmodel-demo-") as tmp:
         work = Path(tmp)
-        stack = LocalStack(work)
+        # No cluster DNS here: the evaluation gate reaches each revision's Service through this proxy.
+        proxy = ServiceProxy()
+        stack = LocalStack(work, operator_env={"NLPMODEL_EVALUATION_URL_TEMPLATE": proxy.template})
         try:
-            with stack:
+            with proxy, stack:
                 plane = stack.plane
                 print(f"API server {plane.git_version} at {plane.api_url}", file=out)
                 print(f"Prometheus {stack.prometheus.url}", file=out)
@@ -383,10 +503,20 @@ def run_local(args: argparse.Namespace, out: TextIO, live: bool) -> int:
                     servers.profiles[chapters[1].revision] = {
                         "ttft_median": HEALTHY["ttft_median"] * SLOWDOWN
                     }
+                    # The fourth's are as fast as the stable's but answer WRONG_RATE of the dataset wrongly.
+                    if evaluation is not None:
+                        servers.profiles[evaluation.chapter.revision] = {"wrong_rate": WRONG_RATE}
+                    proxy.servers = servers
                     print(
                         "stand-ins: KServe and the kubelet mark objects Ready; one model server per revision "
                         f"(ttft median {HEALTHY['ttft_median']}s, {HEALTHY['synthetic_rps']:.0f} req/s; "
-                        f"revision {chapters[1].revision} x{SLOWDOWN})",
+                        f"revision {chapters[1].revision} x{SLOWDOWN})"
+                        + (
+                            f"; revision {evaluation.chapter.revision} as fast, but {WRONG_RATE:.0%} of the "
+                            "dataset's prompts answered wrongly"
+                            if evaluation is not None
+                            else ""
+                        ),
                         file=out,
                         flush=True,
                     )
@@ -405,6 +535,7 @@ def run_local(args: argparse.Namespace, out: TextIO, live: bool) -> int:
                         prometheus_url=stack.prometheus.url,
                         timeout_s=args.timeout,
                         alive=alive,
+                        evaluation=evaluation,
                     )
                     outcomes = story.run()
         except DemoError as exc:

@@ -17,6 +17,7 @@ from nlpmodel_operator.cli.statusview import progress_bar
 
 __all__ = [
     "Snapshot",
+    "evaluation_line",
     "events",
     "panel",
     "seconds",
@@ -69,6 +70,32 @@ def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
     return found or {}
 
 
+def _percent(value: object) -> str:
+    return f"{value * 100:.0f}%" if isinstance(value, int | float) else "n/a"
+
+
+def evaluation_line(evaluation: Mapping[str, Any]) -> str:
+    """'evaluation FAIL  canary bbbb2222 72% vs stable 100% on 40 cases (p=0.0011); failing: a, b'."""
+    verdict = str(evaluation.get("verdict", ""))
+    canary = evaluation.get("canaryRevision", "")
+    if verdict == "pending":
+        return (
+            f"evaluation PENDING canary {canary}: the dataset goes to the stable's and the canary's own "
+            "Services (no traffic meanwhile)"
+        )
+    line = (
+        f"evaluation {verdict.upper():<7} canary {canary} {_percent(evaluation.get('canaryScore'))} vs stable "
+        f"{_percent(evaluation.get('stableScore'))} on {evaluation.get('scored', 0)} cases"
+    )
+    if isinstance(p := evaluation.get("pValue"), int | float):
+        line += f" (p={p:.2g})"
+    if failing := evaluation.get("failingCases"):
+        line += f"; failing: {', '.join(str(x) for x in failing)}"
+    elif verdict != "pass" and evaluation.get("message"):
+        line += f"\n    {evaluation['message']}"
+    return line
+
+
 def seconds(value: float | None) -> str:
     """0.584 → '0.58s'; unknown → 'n/a'."""
     if value is None or not math.isfinite(value):
@@ -104,6 +131,10 @@ def events(previous: Snapshot | None, current: Snapshot) -> list[str]:
         lines.append(
             f"canary {canary} created beside stable {stable or 'none'} (no traffic until it is ready)"
         )
+    evaluation, was_evaluation = now.get("evaluation") or {}, before.get("evaluation") or {}
+    key = ("canaryRevision", "verdict", "at", "step")
+    if evaluation.get("verdict") and [evaluation.get(k) for k in key] != [was_evaluation.get(k) for k in key]:
+        lines.append(evaluation_line(evaluation))
     seen = set(_checks(before))
     failed = int((now.get("analysis") or {}).get("failedChecks") or 0)
     threshold = ((current.spec.get("rollout") or {}).get("analysis") or {}).get("failureThreshold")
