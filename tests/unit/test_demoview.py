@@ -182,3 +182,10 @@ def test_an_inconclusive_evaluation_without_failing_cases_says_why() -> None:
     assert evaluation_line(held) == (
         "evaluation INCONCLUSIVE canary bbbb2222 n/a vs stable n/a on 0 cases\n    canary requests failed"
     )
+
+
+def test_panel_shows_the_canarys_evaluation() -> None:
+    assert not any("eval " in line for line in panel(snap(CANARY_AT_10), "demo/chat", NOW))
+    lines = panel(snap(EVALUATING), "demo/chat", NOW)
+    assert "  eval    pending   canary n/a vs stable n/a on 0 cases" in lines
+    assert weight_bar(0) in "\n".join(lines)

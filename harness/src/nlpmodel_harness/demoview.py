@@ -183,7 +183,8 @@ def verdict_marks(status: Mapping[str, Any]) -> str:
 
 
 def panel(snapshot: Snapshot, title: str, now: datetime) -> list[str]:
-    """The live panel under the event lines (a TTY redraws it in place)."""
+    """The live panel under the event lines (a TTY redraws it in place); an `eval` row while the
+    canary has an evaluation."""
     st = snapshot.status
     stable, canary = st.get("stableRevision"), st.get("canaryRevision")
     minutes, secs = divmod(int(snapshot.elapsed_s), 60)
@@ -202,6 +203,12 @@ def panel(snapshot: Snapshot, title: str, now: datetime) -> list[str]:
             f"  checks  {verdict_marks(st)}   (failed in a row {analysis.get('failedChecks', 0)}, "
             f"passed this step {analysis.get('passedChecks', 0)})"
         )
+        evaluation = st.get("evaluation") or {}
+        if evaluation.get("canaryRevision") == canary:
+            lines.append(
+                f"  eval    {evaluation.get('verdict', '')}   canary {_percent(evaluation.get('canaryScore'))} "
+                f"vs stable {_percent(evaluation.get('stableScore'))} on {evaluation.get('scored', 0)} cases"
+            )
     else:
         lines.append("  canary  none")
     return lines
