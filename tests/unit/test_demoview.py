@@ -187,5 +187,16 @@ def test_an_inconclusive_evaluation_without_failing_cases_says_why() -> None:
 def test_panel_shows_the_canarys_evaluation() -> None:
     assert not any("eval " in line for line in panel(snap(CANARY_AT_10), "demo/chat", NOW))
     lines = panel(snap(EVALUATING), "demo/chat", NOW)
-    assert "  eval    pending   canary n/a vs stable n/a on 0 cases" in lines
+    assert "  eval    pending   the dataset's cases at the stable's and the canary's Services" in lines
     assert weight_bar(0) in "\n".join(lines)
+    passed = {
+        **EVALUATING,
+        "evaluation": {
+            **EVALUATING["evaluation"],
+            "verdict": "pass",
+            "scored": 40,
+            "canaryScore": 0.975,
+            "stableScore": 1.0,
+        },
+    }
+    assert "  eval    pass   canary 98% vs stable 100% on 40 cases" in panel(snap(passed), "demo/chat", NOW)

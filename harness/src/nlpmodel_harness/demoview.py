@@ -204,7 +204,9 @@ def panel(snapshot: Snapshot, title: str, now: datetime) -> list[str]:
             f"passed this step {analysis.get('passedChecks', 0)})"
         )
         evaluation = st.get("evaluation") or {}
-        if evaluation.get("canaryRevision") == canary:
+        if evaluation.get("canaryRevision") == canary and evaluation.get("verdict") == "pending":
+            lines.append("  eval    pending   the dataset's cases at the stable's and the canary's Services")
+        elif evaluation.get("canaryRevision") == canary:
             lines.append(
                 f"  eval    {evaluation.get('verdict', '')}   canary {_percent(evaluation.get('canaryScore'))} "
                 f"vs stable {_percent(evaluation.get('stableScore'))} on {evaluation.get('scored', 0)} cases"
