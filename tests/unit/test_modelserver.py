@@ -30,6 +30,15 @@ HISTOGRAMS = {
     "vllm:e2e_request_latency_seconds": BUCKETS["REQUEST_LATENCY_BUCKETS"],
 }
 GAUGES = ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc")
+TOKEN_COUNTERS = (
+    "vllm:prompt_tokens",
+    "vllm:generation_tokens",
+    "vllm:prefix_cache_hits",
+    "vllm:prefix_cache_queries",
+)
+TOKEN_HISTOGRAMS = ("vllm:request_prompt_tokens", "vllm:request_generation_tokens")
+# vLLM's build_1_2_5_buckets(max_model_len) for the stand-in's default max_model_len of 4096.
+TOKEN_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000]
 MODEL = "llama-3.1-8b"
 
 
@@ -79,8 +88,11 @@ def test_metric_names_types_and_labels_are_vllms(server: ModelServerProcess) -> 
     expected = {
         **dict.fromkeys(HISTOGRAMS, "histogram"),
         **dict.fromkeys(GAUGES, "gauge"),
+        **dict.fromkeys(TOKEN_COUNTERS, "counter"),
+        **dict.fromkeys(TOKEN_HISTOGRAMS, "histogram"),
         "vllm:request_success": "counter",
     }
+    assert set(expected) <= set(FACTS["metrics"]) | {"vllm:e2e_request_latency_seconds"}
     assert {name: fams[name].type for name in expected} == expected
     # Nothing else (no process/python collectors in our registry); the text parser reports
     # prometheus_client's `_created` timestamps, which vLLM exposes too, as families of their own.
@@ -105,6 +117,37 @@ def test_histogram_bucket_bounds_are_vllms(server: ModelServerProcess, name: str
     family = families(server)[name]
     bounds = [float(s.labels["le"]) for s in family.samples if s.name == f"{name}_bucket"]
     assert bounds == [*map(float, HISTOGRAMS[name]), math.inf]
+
+
+@pytest.mark.parametrize("name", TOKEN_HISTOGRAMS)
+def test_token_histogram_buckets_are_vllms_1_2_5_buckets(server: ModelServerProcess, name: str) -> None:
+    family = families(server)[name]
+    bounds = [float(s.labels["le"]) for s in family.samples if s.name == f"{name}_bucket"]
+    assert bounds == [*map(float, TOKEN_BUCKETS), math.inf]
+
+
+def test_token_counters_follow_prompt_scale_and_cache_hit_ratio() -> None:
+    """Dialled knobs show in the token series: a doubled prompt, a share served from the cache."""
+    proc = ModelServerProcess(
+        model_name=MODEL, time_scale=0.001, seed=3, prompt_token_scale=2.0, cache_hit_ratio=0.25
+    )
+    proc.start()
+    try:
+        status, body = call(
+            proc, "POST", "/v1/completions", {"model": MODEL, "prompt": "a b c d", "max_tokens": 5}
+        )
+        assert status == 200
+        usage = json.loads(body)["usage"]
+        assert usage["prompt_tokens"] == 8  # 4 words, doubled
+        assert sample_value(proc, "vllm:prompt_tokens_total") == 8
+        assert sample_value(proc, "vllm:prefix_cache_queries_total") == 8
+        assert sample_value(proc, "vllm:prefix_cache_hits_total") == 2
+        assert sample_value(proc, "vllm:generation_tokens_total") == usage["completion_tokens"]
+        assert sample_value(proc, "vllm:request_prompt_tokens_count") == 1
+        assert sample_value(proc, "vllm:request_prompt_tokens_sum") == 8
+        assert sample_value(proc, "vllm:request_generation_tokens_sum") == usage["completion_tokens"]
+    finally:
+        proc.stop()
 
 
 def test_every_finished_reason_series_exists_from_the_start(server: ModelServerProcess) -> None:

@@ -118,6 +118,11 @@ class Params:
     # `say:` prompts answered (and `label:` inputs classified) wrongly, and of `unsafe:` prompts refused.
     wrong_rate: float = 0.0
     refusal_rate: float = 1.0
+    prompt_tokens_mean: float = 128.0  # synthetic requests' prompt tokens; gamma(k=4)
+    # Every prompt's token count is multiplied by this (a template that doubles prompts: 2), and this
+    # share of its tokens is served from the prefix cache (vllm:prefix_cache_hits).
+    prompt_token_scale: float = 1.0
+    cache_hit_ratio: float = 0.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -140,6 +145,12 @@ class Params:
             problems.append("waiting must be >= 0")
         if self.max_tokens < 1:
             problems.append("max_tokens must be >= 1")
+        if not 1 <= self.prompt_tokens_mean <= 100_000:
+            problems.append("prompt_tokens_mean must be within [1, 100000]")
+        if not 0 < self.prompt_token_scale <= 100:
+            problems.append("prompt_token_scale must be within (0, 100]")
+        if not 0 <= self.cache_hit_ratio <= 1:
+            problems.append("cache_hit_ratio must be within [0, 1]")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -225,16 +236,24 @@ def simulate(rng: random.Random, params: Params, max_tokens: int, *, allow_abort
         tokens, reason = rng.randint(1, tokens), "abort"
     ttft = rng.lognormvariate(math.log(params.ttft_median), params.ttft_sigma)
     itls = tuple(rng.lognormvariate(math.log(params.itl_median), params.itl_sigma) for _ in range(tokens - 1))
-    return Outcome(reason, ttft, itls)
+    prompt = max(1, round(rng.gammavariate(4.0, params.prompt_tokens_mean / 4.0) * params.prompt_token_scale))
+    return Outcome(reason, ttft, itls, prompt)
 
 
 # ---------------------------------------------------------------------------------------------- metrics
 
 
-def record(metrics: VllmMetrics, outcome: Outcome) -> None:
-    """Record one simulated request as vLLM would when it finishes."""
+def record(metrics: VllmMetrics, outcome: Outcome, cache_hit_ratio: float = 0.0) -> None:
+    """Record one simulated request as vLLM would when it finishes (``cache_hit_ratio`` of its prompt
+    tokens served from the prefix cache)."""
     metrics.finished(
-        outcome.finished_reason, ttft_s=outcome.ttft_s, itls_s=outcome.itls_s, e2e_s=outcome.e2e_s
+        outcome.finished_reason,
+        ttft_s=outcome.ttft_s,
+        itls_s=outcome.itls_s,
+        e2e_s=outcome.e2e_s,
+        prompt_tokens=outcome.prompt_tokens,
+        generation_tokens=outcome.output_tokens,
+        cached_tokens=round(outcome.prompt_tokens * cache_hit_ratio),
     )
 
 
@@ -490,17 +509,18 @@ async def _serve(
 ) -> web.StreamResponse:
     """Play one request: sleep (scaled) through TTFT and ITLs, record what vLLM would record."""
     outcome = simulate(state.rng_http, state.params, max_tokens, allow_abort=False)  # aborts: the client's
-    outcome = dataclasses.replace(outcome, prompt_tokens=prompt_tokens)
+    scaled = max(1, round(prompt_tokens * state.params.prompt_token_scale))
+    outcome = dataclasses.replace(outcome, prompt_tokens=scaled)
     state.in_flight += 1
     try:
         if outcome.ttft_s is None:
             await state.sleep(state.params.ttft_median)  # fail after about as long as a prefill
-            record(state.metrics, outcome)
+            record(state.metrics, outcome, state.params.cache_hit_ratio)
             return _error_response(500, "simulated engine error (error_rate)")
         if stream:
             return await _stream(request, state, kind, outcome)
         await state.sleep(outcome.e2e_s)
-        record(state.metrics, outcome)
+        record(state.metrics, outcome, state.params.cache_hit_ratio)
         return web.json_response(_full_body(state, kind, outcome, scripted))
     finally:
         state.in_flight -= 1
@@ -575,11 +595,12 @@ async def _stream(request: web.Request, state: _State, kind: str, outcome: Outco
     except (ConnectionError, asyncio.CancelledError):
         # The client went away mid-stream: vLLM counts that request as aborted.
         if sent:
-            record(state.metrics, Outcome("abort", outcome.ttft_s, outcome.itls_s[: sent - 1]))
+            aborted = Outcome("abort", outcome.ttft_s, outcome.itls_s[: sent - 1], outcome.prompt_tokens)
         else:
-            record(state.metrics, Outcome("abort", None, ()))
+            aborted = Outcome("abort", None, (), outcome.prompt_tokens)
+        record(state.metrics, aborted, state.params.cache_hit_ratio)
         raise
-    record(state.metrics, outcome)
+    record(state.metrics, outcome, state.params.cache_hit_ratio)
     return response
 
 
@@ -599,7 +620,7 @@ async def _synthetic_traffic(state: _State) -> None:
         owed -= count
         for _ in range(count):
             outcome = simulate(state.rng_synthetic, params, params.max_tokens)
-            record(state.metrics, outcome)
+            record(state.metrics, outcome, params.cache_hit_ratio)
             mean_e2e = 0.95 * mean_e2e + 0.05 * outcome.e2e_s if mean_e2e else outcome.e2e_s
         state.synthetic_running = params.synthetic_rps * mean_e2e
 

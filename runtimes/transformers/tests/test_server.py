@@ -343,6 +343,29 @@ def test_metrics_count_exactly_the_requests_made(generate_client: TestClient) ->
     assert after.value("vllm:num_requests_waiting", **labels) == 0
 
 
+def test_token_series_count_prompt_and_generated_tokens(generate_client: TestClient) -> None:
+    """vLLM's token counters and per-request histograms: what the usage block reports, no cache hits."""
+    before = Metrics(generate_client)
+    usages = [
+        generate_client.post(
+            "/v1/completions", json={"prompt": "the model", "max_tokens": n, **GREEDY}
+        ).json()["usage"]
+        for n in (3, 5)
+    ]
+    after = Metrics(generate_client)
+    labels = {"model_name": "tiny-gpt2", "engine": "0"}
+    prompt = sum(u["prompt_tokens"] for u in usages)
+    generated = sum(u["completion_tokens"] for u in usages)
+    assert generated == 8
+    assert delta(before, after, "vllm:prompt_tokens_total", **labels) == prompt
+    assert delta(before, after, "vllm:generation_tokens_total", **labels) == generated
+    assert delta(before, after, "vllm:prefix_cache_queries_total", **labels) == prompt
+    assert delta(before, after, "vllm:prefix_cache_hits_total", **labels) == 0
+    assert delta(before, after, "vllm:request_prompt_tokens_count", **labels) == 2
+    assert delta(before, after, "vllm:request_prompt_tokens_sum", **labels) == prompt
+    assert delta(before, after, "vllm:request_generation_tokens_sum", **labels) == generated
+
+
 def test_pooling_counts_one_finished_request_per_input(classify_client: TestClient) -> None:
     labels = {"model_name": "tiny-classifier", "engine": "0"}
     before = Metrics(classify_client)

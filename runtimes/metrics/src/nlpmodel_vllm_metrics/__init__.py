@@ -21,17 +21,24 @@ __all__ = [
     "E2E",
     "ENGINE_INDEX",
     "FINISHED_REASONS",
+    "GENERATION_TOKENS",
     "HISTOGRAM_BUCKETS",
     "ITL",
     "KV_CACHE_USAGE",
     "NUM_REQUESTS_RUNNING",
     "NUM_REQUESTS_WAITING",
+    "PREFIX_CACHE_HITS",
+    "PREFIX_CACHE_QUERIES",
+    "PROMPT_TOKENS",
+    "REQUEST_GENERATION_TOKENS",
+    "REQUEST_PROMPT_TOKENS",
     "REQUEST_SUCCESS",
     "SUCCESS_LABELS",
     "TTFT",
     "VLLM_FACTS_FILE",
     "VLLM_VERSION",
     "VllmMetrics",
+    "token_buckets",
     "vllm_facts",
 ]
 
@@ -69,6 +76,32 @@ REQUEST_SUCCESS: Final = _name("vllm:request_success")  # a Counter: exposed as 
 NUM_REQUESTS_RUNNING: Final = _name("vllm:num_requests_running")
 NUM_REQUESTS_WAITING: Final = _name("vllm:num_requests_waiting")
 KV_CACHE_USAGE: Final = _name("vllm:kv_cache_usage_perc")
+# Token counters (exposed with `_total`) and per-request token histograms (issue 19: cost per token).
+PROMPT_TOKENS: Final = _name("vllm:prompt_tokens")
+GENERATION_TOKENS: Final = _name("vllm:generation_tokens")
+PREFIX_CACHE_HITS: Final = _name("vllm:prefix_cache_hits")  # prompt tokens served from the prefix cache
+PREFIX_CACHE_QUERIES: Final = _name("vllm:prefix_cache_queries")  # prompt tokens looked up in it
+REQUEST_PROMPT_TOKENS: Final = _name("vllm:request_prompt_tokens")
+REQUEST_GENERATION_TOKENS: Final = _name("vllm:request_generation_tokens")
+DEFAULT_MAX_MODEL_LEN: Final = 4096
+
+
+def token_buckets(max_model_len: int) -> tuple[float, ...]:
+    """vLLM's buckets of the per-request token histograms: ``build_1_2_5_buckets(max_model_len)``
+    (vllm/v1/metrics/loggers.py; the facts JSON lists only the latency buckets, these depend on the
+    model): 1, 2, 5, 10, 20, 50, ... up to max_model_len."""
+    if max_model_len < 1:
+        raise ValueError(f"max_model_len must be >= 1, not {max_model_len}")
+    bounds: list[float] = []
+    exponent = 0
+    while True:
+        for mantissa in (1, 2, 5):
+            value = mantissa * 10**exponent
+            if value > max_model_len:
+                return tuple(bounds)
+            bounds.append(float(value))
+        exponent += 1
+
 
 HISTOGRAM_BUCKETS: Final[Mapping[str, tuple[float, ...]]] = {
     name: tuple(float(b) for b in _FACTS["histogram_buckets"][key])
@@ -91,7 +124,9 @@ if set(DEFAULT_LABELS) != {"model_name", "engine"} or set(SUCCESS_LABELS) != {
 class VllmMetrics:
     """vLLM's metric families in their own registry, labelled as a one-engine vLLM server labels them."""
 
-    def __init__(self, model_name: str, engine: str = ENGINE_INDEX) -> None:
+    def __init__(
+        self, model_name: str, engine: str = ENGINE_INDEX, *, max_model_len: int = DEFAULT_MAX_MODEL_LEN
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         labels = {"model_name": model_name, "engine": engine}
         reg = self.registry
@@ -121,11 +156,58 @@ class VllmMetrics:
             KV_CACHE_USAGE, "KV-cache usage. 1 means 100 percent usage.", DEFAULT_LABELS, registry=reg
         ).labels(**labels)
 
+        def counter(name: str, doc: str) -> Any:
+            return Counter(name, doc, DEFAULT_LABELS, registry=reg).labels(**labels)
+
+        self.prompt_tokens = counter(PROMPT_TOKENS, "Number of prefill tokens processed.")
+        self.generation_tokens = counter(GENERATION_TOKENS, "Number of generation tokens processed.")
+        self.prefix_cache_queries = counter(
+            PREFIX_CACHE_QUERIES, "Prefix cache queries, in terms of number of queried tokens."
+        )
+        self.prefix_cache_hits = counter(
+            PREFIX_CACHE_HITS, "Prefix cache hits, in terms of number of cached tokens."
+        )
+        buckets = token_buckets(max_model_len)
+
+        def token_histogram(name: str, doc: str) -> Any:
+            return Histogram(name, doc, DEFAULT_LABELS, buckets=buckets, registry=reg).labels(**labels)
+
+        self.request_prompt_tokens = token_histogram(
+            REQUEST_PROMPT_TOKENS, "Number of prefill tokens processed."
+        )
+        self.request_generation_tokens = token_histogram(
+            REQUEST_GENERATION_TOKENS, "Number of generation tokens processed."
+        )
+
     def finished(
-        self, reason: str, *, ttft_s: float | None = None, itls_s: tuple[float, ...] = (), e2e_s: float
+        self,
+        reason: str,
+        *,
+        ttft_s: float | None = None,
+        itls_s: tuple[float, ...] = (),
+        e2e_s: float,
+        prompt_tokens: int = 0,
+        generation_tokens: int = 0,
+        cached_tokens: int = 0,
     ) -> None:
-        """Record one finished request as vLLM does: no TTFT/ITL/E2E for one that failed before a token."""
+        """Record one finished request as vLLM does: no TTFT/ITL/E2E for one that failed before a token.
+
+        Tokens: ``prompt_tokens`` prefilled (of which ``cached_tokens`` came from the prefix cache, every
+        prompt token being a cache query) and ``generation_tokens`` generated; vLLM counts them per step,
+        here they are counted when the request finishes, which is the same over any scrape window that
+        holds the request."""
+        if not 0 <= cached_tokens <= prompt_tokens or generation_tokens < 0:
+            raise ValueError(
+                f"token counts out of range: prompt {prompt_tokens}, cached {cached_tokens}, "
+                f"generation {generation_tokens}"
+            )
         self.success[reason].inc()
+        self.prompt_tokens.inc(prompt_tokens)
+        self.generation_tokens.inc(generation_tokens)
+        self.prefix_cache_queries.inc(prompt_tokens)
+        self.prefix_cache_hits.inc(cached_tokens)
+        self.request_prompt_tokens.observe(prompt_tokens)
+        self.request_generation_tokens.observe(generation_tokens)
         if ttft_s is None:
             return
         self.ttft.observe(ttft_s)

@@ -128,8 +128,18 @@ class Clock:
         return time.perf_counter() - self.arrival
 
 
-def _record(runtime: Runtime, clock: Clock, reason: str) -> None:
-    runtime.metrics.finished(reason, ttft_s=clock.ttft(), itls_s=clock.itls(), e2e_s=clock.e2e())
+def _record(
+    runtime: Runtime, clock: Clock, reason: str, prompt_tokens: int, generation_tokens: int | None = None
+) -> None:
+    """One finished request in vLLM's series; no prefix cache here, so no prompt token is a cache hit."""
+    runtime.metrics.finished(
+        reason,
+        ttft_s=clock.ttft(),
+        itls_s=clock.itls(),
+        e2e_s=clock.e2e(),
+        prompt_tokens=prompt_tokens,
+        generation_tokens=len(clock.tokens) if generation_tokens is None else generation_tokens,
+    )
 
 
 def _error_response(error: RequestError) -> JSONResponse:
@@ -319,15 +329,15 @@ async def _generate_all(
                 parts.append(step.text)
                 reason = step.finished_reason or reason
         except asyncio.CancelledError:
-            _record(runtime, clock, "abort")
+            _record(runtime, clock, "abort", len(prompt))
             raise
         except Exception as exc:
             log.exception("generation failed")
-            _record(runtime, clock, "error")
+            _record(runtime, clock, "error", len(prompt))
             raise RequestError(
                 500, f"generation failed: {type(exc).__name__} (see the model server's log)"
             ) from exc
-    _record(runtime, clock, reason)
+    _record(runtime, clock, reason, len(prompt))
     return "".join(parts), reason
 
 
@@ -361,7 +371,7 @@ def _stream(
             yield _sse(RequestError(500, "generation failed (see the model server's log)").body())
         finally:
             if reason:
-                _record(runtime, clock, reason)
+                _record(runtime, clock, reason, len(prompt))
         if include_usage:
             usage = chunk("", None) | {"choices": [], "usage": _usage(len(prompt), len(clock.tokens))}
             yield _sse(usage)
@@ -392,14 +402,14 @@ async def _pooled(
             result = await asyncio.to_thread(run, batch)
         except Exception as exc:
             log.exception("pooling failed")
-            for _ in batch:
-                _record(runtime, clock, "error")
+            for ids in batch:
+                _record(runtime, clock, "error", len(ids), 0)
             raise RequestError(
                 500, f"model call failed: {type(exc).__name__} (see the model server's log)"
             ) from exc
         clock.token()  # the whole result is the "first token" of a pooling request
-    for _ in batch:
-        _record(runtime, clock, "stop")
+    for ids in batch:
+        _record(runtime, clock, "stop", len(ids), 0)
     return result, sum(len(ids) for ids in batch)
 
 
@@ -516,7 +526,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 def build_app(engine: Engine, *, max_waiting: int = 256) -> Starlette:
     """The ASGI application for one loaded engine (tests drive it in-process)."""
-    runtime = Runtime(engine=engine, metrics=VllmMetrics(engine.settings.model_name), max_waiting=max_waiting)
+    runtime = Runtime(
+        engine=engine,
+        metrics=VllmMetrics(engine.settings.model_name, max_model_len=engine.settings.max_model_len),
+        max_waiting=max_waiting,
+    )
     routes = [
         Route("/health", health, methods=["GET"]),
         Route("/version", version, methods=["GET"]),
