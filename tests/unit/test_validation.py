@@ -170,6 +170,30 @@ def test_defaults_fill_a_minimal_spec() -> None:
             id="regression-over-1000",
         ),
         pytest.param(
+            with_spec(**{"rollout.slo": {"maxCostRegression": "2000%"}}),
+            "spec.rollout.slo.maxCostRegression",
+            "must be a percentage from 0% to 1000%",
+            id="cost-regression-over-1000",
+        ),
+        pytest.param(
+            with_spec(**{"rollout.slo": {"maxPromptTokensRegression": "-5%"}}),
+            "spec.rollout.slo.maxPromptTokensRegression",
+            "from 0% to 1000%",
+            id="prompt-regression-negative",
+        ),
+        pytest.param(
+            with_spec(**{"rollout.slo": {"costPerMillionTokens": 0}}),
+            "spec.rollout.slo.costPerMillionTokens",
+            "greater than or equal to 0.0001",
+            id="cost-per-million-zero",
+        ),
+        pytest.param(
+            with_spec(**{"rollout.slo": {"costPerMillionTokens": "cheap"}}),
+            "spec.rollout.slo.costPerMillionTokens",
+            "number",
+            id="cost-per-million-not-a-number",
+        ),
+        pytest.param(
             with_spec(**{"scaling.metric": "kv-cache", "scaling.maxReplicas": 3, "scaling.target": 120}),
             "spec.scaling",
             "scaling.target of metric kv-cache is a KV-cache usage percentage: at most 100",

@@ -98,6 +98,8 @@ class Reason:
     TEMPLATE_REVERTED: Final = "TemplateReverted"
     ANALYSIS_FAILED: Final = "AnalysisFailed"
     ANALYSIS_UNAVAILABLE: Final = "AnalysisUnavailable"
+    # The cost SLOs failed (slo.maxCostRegression, costPerMillionTokens, maxPromptTokensRegression).
+    COST_REGRESSION: Final = "CostRegression"
     CHECKS_PASSING: Final = "ChecksPassing"
     CHECK_FAILED: Final = "CheckFailed"
     NO_CONCLUSIVE_CHECK: Final = "NoConclusiveCheck"

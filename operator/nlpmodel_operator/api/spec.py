@@ -679,6 +679,32 @@ class SLO(_Model):
             "How much worse than stable the canary may be, with statistical confidence; 0% to 1000%."
         ),
     )
+    max_cost_regression: RegressionPercent | None = Field(
+        default=None,
+        description=(
+            "How much more the canary may cost per served token than stable, with statistical "
+            "confidence (the price of a replica-hour from both plans times the share of tokens each "
+            "computed rather than served from the prefix cache; independent of the traffic share); "
+            "0% to 1000%. Rolled back with reason CostRegression."
+        ),
+    )
+    cost_per_million_tokens: float | None = Field(
+        default=None,
+        ge=0.0001,
+        le=1_000_000,
+        description=(
+            "Largest cost per million served tokens (prompt + generated), in the currency of the "
+            "operator's configured prices (chart values pricing), from 0.0001 to 1000000; judged only "
+            "where prices are configured. Rolled back with reason CostRegression."
+        ),
+    )
+    max_prompt_tokens_regression: RegressionPercent | None = Field(
+        default=None,
+        description=(
+            "How many more prompt tokens per request the canary may receive than stable (a template "
+            "that silently grows prompts), with statistical confidence; 0% to 1000%."
+        ),
+    )
 
 
 EvaluationWhen = Literal["beforeTraffic", "everyStep"]

@@ -87,10 +87,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from nlpmodel_operator.api.status import CheckVerdict
 from nlpmodel_operator.api.units import parse_duration, parse_percent
+
+if TYPE_CHECKING:
+    from nlpmodel_operator.core.analysis.cost import TokenSample
 
 __all__ = [
     "METRICS",
@@ -255,6 +258,7 @@ class RevisionSample:
     requests: float  # finished requests, every finished_reason
     errors: float  # finished with finished_reason error or abort
     http_5xx: float | None = None  # failed at the HTTP layer, not counted by vLLM (if configured)
+    tokens: TokenSample | None = None  # vLLM's token counters and histograms (the cost SLOs)
 
     def __post_init__(self) -> None:
         for name in ("requests", "errors", "http_5xx"):
@@ -331,6 +335,10 @@ class Objectives:
     failure_threshold: int = 2
     confidence: float = 0.98
     quantile: float = 0.95
+    # Cost SLOs (sequential judge only): fractions, and an absolute price per million served tokens.
+    max_cost_regression: float | None = None
+    cost_per_million_tokens: float | None = None
+    max_prompt_tokens_regression: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("ttft_p95", "itl_p95", "e2e_p95"):
@@ -349,6 +357,24 @@ class Objectives:
             raise ValueError(f"confidence must be within (0, 1), not {self.confidence!r}")
         if not 0 < self.quantile < 1:
             raise ValueError(f"quantile must be within (0, 1), not {self.quantile!r}")
+        for name in ("max_cost_regression", "max_prompt_tokens_regression"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be >= 0, not {value!r}")
+        cost = self.cost_per_million_tokens
+        if cost is not None and not (math.isfinite(cost) and cost > 0):
+            raise ValueError(f"cost_per_million_tokens must be a positive price, not {cost!r}")
+
+    @property
+    def judges_cost(self) -> bool:
+        return any(
+            v is not None
+            for v in (
+                self.max_cost_regression,
+                self.cost_per_million_tokens,
+                self.max_prompt_tokens_regression,
+            )
+        )
 
     @property
     def alpha(self) -> float:
@@ -383,6 +409,12 @@ class Objectives:
         max_regression = _pick(slo, "maxRegression", "max_regression")
         min_requests = _pick(analysis, "minRequests", "min_requests")
         failure_threshold = _pick(analysis, "failureThreshold", "failure_threshold")
+
+        def share(*names: str) -> float | None:
+            value = _pick(slo, *names)
+            return None if value is None else _fraction(value, names[0])
+
+        cost = _pick(slo, "costPerMillionTokens", "cost_per_million_tokens")
         return cls(
             ttft_p95=seconds("ttftP95", "ttft_p95"),
             itl_p95=seconds("itlP95", "itl_p95"),
@@ -402,6 +434,9 @@ class Objectives:
                 else _count(failure_threshold, "failureThreshold")
             ),
             confidence=confidence,
+            max_cost_regression=share("maxCostRegression", "max_cost_regression"),
+            cost_per_million_tokens=None if cost is None else _number(cost, "costPerMillionTokens"),
+            max_prompt_tokens_regression=share("maxPromptTokensRegression", "max_prompt_tokens_regression"),
         )
 
 

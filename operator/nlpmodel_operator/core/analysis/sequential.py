@@ -85,6 +85,18 @@ from types import MappingProxyType
 from typing import Final
 
 from nlpmodel_operator.api.status import CheckVerdict, ObjectiveEvidence
+from nlpmodel_operator.core.analysis.cost import (
+    PER_MILLION,
+    LogEstimate,
+    RevisionPricing,
+    TokenSample,
+    absolute_cost,
+    cost_ratio,
+    measure,
+    price_ratio,
+    prompt_ratio,
+    z_score,
+)
 from nlpmodel_operator.core.analysis.judge import (
     METRICS,
     Histogram,
@@ -105,7 +117,9 @@ from nlpmodel_operator.core.analysis.judge import (
 
 __all__ = [
     "CONFIDENCE",
+    "COST_TESTS",
     "HORIZON",
+    "CostContext",
     "SequentialVerdict",
     "always_valid_p",
     "log_e_value",
@@ -126,6 +140,11 @@ HORIZON_WEIGHT: Final = 0.5
 _Z_CAP: Final = 40.0
 _STANDARD: Final = NormalDist()
 _EMPTY: Final[Mapping[str, float]] = MappingProxyType({})
+# The cost objectives' tests: a rollback on these alone has reason CostRegression.
+COST_REGRESSION_TEST: Final = "cost regression"
+COST_SLO_TEST: Final = "cost slo"
+PROMPT_REGRESSION_TEST: Final = "prompt tokens regression"
+COST_TESTS: Final = frozenset({COST_REGRESSION_TEST, COST_SLO_TEST, PROMPT_REGRESSION_TEST})
 # Range and precision of the Hodges-Lehmann ratio search (explanations only, never decisions).
 _RATIO_RANGE: Final = (0.05, 20.0)
 _RATIO_STEPS: Final = 18
@@ -238,9 +257,21 @@ class SequentialVerdict:
     values: Mapping[str, float] = field(default_factory=lambda: _EMPTY)
     summary: str = ""
     evidence: tuple[ObjectiveEvidence, ...] = ()  # the state after this check, for the status
+    failed_tests: tuple[str, ...] = ()  # the objectives that rejected (e.g. "ttft regression")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
+
+
+@dataclass(frozen=True)
+class CostContext:
+    """What the cost objectives need beside the token counters: each revision's replica and its price
+    (from the plans; ``stable`` None: unknown), the window the counters cover, the prices' currency."""
+
+    canary: RevisionPricing
+    stable: RevisionPricing | None
+    window_s: float
+    currency: str = "USD"
 
 
 def _fmt_p(p: float) -> str:
@@ -276,7 +307,12 @@ class _Run:
     evidence: dict[str, ObjectiveEvidence] = field(default_factory=dict)
     values: dict[str, float] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    failed_tests: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+
+    def fail(self, test: str, message: str) -> None:
+        self.failed_tests.append(test)
+        self.failures.append(message)
 
     def prior(self, test: str, limit: float) -> ObjectiveEvidence:
         old = self.previous.get(test)
@@ -303,6 +339,7 @@ def sequential_judge(
     evidence: Iterable[ObjectiveEvidence] = (),
     *,
     explain: bool = True,
+    cost: CostContext | None = None,
 ) -> SequentialVerdict:
     """One check: fold it into the evidence so far and decide (see the module docstring).
 
@@ -338,6 +375,7 @@ def sequential_judge(
     for metric in METRICS:
         _judge_metric(run, metric, canary, stable if stable_usable else None, stable, label, stretch, parts)
     _judge_errors(run, canary, stable, stable_usable, stretch, parts)
+    _judge_cost(run, canary, stable if stable_usable else None, cost, parts, notes)
     parts.append(f"n={_fmt_n(n_c)}" + (f"/{_fmt_n(n_s)}" if n_s is not None else ""))
     # Objectives not judged this check keep their evidence.
     state = {**previous, **run.evidence}
@@ -348,7 +386,9 @@ def sequential_judge(
             f"{_over(strongest.checks)}"
         )
     result, summary = verdict_summary(run.failures, run.missing, parts, notes)
-    return SequentialVerdict(result, tuple(run.failures), run.values, summary, tuple(state.values()))
+    return SequentialVerdict(
+        result, tuple(run.failures), run.values, summary, tuple(state.values()), tuple(run.failed_tests)
+    )
 
 
 def _judge_metric(
@@ -388,10 +428,11 @@ def _judge_metric(
         ev = run.add(test, slo, z, n_canary=ch.total, k_canary=above)
         if run.rejects(ev):
             stable_text = f"stable {_fmt_seconds(p_s)}, " if not math.isnan(p_s) else ""
-            run.failures.append(
+            run.fail(
+                test,
                 f"{metric} {label} {_fmt_seconds(p_c)} > slo {_fmt_seconds(slo)} {_over(ev.checks)} "
                 f"({_fmt_share(ev.k_canary / ev.n_canary)} of requests above it > {_fmt_pct(share)} "
-                f"allowed, {_fmt_p(always_valid_p(ev))}; {stable_text}n={_fmt_n(ev.n_canary)})"
+                f"allowed, {_fmt_p(always_valid_p(ev))}; {stable_text}n={_fmt_n(ev.n_canary)})",
             )
     raw_stable = stable.histogram(metric) if stable is not None else None
     if stable is None or raw_stable is None or raw_stable.total <= 0:
@@ -411,10 +452,11 @@ def _judge_metric(
             if ev.log_ratio is not None
             else "slower than stable"
         )
-        run.failures.append(
+        run.fail(
+            test,
             f"{metric} {how} {_over(ev.checks)} (> {_fmt_pct(obj.max_regression)} allowed, "
             f"{_fmt_p(always_valid_p(ev))}; {label} {_fmt_seconds(p_c)} vs {_fmt_seconds(p_s)}, "
-            f"n={_fmt_n(ev.n_canary)}/{_fmt_n(ev.n_stable)})"
+            f"n={_fmt_n(ev.n_canary)}/{_fmt_n(ev.n_stable)})",
         )
 
 
@@ -441,9 +483,10 @@ def _judge_errors(
         ev = run.add("error rate slo", obj.error_rate, z, n_canary=n_c, k_canary=k_c)
         if run.rejects(ev):
             stable_text = f"stable {_fmt_share(rate_s)}, " if has_stable else ""
-            run.failures.append(
+            run.fail(
+                "error rate slo",
                 f"error rate {_fmt_share(ev.k_canary / ev.n_canary)} > slo {_fmt_share(obj.error_rate)} "
-                f"{_over(ev.checks)} ({_fmt_p(always_valid_p(ev))}; {stable_text}n={_fmt_n(ev.n_canary)})"
+                f"{_over(ev.checks)} ({_fmt_p(always_valid_p(ev))}; {stable_text}n={_fmt_n(ev.n_canary)})",
             )
     if stable is None or not stable_usable:
         return
@@ -460,8 +503,145 @@ def _judge_errors(
             how = f"is {_fmt_pct(pooled_c / pooled_s - 1.0)} worse than stable {_fmt_share(pooled_s)}"
         else:
             how = f"vs stable {_fmt_share(pooled_s)}"
-        run.failures.append(
+        run.fail(
+            "error rate regression",
             f"error rate {_fmt_share(pooled_c)} {how} {_over(ev.checks)} "
             f"(> {_fmt_pct(obj.max_regression)} allowed, {_fmt_p(always_valid_p(ev))}, "
-            f"n={_fmt_n(ev.n_canary)}/{_fmt_n(ev.n_stable)})"
+            f"n={_fmt_n(ev.n_canary)}/{_fmt_n(ev.n_stable)})",
         )
+
+
+def _money(amount: float, currency: str) -> str:
+    return f"{amount:.3g} {currency}"
+
+
+def _judge_cost(
+    run: _Run,
+    canary: RevisionSample,
+    stable: RevisionSample | None,
+    cost: CostContext | None,
+    parts: list[str],
+    notes: list[str],
+) -> None:
+    """The cost objectives (see :mod:`cost`): prompt tokens and cost per token against stable, and the
+    absolute cost per million tokens. ``stable`` is None unless it is usable for regressions."""
+    obj = run.objectives
+    if not obj.judges_cost:
+        return
+    tokens_c = canary.tokens
+    if tokens_c is None or tokens_c.requests <= 0:
+        run.missing.append("tokens")
+        return
+    tokens_s = stable.tokens if stable is not None else None
+    if tokens_s is not None and tokens_s.requests <= 0:
+        tokens_s = None
+    _judge_prompts(run, tokens_c, tokens_s, parts)
+    if obj.max_cost_regression is None and obj.cost_per_million_tokens is None:
+        return
+    if cost is None:
+        run.missing.append("cost (no plan of the canary)")
+        return
+    usage_c = measure(tokens_c, max(0.0, canary.requests - canary.errors), cost.window_s, cost.canary)
+    usage_s = None
+    if tokens_s is not None and stable is not None and cost.stable is not None:
+        usage_s = measure(tokens_s, max(0.0, stable.requests - stable.errors), cost.window_s, cost.stable)
+    ratio = None
+    if tokens_s is not None and cost.stable is not None:
+        ratio = cost_ratio(tokens_c, tokens_s, cost.canary, cost.stable)
+    if ratio is not None:
+        run.values["cost_ratio"] = ratio.value
+        parts.append(f"cost per token x{ratio.value:.2f} stable's")
+    if obj.max_cost_regression is not None and tokens_s is not None:
+        prices = price_ratio(cost.canary, cost.stable) if cost.stable is not None else None
+        if prices is None:
+            notes.append("no cost regression test: the stable's price per replica-hour is unknown")
+        elif ratio is None:
+            run.missing.append("cost (token histograms)")
+        else:
+            _cost_regression(
+                run, ratio, prices[1], usage_s.cost_per_million_tokens if usage_s else None, cost
+            )
+    if obj.cost_per_million_tokens is not None:
+        found = absolute_cost(
+            tokens_c,
+            cost.canary,
+            usage_c.cost,
+            tokens_s,
+            cost.stable,
+            usage_s.cost if usage_s is not None else None,
+        )
+        if found is None:
+            run.missing.append("cost per 1M tokens (no price for the canary's replicas, or no traffic)")
+            return
+        estimate, basis = found
+        per_million = estimate.value * PER_MILLION
+        run.values["cost_per_million_tokens_canary"] = per_million
+        limit = obj.cost_per_million_tokens / PER_MILLION
+        ev = run.add(COST_SLO_TEST, limit, z_score(estimate, limit), n_canary=tokens_c.requests)
+        if run.rejects(ev):
+            run.fail(
+                COST_SLO_TEST,
+                f"cost {_money(per_million, cost.currency)} per 1M tokens > slo "
+                f"{_money(obj.cost_per_million_tokens, cost.currency)} {_over(ev.checks)} ({basis}, "
+                f"{_fmt_p(always_valid_p(ev))}; n={_fmt_n(ev.n_canary)})",
+            )
+
+
+def _judge_prompts(run: _Run, canary: TokenSample, stable: TokenSample | None, parts: list[str]) -> None:
+    obj = run.objectives
+    mean_c = canary.prompt_tokens / canary.requests
+    run.values["prompt_tokens_per_request_canary"] = mean_c
+    text = f"prompt tokens/request {mean_c:.0f}"
+    if stable is not None:
+        mean_s = stable.prompt_tokens / stable.requests
+        run.values["prompt_tokens_per_request_stable"] = mean_s
+        text += f" (stable {mean_s:.0f})"
+    parts.append(text)
+    if obj.max_prompt_tokens_regression is None or stable is None:
+        return
+    estimate = prompt_ratio(canary, stable)
+    if estimate is None:
+        run.missing.append("prompt tokens")
+        return
+    limit = 1.0 + obj.max_prompt_tokens_regression
+    ev = run.add(
+        PROMPT_REGRESSION_TEST,
+        limit,
+        z_score(estimate, limit),
+        n_canary=canary.requests,
+        n_stable=stable.requests,
+        log_ratio=estimate.log,
+    )
+    if run.rejects(ev):
+        more = math.exp(ev.log_ratio if ev.log_ratio is not None else estimate.log) - 1.0
+        run.fail(
+            PROMPT_REGRESSION_TEST,
+            f"prompt tokens per request {_fmt_pct(more)} more than stable {_over(ev.checks)} "
+            f"(> {_fmt_pct(obj.max_prompt_tokens_regression)} allowed, {_fmt_p(always_valid_p(ev))}; "
+            f"{mean_c:.0f} vs {stable.prompt_tokens / stable.requests:.0f}, "
+            f"n={_fmt_n(ev.n_canary)}/{_fmt_n(ev.n_stable)})",
+        )
+
+
+def _cost_regression(
+    run: _Run, ratio: LogEstimate, basis: str, stable_per_million: float | None, cost: CostContext
+) -> None:
+    obj = run.objectives
+    assert obj.max_cost_regression is not None
+    limit = 1.0 + obj.max_cost_regression
+    ev = run.add(COST_REGRESSION_TEST, limit, z_score(ratio, limit), log_ratio=ratio.log, n_canary=1.0)
+    if not run.rejects(ev):
+        return
+    factor = math.exp(ev.log_ratio if ev.log_ratio is not None else ratio.log)
+    if stable_per_million is not None:
+        what = (
+            f"cost {_money(stable_per_million * factor, cost.currency)} per 1M tokens vs stable "
+            f"{_money(stable_per_million, cost.currency)}"
+        )
+    else:
+        what = f"cost per token {factor:.2f}x stable's (by {basis}; no prices configured)"
+    run.fail(
+        COST_REGRESSION_TEST,
+        f"{what} {_over(ev.checks)} (> {_fmt_pct(obj.max_cost_regression)} more allowed, "
+        f"{_fmt_p(always_valid_p(ev))}; price ratio by {basis})",
+    )
