@@ -172,6 +172,45 @@ class EvaluationStatus(_Status):
     stable_tokens: int = Field(default=0, description="Tokens the stable spent (prompt and completion).")
 
 
+def _measure(description: str) -> Any:
+    return Field(default=None, ge=0, le=1e15, description=description)
+
+
+class RevisionCost(_Status):
+    """A revision's replica as priced, and what it served and cost in the last analysis window."""
+
+    # Measures are rounded to 4 significant digits; absent means unknown (no traffic, no replicas, no
+    # price), never 0.
+
+    revision: str = Field(max_length=64, description="Revision (template hash).")
+    gpus_per_replica: int = Field(default=0, ge=0, description="GPUs of one replica (the plan's).")
+    gpu_product: str | None = Field(default=None, max_length=64, description="The GPU product priced.")
+    replica_hour_cost: float | None = _measure("Price of one replica-hour (configured prices).")
+    replicas: int | None = Field(default=None, ge=0, description="Replicas when last measured.")
+    measured_at: str | None = Field(default=None, description="End of the window measured (RFC 3339).")
+    window_seconds: float | None = _measure("Length of the window measured.")
+    tokens_per_second: float | None = _measure("Served tokens (prompt + generated) per second.")
+    prompt_tokens_per_request: float | None = _measure("Mean prompt tokens per request.")
+    generation_tokens_per_request: float | None = _measure("Mean generated tokens per request.")
+    prefix_cache_hit_ratio: float | None = Field(
+        default=None, ge=0, le=1, description="Share of prompt tokens served from the prefix cache."
+    )
+    gpu_hours: float | None = _measure("GPU-hours of the window (replicas x GPUs per replica).")
+    cost_per_million_tokens: float | None = _measure(
+        "Accounting cost per million served tokens: the replicas' price over the window / tokens."
+    )
+    cost_per_request: float | None = _measure("Accounting cost per successful request.")
+
+
+class CostStatus(_Status):
+    """Token economics of the stable and the canary revision (issue 19)."""
+
+    currency: str | None = Field(default=None, max_length=16, description="Currency of the prices.")
+    revisions: list[RevisionCost] = Field(
+        default_factory=list, max_length=2, description="The stable revision, then the canary."
+    )
+
+
 class HistoryEntry(_Status):
     """A finished rollout."""
 
@@ -262,6 +301,9 @@ class NLPModelStatus(_Status):
     plan: PlanStatus | None = Field(default=None, description="GPU plan of the current serving template.")
     spend: SpendStatus | None = Field(
         default=None, description="Cost per hour and budget (with prices or a budget configured)."
+    )
+    cost: CostStatus | None = Field(
+        default=None, description="Tokens served and their cost per revision (with configured prices)."
     )
     history: list[HistoryEntry] = Field(
         default_factory=list, description="Finished rollouts, newest last (bounded)."

@@ -11,6 +11,7 @@ import asyncio
 from nlpmodel_operator.api.spec import CustomMetric
 from nlpmodel_operator.core.analysis import queries as q
 from nlpmodel_operator.core.analysis.checks import CheckData, CheckRequest
+from nlpmodel_operator.core.analysis.cost import TokenSample
 from nlpmodel_operator.core.analysis.custom import CustomValue
 from nlpmodel_operator.core.analysis.judge import Histogram, RevisionSample
 from nlpmodel_operator.providers.base import MetricProvider, NoData, QueryError, QueryResult, Value
@@ -44,6 +45,29 @@ def _total(result: QueryResult) -> float | None:
     return sum(s.value for s in result.samples)
 
 
+_TOKEN_COUNTERS = {
+    "prompt tokens": q.PROMPT_TOKENS_TOTAL,
+    "generation tokens": q.GENERATION_TOKENS_TOTAL,
+    "cache hits": q.PREFIX_CACHE_HITS_TOTAL,
+    "cache queries": q.PREFIX_CACHE_QUERIES_TOTAL,
+}
+
+
+def _tokens(results: dict[str, QueryResult]) -> TokenSample | None:
+    """The token counters (None: the server exports none, e.g. an engine older than the contract)."""
+    prompt = _total(results["prompt tokens"])
+    if prompt is None:
+        return None
+    return TokenSample(
+        prompt_tokens=max(prompt, 0.0),  # float noise of extrapolation can dip below 0
+        generation_tokens=max(_total(results["generation tokens"]) or 0.0, 0.0),
+        cache_hits=max(_total(results["cache hits"]) or 0.0, 0.0),
+        cache_queries=max(_total(results["cache queries"]) or 0.0, 0.0),
+        prompt_histogram=_histogram(results["prompt histogram"]),
+        generation_histogram=_histogram(results["generation histogram"]),
+    )
+
+
 class Analyzer:
     def __init__(self, provider: MetricProvider | None, scrape_interval_s: float = 15.0) -> None:
         self.provider = provider
@@ -68,7 +92,7 @@ class Analyzer:
                 *(self._custom(namespace, model, request, metric, window) for metric in request.custom)
             ),
         )
-        return CheckData(canary, stable, custom=tuple(custom))
+        return CheckData(canary, stable, custom=tuple(custom), window_s=window)
 
     async def _custom(
         self, namespace: str, model: str, request: CheckRequest, metric: CustomMetric, window_s: float
@@ -99,6 +123,16 @@ class Analyzer:
             "e2e": q.histogram_increase(q.E2E_SECONDS, namespace, model, revision, window_s),
             "requests": q.requests_increase(namespace, model, revision, window_s),
             "errors": q.errors_increase(namespace, model, revision, window_s),
+            **{
+                name: q.counter_increase(counter, namespace, model, revision, window_s)
+                for name, counter in _TOKEN_COUNTERS.items()
+            },
+            "prompt histogram": q.histogram_increase(
+                q.REQUEST_PROMPT_TOKENS, namespace, model, revision, window_s
+            ),
+            "generation histogram": q.histogram_increase(
+                q.REQUEST_GENERATION_TOKENS, namespace, model, revision, window_s
+            ),
         }
         if http_errors_query is not None:
             wanted["http 5xx"] = q.custom_query(http_errors_query, namespace, model, revision, window_s)
@@ -119,6 +153,7 @@ class Analyzer:
                 errors=max(_total(results["errors"]) or 0.0, 0.0),
                 # A 5xx filter that matches nothing means no 5xx: counters appear with the first one.
                 http_5xx=None if http_errors_query is None else max(_total(results["http 5xx"]) or 0.0, 0.0),
+                tokens=_tokens(results),
             ),
             "",
         )

@@ -31,6 +31,7 @@ EVALUATION_VERDICTS: Final = ("pass", "fail", "inconclusive", "error")
 ROLLBACK_REASONS: Final = (
     Reason.ANALYSIS_FAILED,
     Reason.ANALYSIS_UNAVAILABLE,
+    Reason.COST_REGRESSION,
     Reason.PROGRESS_DEADLINE_EXCEEDED,
     Reason.ABORTED,
     Reason.EVALUATION_FAILED,
@@ -38,6 +39,33 @@ ROLLBACK_REASONS: Final = (
 )
 STABLE: Final = "stable"
 CANARY: Final = "canary"
+# status.cost.revisions[] field -> (gauge name, help): a revision's token economics (issue 19).
+REVISION_COST_GAUGES: Final = {
+    "tokensPerSecond": (
+        "nlpmodel_revision_tokens_per_second",
+        "Served tokens (prompt + generated) per second.",
+    ),
+    "promptTokensPerRequest": (
+        "nlpmodel_revision_prompt_tokens_per_request",
+        "Mean prompt tokens per request.",
+    ),
+    "generationTokensPerRequest": (
+        "nlpmodel_revision_generation_tokens_per_request",
+        "Mean generated tokens per request.",
+    ),
+    "prefixCacheHitRatio": (
+        "nlpmodel_revision_prefix_cache_hit_ratio",
+        "Share of prompt tokens served from the prefix cache.",
+    ),
+    "costPerMillionTokens": (
+        "nlpmodel_revision_cost_per_million_tokens",
+        "Accounting cost per million served tokens over the last analysis window (configured prices).",
+    ),
+    "costPerRequest": (
+        "nlpmodel_revision_cost_per_request",
+        "Accounting cost per successful request over the last analysis window (configured prices).",
+    ),
+}
 
 
 class OperatorMetrics:
@@ -117,8 +145,13 @@ class OperatorMetrics:
             ["namespace", "model"],
             registry=r,
         )
+        self.revision_cost = {
+            field: Gauge(name, text, ["namespace", "model", "revision"], registry=r)
+            for field, (name, text) in REVISION_COST_GAUGES.items()
+        }
         self._known: set[tuple[str, str]] = set()
         self._revisions: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        self._costed: dict[tuple[str, str], set[tuple[str, str]]] = {}  # (revision, field) with a value
 
     async def serve(self, port: int, healthy: Callable[[], bool]) -> web.AppRunner:
         """Serve /metrics and /healthz on all interfaces of `port`, in the operator's event loop.
@@ -169,6 +202,22 @@ class OperatorMetrics:
         if current:
             self._revisions[(namespace, model)] = current
 
+    def _set_costs(self, namespace: str, model: str, status: Mapping[str, Any]) -> None:
+        """One series per revision and measure that status reports; a revision's go with it, an
+        unknown measure (no traffic, no price) has no series rather than a 0."""
+        current: dict[tuple[str, str], float] = {}
+        for entry in (status.get("cost") or {}).get("revisions") or []:
+            for field in REVISION_COST_GAUGES:
+                value = entry.get(field)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    current[(str(entry.get("revision")), field)] = float(value)
+        for revision, field in self._costed.pop((namespace, model), set()) - set(current):
+            self.revision_cost[field].remove(namespace, model, revision)
+        for (revision, field), value in current.items():
+            self.revision_cost[field].labels(namespace, model, revision).set(value)
+        if current:
+            self._costed[(namespace, model)] = set(current)
+
     def observe(self, namespace: str, model: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
         """Count what changed between the status before and after one reconcile."""
         self._first_sight(namespace, model)
@@ -202,6 +251,7 @@ class OperatorMetrics:
             self.phase.labels(namespace, model, phase).set(1 if phase == current else 0)
         self._set_revisions(namespace, model, new)
         self._set_spend(namespace, model, new.get("spend") or {})
+        self._set_costs(namespace, model, new)
 
     def _set_spend(self, namespace: str, model: str, spend: Mapping[str, Any]) -> None:
         for gauge, key in ((self.cost_per_hour, "costPerHour"), (self.daily_budget, "dailyBudget")):
@@ -239,3 +289,4 @@ class OperatorMetrics:
                 continue
         self._set_revisions(namespace, model, {})
         self._set_spend(namespace, model, {})
+        self._set_costs(namespace, model, {})

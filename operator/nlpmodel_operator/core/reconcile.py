@@ -38,6 +38,7 @@ from nlpmodel_operator.core.autoscaling import (
 )
 from nlpmodel_operator.core.autoscaling import describe as describe_scaling
 from nlpmodel_operator.core.conditions import MAX_CONDITION_MESSAGE, clip, find, set_condition
+from nlpmodel_operator.core.economics import cost_status, plan_pricing, pricing_by_revision, wants_cost
 from nlpmodel_operator.core.evaluation.gating import EvaluationOutcome, EvaluationRequest, evaluation_request
 from nlpmodel_operator.core.monitoring import Monitoring, pod_monitors
 from nlpmodel_operator.core.networkpolicy import NetworkPolicies, network_policies
@@ -325,14 +326,37 @@ def _valid(obs: Observation, resolution: Resolution, resolved: Resolved) -> Deci
     spec = resolved.spec
     now = parse_time(obs.now)
     assert now is not None
+    pricing = pricing_by_revision(
+        resolved.revision, plan_pricing(spec, resolved.plan, obs.prices), obs.status.cost, obs.revisions
+    )
     outcome = step_rollout(
         RolloutInput(
-            spec, resolved.revision, obs.status, obs.revisions, obs.command, now, obs.check, obs.evaluation
+            spec,
+            resolved.revision,
+            obs.status,
+            obs.revisions,
+            obs.command,
+            now,
+            obs.check,
+            obs.evaluation,
+            pricing=pricing,
+            currency=obs.prices.currency,
         )
     )
     retirement = _retirement(obs, spec, outcome, now)
     actions = _actions(obs, resolved, outcome, retirement)
     status = _status(obs, resolution, resolved, outcome, retirement)
+    if wants_cost(spec, obs.prices, obs.status.cost):
+        cost = cost_status(
+            obs.status.cost,
+            pricing,
+            outcome.stable,
+            outcome.canary,
+            obs.check,
+            now,
+            obs.prices.currency if obs.prices.configured else None,
+        )
+        status = status.model_copy(update={"cost": cost})
     return Decision(actions, status, outcome.events, journal(obs, status))
 
 

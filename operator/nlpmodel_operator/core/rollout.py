@@ -38,6 +38,8 @@ from nlpmodel_operator.core.analysis.checks import (
     record_check,
     step_may_advance,
 )
+from nlpmodel_operator.core.analysis.cost import RevisionPricing
+from nlpmodel_operator.core.analysis.sequential import CostContext
 from nlpmodel_operator.core.commands import refusal
 from nlpmodel_operator.core.evaluation.gating import EvaluationKey, EvaluationOutcome, pending, recorded
 from nlpmodel_operator.core.records import Event, RevisionState
@@ -56,6 +58,9 @@ class RolloutInput:
     now: datetime
     check: CheckData | None = None  # metrics gathered for a due analysis check
     evaluation: EvaluationOutcome | None = None  # the verdict of an evaluation the shell ran
+    # Each revision's replica and its price (core.economics), and the prices' currency: the cost SLOs.
+    pricing: Mapping[str, RevisionPricing] = field(default_factory=dict)
+    currency: str = "USD"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", read_status(self.status))
@@ -258,6 +263,14 @@ def _command(run: _Run, canary: _Canary) -> _Canary | RolloutOutcome:
     return replace(canary, stage="Promoting", step=run.steps, step_started=run.now)
 
 
+def _cost_context(run: _Run, canary: _Canary) -> CostContext | None:
+    pricing = run.inp.pricing.get(canary.revision)
+    if pricing is None:
+        return None
+    window = run.inp.check.window_s if run.inp.check is not None else None
+    return CostContext(pricing, run.inp.pricing.get(run.stable), window or 0.0, run.inp.currency)
+
+
 def _progressing(run: _Run, canary: _Canary) -> RolloutOutcome:
     """At a step: its weight applies once the canary is ready; it advances when its pause has elapsed
     and the analysis allows."""
@@ -266,7 +279,7 @@ def _progressing(run: _Run, canary: _Canary) -> RolloutOutcome:
         return _waiting(run, canary)
     spec, now = run.spec, run.now
     if run.inp.check is not None and spec.rollout.analysis is not None:
-        checked = record_check(spec, canary.analysis, run.inp.check, now, started)
+        checked = record_check(spec, canary.analysis, run.inp.check, now, started, _cost_context(run, canary))
         canary = replace(canary, analysis=checked.analysis)
         if checked.rollback is not None:
             reason, message = checked.rollback

@@ -37,7 +37,7 @@ from nlpmodel_operator.api.status import (
 from nlpmodel_operator.api.units import format_time, parse_duration, parse_time
 from nlpmodel_operator.core.analysis.custom import CustomValue, combine, judge_custom
 from nlpmodel_operator.core.analysis.judge import Objectives, RevisionSample
-from nlpmodel_operator.core.analysis.sequential import CONFIDENCE, sequential_judge
+from nlpmodel_operator.core.analysis.sequential import CONFIDENCE, COST_TESTS, CostContext, sequential_judge
 from nlpmodel_operator.core.conditions import MAX_EVENT_MESSAGE, clip
 
 LAST_CHECKS = 5
@@ -62,6 +62,7 @@ class CheckData:
     stable: RevisionSample | None
     problem: str | None = None
     custom: tuple[CustomValue, ...] = ()
+    window_s: float | None = None  # the window the increases cover (the check interval + a scrape)
 
 
 @dataclass(frozen=True)
@@ -109,8 +110,10 @@ def record_check(
     data: CheckData,
     now: datetime,
     traffic_since: datetime,
+    cost: CostContext | None = None,
 ) -> CheckOutcome:
-    """Judge one check and fold it into the analysis state."""
+    """Judge one check and fold it into the analysis state (``cost``: the revisions' replicas and
+    prices, for the cost objectives; the window is the check's)."""
     goals = objectives(spec)
     settings = spec.rollout.analysis
     assert goals is not None
@@ -120,13 +123,17 @@ def record_check(
     last_conclusive = previous.last_conclusive_at
     evidence = previous.evidence
     slo_failures: tuple[str, ...] = ()
+    failed_tests: tuple[str, ...] = ()
     verdict: CheckVerdict
     if data.problem is not None or data.canary is None:
         verdict, message = "error", data.problem or "no metrics for the canary"
     else:
-        result = sequential_judge(data.canary, data.stable, goals, previous.evidence)
+        if cost is not None and data.window_s is not None:
+            cost = CostContext(cost.canary, cost.stable, data.window_s, cost.currency)
+        result = sequential_judge(data.canary, data.stable, goals, previous.evidence, cost=cost)
         evidence = list(result.evidence)
         slo_failures = result.failures
+        failed_tests = result.failed_tests
         gathered = {value.name: value for value in data.custom}
         verdict, message = combine(
             result.result,
@@ -153,7 +160,9 @@ def record_check(
     )
     rollback = None
     if slo_failures:
-        rollback = (Reason.ANALYSIS_FAILED, message)
+        # Only cost objectives failed: a canary that is as good but dearer, said so by its reason.
+        only_cost = bool(failed_tests) and all(test in COST_TESTS for test in failed_tests)
+        rollback = (Reason.COST_REGRESSION if only_cost else Reason.ANALYSIS_FAILED, message)
     elif failed >= settings.failure_threshold:
         rollback = (Reason.ANALYSIS_FAILED, f"{failed} consecutive failed checks: {message}")
     else:

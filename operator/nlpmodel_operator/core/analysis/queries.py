@@ -18,15 +18,23 @@ from nlpmodel_operator.api.spec import QUERY_PLACEHOLDER
 __all__ = [
     "E2E_SECONDS",
     "ERROR_REASONS",
+    "GENERATION_TOKENS_TOTAL",
     "ITL_SECONDS",
     "KV_CACHE_USAGE",
     "NUM_REQUESTS_RUNNING",
     "NUM_REQUESTS_WAITING",
+    "PREFIX_CACHE_HITS_TOTAL",
+    "PREFIX_CACHE_QUERIES_TOTAL",
+    "PROMPT_TOKENS_TOTAL",
+    "REQUEST_GENERATION_TOKENS",
+    "REQUEST_PROMPT_TOKENS",
     "REQUEST_SUCCESS_TOTAL",
     "TARGET_LABEL_MODEL",
     "TARGET_LABEL_NAMESPACE",
     "TARGET_LABEL_REVISION",
     "TTFT_SECONDS",
+    "cost_per_million_tokens",
+    "counter_increase",
     "custom_query",
     "errors_increase",
     "escape_label_value",
@@ -51,6 +59,13 @@ REQUEST_SUCCESS_TOTAL: Final = "vllm:request_success_total"
 NUM_REQUESTS_RUNNING: Final = "vllm:num_requests_running"
 NUM_REQUESTS_WAITING: Final = "vllm:num_requests_waiting"
 KV_CACHE_USAGE: Final = "vllm:kv_cache_usage_perc"
+# Token counters and per-request token histograms (the cost SLOs, issue 19).
+PROMPT_TOKENS_TOTAL: Final = "vllm:prompt_tokens_total"
+GENERATION_TOKENS_TOTAL: Final = "vllm:generation_tokens_total"
+PREFIX_CACHE_HITS_TOTAL: Final = "vllm:prefix_cache_hits_total"
+PREFIX_CACHE_QUERIES_TOTAL: Final = "vllm:prefix_cache_queries_total"
+REQUEST_PROMPT_TOKENS: Final = "vllm:request_prompt_tokens"
+REQUEST_GENERATION_TOKENS: Final = "vllm:request_generation_tokens"
 # finished_reason values that count against the error-rate SLO (a client abort is a failed request too).
 ERROR_REASONS: Final = ("error", "abort")
 
@@ -153,3 +168,24 @@ def custom_query(template: str, namespace: str, model: str, revision: str, windo
         "interval": _range(window_s),
     }
     return QUERY_PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def counter_increase(counter: str, namespace: str, model: str, revision: str, window_s: float) -> str:
+    """A counter's increase over the window (resets handled by `increase`), summed over the pods."""
+    selector = revision_selector(namespace, model, revision)
+    return f"sum(increase({_metric(counter)}{selector}[{_range(window_s)}]))"
+
+
+def cost_per_million_tokens(
+    namespace: str, model: str, revision: str, window_s: float, replica_hour_cost: float, replicas: int
+) -> str:
+    """The accounting cost per million served tokens over the window, as status reports it: the
+    replicas' price over the window divided by the prompt and generated tokens (empty: no tokens)."""
+    if not (math.isfinite(replica_hour_cost) and replica_hour_cost >= 0) or replicas < 0:
+        raise ValueError("replica_hour_cost and replicas must be finite and >= 0")
+    cost = replica_hour_cost * replicas * window_s / 3600.0
+    served = " + ".join(
+        counter_increase(c, namespace, model, revision, window_s)
+        for c in (PROMPT_TOKENS_TOTAL, GENERATION_TOKENS_TOTAL)
+    )
+    return f"{cost!r} * 1e6 / (({served}) > 0)"
