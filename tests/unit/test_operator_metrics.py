@@ -92,6 +92,41 @@ def _get(url: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
+def test_revision_cost_gauges_follow_status_cost() -> None:
+    """One series per revision and measure status reports; unknown (absent) ones have none, and a
+    revision's series go with it."""
+    metrics = OperatorMetrics(CollectorRegistry())
+    both = {
+        "stableRevision": "a",
+        "canaryRevision": "b",
+        "cost": {
+            "currency": "USD",
+            "revisions": [
+                {
+                    "revision": "a",
+                    "tokensPerSecond": 900.0,
+                    "costPerMillionTokens": 1.11,
+                    "costPerRequest": 0.0005,
+                },
+                {"revision": "b", "tokensPerSecond": 100.0, "promptTokensPerRequest": 400.0},
+            ],
+        },
+    }
+    metrics.observe("ml", "chat", {}, both)
+    r = metrics.registry
+    assert value(r, "nlpmodel_revision_cost_per_million_tokens", revision="a") == 1.11
+    assert value(r, "nlpmodel_revision_tokens_per_second", revision="b") == 100.0
+    assert value(r, "nlpmodel_revision_prompt_tokens_per_request", revision="b") == 400.0
+    assert value(r, "nlpmodel_revision_cost_per_million_tokens", revision="b") is None  # unknown: no series
+    promoted = {"stableRevision": "b", "cost": {"revisions": [both["cost"]["revisions"][1]]}}
+    metrics.observe("ml", "chat", both, promoted)
+    assert value(r, "nlpmodel_revision_cost_per_million_tokens", revision="a") is None
+    assert value(r, "nlpmodel_revision_tokens_per_second", revision="a") is None
+    assert value(r, "nlpmodel_revision_tokens_per_second", revision="b") == 100.0
+    metrics.forget("ml", "chat")
+    assert value(r, "nlpmodel_revision_tokens_per_second", revision="b") is None
+
+
 @pytest.mark.parametrize(("healthy", "expected"), [(True, 200), (False, 503)])
 def test_one_port_serves_metrics_and_healthz(healthy: bool, expected: int) -> None:
     metrics = OperatorMetrics(CollectorRegistry())

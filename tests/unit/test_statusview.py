@@ -464,3 +464,46 @@ def test_the_evaluation_row(evaluation: dict[str, Any] | None, line: str | None)
     text = format_status({"phase": "Progressing", "evaluation": evaluation}, {}, NOW)
     rows = [row for row in text.splitlines() if row.startswith("evaluation")]
     assert rows == ([] if line is None else [f"evaluation  {line}"])
+
+
+def test_format_status_shows_each_revisions_tokens_and_cost() -> None:
+    status = {
+        "phase": "Progressing",
+        "stableRevision": "aaaa1111",
+        "canaryRevision": "bbbb2222",
+        "cost": {
+            "currency": "USD",
+            "revisions": [
+                {
+                    "revision": "aaaa1111",
+                    "gpusPerReplica": 1,
+                    "replicas": 9,
+                    "replicaHourCost": 4.0,
+                    "tokensPerSecond": 9000.0,
+                    "promptTokensPerRequest": 400.0,
+                    "generationTokensPerRequest": 100.0,
+                    "prefixCacheHitRatio": 0.5,
+                    "costPerMillionTokens": 1.111,
+                    "costPerRequest": 0.0005556,
+                },
+                {"revision": "bbbb2222", "gpusPerReplica": 2, "replicas": 1, "replicaHourCost": 8.0},
+            ],
+        },
+    }
+    text = format_status(status, {}, NOW)
+    assert "tokens and cost, last analysis window (USD)" in text
+    stable = next(line for line in text.splitlines() if line.strip().startswith("aaaa1111"))
+    assert stable.split()[1:] == [
+        "(stable)",
+        "9",
+        "x",
+        "1",
+        "9000",
+        "400/100",
+        "0.5",
+        "4",
+        "1.111",
+        "0.0005556",
+    ]
+    canary = next(line for line in text.splitlines() if line.strip().startswith("bbbb2222"))
+    assert canary.split()[1:] == ["(canary)", "1", "x", "2", "-", "-/-", "-", "8", "-", "-"]

@@ -251,6 +251,56 @@ def describe_evaluation(evaluation: object) -> str | None:
     return text
 
 
+def _number(value: object, digits: int = 4) -> str:
+    """A measure as status holds it; "-" for unknown (no traffic, no replicas, no price)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "-"
+    return f"{value:.{digits}g}"
+
+
+_COST_HEADER = (
+    "REVISION",
+    "REPLICAS x GPUS",
+    "TOKENS/S",
+    "PROMPT/GEN PER REQ",
+    "CACHE HITS",
+    "REPLICA-HOUR",
+    "PER 1M TOKENS",
+    "PER REQUEST",
+)
+
+
+def cost_table(status: Mapping[str, Any]) -> list[str]:
+    """status.cost as a table: each revision's tokens and cost over its last analysis window."""
+    cost = status.get("cost")
+    entries = (
+        [e for e in (cost.get("revisions") or []) if isinstance(e, dict)] if isinstance(cost, dict) else []
+    )
+    if not entries:
+        return []
+    currency = str(cost.get("currency") or "") if isinstance(cost, dict) else ""
+    roles = {_str(status, "stableRevision"): "stable", _str(status, "canaryRevision"): "canary"}
+    rows = [
+        (
+            f"{e.get('revision', '')} ({roles.get(str(e.get('revision')), 'previous')})",
+            f"{e.get('replicas', '-') if e.get('replicas') is not None else '-'} x {e.get('gpusPerReplica', 0)}",
+            _number(e.get("tokensPerSecond")),
+            f"{_number(e.get('promptTokensPerRequest'))}/{_number(e.get('generationTokensPerRequest'))}",
+            _number(e.get("prefixCacheHitRatio"), 3),
+            _number(e.get("replicaHourCost")),
+            _number(e.get("costPerMillionTokens")),
+            _number(e.get("costPerRequest")),
+        )
+        for e in entries
+    ]
+    unit = f" ({currency})" if currency else " (no prices configured)"
+    return [
+        "",
+        f"tokens and cost, last analysis window{unit}",
+        *_table([_COST_HEADER, *rows]),
+    ]
+
+
 def format_status(
     status: Mapping[str, Any],
     spec: Mapping[str, Any],
@@ -347,6 +397,7 @@ def format_status(
                 for x in conditions
             ]
         )
+    lines += cost_table(status)
     history = [x for x in status.get("history") or [] if isinstance(x, dict)]
     if history:
         lines += ["", "history (newest first)"]
