@@ -34,6 +34,14 @@ Scenarios (canary only): ``A/A`` (none); ``ttft+10%`` (every TTFT x 1.1, inside 
 ``ttft+50%``; ``errors 5%`` (error+abort share 5 %; healthy is 0.1 %, the SLO 2 %). The first two run
 all checks (a rollback is a false one); the last two count a rollback within 3 checks.
 
+Cost cells (issue 19; shape ``tokens``, the sequential judge alone with ``maxCostRegression 20%``, both
+revisions one GPU per replica at the same price, so the statistics are all in the tokens): per request
+prompt tokens lognormal (median 350, sigma 0.6), generated lognormal (median 150, sigma 0.7), both within
+1..4096, and a share of the prompt from the prefix cache drawn from Beta(4m, 4(1-m)) with the stable's
+mean m = 60 %. ``cost A/A`` (the same), ``cost+10%`` (fewer cache hits: the computed share of served tokens
+x1.1, inside the tolerance) and ``cost+50%`` (x1.5, caught within 3 checks). The counters and the token
+histograms are observed like the latency ones (the same window, extrapolation and Poisson arrivals).
+
 Pure Python (no numpy): each latency variant is pre-sampled into a pool of requests reduced to
 their buckets, and checks resample it.
 """
@@ -55,8 +63,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from nlpmodel_operator.api.status import ObjectiveEvidence
+from nlpmodel_operator.core.analysis.cost import RevisionPricing, TokenSample
 from nlpmodel_operator.core.analysis.judge import Histogram, Objectives, RevisionSample, judge
-from nlpmodel_operator.core.analysis.sequential import CONFIDENCE, sequential_judge
+from nlpmodel_operator.core.analysis.sequential import CONFIDENCE, CostContext, sequential_judge
 
 # vLLM 0.33.0 vllm/v1/metrics/buckets.py (see ../shared/vllm/vllm-0.33.0-cli.json), plus +Inf.
 TTFT_BUCKETS: Final = (
@@ -89,6 +98,7 @@ class Scenario:
     ttft_factor: float = 1.0
     error_rate: float = HEALTHY_ERRORS
     healthy: bool = False  # any rollback is a false one (run every check)
+    cost_factor: float | None = None  # a cost cell: the canary's cost per token / the stable's
 
 
 SCENARIOS: Final = (
@@ -96,7 +106,19 @@ SCENARIOS: Final = (
     Scenario("ttft+10%", ttft_factor=1.1, healthy=True),
     Scenario("ttft+50%", ttft_factor=1.5),
     Scenario("errors 5%", error_rate=0.05),
+    Scenario("cost A/A", healthy=True, cost_factor=1.0),
+    Scenario("cost+10%", healthy=True, cost_factor=1.1),
+    Scenario("cost+50%", cost_factor=1.5),
 )
+COST_SHAPE: Final = "tokens"
+TOKEN_BUCKETS: Final = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, math.inf)  # vLLM's 1-2-5 up to 4096
+STABLE_CACHE_SHARE: Final = 0.6
+CACHE_CONCENTRATION: Final = 4.0
+COST_MAX_REGRESSION: Final = 0.2
+ONE_GPU: Final = RevisionPricing(
+    gpus_per_replica=1, gpu_product="nvidia-h100-80gb", replica_hour_cost=4.0, replicas=1
+)
+
 DETECT_WITHIN: Final = 3
 
 JUDGES: Final = ("per-check", "sequential")
@@ -305,6 +327,113 @@ def observe(
     )
 
 
+@dataclass(frozen=True)
+class TokenPool:
+    """Pre-sampled requests of a cost cell: (prompt tokens, generated tokens, cached prompt tokens)."""
+
+    requests: list[tuple[int, int, int]]
+
+
+def _token_draws(rng: random.Random) -> list[tuple[int, int]]:
+    out = []
+    for _ in range(POOL_SIZE):
+        prompt = min(4096, max(1, round(rng.lognormvariate(math.log(350), 0.6))))
+        generated = min(4096, max(1, round(rng.lognormvariate(math.log(150), 0.7))))
+        out.append((prompt, generated))
+    return out
+
+
+def build_token_pool(cost_factor: float) -> TokenPool:
+    """Requests whose computed share of served tokens is ``cost_factor`` times the stable's."""
+    draws = _token_draws(random.Random(f"{POOL_SEED}:tokens"))
+    prompt = sum(p for p, _ in draws)
+    served = sum(p + g for p, g in draws)
+    stable_computed = 1.0 - STABLE_CACHE_SHARE * prompt / served
+    mean = (1.0 - cost_factor * stable_computed) * served / prompt  # the cached share of the prompt
+    if not 0.0 < mean < 1.0:
+        raise ValueError(f"a cost factor of {cost_factor} is out of reach of the cache alone")
+    rng = random.Random(f"{POOL_SEED}:cache:{cost_factor}")
+    a, b = CACHE_CONCENTRATION * mean, CACHE_CONCENTRATION * (1.0 - mean)
+    return TokenPool([(p, g, round(p * rng.betavariate(a, b))) for p, g in draws])
+
+
+def observe_tokens(
+    rng: random.Random, pool: TokenPool, error_rate: float, rps: float, span: float, factor: float
+) -> RevisionSample:
+    n = _poisson(rng, rps * span)
+    errors = _binomial(rng, n, error_rate)
+    chosen = rng.choices(pool.requests, k=n) if n else []
+    prompt_buckets = [0.0] * len(TOKEN_BUCKETS)
+    generated_buckets = [0.0] * len(TOKEN_BUCKETS)
+    for p, g, _ in chosen:
+        prompt_buckets[_bucket(TOKEN_BUCKETS, p)] += 1
+        generated_buckets[_bucket(TOKEN_BUCKETS, g)] += 1
+
+    def histogram(per_bucket: list[float]) -> Histogram:
+        cumulative, running = [], 0.0
+        for value in per_bucket:
+            running += value * factor
+            cumulative.append(running)
+        return Histogram(TOKEN_BUCKETS, tuple(cumulative))
+
+    prompt = sum(p for p, _, _ in chosen) * factor
+    tokens = TokenSample(
+        prompt_tokens=prompt,
+        generation_tokens=sum(g for _, g, _ in chosen) * factor,
+        cache_hits=sum(c for _, _, c in chosen) * factor,
+        cache_queries=prompt,
+        prompt_histogram=histogram(prompt_buckets),
+        generation_histogram=histogram(generated_buckets),
+    )
+    return RevisionSample(None, None, None, requests=n * factor, errors=errors * factor, tokens=tokens)
+
+
+_TOKEN_POOLS: dict[float, TokenPool] = {}
+
+
+def _token_pool(cost_factor: float) -> TokenPool:
+    if cost_factor not in _TOKEN_POOLS:
+        _TOKEN_POOLS[cost_factor] = build_token_pool(cost_factor)
+    return _TOKEN_POOLS[cost_factor]
+
+
+def run_cost_block(
+    settings: Settings, confidence: float, share: float, scenario: Scenario, block: int
+) -> dict[str, tuple[list[int | None], int, int]]:
+    """One block of a cost cell: the sequential judge alone (the per-check judge has no cost test)."""
+    assert scenario.cost_factor is not None
+    rng = random.Random(f"{settings.seed}:{COST_SHAPE}:{share}:{scenario.name}:{block}")
+    goals = Objectives(max_cost_regression=COST_MAX_REGRESSION, confidence=confidence)
+    context = CostContext(ONE_GPU, ONE_GPU, settings.window)
+    stable_rps = CANARY_RPS * (1.0 - share) / share
+    checks = settings.checks if scenario.healthy else DETECT_WITHIN
+    canary_pool, stable_pool = _token_pool(scenario.cost_factor), _token_pool(1.0)
+    outcomes: list[int | None] = []
+    fails = judged = 0
+    for _ in range(min(BLOCK, settings.trials - block * BLOCK)):
+        spans = [
+            window_coverage(
+                settings.window, settings.scrape_interval, settings.scrape_interval * (1 - rng.random())
+            )
+            for _ in range(2)
+        ]
+        run = _Rollout()
+        for check in range(1, checks + 1):
+            canary = observe_tokens(rng, canary_pool, HEALTHY_ERRORS, CANARY_RPS, *spans[0])
+            stable = observe_tokens(rng, stable_pool, HEALTHY_ERRORS, stable_rps, *spans[1])
+            verdict = sequential_judge(canary, stable, goals, run.evidence, explain=False, cost=context)
+            run.evidence = verdict.evidence
+            run.judged += 1
+            if verdict.result == "fail":
+                run.fails += 1
+                run.rolled_back_at = check
+                break
+        outcomes.append(run.rolled_back_at)
+        fails += run.fails
+        judged += run.judged
+    return {"sequential": (outcomes, fails, judged)}
+
+
 # ------------------------------------------------------------------------------------------------
 # Rollouts
 
@@ -406,6 +535,8 @@ def cell_results(
     checks = settings.checks if scenario.healthy else DETECT_WITHIN
     cells = []
     for name in JUDGES:
+        if name not in blocks[0]:
+            continue  # a cost cell: the sequential judge alone
         outcomes = [a for block in blocks for a in block[name][0]]
         fails = sum(block[name][1] for block in blocks)
         judged = sum(block[name][2] for block in blocks)
@@ -433,6 +564,9 @@ def cell_results(
 def _block_job(
     args: tuple[Settings, Objectives, str, float, Scenario, int],
 ) -> dict[str, tuple[list[int | None], int, int]]:
+    settings, objectives, _shape, share, scenario, block = args
+    if scenario.cost_factor is not None:
+        return run_cost_block(settings, objectives.confidence, share, scenario, block)
     return run_block(*args)
 
 
@@ -489,6 +623,8 @@ def targets(cells: list[dict[str, Any]]) -> list[str]:
     out = []
     for name in JUDGES:
         mine = [c for c in cells if c["judge"] == name]
+        if not mine:
+            continue
         missed = [c for c in mine if not _goal(c)[2]]
         line = f"{name}: {len(mine) - len(missed)}/{len(mine)} goals met"
         if missed:
@@ -554,8 +690,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     scenarios = [s for s in SCENARIOS if args.scenarios is None or s.name in args.scenarios]
     cell_keys = [
-        (shape, share, scenario) for shape in args.shapes for share in args.shares for scenario in scenarios
+        (shape, share, scenario)
+        for shape in args.shapes
+        for share in args.shares
+        for scenario in scenarios
+        if scenario.cost_factor is None
     ]
+    # The cost cells do not depend on the latency shape: once per share.
+    cell_keys += [
+        (COST_SHAPE, share, s) for share in args.shares for s in scenarios if s.cost_factor is not None
+    ]
+    objectives[COST_SHAPE] = Objectives(confidence=args.confidence)
     blocks = math.ceil(settings.trials / BLOCK)
     jobs = [
         (settings, objectives[shape], shape, share, scenario, block)
@@ -581,6 +726,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.failure_threshold} consecutive fails)"
     )
     for shape, slo in objectives.items():
+        if shape == COST_SHAPE:
+            print(f"  {shape}: maxCostRegression {COST_MAX_REGRESSION:.0%} (the sequential judge alone)")
+            continue
         print(
             f"  {shape}: SLOs ttft p95 {slo.ttft_p95}s, itl p95 {slo.itl_p95}s, e2e p95 {slo.e2e_p95}s, errors 2%"
         )
