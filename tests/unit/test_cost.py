@@ -17,6 +17,7 @@ from nlpmodel_operator.core.analysis.cost import (
     RevisionPricing,
     TokenSample,
     cost_ratio,
+    counted,
     measure,
     price_ratio,
     prompt_ratio,
@@ -487,3 +488,19 @@ def test_cost_queries_select_one_revision() -> None:
     per_million = q.cost_per_million_tokens("ns", "m", "abcd1234", 75, 4.0, 9)
     assert per_million.startswith("0.75 * 1e6 / ((sum(increase(vllm:prompt_tokens_total{")
     assert per_million.endswith(") > 0)")
+
+
+def test_replicas_counted_from_scraped_servers_where_the_workload_reports_none() -> None:
+    unknown = pricing(1, None)
+    assert measure(tokens(10), 10, WINDOW, unknown).cost is None
+    assert counted(unknown, 3).replicas == 3
+    assert counted(pricing(1, 2), 3).replicas == 2  # the workload's own count wins
+    data = CheckData(
+        RevisionSample(None, None, None, 150, 0, tokens=tokens(150), servers=1),
+        RevisionSample(None, None, None, 1350, 0, tokens=tokens(1350), servers=9),
+        window_s=WINDOW,
+    )
+    found = {"s": RevisionPricing(1, H100, 4.0), "c": RevisionPricing(2, H100, 8.0)}
+    stable, canary = cost_status(None, found, "s", "c", data, NOW, "USD").revisions
+    assert (stable.replicas, canary.replicas) == (9, 1)
+    assert stable.cost_per_million_tokens == pytest.approx(9 * 4.0 * WINDOW / 3600 * 1e6 / 675_000, rel=1e-3)

@@ -130,6 +130,7 @@ class Analyzer:
             "prompt histogram": q.histogram_increase(
                 q.REQUEST_PROMPT_TOKENS, namespace, model, revision, window_s
             ),
+            "servers": q.servers(namespace, model, revision),
             "generation histogram": q.histogram_increase(
                 q.REQUEST_GENERATION_TOKENS, namespace, model, revision, window_s
             ),
@@ -154,6 +155,7 @@ class Analyzer:
                 # A 5xx filter that matches nothing means no 5xx: counters appear with the first one.
                 http_5xx=None if http_errors_query is None else max(_total(results["http 5xx"]) or 0.0, 0.0),
                 tokens=_tokens(results),
+                servers=None if (found := _total(results["servers"])) is None else round(found),
             ),
             "",
         )

@@ -18,7 +18,7 @@ from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.api.status import CostStatus, RevisionCost
 from nlpmodel_operator.api.units import format_time
 from nlpmodel_operator.core.analysis.checks import CheckData
-from nlpmodel_operator.core.analysis.cost import RevisionPricing, Usage, measure
+from nlpmodel_operator.core.analysis.cost import RevisionPricing, Usage, counted, measure
 from nlpmodel_operator.core.hostresources import host_requests
 from nlpmodel_operator.core.planner import Plan
 from nlpmodel_operator.core.pricing import Prices, replica_cost
@@ -141,9 +141,8 @@ def cost_status(
             continue
         entry = _entry(revision, pricing[revision], previous.get(revision))
         if check is not None and check.window_s is not None and sample is not None and check.problem is None:
-            usage = measure(
-                sample.tokens, max(0.0, sample.requests - sample.errors), check.window_s, pricing[revision]
-            )
-            entry = _measured(entry, usage, pricing[revision].replicas, check.window_s, now)
+            priced = counted(pricing[revision], sample.servers)
+            usage = measure(sample.tokens, max(0.0, sample.requests - sample.errors), check.window_s, priced)
+            entry = _measured(entry, usage, priced.replicas, check.window_s, now)
         entries.append(entry)
     return CostStatus(currency=currency, revisions=entries)

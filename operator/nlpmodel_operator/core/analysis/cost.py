@@ -53,6 +53,7 @@ __all__ = [
     "Usage",
     "absolute_cost",
     "cost_ratio",
+    "counted",
     "measure",
     "price_ratio",
     "prompt_ratio",
@@ -121,6 +122,14 @@ class RevisionPricing:
     gpu_product: str | None = None
     replica_hour_cost: float | None = None
     replicas: int | None = None  # observed now (None: unknown)
+
+
+def counted(pricing: RevisionPricing, servers: int | None) -> RevisionPricing:
+    """The pricing with its replicas counted from the scraped model servers where the workload does
+    not report them (a KServe InferenceService without a replica count)."""
+    if pricing.replicas is not None or servers is None:
+        return pricing
+    return RevisionPricing(pricing.gpus_per_replica, pricing.gpu_product, pricing.replica_hour_cost, servers)
 
 
 @dataclass(frozen=True)

@@ -259,6 +259,7 @@ class RevisionSample:
     errors: float  # finished with finished_reason error or abort
     http_5xx: float | None = None  # failed at the HTTP layer, not counted by vLLM (if configured)
     tokens: TokenSample | None = None  # vLLM's token counters and histograms (the cost SLOs)
+    servers: int | None = None  # model servers scraped at the window's end (replicas, when not known)
 
     def __post_init__(self) -> None:
         for name in ("requests", "errors", "http_5xx"):

@@ -44,6 +44,7 @@ __all__ = [
     "queue_depth",
     "requests_increase",
     "revision_selector",
+    "servers",
 ]
 
 # Target labels (the PodMonitor's relabeling writes them; the harness's scrape config too).
@@ -189,3 +190,8 @@ def cost_per_million_tokens(
         for c in (PROMPT_TOKENS_TOTAL, GENERATION_TOKENS_TOTAL)
     )
     return f"{cost!r} * 1e6 / (({served}) > 0)"
+
+
+def servers(namespace: str, model: str, revision: str) -> str:
+    """The revision's model servers Prometheus scrapes now (one vllm:num_requests_running series each)."""
+    return f"count({NUM_REQUESTS_RUNNING}{revision_selector(namespace, model, revision)})"

@@ -92,6 +92,7 @@ from nlpmodel_operator.core.analysis.cost import (
     TokenSample,
     absolute_cost,
     cost_ratio,
+    counted,
     measure,
     price_ratio,
     prompt_ratio,
@@ -541,10 +542,12 @@ def _judge_cost(
     if cost is None:
         run.missing.append("cost (no plan of the canary)")
         return
-    usage_c = measure(tokens_c, max(0.0, canary.requests - canary.errors), cost.window_s, cost.canary)
+    successes_c = max(0.0, canary.requests - canary.errors)
+    usage_c = measure(tokens_c, successes_c, cost.window_s, counted(cost.canary, canary.servers))
     usage_s = None
     if tokens_s is not None and stable is not None and cost.stable is not None:
-        usage_s = measure(tokens_s, max(0.0, stable.requests - stable.errors), cost.window_s, cost.stable)
+        successes_s = max(0.0, stable.requests - stable.errors)
+        usage_s = measure(tokens_s, successes_s, cost.window_s, counted(cost.stable, stable.servers))
     ratio = None
     if tokens_s is not None and cost.stable is not None:
         ratio = cost_ratio(tokens_c, tokens_s, cost.canary, cost.stable)
@@ -639,7 +642,9 @@ def _cost_regression(
             f"{_money(stable_per_million, cost.currency)}"
         )
     else:
-        what = f"cost per token {factor:.2f}x stable's (by {basis}; no prices configured)"
+        what = f"cost per token {factor:.2f}x stable's" + (
+            "" if basis == "replica-hour prices" else " (no prices configured)"
+        )
     run.fail(
         COST_REGRESSION_TEST,
         f"{what} {_over(ev.checks)} (> {_fmt_pct(obj.max_cost_regression)} more allowed, "
