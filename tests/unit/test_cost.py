@@ -504,3 +504,11 @@ def test_replicas_counted_from_scraped_servers_where_the_workload_reports_none()
     stable, canary = cost_status(None, found, "s", "c", data, NOW, "USD").revisions
     assert (stable.replicas, canary.replicas) == (9, 1)
     assert stable.cost_per_million_tokens == pytest.approx(9 * 4.0 * WINDOW / 3600 * 1e6 / 675_000, rel=1e-3)
+
+
+def test_a_rolled_back_canary_keeps_the_measurements_that_condemned_it() -> None:
+    found = {"s": RevisionPricing(1, H100, 4.0, 9), "c": RevisionPricing(2, H100, 8.0, 1)}
+    data = CheckData(sample(tokens(150), 150), sample(tokens(1350), 1350), window_s=WINDOW)
+    stable, failed = cost_status(None, found, "s", None, data, NOW, "USD", failed="c").revisions
+    assert (stable.revision, failed.revision) == ("s", "c")
+    assert failed.cost_per_million_tokens is not None

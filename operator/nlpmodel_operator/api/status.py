@@ -207,7 +207,9 @@ class CostStatus(_Status):
 
     currency: str | None = Field(default=None, max_length=16, description="Currency of the prices.")
     revisions: list[RevisionCost] = Field(
-        default_factory=list, max_length=2, description="The stable revision, then the canary."
+        default_factory=list,
+        max_length=2,
+        description="The stable revision, then the canary (or the revision last rolled back).",
     )
 
 

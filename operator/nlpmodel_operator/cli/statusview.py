@@ -279,7 +279,11 @@ def cost_table(status: Mapping[str, Any]) -> list[str]:
     if not entries:
         return []
     currency = str(cost.get("currency") or "") if isinstance(cost, dict) else ""
-    roles = {_str(status, "stableRevision"): "stable", _str(status, "canaryRevision"): "canary"}
+    roles = {
+        _str(status, "failedRevision"): "rolled back",
+        _str(status, "stableRevision"): "stable",
+        _str(status, "canaryRevision"): "canary",
+    }
     rows = [
         (
             f"{e.get('revision', '')} ({roles.get(str(e.get('revision')), 'previous')})",

@@ -129,15 +129,19 @@ def cost_status(
     check: CheckData | None,
     now: datetime,
     currency: str | None,
+    failed: str | None = None,
 ) -> CostStatus:
-    """`status.cost`: the stable's entry, then the canary's; a check's measurements folded in."""
+    """`status.cost`: the stable's entry, then the canary's, or without a canary the revision last rolled
+    back (it keeps the measurements that condemned it: the check that rolled it back was of it); a
+    check's measurements folded in."""
     previous = {e.revision: e for e in old.revisions} if old is not None else {}
     entries: list[RevisionCost] = []
-    for revision, sample in (
+    wanted = (
         (stable, check.stable if check else None),
-        (canary, check.canary if check else None),
-    ):
-        if revision is None or revision not in pricing:
+        (canary if canary is not None else failed, check.canary if check else None),
+    )
+    for revision, sample in wanted:
+        if revision is None or revision not in pricing or any(e.revision == revision for e in entries):
             continue
         entry = _entry(revision, pricing[revision], previous.get(revision))
         if check is not None and check.window_s is not None and sample is not None and check.problem is None:

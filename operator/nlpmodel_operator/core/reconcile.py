@@ -355,6 +355,7 @@ def _valid(obs: Observation, resolution: Resolution, resolved: Resolved) -> Deci
             obs.check,
             now,
             obs.prices.currency if obs.prices.configured else None,
+            status.failed_revision,
         )
         status = status.model_copy(update={"cost": cost})
     return Decision(actions, status, outcome.events, journal(obs, status))
