@@ -265,6 +265,14 @@ def test_the_analyzer_gathers_custom_checks_and_http_errors_from_real_series(sta
     assert data.problem is None
     assert data.canary is not None
     assert data.stable is not None
+    # vLLM's token series come along (the cost SLOs), with one model server scraped per revision.
+    for sample in (data.canary, data.stable):
+        assert sample.servers == 1
+        assert sample.tokens is not None
+        assert sample.tokens.prompt_tokens > 0
+        assert sample.tokens.generation_tokens > 0
+        assert sample.tokens.requests > 0
+    assert data.window_s == WINDOW_S + 1
     by_name = {value.name: value for value in data.custom}
     assert by_name["request-rate"].problem is None
     assert (by_name["request-rate"].canary or 0) > 0

@@ -459,7 +459,9 @@ def test_cost_status_keeps_the_stables_price_and_measures_both() -> None:
     assert found["aaaa1111"] == RevisionPricing(1, H100, 4.0, 9)
     assert found["bbbb2222"] == RevisionPricing(2, H100, 8.0, 1)
     check = CheckData(sample(tokens(150), 150), sample(tokens(1350), 1350), window_s=WINDOW)
-    status = cost_status(old, found, "aaaa1111", "bbbb2222", check, NOW, "USD")
+    status = cost_status(
+        old, found, "aaaa1111", "bbbb2222", check, NOW, "USD", checked=("aaaa1111", "bbbb2222")
+    )
     stable, canary = status.revisions
     assert (stable.revision, canary.revision) == ("aaaa1111", "bbbb2222")
     assert stable.cost_per_million_tokens == pytest.approx(9 * 4.0 * WINDOW / 3600 * 1e6 / 675_000, rel=1e-3)
@@ -501,7 +503,7 @@ def test_replicas_counted_from_scraped_servers_where_the_workload_reports_none()
         window_s=WINDOW,
     )
     found = {"s": RevisionPricing(1, H100, 4.0), "c": RevisionPricing(2, H100, 8.0)}
-    stable, canary = cost_status(None, found, "s", "c", data, NOW, "USD").revisions
+    stable, canary = cost_status(None, found, "s", "c", data, NOW, "USD", checked=("s", "c")).revisions
     assert (stable.replicas, canary.replicas) == (9, 1)
     assert stable.cost_per_million_tokens == pytest.approx(9 * 4.0 * WINDOW / 3600 * 1e6 / 675_000, rel=1e-3)
 
@@ -509,6 +511,16 @@ def test_replicas_counted_from_scraped_servers_where_the_workload_reports_none()
 def test_a_rolled_back_canary_keeps_the_measurements_that_condemned_it() -> None:
     found = {"s": RevisionPricing(1, H100, 4.0, 9), "c": RevisionPricing(2, H100, 8.0, 1)}
     data = CheckData(sample(tokens(150), 150), sample(tokens(1350), 1350), window_s=WINDOW)
-    stable, failed = cost_status(None, found, "s", None, data, NOW, "USD", failed="c").revisions
+    stable, failed = cost_status(None, found, "s", None, data, NOW, "USD", "c", ("s", "c")).revisions
     assert (stable.revision, failed.revision) == ("s", "c")
     assert failed.cost_per_million_tokens is not None
+
+
+def test_a_check_that_promotes_measures_each_revision_by_its_own_sample() -> None:
+    """The check was of the canary: promoted in the same decision, the new stable keeps the canary's
+    numbers, not the old stable's."""
+    found = {"s": RevisionPricing(1, H100, 4.0, 9), "c": RevisionPricing(1, H100, 4.0, 1)}
+    data = CheckData(sample(tokens(150, cached_share=0.25), 150), sample(tokens(1350), 1350), window_s=WINDOW)
+    (promoted,) = cost_status(None, found, "c", None, data, NOW, "USD", checked=("s", "c")).revisions
+    assert promoted.revision == "c"
+    assert promoted.prefix_cache_hit_ratio == pytest.approx(0.25, rel=0.01)

@@ -130,17 +130,21 @@ def cost_status(
     now: datetime,
     currency: str | None,
     failed: str | None = None,
+    checked: tuple[str | None, str | None] = (None, None),
 ) -> CostStatus:
     """`status.cost`: the stable's entry, then the canary's, or without a canary the revision last rolled
     back (it keeps the measurements that condemned it: the check that rolled it back was of it); a
     check's measurements folded in."""
     previous = {e.revision: e for e in old.revisions} if old is not None else {}
     entries: list[RevisionCost] = []
-    wanted = (
-        (stable, check.stable if check else None),
-        (canary if canary is not None else failed, check.canary if check else None),
-    )
-    for revision, sample in wanted:
+    # The check was of the revisions before this decision (a promotion in the same decision makes the
+    # checked canary the stable): its samples go by revision, not by role.
+    samples = {}
+    if check is not None:
+        samples = {r: s for r, s in zip(checked, (check.stable, check.canary), strict=True) if r is not None}
+    wanted = (stable, canary if canary is not None else failed)
+    for revision in wanted:
+        sample = samples.get(revision) if revision is not None else None
         if revision is None or revision not in pricing or any(e.revision == revision for e in entries):
             continue
         entry = _entry(revision, pricing[revision], previous.get(revision))

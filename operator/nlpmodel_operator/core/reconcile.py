@@ -356,6 +356,7 @@ def _valid(obs: Observation, resolution: Resolution, resolved: Resolved) -> Deci
             now,
             obs.prices.currency if obs.prices.configured else None,
             status.failed_revision,
+            (obs.status.stable_revision, obs.status.canary_revision),
         )
         status = status.model_copy(update={"cost": cost})
     return Decision(actions, status, outcome.events, journal(obs, status))
