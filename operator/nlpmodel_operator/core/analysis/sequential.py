@@ -561,9 +561,8 @@ def _judge_cost(
         elif ratio is None:
             run.missing.append("cost (token histograms)")
         else:
-            _cost_regression(
-                run, ratio, prices[1], usage_s.cost_per_million_tokens if usage_s else None, cost
-            )
+            per_million = usage_s.cost_per_million_tokens if usage_s else None
+            _cost_regression(run, ratio, prices[1], per_million, cost, (tokens_c.requests, tokens_s.requests))
     if obj.cost_per_million_tokens is not None:
         found = absolute_cost(
             tokens_c,
@@ -627,12 +626,20 @@ def _judge_prompts(run: _Run, canary: TokenSample, stable: TokenSample | None, p
 
 
 def _cost_regression(
-    run: _Run, ratio: LogEstimate, basis: str, stable_per_million: float | None, cost: CostContext
+    run: _Run,
+    ratio: LogEstimate,
+    basis: str,
+    stable_per_million: float | None,
+    cost: CostContext,
+    requests: tuple[float, float],
 ) -> None:
     obj = run.objectives
     assert obj.max_cost_regression is not None
     limit = 1.0 + obj.max_cost_regression
-    ev = run.add(COST_REGRESSION_TEST, limit, z_score(ratio, limit), log_ratio=ratio.log, n_canary=1.0)
+    n_c, n_s = requests
+    ev = run.add(
+        COST_REGRESSION_TEST, limit, z_score(ratio, limit), log_ratio=ratio.log, n_canary=n_c, n_stable=n_s
+    )
     if not run.rejects(ev):
         return
     factor = math.exp(ev.log_ratio if ev.log_ratio is not None else ratio.log)
@@ -648,5 +655,6 @@ def _cost_regression(
     run.fail(
         COST_REGRESSION_TEST,
         f"{what} {_over(ev.checks)} (> {_fmt_pct(obj.max_cost_regression)} more allowed, "
-        f"{_fmt_p(always_valid_p(ev))}; price ratio by {basis})",
+        f"{_fmt_p(always_valid_p(ev))}; price ratio by {basis}; "
+        f"n={_fmt_n(ev.n_canary)}/{_fmt_n(ev.n_stable)})",
     )
