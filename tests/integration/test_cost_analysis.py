@@ -78,7 +78,13 @@ def model(namespace: str, max_model_len: int = 8192, gpus: int = 1) -> dict[str,
         rollout={
             "steps": [{"weight": 10, "pause": "3s"}, {"weight": 50, "pause": "3s"}],
             "analysis": {"interval": "4s", "minRequests": 40, "inconclusiveDeadline": "40s"},
-            "slo": {"ttftP95": "3s", "errorRate": "2%", "maxRegression": "20%", "maxCostRegression": "20%"},
+            "slo": {
+                "ttftP95": "3s",
+                "errorRate": "2%",
+                "maxRegression": "20%",
+                "maxCostRegression": "20%",
+                "maxPromptTokensRegression": "20%",
+            },
         },
     )
 
@@ -129,6 +135,39 @@ def test_a_canary_with_twice_the_gpus_per_replica_is_rolled_back_for_cost(
     who = (("model", "chat"), ("namespace", namespace))
     reason = ("nlpmodel_rollbacks_total", (*who, ("reason", "CostRegression")))
     wait_for("rollback counted", lambda: operator_metrics().get(reason, 0) >= 1, 10)
+
+
+@pytest.mark.parametrize(
+    ("stable_profile", "canary_profile", "says"),
+    [
+        # 80 % of the prompt from the prefix cache, then 40 %: x1.57 the computed tokens per served one
+        pytest.param(
+            {"cache_hit_ratio": 0.8},
+            {"cache_hit_ratio": 0.4},
+            "USD per 1M tokens vs stable",
+            id="halved-cache-hits",
+        ),
+        # a template that doubles every prompt: the same cost per token, twice the tokens per request
+        pytest.param({}, {"prompt_token_scale": 2.0}, "prompt tokens per request", id="doubled-prompts"),
+    ],
+)
+def test_fewer_cache_hits_or_longer_prompts_are_rolled_back_for_cost(
+    cluster: Cluster,
+    namespace: str,
+    world: RevisionServers,
+    stable_profile: dict[str, float],
+    canary_profile: dict[str, float],
+    says: str,
+) -> None:
+    world.profiles[revision(model(namespace))] = stable_profile
+    start_stable(cluster, namespace)
+    v2 = model(namespace, max_model_len=4096)
+    world.profiles[revision(v2)] = canary_profile
+    cluster.apply_model(v2)
+    wait_for("rolled back", lambda: status(cluster, namespace).get("phase") == "RolledBack", 150)
+    rolled_back = next(x for x in status(cluster, namespace)["conditions"] if x["type"] == "RolledBack")
+    assert rolled_back["reason"] == "CostRegression", rolled_back["message"]
+    assert says in rolled_back["message"]
 
 
 def test_an_equal_cost_canary_is_promoted_and_its_cost_is_what_prometheus_says(
