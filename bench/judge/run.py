@@ -7,7 +7,9 @@ seconds. Each check, both revisions are observed the way Prometheus reports ``in
 with scrapes every ``--scrape-interval`` seconds (a fixed random phase per revision): only the
 requests between the first and the last scrape inside the window are counted, and the counts are
 extrapolated to the whole window (floats). The default window is the interval plus one scrape
-interval (75 s), which counts exactly the interval's requests (x1.25).
+interval (75 s), which counts exactly the interval's requests (x1.25). Each histogram comes with its
+``_sum`` series (the exact total of the sampled requests' values, extrapolated alike), which the
+sequential judge's mean test reads.
 
 Traffic: 2 requests/s reach the canary (Poisson); the stable gets the rest of a canary share of 10 %
 (18 requests/s) or 50 % (2 requests/s). Both judges see exactly the same data each check:
@@ -158,6 +160,8 @@ class Pool:
 
     keys: list[int]  # per pooled request: ttft bucket + 64 * (itl bucket + 64 * e2e bucket)
     itl_observations: dict[int, float]  # per key: mean ITL observations (tokens - 1) per request
+    # per pooled request, what it adds to the histograms' _sum series: TTFT, ITL x (tokens - 1), e2e
+    sums: list[tuple[float, float, float]]
 
 
 def _ttft(rng: random.Random, shape: str) -> float:
@@ -185,15 +189,17 @@ def build_pool(shape: str, ttft_factor: float, load_step: int = 0) -> Pool:
     load = math.exp(load_step * DRIFT_STEP)
     rng = random.Random(f"{POOL_SEED}:{base}:{ttft_factor}:{load_step}")
     keys: list[int] = []
+    sums: list[tuple[float, float, float]] = []
     tokens_by_key: dict[int, float] = {}
     count_by_key: Counter[int] = Counter()
     for _ in range(size):
         ttft, itl, e2e, tokens = _sample_request(rng, base, ttft_factor, load)
         key = _bucket(TTFT_BUCKETS, ttft) + 64 * (_bucket(ITL_BUCKETS, itl) + 64 * _bucket(E2E_BUCKETS, e2e))
         keys.append(key)
+        sums.append((ttft, itl * (tokens - 1), e2e))
         count_by_key[key] += 1
         tokens_by_key[key] = tokens_by_key.get(key, 0.0) + (tokens - 1)
-    return Pool(keys, {key: tokens_by_key[key] / count_by_key[key] for key in count_by_key})
+    return Pool(keys, {key: tokens_by_key[key] / count_by_key[key] for key in count_by_key}, sums)
 
 
 def healthy_slos(shape: str, size: int = 200_000) -> Objectives:
@@ -301,27 +307,32 @@ def observe(
 ) -> RevisionSample:
     n = _poisson(rng, rps * span)
     errors = _binomial(rng, n, error_rate)
-    keys = rng.choices(pool.keys, k=n) if n else []
+    # Indices rather than keys: the same draws as choosing keys, and each request's exact values.
+    chosen = rng.choices(range(len(pool.keys)), k=n) if n else []
     ttft = [0.0] * len(TTFT_BUCKETS)
     itl = [0.0] * len(ITL_BUCKETS)
     e2e = [0.0] * len(E2E_BUCKETS)
     per_request_itl = pool.itl_observations
-    for key, count in Counter(keys).items():
+    for key, count in Counter(pool.keys[i] for i in chosen).items():
         ttft[key % 64] += count
         itl[(key // 64) % 64] += count * per_request_itl[key]
         e2e[key // 4096] += count
+    # The _sum series; their ITL observations per request are the pool's per-key mean, as in the buckets.
+    ttft_sum = sum(pool.sums[i][0] for i in chosen)
+    itl_sum = sum(pool.sums[i][1] for i in chosen)
+    e2e_sum = sum(pool.sums[i][2] for i in chosen)
 
-    def histogram(bounds: tuple[float, ...], per_bucket: list[float]) -> Histogram:
+    def histogram(bounds: tuple[float, ...], per_bucket: list[float], total: float) -> Histogram:
         cumulative, running = [], 0.0
         for value in per_bucket:
             running += value * factor
             cumulative.append(running)
-        return Histogram(bounds, tuple(cumulative))
+        return Histogram(bounds, tuple(cumulative), total * factor)
 
     return RevisionSample(
-        ttft=histogram(TTFT_BUCKETS, ttft),
-        itl=histogram(ITL_BUCKETS, itl),
-        e2e=histogram(E2E_BUCKETS, e2e),
+        ttft=histogram(TTFT_BUCKETS, ttft, ttft_sum),
+        itl=histogram(ITL_BUCKETS, itl, itl_sum),
+        e2e=histogram(E2E_BUCKETS, e2e, e2e_sum),
         requests=n * factor,
         errors=errors * factor,
     )

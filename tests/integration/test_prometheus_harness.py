@@ -29,6 +29,7 @@ from nlpmodel_operator.api.spec import CustomMetric
 from nlpmodel_operator.controller.analysis import Analyzer
 from nlpmodel_operator.core.analysis import queries as q
 from nlpmodel_operator.core.analysis.checks import CheckData, CheckRequest
+from nlpmodel_operator.core.analysis.judge import Histogram
 from nlpmodel_operator.providers import NoData, PrometheusProvider, QueryError, QueryResult, Value
 
 NS, MODEL = "team-a", "chat"
@@ -137,6 +138,14 @@ def test_histogram_increase_has_exactly_vllms_buckets(stack: Stack, metric: str)
     assert bounds == [*HISTOGRAM_BUCKETS[metric], math.inf]
     counts = result.by_label("le")
     assert counts["+Inf"] > 0  # synthetic traffic was observed within the window
+    # The _sum series over the same window: the judge's exact mean lies inside the observed buckets.
+    total = value_of(stack, q.histogram_sum_increase(metric, NS, MODEL, STABLE, WINDOW_S)).single()
+    histogram = Histogram.from_prometheus(counts, total)
+    first = next(i for i, c in enumerate(histogram.counts) if c > 0)
+    last = next(i for i, c in enumerate(histogram.counts) if c >= histogram.total)
+    lower = histogram.bounds[first - 1] if first > 0 else 0.0
+    assert lower <= histogram.mean <= histogram.bounds[last]
+    assert histogram.binned_variance() is not None
 
 
 def test_request_counts_grow(stack: Stack) -> None:

@@ -11,12 +11,15 @@ import pytest
 
 from nlpmodel_operator.api.status import AnalysisStatus, ObjectiveEvidence, read_status, to_json
 from nlpmodel_operator.core.analysis import Histogram, Objectives, RevisionSample
+from nlpmodel_operator.core.analysis.judge import _mann_whitney, mean_excess, scale_score
 from nlpmodel_operator.core.analysis.sequential import (
     HORIZON,
     always_valid_p,
     log_e_value,
     next_bet,
+    regression_z,
     sequential_judge,
+    simes_z,
     update,
     z_of_p,
 )
@@ -166,14 +169,24 @@ def run_checks(
     return out
 
 
-def test_a_clear_regression_fails_at_the_first_check_with_the_issue_message() -> None:
-    verdict = sequential_judge(sample(CANARY_SLOW, 412), sample(STABLE, 3980), REGRESSION_ONLY)
-    assert verdict.result == "fail"
+def test_a_clear_regression_fails_at_the_second_check_with_the_issue_message() -> None:
+    check = (sample(CANARY_SLOW, 412), sample(STABLE, 3980))
+    (first, second) = run_checks([check] * 2, REGRESSION_ONLY)
+    # One interval never decides a latency regression alone (a minute of load on the canary's pods).
+    assert first[0] == "pass"
+    verdict = sequential_judge(*check, REGRESSION_ONLY, first[2])
+    assert verdict.result == second[0] == "fail"
     (message,) = verdict.failures
     assert message.startswith("ttft ")
-    assert "% slower than stable over 1 check (> 20% allowed, always-valid p" in message
-    assert "p95 1.24s vs 0.61s, n=412/3980" in message
+    assert "% slower than stable over 2 checks (> 20% allowed, always-valid p" in message
+    assert "p95 1.24s vs 0.61s, n=824/7960" in message
     assert verdict.values["ttft_ratio"] > 1.2
+
+
+def test_a_clear_slo_breach_fails_at_the_first_check() -> None:
+    verdict = sequential_judge(sample(CANARY_SLOW, 412), sample(STABLE, 3980), Objectives(ttft_p95=0.8))
+    assert verdict.result == "fail"
+    assert verdict.failures[0].startswith("ttft p95 1.24s > slo 0.80s over 1 check")
 
 
 def test_a_moderate_regression_accumulates_until_it_is_clear() -> None:
@@ -307,3 +320,108 @@ def test_explain_false_changes_no_decision() -> None:
         assert a.result == b.result
         explained, quick = a.evidence, b.evidence
     assert [e.max_log_e for e in explained] == [e.max_log_e for e in quick]
+
+
+# --------------------------------------------------------------------------------------------------
+# The _sum series: exact means beside the buckets
+
+
+def with_sum(histogram: Histogram, total: float) -> Histogram:
+    return Histogram(histogram.bounds, histogram.counts, total)
+
+
+TWO_BUCKETS = hist({0.5: 10, 2.5: 10})  # 10 in (0.25, 0.5], 10 in (1.0, 2.5]
+
+
+@pytest.mark.parametrize(
+    ("total", "variance"),
+    [
+        (10 * 0.25 + 10 * 1.0, 0.140625),  # the sum puts everyone at the lower bounds: {0.25, 1.0}
+        (10 * 0.5 + 10 * 2.5, 1.0),  # at the upper bounds: {0.5, 2.5}
+        # midway: the midpoints' spread plus the uniform spread within each bucket
+        (10 * 0.375 + 10 * 1.75, 0.47265625 + (0.25**2 + 1.5**2) / 2 / 12),
+    ],
+)
+def test_the_binned_variance_places_observations_where_the_sum_says(total: float, variance: float) -> None:
+    assert with_sum(TWO_BUCKETS, total).binned_variance() == pytest.approx(variance)
+
+
+@pytest.mark.parametrize(
+    "histogram",
+    [
+        TWO_BUCKETS,  # no sum
+        with_sum(hist({0.5: 1}), 0.4),  # one observation
+        with_sum(Histogram(TTFT, tuple([0.0] * (len(TTFT) - 1) + [5.0])), 5000.0),  # all in +Inf
+    ],
+)
+def test_no_variance_without_a_sum_or_a_bound_on_the_spread(histogram: Histogram) -> None:
+    assert histogram.binned_variance() is None
+
+
+def test_the_sums_see_a_shift_that_stays_inside_one_bucket() -> None:
+    # Both revisions entirely in vLLM's 1-2.5 s TTFT bucket; the canary's mean is 50 % higher.
+    stable = hist({2.5: 1000})
+    canary = hist({2.5: 150})
+    buckets_only = sequential_judge(sample(canary, 150), sample(stable, 1000), REGRESSION_ONLY)
+    assert buckets_only.result == "pass"
+    with_sums = sequential_judge(
+        sample(with_sum(canary, 150 * 1.8), 150), sample(with_sum(stable, 1000 * 1.2), 1000), REGRESSION_ONLY
+    )
+    evidence = with_sums.evidence
+    with_sums = sequential_judge(
+        sample(with_sum(canary, 150 * 1.8), 150),
+        sample(with_sum(stable, 1000 * 1.2), 1000),
+        REGRESSION_ONLY,
+        evidence,
+    )
+    assert with_sums.result == "fail"
+    assert "ttft" in with_sums.failures[0]
+    assert "mean 1.80s vs 1.20s" in with_sums.failures[0]
+
+
+@pytest.mark.parametrize("canary_mean", [0.30, 0.36, 0.45, 0.60])
+def test_the_combined_z_lies_between_the_two_tests(canary_mean: float) -> None:
+    stable = with_sum(STABLE, STABLE.total * 0.36)
+    canary = with_sum(CANARY_OK, CANARY_OK.total * canary_mean)
+    u, u_sd = _mann_whitney(canary, stable, 1.2, smooth=True)
+    combined = regression_z(canary, stable, 1.2)
+    assert combined is not None
+    excess, se = mean_excess(canary, stable, 1.2) or (math.nan, math.nan)
+    score, score_sd = scale_score(canary, stable, 1.2)
+    tests = (u / u_sd, excess / se, score / score_sd)
+    assert min(tests) - 1e-9 <= combined <= max(tests) + 1e-9
+
+
+@pytest.mark.parametrize("histogram", [STABLE, CANARY_SLOW, TWO_BUCKETS, hist({0.1: 5, 2.5: 40, 10.0: 2})])
+def test_the_smooth_cdf_is_exact_at_bounds_monotone_and_inside_each_bucket(histogram: Histogram) -> None:
+    for bound, count in zip(histogram.bounds, histogram.counts, strict=True):
+        assert histogram.smooth_count_below(bound) == pytest.approx(count)
+    xs = [0.0005 * 1.05**i for i in range(200)]
+    values = [histogram.smooth_count_below(x) for x in xs]
+    assert values == sorted(values)
+    for x, value in zip(xs, values, strict=True):
+        i = next(i for i, b in enumerate(histogram.bounds) if x <= b)
+        below = histogram.counts[i - 1] if i > 0 else 0.0
+        assert below - 1e-9 <= value <= histogram.counts[i] + 1e-9
+
+
+def test_the_scale_score_test_points_the_way_of_the_shift() -> None:
+    same, _ = scale_score(CANARY_OK, STABLE, 1.2)
+    slower, sd = scale_score(CANARY_SLOW, STABLE, 1.2)
+    assert sd > 0
+    assert same < 0 < slower  # as fast as stable: well inside the 20 % tolerance
+    assert scale_score(CANARY_OK, hist({}), 1.2) == (0.0, 0.0)  # no stable requests: no test
+
+
+@pytest.mark.parametrize(
+    ("zs", "expected"),
+    [
+        ([1.5], 1.5),
+        ([-1.0, -2.0], -2.0),  # a healthy canary keeps its weakest test's z
+        ([3.0, -1.0], z_of_p(2 * 0.0013498980316301)),  # one strong test pays the factor k / 1
+        ([5.0, 5.0, 5.0], 5.0),  # agreeing tests pay nothing
+        ([3.0, 2.9, -4.0], z_of_p(1.5 * 0.0018658133003840)),  # the second strongest wins, at k / 2
+    ],
+)
+def test_simes_combines_z_scores(zs: list[float], expected: float) -> None:
+    assert simes_z(zs) == pytest.approx(expected, rel=1e-6)

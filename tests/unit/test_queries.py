@@ -37,6 +37,10 @@ FACTS = json.loads(
             f"sum by (le) (increase(vllm:time_to_first_token_seconds_bucket{SEL}[120s]))",
         ),
         (
+            lambda: q.histogram_sum_increase(q.TTFT_SECONDS, NS, MODEL, REV, 75),
+            f"sum(increase(vllm:time_to_first_token_seconds_sum{SEL}[75s]))",
+        ),
+        (
             lambda: q.histogram_quantile(0.95, q.TTFT_SECONDS, NS, MODEL, REV, 60),
             f"histogram_quantile(0.95, sum by (le) (increase(vllm:time_to_first_token_seconds_bucket{SEL}[60s])))",
         ),
@@ -57,6 +61,7 @@ FACTS = json.loads(
         "bucket-suffix-accepted",
         "sub-second-window",
         "float-whole-seconds",
+        "sum-increase",
         "quantile",
         "requests",
         "errors",

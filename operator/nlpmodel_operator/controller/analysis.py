@@ -7,6 +7,7 @@ checks, which never pass or fail a canary.
 from __future__ import annotations
 
 import asyncio
+import math
 
 from nlpmodel_operator.api.spec import CustomMetric
 from nlpmodel_operator.core.analysis import queries as q
@@ -22,10 +23,14 @@ NO_PROVIDER = (
 )
 
 
-def _histogram(result: QueryResult) -> Histogram | None:
+def _histogram(result: QueryResult, total: QueryResult) -> Histogram | None:
+    """The buckets, with the increase of the `_sum` series where Prometheus has it (a finite value)."""
     if not isinstance(result, Value):
         return None
-    return Histogram.from_prometheus({s.labels.get("le", ""): s.value for s in result.samples})
+    observed = _total(total)
+    if observed is not None and not math.isfinite(observed):
+        observed = None
+    return Histogram.from_prometheus({s.labels.get("le", ""): s.value for s in result.samples}, observed)
 
 
 def _one_value(result: QueryResult) -> float | None:
@@ -121,6 +126,9 @@ class Analyzer:
             "ttft": q.histogram_increase(q.TTFT_SECONDS, namespace, model, revision, window_s),
             "itl": q.histogram_increase(q.ITL_SECONDS, namespace, model, revision, window_s),
             "e2e": q.histogram_increase(q.E2E_SECONDS, namespace, model, revision, window_s),
+            "ttft sum": q.histogram_sum_increase(q.TTFT_SECONDS, namespace, model, revision, window_s),
+            "itl sum": q.histogram_sum_increase(q.ITL_SECONDS, namespace, model, revision, window_s),
+            "e2e sum": q.histogram_sum_increase(q.E2E_SECONDS, namespace, model, revision, window_s),
             "requests": q.requests_increase(namespace, model, revision, window_s),
             "errors": q.errors_increase(namespace, model, revision, window_s),
             **{
@@ -147,9 +155,9 @@ class Analyzer:
             return None, "no metrics (is the revision's PodMonitor scraped by Prometheus?)"
         return (
             RevisionSample(
-                ttft=_histogram(results["ttft"]),
-                itl=_histogram(results["itl"]),
-                e2e=_histogram(results["e2e"]),
+                ttft=_histogram(results["ttft"], results["ttft sum"]),
+                itl=_histogram(results["itl"], results["itl sum"]),
+                e2e=_histogram(results["e2e"], results["e2e sum"]),
                 requests=max(requests, 0.0),
                 errors=max(_total(results["errors"]) or 0.0, 0.0),
                 # A 5xx filter that matches nothing means no 5xx: counters appear with the first one.

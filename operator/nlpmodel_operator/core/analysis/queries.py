@@ -40,6 +40,7 @@ __all__ = [
     "escape_label_value",
     "histogram_increase",
     "histogram_quantile",
+    "histogram_sum_increase",
     "kv_cache_usage",
     "queue_depth",
     "requests_increase",
@@ -125,6 +126,14 @@ def histogram_increase(metric: str, namespace: str, model: str, revision: str, w
     family = _metric(metric.removesuffix("_bucket"))
     selector = revision_selector(namespace, model, revision)
     return f"sum by (le) (increase({family}_bucket{selector}[{_range(window_s)}]))"
+
+
+def histogram_sum_increase(metric: str, namespace: str, model: str, revision: str, window_s: float) -> str:
+    """Increase of the histogram's ``_sum`` over the window (the exact total of the observed values),
+    summed over the revision's pods."""
+    family = _metric(metric.removesuffix("_bucket"))
+    selector = revision_selector(namespace, model, revision)
+    return f"sum(increase({family}_sum{selector}[{_range(window_s)}]))"
 
 
 def histogram_quantile(
