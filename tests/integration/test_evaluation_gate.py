@@ -228,3 +228,44 @@ def test_a_missing_dataset_is_named_and_the_stable_keeps_serving(
     assert "ConfigMap nowhere not found" in spec_valid["message"]
     assert st["canaryWeight"] == 0
     assert condition(st, "Ready")["status"] == "True"  # the stable serves
+
+
+LABEL_CASES = [
+    {"id": f"ticket-{i}", "input": f"label: billing ticket {i}", "expect": {"label": "billing"}}
+    for i in range(40)
+]
+
+
+def test_a_classifier_canary_with_a_lower_label_accuracy_is_caught(
+    cluster: Cluster, namespace: str, world: RevisionServers, localplane: LocalPlane
+) -> None:
+    admin = localplane.admin_client()
+    client.CoreV1Api(admin).create_namespaced_config_map(
+        namespace,
+        {
+            "metadata": {"name": "labels"},
+            "data": {"cases.jsonl": "\n".join(json.dumps(case) for case in LABEL_CASES)},
+        },
+    )
+    admin.close()
+
+    def classifier(max_model_len: int) -> dict[str, Any]:
+        body = model(namespace, max_model_len)
+        body["spec"]["task"] = "classify"
+        body["spec"]["rollout"]["evaluation"]["dataset"] = {"configMap": "labels", "key": "cases.jsonl"}
+        return body
+
+    cluster.apply_model(classifier(8192))
+    wait_for("stable Ready", lambda: status(cluster, namespace).get("phase") == "Ready", 90)
+    v2 = classifier(4096)
+    world.profiles[revision(v2)] = {"wrong_rate": 0.5}  # half of its labels wrong (the stand-in's /classify)
+    cluster.apply_model(v2)
+    weights: list[int] = []
+    st = until(cluster, namespace, "RolledBack", weights)
+    assert max(weights) == 0
+    rolled_back = condition(st, "RolledBack")
+    assert rolled_back["reason"] == "EvaluationFailed"
+    assert "label " in rolled_back["message"]
+    assert "worst cases: ticket-" in rolled_back["message"]
+    assert st["evaluation"]["stableScore"] == 1.0
+    assert st["evaluation"]["canaryScore"] < 0.8
