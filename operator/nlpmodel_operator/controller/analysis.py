@@ -23,11 +23,12 @@ NO_PROVIDER = (
 )
 
 
-def _histogram(result: QueryResult, total: QueryResult) -> Histogram | None:
-    """The buckets, with the increase of the `_sum` series where Prometheus has it (a finite value)."""
+def _histogram(result: QueryResult, total: QueryResult | None = None) -> Histogram | None:
+    """The buckets, with the increase of the `_sum` series where it was asked for and Prometheus has
+    it (a finite value)."""
     if not isinstance(result, Value):
         return None
-    observed = _total(total)
+    observed = None if total is None else _total(total)
     if observed is not None and not math.isfinite(observed):
         observed = None
     return Histogram.from_prometheus({s.labels.get("le", ""): s.value for s in result.samples}, observed)
