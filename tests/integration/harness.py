@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
 from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
 
 from nlpmodel_harness import standins
 from nlpmodel_harness.childproc import pid_alive
@@ -111,6 +113,19 @@ def chat_model(namespace: str, max_model_len: int = 8192, **sections: Any) -> di
             "resources": {"gpu": {"count": 1, "product": "nvidia-l4"}},
             **sections,
         },
+    }
+
+
+MetricSamples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def operator_metrics(port: int) -> MetricSamples:
+    """The operator's own /metrics on this port, as (name, sorted labels) → value."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
     }
 
 

@@ -4,18 +4,17 @@ vLLM-compatible model-server stand-ins (one per revision, labelled as the PodMon
 from __future__ import annotations
 
 import re
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from harness import (
     Cluster,
     OperatorProcess,
     chat_model,
+    operator_metrics,
     revision,
     run_operator,
     status,
@@ -29,16 +28,6 @@ from nlpmodel_harness.revision_servers import HEALTHY, RevisionServers
 from nlpmodel_harness.standins import StandInControllers
 
 METRICS_PORT = free_ports(1)[0]
-
-
-def operator_metrics() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """The operator's own /metrics, as (name, labels) → value."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5).read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 @pytest.fixture(scope="module")
@@ -157,8 +146,8 @@ def test_a_slow_canary_is_rolled_back_with_the_values(
     # rollback shows; then every figure must agree with it.
     who = (("model", "chat"), ("namespace", namespace))
     rolled_back_total = ("nlpmodel_rollouts_total", (*who, ("outcome", "RolledBack")))
-    wait_for("rollback counted", lambda: operator_metrics().get(rolled_back_total, 0) >= 1, 10)
-    seen = operator_metrics()
+    wait_for("rollback counted", lambda: operator_metrics(METRICS_PORT).get(rolled_back_total, 0) >= 1, 10)
+    seen = operator_metrics(METRICS_PORT)
     assert seen[rolled_back_total] == 1
     assert seen[("nlpmodel_rollbacks_total", (*who, ("reason", "AnalysisFailed")))] == 1
     assert seen[("nlpmodel_analysis_checks_total", (*who, ("verdict", "fail")))] == 1

@@ -6,15 +6,13 @@ model's series go."""
 from __future__ import annotations
 
 import json
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from harness import Cluster, OperatorProcess, chat_model, run_operator, status, wait_for
+from harness import Cluster, OperatorProcess, chat_model, operator_metrics, run_operator, status, wait_for
 from nlpmodel_harness.childproc import free_ports
 from nlpmodel_harness.localplane import LocalPlane
 from nlpmodel_operator.api import constants as c
@@ -26,13 +24,11 @@ PRICING = {"currency": "EUR", "gpuHour": {"nvidia-l4": 0.8}, "dailyBudgets": {BU
 
 def gauges(namespace: str) -> dict[str, float]:
     """The operator's spend gauges of the model chat in `namespace`."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5).read().decode()
+    labels = (("model", "chat"), ("namespace", namespace))
     return {
-        s.name: s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if s.name in {"nlpmodel_model_cost_per_hour", "nlpmodel_model_daily_budget"}
-        and s.labels == {"namespace": namespace, "model": "chat"}
+        name: value
+        for (name, sample_labels), value in operator_metrics(METRICS_PORT).items()
+        if name in {"nlpmodel_model_cost_per_hour", "nlpmodel_model_daily_budget"} and sample_labels == labels
     }
 
 

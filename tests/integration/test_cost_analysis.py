@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from harness import (
     Cluster,
     OperatorProcess,
     chat_model,
+    operator_metrics,
     revision,
     run_operator,
     status,
@@ -96,15 +96,6 @@ def start_stable(cluster: Cluster, namespace: str) -> dict[str, Any]:
     return v1
 
 
-def operator_metrics() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5).read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
 def instant_query(prometheus: PrometheusProcess, promql: str, at: float) -> float:
     url = f"{prometheus.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql, "time": f"{at:.3f}"})
     body = json.loads(urllib.request.urlopen(url, timeout=5).read())
@@ -134,7 +125,7 @@ def test_a_canary_with_twice_the_gpus_per_replica_is_rolled_back_for_cost(
     assert canary["replicaHourCost"] == pytest.approx(2 * L4_PRICE)
     who = (("model", "chat"), ("namespace", namespace))
     reason = ("nlpmodel_rollbacks_total", (*who, ("reason", "CostRegression")))
-    wait_for("rollback counted", lambda: operator_metrics().get(reason, 0) >= 1, 10)
+    wait_for("rollback counted", lambda: operator_metrics(METRICS_PORT).get(reason, 0) >= 1, 10)
 
 
 @pytest.mark.parametrize(
@@ -198,12 +189,12 @@ def test_an_equal_cost_canary_is_promoted_and_its_cost_is_what_prometheus_says(
     wait_for(
         "gauge shows status",
         lambda: (
-            operator_metrics().get(("nlpmodel_revision_cost_per_million_tokens", label))
+            operator_metrics(METRICS_PORT).get(("nlpmodel_revision_cost_per_million_tokens", label))
             == entry["costPerMillionTokens"]
         ),
         10,
     )
-    seen = operator_metrics()
+    seen = operator_metrics(METRICS_PORT)
     assert seen[("nlpmodel_revision_tokens_per_second", label)] == entry["tokensPerSecond"]
     assert seen[("nlpmodel_revision_prefix_cache_hit_ratio", label)] == entry["prefixCacheHitRatio"]
     at = parse_time(entry["measuredAt"])
