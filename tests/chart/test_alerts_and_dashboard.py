@@ -94,6 +94,19 @@ def test_every_panel_shows_one_of_the_queries() -> None:
     json.dumps(board)  # serialisable as the ConfigMap holds it
 
 
+def assert_promql(promtool: Path, tmp_path: Path, series: list[Any], expr_tests: list[Any]) -> None:
+    """promtool evaluates each expression over the input series (1-minute steps) and compares samples."""
+    tests = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": expr_tests}],
+    }
+    path = tmp_path / "promql.test.yaml"
+    path.write_text(yaml.safe_dump(tests))
+    proc = run([promtool, "test", "rules", path])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_latency_is_split_into_stable_and_canary(promtool: Path, tmp_path: Path) -> None:
     """The role join: the model servers' p95 per revision gets the operator's stable/canary role."""
     bucket = "vllm:time_to_first_token_seconds_bucket"
@@ -117,36 +130,27 @@ def test_latency_is_split_into_stable_and_canary(promtool: Path, tmp_path: Path)
             }
         )
     expr = as_prometheus(queries()["TTFT p95: stable vs canary"])
-    tests = {
-        "rule_files": [],
-        "evaluation_interval": "1m",
-        "tests": [
+    assert_promql(
+        promtool,
+        tmp_path,
+        series,
+        [
             {
-                "interval": "1m",
-                "input_series": series,
-                "promql_expr_test": [
+                "expr": expr,
+                "eval_time": "10m",
+                "exp_samples": [
                     {
-                        "expr": expr,
-                        "eval_time": "10m",
-                        "exp_samples": [
-                            {
-                                "labels": f'{{{revision}="aaaa1111", role="stable"}}',
-                                "value": 0.47500000000000003,
-                            },
-                            {
-                                "labels": f'{{{revision}="bbbb2222", role="canary"}}',
-                                "value": 1.9500000000000002,
-                            },
-                        ],
-                    }
+                        "labels": f'{{{revision}="aaaa1111", role="stable"}}',
+                        "value": 0.47500000000000003,
+                    },
+                    {
+                        "labels": f'{{{revision}="bbbb2222", role="canary"}}',
+                        "value": 1.9500000000000002,
+                    },
                 ],
             }
         ],
-    }
-    path = tmp_path / "join.test.yaml"
-    path.write_text(yaml.safe_dump(tests))
-    proc = run([promtool, "test", "rules", path])
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    )
 
 
 # ------------------------------------------------------------------------- names the panels use
@@ -223,36 +227,27 @@ def test_cost_panels_join_the_operator_gauges_with_the_role(promtool: Path, tmp_
     ]
     cost = as_prometheus(queries()["Cost per 1M tokens by revision"])
     spend = as_prometheus(queries()["Spend (24 h) vs daily budget"])
-    tests = {
-        "rule_files": [],
-        "evaluation_interval": "1m",
-        "tests": [
+    assert_promql(
+        promtool,
+        tmp_path,
+        series,
+        [
             {
-                "interval": "1m",
-                "input_series": series,
-                "promql_expr_test": [
-                    {
-                        "expr": cost,
-                        "eval_time": "30m",
-                        "exp_samples": [
-                            {"labels": f'{{{operator}, revision="aaaa1111", role="stable"}}', "value": 2},
-                            {"labels": f'{{{operator}, revision="bbbb2222", role="canary"}}', "value": 4},
-                        ],
-                    },
-                    {
-                        # 7 points of the 5-minute grid (0 to 30 minutes) at 12 per hour: 7.
-                        "expr": spend,
-                        "eval_time": "30m",
-                        "exp_samples": [
-                            {"labels": f'{{{operator}, series="spend (24 h)"}}', "value": 7},
-                            {"labels": f'{{{operator}, series="budget"}}', "value": 250},
-                        ],
-                    },
+                "expr": cost,
+                "eval_time": "30m",
+                "exp_samples": [
+                    {"labels": f'{{{operator}, revision="aaaa1111", role="stable"}}', "value": 2},
+                    {"labels": f'{{{operator}, revision="bbbb2222", role="canary"}}', "value": 4},
                 ],
-            }
+            },
+            {
+                # 7 points of the 5-minute grid (0 to 30 minutes) at 12 per hour: 7.
+                "expr": spend,
+                "eval_time": "30m",
+                "exp_samples": [
+                    {"labels": f'{{{operator}, series="spend (24 h)"}}', "value": 7},
+                    {"labels": f'{{{operator}, series="budget"}}', "value": 250},
+                ],
+            },
         ],
-    }
-    path = tmp_path / "cost.test.yaml"
-    path.write_text(yaml.safe_dump(tests))
-    proc = run([promtool, "test", "rules", path])
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    )
