@@ -2,7 +2,8 @@
 ConfigMap to each revision's own Service (vLLM-compatible stand-ins with the "wrong answers" knobs,
 reached through the harness's Service proxy), and a canary that answers worse, or stops refusing, is
 rolled back before it ever gets a weight; an identical one is promoted; an unreachable one is never
-passed; a missing dataset is named in SpecValid."""
+passed; a missing dataset is named in SpecValid. The same with real inference: tiny models served by
+our transformers runtime, another model rolled back, the same weights promoted."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ import pytest
 from kubernetes import client
 
 from harness import Cluster, OperatorProcess, chat_model, revision, run_operator, status, wait_for
+from nlpmodel_harness import runtime_venv, tinymodels
 from nlpmodel_harness.localplane import LocalPlane, pid_alive
 from nlpmodel_harness.prometheus import PrometheusProcess
 from nlpmodel_harness.revision_servers import HEALTHY, RevisionServers
+from nlpmodel_harness.runtime_servers import RuntimeServers
 from nlpmodel_harness.service_proxy import ServiceProxy
 from nlpmodel_harness.standins import StandInControllers
 
@@ -79,6 +82,7 @@ def world(
     ):
         proxy.servers = servers
         proxy.unreachable.clear()
+        proxy.routes.clear()
         yield servers
         proxy.servers = None
     admin.close()
@@ -269,3 +273,65 @@ def test_a_classifier_canary_with_a_lower_label_accuracy_is_caught(
     assert "worst cases: ticket-" in rolled_back["message"]
     assert st["evaluation"]["stableScore"] == 1.0
     assert st["evaluation"]["canaryScore"] < 0.8
+
+
+# Real inference: tiny models built from configs, served by our transformers runtime (prompts go to
+# /v1/completions: tiny models have no chat template). `small-v2` is `small` under another name (the
+# same weights); `large` is another model and answers otherwise.
+DRIFT_CASES = [
+    {"id": f"drift-{i}", "prompt": f"The number {i} is", "expect": {"agreement": True}, "maxTokens": 8}
+    for i in range(30)
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    models = (tinymodels.SMALL, tinymodels.SMALL_V2, tinymodels.LARGE)
+    with RuntimeServers(models, tmp_path_factory.mktemp("runtimes"), runtime_venv.ensure()) as urls:
+        yield urls
+
+
+def test_real_models_another_model_is_rolled_back_before_any_weight_the_same_weights_promoted(
+    cluster: Cluster,
+    namespace: str,
+    world: RevisionServers,
+    proxy: ServiceProxy,
+    localplane: LocalPlane,
+    tiny_models: dict[str, str],
+) -> None:
+    admin = localplane.admin_client()
+    client.CoreV1Api(admin).create_namespaced_config_map(
+        namespace,
+        {
+            "metadata": {"name": "drift"},
+            "data": {"cases.jsonl": "\n".join(json.dumps(case) for case in DRIFT_CASES)},
+        },
+    )
+    admin.close()
+
+    def served_by(max_model_len: int, tiny_model: str) -> dict[str, Any]:
+        """The model at this revision, its Service answered by the runtime serving ``tiny_model``
+        (the stand-ins still give Prometheus its metrics)."""
+        body = model(namespace, max_model_len, dataset={"configMap": "drift", "key": "cases.jsonl"})
+        proxy.routes[revision(body)] = tiny_models[tiny_model]
+        return body
+
+    cluster.apply_model(served_by(8192, "small"))
+    wait_for("stable Ready", lambda: status(cluster, namespace).get("phase") == "Ready", 90)
+
+    other = served_by(4096, "large")
+    cluster.apply_model(other)
+    weights: list[int] = []
+    st = until(cluster, namespace, "RolledBack", weights, 180)
+    assert max(weights) == 0  # never a weight
+    assert condition(st, "RolledBack")["reason"] == "EvaluationFailed"
+    assert "evaluation failed: agreement " in condition(st, "RolledBack")["message"]
+    assert st["evaluation"]["failingCases"][0].startswith("drift-")
+    assert proxy.forwarded[revision(other)] >= len(DRIFT_CASES)  # answered by the real model
+
+    same_weights = served_by(2048, "small-v2")
+    cluster.apply_model(same_weights)
+    st = until(cluster, namespace, "Ready", weights, 180, revision(same_weights))
+    assert st["history"][-1]["outcome"] == "Promoted"
+    assert (st["evaluation"]["verdict"], st["evaluation"]["canaryScore"]) == ("pass", 1.0)
+    assert st["evaluation"]["scored"] == len(DRIFT_CASES)

@@ -6,19 +6,16 @@ another model and answers otherwise."""
 from __future__ import annotations
 
 import json
-import os
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from nlpmodel_harness import tinymodels
-from nlpmodel_harness.childproc import ChildProcess, free_ports
+from nlpmodel_harness.runtime_servers import RuntimeServers
 from nlpmodel_operator.cli.evaluate import EXIT_EVAL_FAILED
 from nlpmodel_operator.cli.main import main
 
-REPO = Path(__file__).resolve().parents[2]
 # Tiny models have no chat template: prompts go to /v1/completions.
 CASES = [
     {"id": f"drift-{i}", "prompt": f"The number {i} is", "expect": {"agreement": True}, "maxTokens": 8}
@@ -26,43 +23,12 @@ CASES = [
 ]
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-            return int(response.status) == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def runtimes(runtime_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """name → base URL of a runtime serving that tiny model on this machine's CPU."""
-    logs = tmp_path_factory.mktemp("runtimes")
-    pythonpath = os.pathsep.join(str(REPO / "runtimes" / d / "src") for d in ("transformers", "metrics"))
-    children: list[ChildProcess] = []
-    urls: dict[str, str] = {}
     models = (tinymodels.SMALL, tinymodels.SMALL_V2, tinymodels.LARGE)
-    try:
-        for model, port in zip(models, free_ports(len(models)), strict=True):
-            directory = tinymodels.ensure(model)
-            cmd = [str(runtime_python), "-m", "nlpmodel_runtime", "--model-name", model.name,
-                   "--model-dir", str(directory), "--task", "generate", "--max-model-len", "128",
-                   "--device", "cpu", "--http-port", str(port), "--host", "127.0.0.1"]  # fmt: skip
-            child = ChildProcess(
-                model.name,
-                cmd,
-                logs / f"{model.name}.log",
-                env={**os.environ, "PYTHONPATH": pythonpath, "HF_HUB_OFFLINE": "1"},
-            )
-            child.start()
-            children.append(child)
-            urls[model.name] = f"http://127.0.0.1:{port}"
-        for child, url in zip(children, urls.values(), strict=True):
-            child.wait_until("healthy (/health)", lambda url=url: _healthy(url), 180)
+    with RuntimeServers(models, tmp_path_factory.mktemp("runtimes"), runtime_python) as urls:
         yield urls
-    finally:
-        for child in children:
-            child.stop()
 
 
 @pytest.fixture

@@ -4,13 +4,19 @@ and inconclusive, from the answers of both revisions to the same cases."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
+from nlpmodel_operator.core.analysis.judge import binomial_sf
 from nlpmodel_operator.core.evaluation.dataset import Case, parse_dataset
 from nlpmodel_operator.core.evaluation.gate import Thresholds, evaluate, pct
 from nlpmodel_operator.core.evaluation.scorers import Answer
-from nlpmodel_operator.core.evaluation.stats import drop_p_value, floor_p_value
+from nlpmodel_operator.core.evaluation.stats import (
+    drop_p_value,
+    floor_p_value,
+    restricted_better_rate,
+)
 
 CHAT = [{"role": "user", "content": "q"}]
 
@@ -21,13 +27,75 @@ CHAT = [{"role": "user", "content": "q"}]
         (10, 0, 200, 0.0, 0.5**10),  # the exact McNemar test
         (5, 5, 200, 0.0, 0.623046875),
         (0, 0, 200, 0.0, 1.0),
-        (10, 0, 200, 0.02, 0.7**10),  # theta0 = 1/2 + 0.02 * 200 / 20
-        (3, 0, 200, 0.02, 1.0),  # 3 of 200 worse cannot show a drop beyond 2 %
         (0, 10, 200, 0.0, 1.0),
+        (0, 0, 200, 0.02, 1.0),
+        (10, 0, 200, 1.0, 1.0),  # a margin of 100 % allows anything
     ],
 )
 def test_drop_p_value(worse: int, better: int, n: int, margin: float, p: float) -> None:
     assert drop_p_value(worse, better, n, margin) == pytest.approx(p, rel=1e-9)
+
+
+def _trinomial(n: int, w: int, b: int, p_worse: float, p_better: float) -> float:
+    r = n - w - b
+    if (b and p_better == 0.0) or (r and p_worse + p_better == 1.0):
+        return 0.0
+    log_p = math.lgamma(n + 1) - math.lgamma(w + 1) - math.lgamma(b + 1) - math.lgamma(r + 1)
+    log_p += w * math.log(p_worse) + (b * math.log(p_better) if b else 0.0)
+    return math.exp(log_p + (r * math.log(1.0 - p_worse - p_better) if r else 0.0))
+
+
+def _plug_in_p_value(worse: int, better: int, n: int, margin: float) -> float:
+    """The gate's first test: conditional on the discordant cases, their rate taken as observed."""
+    theta0 = 0.5 + margin * n / (2.0 * (worse + better))
+    return 1.0 if theta0 >= 1.0 else binomial_sf(worse, worse + better, theta0)
+
+
+@pytest.mark.parametrize("margin", [0.02, 0.05, 0.1])
+def test_a_canary_exactly_at_the_margin_fails_at_most_alpha_whatever_the_discordance(
+    margin: float,
+) -> None:
+    """The false-fail rate at the boundary, summed exactly over every table of 40 cases, for
+    discordance rates from none to all cases: alpha, up to a few hundredths of it (the estimated exact
+    p-value is not exact everywhere: the worst found is 5.2 % at this size and a 10 % margin), and
+    closer to it than the plug-in conditional test the gate used first (conservative: it wastes power)."""
+    n, alpha = 40, 0.05
+    tables = [(w, b) for w in range(n + 1) for b in range(n - w + 1) if w + b > 0]
+    ours = [t for t in tables if drop_p_value(*t, n, margin) < alpha]
+    plug_in = [t for t in tables if _plug_in_p_value(*t, n, margin) < alpha]
+    ours_sizes, plug_in_sizes = [], []
+    for p_better in (i * (1.0 - margin) / 120.0 for i in range(60)):
+        p_worse = p_better + margin
+        ours_sizes.append(sum(_trinomial(n, w, b, p_worse, p_better) for w, b in ours))
+        plug_in_sizes.append(sum(_trinomial(n, w, b, p_worse, p_better) for w, b in plug_in))
+    assert max(ours_sizes) <= 1.05 * alpha
+    assert max(ours_sizes) > max(plug_in_sizes)
+
+
+@pytest.mark.parametrize(("worse", "better"), [(10, 0), (12, 2), (20, 3), (30, 12), (9, 1)])
+def test_the_score_tests_restricted_estimate_maximises_the_likelihood_at_the_margin(
+    worse: int, better: int
+) -> None:
+    n, margin = 200, 0.02
+    q = restricted_better_rate(worse, better, n, margin)
+
+    def log_likelihood(p_better: float) -> float:
+        p_worse = p_better + margin
+        return (
+            worse * math.log(p_worse)
+            + better * math.log(p_better)
+            + (n - worse - better) * math.log(1.0 - p_worse - p_better)
+        )
+
+    assert 0.0 < q < (1.0 - margin) / 2.0
+    assert log_likelihood(q) >= max(log_likelihood(q * 0.97), log_likelihood(q * 1.03))
+
+
+def test_more_worse_cases_give_more_evidence_of_a_drop() -> None:
+    p_values = [drop_p_value(worse, 2, 200, 0.02) for worse in range(0, 30, 3)]
+    assert p_values == sorted(p_values, reverse=True)
+    assert p_values[0] > 0.5
+    assert p_values[-1] < 0.05
 
 
 def test_drop_p_value_shrinks_with_the_margin_allowed() -> None:

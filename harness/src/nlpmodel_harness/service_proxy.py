@@ -4,13 +4,15 @@ The operator's evaluation gate reaches a revision at ``NLPMODEL_EVALUATION_URL_T
 this proxy (``ServiceProxy.template``), ``/<namespace>/<service>/<path>`` is forwarded to the
 stand-in model server of the revision whose hash the Service's name carries (every platform names a
 revision's Service after it), as ``RevisionServers`` runs them. A revision listed in ``unreachable``
-(or one without a server) answers 503, as a Service without ready endpoints does::
+(or one without a server) answers 503, as a Service without ready endpoints does. A revision listed in
+``routes`` is forwarded to that base URL instead (a real model server, e.g. ``RuntimeServers``)::
 
     with ServiceProxy() as proxy:        # for the operator's whole run
         env = {"NLPMODEL_EVALUATION_URL_TEMPLATE": proxy.template}
         ...
         proxy.servers = servers           # the revisions of one model (RevisionServers)
         proxy.unreachable.add(canary_revision)
+        proxy.routes[revision_hash(spec)] = runtime_urls["small"]
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class ServiceProxy:
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.servers: RevisionServers | None = None
         self.unreachable: set[str] = set()
+        self.routes: dict[str, str] = {}  # revision -> base URL of the server that answers for it
         self.forwarded: dict[str, int] = {}  # revision -> requests forwarded to it
         proxy = self
 
@@ -82,19 +85,25 @@ class ServiceProxy:
 
     def _forward(self, path: str, body: bytes) -> tuple[int, bytes]:
         parts = path.lstrip("/").split("/", 2)
-        servers = self.servers
-        if servers is None or len(parts) < 3 or parts[0] != servers.namespace:
+        if len(parts) < 3:
             return 404, b'{"error": "no such Service"}'
         service, rest = parts[1], parts[2]
         if any(revision in service for revision in self.unreachable):
             return 503, b'{"error": "no ready endpoints"}'
-        found = self._server_of(servers, service)
-        if found is None:
-            return 503, b'{"error": "no ready endpoints"}'
-        revision, server = found
+        routed = [(r, url) for r, url in self.routes.items() if r in service]
+        servers = self.servers
+        if routed:
+            revision, url = routed[0]
+        elif servers is None or parts[0] != servers.namespace:
+            return 404, b'{"error": "no such Service"}'
+        else:
+            found = self._server_of(servers, service)
+            if found is None:
+                return 503, b'{"error": "no ready endpoints"}'
+            revision, url = found[0], found[1].url
         self.forwarded[revision] = self.forwarded.get(revision, 0) + 1
         request = urllib.request.Request(
-            f"{server.url}/{rest}", data=body, headers={"Content-Type": "application/json"}, method="POST"
+            f"{url}/{rest}", data=body, headers={"Content-Type": "application/json"}, method="POST"
         )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:

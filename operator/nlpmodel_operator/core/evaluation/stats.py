@@ -1,20 +1,29 @@
-"""The evaluation gate's tests (pure): paired, exact, one-sided, at the SLO judge's confidence.
+"""The evaluation gate's tests (pure): paired, one-sided, at the SLO judge's confidence.
 
 Stable and canary answer the same cases, so each case gives a pair (stable passed?, canary passed?).
 Only the discordant pairs carry information about the difference of the two scores:
 ``worse`` cases the stable passed and the canary failed, ``better`` the reverse, ``m = worse + better``.
 
-Drop beyond the margin (McNemar against ``maxDrop``)
-----------------------------------------------------
-The null hypothesis is "the canary's score is at most ``margin`` below the stable's":
-``P(worse) - P(better) <= margin``; a fail needs evidence against it (as the SLO judge does for
-latency: missing evidence is never a fail, and the false-fail rate at the boundary is ``alpha``).
-Given ``m``, ``worse ~ Binomial(m, theta)`` with ``theta = P(worse) / P(discordant)``; at the boundary
-``theta0 = 1/2 + margin / (2 * P(discordant))``. The discordance rate is estimated from the same
-cases (``m / n``), which makes ``theta0 = 1/2 + margin * n / (2 * m)``: with ``margin = 0`` this is the
-exact McNemar test. When ``theta0 >= 1`` even every discordant case going the canary's way against
-it could not show a drop beyond the margin, so the p-value is 1. ``bench/evaluation`` measures the
-false-fail rate at the boundary and the power by simulation.
+Drop beyond the margin ``maxDrop`` (``delta``)
+----------------------------------------------
+The null hypothesis is "the canary's score is at most ``delta`` below the stable's":
+``P(worse) - P(better) <= delta``; a fail needs evidence against it (as the SLO judge does for
+latency: missing evidence is never a fail, and the false-fail rate at the margin is at most ``alpha``).
+
+* ``delta = 0``: the exact McNemar test. Given ``m``, ``worse ~ Binomial(m, 1/2)`` at the boundary
+  whatever the discordance rate, so the test is exact.
+* ``delta > 0``: given ``m``, ``worse ~ Binomial(m, theta0)`` with
+  ``theta0 = 1/2 + delta / (2 * P(discordant))`` depends on the unknown discordance rate, so no
+  conditional test is exact. The statistic is Tango's score (Tango 1998, the standard one for paired
+  non-inferiority): ``Z = (worse - better - n*delta) / sqrt(n * (2*q + delta*(1 - delta)))`` with
+  ``q`` the maximum-likelihood ``P(better)`` under the boundary ``P(worse) = P(better) + delta``.
+  Its p-value is computed exactly, not from the normal curve: the probability, under the trinomial
+  at that restricted estimate, of every table whose ``Z`` is at least the one observed (the
+  "estimated exact" p-value of Storer and Kim, Lloyd's E-test). The normal approximation of ``Z``
+  fails 6-7 % of canaries at the margin where 5 % are allowed; plugging the observed discordance
+  ``m/n`` into ``theta0`` (this gate's first test) fails only about 1.5 %, and so misses real drops.
+  ``bench/evaluation`` measures all three by simulation: the estimated exact p-value stays at most
+  ``alpha`` at the margin and catches more of the real drops.
 
 Floor (``minScore``)
 --------------------
@@ -24,18 +33,73 @@ The exact one-sided binomial test of "the canary's score is at least ``floor``":
 
 from __future__ import annotations
 
+import math
+from typing import Final
+
 from nlpmodel_operator.core.analysis.judge import binomial_sf
+
+# Tables farther than this many standard deviations from the restricted estimate carry less than
+# 1e-14 of probability together; leaving them out bounds the work at any n.
+_TAIL_SD: Final = 8.0
+
+
+def restricted_better_rate(worse: int, better: int, n: int, margin: float) -> float:
+    """The maximum-likelihood ``P(better)`` of the trinomial (worse, better, the rest) under the
+    boundary ``P(worse) = P(better) + margin`` (the positive root of Tango's quadratic)."""
+    a = 2.0 * n
+    b = -worse - better + (2.0 * n - worse + better) * margin
+    c = -better * margin * (1.0 - margin)
+    return max(0.0, (math.sqrt(max(0.0, b * b - 4.0 * a * c)) - b) / (2.0 * a))
+
+
+def score_z(worse: int, better: int, n: int, margin: float) -> float:
+    """Tango's score statistic for a drop beyond ``margin``: large when the canary is worse."""
+    q = restricted_better_rate(worse, better, n, margin)
+    variance = n * (2.0 * q + margin * (1.0 - margin))
+    if variance <= 0.0:
+        return 0.0
+    return (worse - better - n * margin) / math.sqrt(variance)
 
 
 def drop_p_value(worse: int, better: int, n: int, margin: float) -> float:
     """One-sided p-value against "the canary is at most ``margin`` (a fraction) below the stable"."""
     discordant = worse + better
-    if discordant == 0 or n <= 0:
+    if discordant == 0 or n <= 0 or margin >= 1.0:
         return 1.0
-    theta0 = 0.5 + margin * n / (2.0 * discordant)
-    if theta0 >= 1.0:
-        return 1.0
-    return binomial_sf(worse, discordant, theta0)
+    if margin <= 0.0:
+        return binomial_sf(worse, discordant, 0.5)
+    observed = score_z(worse, better, n, margin)
+    q = restricted_better_rate(worse, better, n, margin)
+    p_worse = q + margin
+    return min(1.0, _upper_tail(observed, n, margin, p_worse, q))
+
+
+def _upper_tail(observed: float, n: int, margin: float, p_worse: float, p_better: float) -> float:
+    """P(Z >= observed) over the trinomial tables of ``n`` cases with these rates."""
+    p_rest = 1.0 - p_worse - p_better
+    log_w, log_b = math.log(p_worse), (math.log(p_better) if p_better > 0.0 else -math.inf)
+    log_r = math.log(p_rest) if p_rest > 0.0 else -math.inf
+    log_n = math.lgamma(n + 1.0)
+    total = 0.0
+    for w in range(_reach(n, p_worse) + 1):
+        b_max = min(n - w, _reach(n, p_better))
+        for b in range(b_max + 1):
+            if score_z(w, b, n, margin) < observed - 1e-9:
+                continue
+            r = n - w - b
+            if (b and p_better <= 0.0) or (r and p_rest <= 0.0):
+                continue
+            log_p = log_n - math.lgamma(w + 1.0) - math.lgamma(b + 1.0) - math.lgamma(r + 1.0)
+            log_p += w * log_w + (b * log_b if b else 0.0) + (r * log_r if r else 0.0)
+            total += math.exp(log_p)
+    return total
+
+
+def _reach(n: int, p: float) -> int:
+    """The largest count of ``n`` draws at rate ``p`` that carries non-negligible probability."""
+    if p <= 0.0:
+        return 0
+    return min(n, math.ceil(n * p + _TAIL_SD * math.sqrt(n * p * (1.0 - p)) + _TAIL_SD))
 
 
 def floor_p_value(passed: int, n: int, floor: float) -> float:
