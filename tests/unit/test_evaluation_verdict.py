@@ -98,6 +98,11 @@ def test_more_worse_cases_give_more_evidence_of_a_drop() -> None:
     assert p_values[-1] < 0.05
 
 
+def test_thousands_of_discordant_cases_are_judged_by_the_normal_curve_of_the_same_score() -> None:
+    assert drop_p_value(3000, 2000, 10_000, 0.02) < 1e-20  # a 10-point drop
+    assert drop_p_value(2050, 2000, 10_000, 0.02) > 0.5  # half a point
+
+
 def test_drop_p_value_shrinks_with_the_margin_allowed() -> None:
     strict = drop_p_value(12, 2, 200, 0.0)
     lenient = drop_p_value(12, 2, 200, 0.02)
