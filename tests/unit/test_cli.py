@@ -157,6 +157,39 @@ def test_missing_file_is_an_error_not_a_traceback() -> None:
     assert "Traceback" not in result.stderr
 
 
+GOLDEN = EXAMPLES / "evaluation" / "support-golden.yaml"
+ASSISTANT = EXAMPLES / "evaluation" / "support-assistant.yaml"
+
+
+def test_validate_checks_an_evaluation_dataset_given_beside_its_model() -> None:
+    result = nlpctl("validate", str(ASSISTANT), str(GOLDEN))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "support-assistant: valid" in result.stdout
+    assert "dataset support-golden/cases.jsonl: 8 cases" in result.stdout
+
+
+def test_validate_names_the_line_and_field_of_a_bad_dataset(tmp_path: Path) -> None:
+    golden = yaml.safe_load(GOLDEN.read_text())
+    lines = golden["data"]["cases.jsonl"].splitlines()
+    lines[2] = lines[2].replace('"expect"', '"expected"')
+    golden["data"]["cases.jsonl"] = "\n".join(lines)
+    result = nlpctl("validate", str(ASSISTANT), str(write(tmp_path, golden, "golden.yaml")))
+    assert result.returncode == 1
+    assert (
+        "spec.rollout.evaluation.dataset: ConfigMap support-golden key cases.jsonl: line 3: expected: "
+        "unknown field" in result.stdout
+    )
+
+
+def test_validate_says_when_a_dataset_is_not_checked_or_nothing_is_a_model() -> None:
+    alone = nlpctl("validate", str(ASSISTANT))
+    assert alone.returncode == 0
+    assert "dataset ConfigMap support-golden not among the files, not checked" in alone.stdout
+    nothing = nlpctl("validate", str(GOLDEN))
+    assert nothing.returncode == 0
+    assert "no NLPModel to validate" in nothing.stderr
+
+
 def test_render_prints_only_child_objects() -> None:
     result = nlpctl("render", *map(str, FITTING))
     assert result.returncode == 0, result.stderr

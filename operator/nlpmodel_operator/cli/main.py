@@ -19,6 +19,7 @@ import yaml
 
 from nlpmodel_operator import __version__
 from nlpmodel_operator.api import constants as c
+from nlpmodel_operator.api.constants import Reason
 from nlpmodel_operator.api.spec import NLPModelSpec
 from nlpmodel_operator.cli import control, evaluate, wait
 from nlpmodel_operator.cli.control import EXIT_INTERNAL, EXIT_INVALID, EXIT_OK
@@ -27,6 +28,7 @@ from nlpmodel_operator.cli.statusview import describe_serving, routing
 from nlpmodel_operator.controller.config import OperatorConfig, prices_from_env
 from nlpmodel_operator.controller.run import add_arguments as add_run_arguments
 from nlpmodel_operator.core.autoscaling import DEFAULT_PROMETHEUS_URL, ScalingSupport
+from nlpmodel_operator.core.evaluation.dataset import DatasetError, parse_dataset
 from nlpmodel_operator.core.hostresources import host_requests
 from nlpmodel_operator.core.monitoring import Monitoring
 from nlpmodel_operator.core.networkpolicy import NetworkPolicies
@@ -59,9 +61,18 @@ def _print_problems(doc: Document, problems: list[Problem]) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     status = EXIT_OK
-    for doc in read_documents(args.files):
+    documents = list(read_documents(args.files, also=("ConfigMap",)))
+    config_maps = [d for d in documents if d.kind == "ConfigMap"]
+    models = [d for d in documents if d.kind != "ConfigMap"]
+    if not models:
+        print(f"{', '.join(args.files)}: no NLPModel to validate", file=sys.stderr)
+    for doc in models:
         resolution, problems = check(doc)
         problems = problems + annotation_problems(doc.body)  # the operator carries on; CI need not
+        dataset_note = ""
+        if resolution is not None and resolution.resolved is not None:
+            dataset_problems, dataset_note = _dataset_check(doc, resolution.resolved.spec, config_maps)
+            problems = problems + dataset_problems
         if problems:
             _print_problems(doc, problems)
             status = EXIT_INVALID
@@ -77,8 +88,32 @@ def cmd_validate(args: argparse.Namespace) -> int:
             if plan is not None
             else "not planned: unknown architecture (add spec.model.architecture)"
         )
-        print(f"{doc.source}: {doc.name}: valid (revision {resolved.revision}, {fit})")
+        print(f"{doc.source}: {doc.name}: valid (revision {resolved.revision}, {fit}{dataset_note})")
     return status
+
+
+def _dataset_check(
+    doc: Document, spec: NLPModelSpec, config_maps: list[Document]
+) -> tuple[list[Problem], str]:
+    """The evaluation dataset, when its ConfigMap is among the files validated (as the operator
+    parses it: line and field of the first problem); a note for the valid line."""
+    evaluation = spec.rollout.evaluation
+    if evaluation is None:
+        return [], ""
+    name, key = evaluation.dataset.config_map, evaluation.dataset.key
+    path = "spec.rollout.evaluation.dataset"
+    found = [m for m in config_maps if m.name == name and (m.namespace or doc.namespace) == doc.namespace]
+    if not found:
+        return [], f"; dataset ConfigMap {name} not among the files, not checked"
+    data = found[0].body.get("data") or {}
+    text = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(text, str):
+        return [Problem(path, f"ConfigMap {name} has no key {key}", Reason.DATASET_INVALID)], ""
+    try:
+        cases = parse_dataset(text)
+    except DatasetError as exc:
+        return [Problem(path, f"ConfigMap {name} key {key}: {exc}", Reason.DATASET_INVALID)], ""
+    return [], f"; dataset {name}/{key}: {len(cases)} cases"
 
 
 def cmd_render(args: argparse.Namespace) -> int:

@@ -29,6 +29,11 @@ class Document:
         return name if isinstance(name, str) else "<unnamed>"
 
     @property
+    def kind(self) -> str | None:
+        kind = self.body.get("kind") if isinstance(self.body, dict) else None
+        return kind if isinstance(kind, str) else None
+
+    @property
     def namespace(self) -> str | None:
         meta = self.body.get("metadata") if isinstance(self.body, dict) else None
         namespace = meta.get("namespace") if isinstance(meta, dict) else None
@@ -55,8 +60,9 @@ def _load(text: str, source: str) -> list[Any]:
     return docs
 
 
-def read_documents(args: list[str]) -> Iterator[Document]:
-    """NLPModel documents of the given files; other kinds are skipped (a file may mix kinds)."""
+def read_documents(args: list[str], also: tuple[str, ...] = ()) -> Iterator[Document]:
+    """NLPModel documents of the given files, and those of the kinds in ``also``; other kinds are
+    skipped (a file may mix kinds)."""
     for arg in args:
         if arg == "-":
             sources = [("<stdin>", sys.stdin.read())]
@@ -69,6 +75,6 @@ def read_documents(args: list[str]) -> Iterator[Document]:
             docs = _load(text, source)
             for index, doc in enumerate(docs):
                 label = source if len(docs) == 1 else f"{source}#{index + 1}"
-                if isinstance(doc, dict) and doc.get("kind") not in (c.KIND, None):
+                if isinstance(doc, dict) and doc.get("kind") not in (c.KIND, None, *also):
                     continue
                 yield Document(label, doc)
