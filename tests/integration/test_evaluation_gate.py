@@ -234,6 +234,24 @@ def test_a_missing_dataset_is_named_and_the_stable_keeps_serving(
     assert condition(st, "Ready")["status"] == "True"  # the stable serves
 
 
+def test_every_step_re_evaluates_before_promotion_and_rolls_back_a_canary_that_turned_worse(
+    cluster: Cluster, namespace: str, world: RevisionServers
+) -> None:
+    start_stable(cluster, namespace)
+    v2 = model(namespace, max_model_len=4096, when="everyStep")
+    v2["spec"]["rollout"]["steps"] = [{"weight": 50, "pause": "15s"}]
+    cluster.apply_model(v2)
+    weights: list[int] = []
+    # The evaluation before any traffic passes: the canary gets its step's weight.
+    wait_for("weight 50", lambda: status(cluster, namespace).get("canaryWeight") == 50, 120)
+    world.control(revision(v2), wrong_rate=0.5)  # during the pause, before the gate before promotion
+    st = until(cluster, namespace, "RolledBack", weights, 120)
+    assert max(weights) == 50
+    assert condition(st, "RolledBack")["reason"] == "EvaluationFailed"
+    assert st["evaluation"]["step"] == 1  # the gate before promotion (after the only step)
+    assert st["history"][-1]["outcome"] == "RolledBack"
+
+
 LABEL_CASES = [
     {"id": f"ticket-{i}", "input": f"label: billing ticket {i}", "expect": {"label": "billing"}}
     for i in range(40)
