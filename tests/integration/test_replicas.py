@@ -4,6 +4,8 @@ acts, the other takes over when it dies (SIGKILL), and never do both write."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,7 +19,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from hack.chartsync import CHART
-from harness import Cluster, OperatorProcess, chat_model, wait_for
+from harness import Cluster, OperatorProcess, chat_model, operator_metrics, wait_for
+from nlpmodel_harness.childproc import free_ports
 from nlpmodel_harness.k8stools import ensure_tools
 from nlpmodel_harness.localplane import LocalPlane, pid_alive
 from nlpmodel_harness.rbac import ROLE_NAME
@@ -87,7 +90,12 @@ def peering_rbac(
 
 
 def replica(
-    localplane: LocalPlane, cluster: Cluster, namespace: str, sa: str, tmp_path: Path
+    localplane: LocalPlane,
+    cluster: Cluster,
+    namespace: str,
+    sa: str,
+    tmp_path: Path,
+    metrics_port: int | None = None,
 ) -> OperatorProcess:
     token = cluster.core.create_namespaced_service_account_token(
         sa, namespace, {"spec": {"expirationSeconds": 3600}}
@@ -99,7 +107,11 @@ def replica(
     return OperatorProcess(
         path,
         tmp_path / f"{sa}.log",
-        env={"POD_ID": sa, "NLPMODEL_PEERING_LIFETIME_SECONDS": str(LIFETIME_S)},
+        env={
+            "POD_ID": sa,
+            "NLPMODEL_PEERING_LIFETIME_SECONDS": str(LIFETIME_S),
+            "NLPMODEL_METRICS_PORT": str(metrics_port or 0),
+        },
         args=[f"--peering={PEERING}"],
     )
 
@@ -215,3 +227,53 @@ def test_two_replicas_one_acts_the_other_takes_over_never_both(
         log = proc.log_path.read_text(errors="replace")
         assert "forbidden: User" not in log
         assert "Traceback" not in log
+
+
+def exports_model_gauges(port: int) -> bool:
+    """Whether the replica serving /metrics on ``port`` exports the model's phase."""
+    return any(
+        name == "nlpmodel_phase" and ("model", "chat") in labels for name, labels in operator_metrics(port)
+    )
+
+
+def test_a_replica_that_loses_the_lead_stops_exporting_the_models_gauges(
+    localplane: LocalPlane, cluster: Cluster, namespace: str, peering_rbac: list[str], tmp_path: Path
+) -> None:
+    """A partition: the leader stops answering (SIGSTOP) long enough for the other to take over, then
+    comes back and leads again (older, higher priority). The replica that stopped acting must not
+    keep exporting the model's gauges beside the leader's: stale, they would hold alerts up."""
+    port_a, port_b = free_ports(2)
+    a = replica(localplane, cluster, namespace, "replica-a", tmp_path, port_a)
+    b = replica(localplane, cluster, namespace, "replica-b", tmp_path, port_b)
+    admin = localplane.admin_client()
+    try:
+        with StandInControllers(admin, namespace):
+            a.start()
+            wait_for("replica a joined", lambda: "replica-a" in peers(cluster), 60)
+            b.start()
+            wait_for("replica b joined", lambda: "replica-b" in peers(cluster), 60)
+            cluster.apply_model(model(namespace, []))
+            wait_for("a exports the model's gauges", lambda: exports_model_gauges(port_a), 60)
+            assert not exports_model_gauges(port_b)
+            assert a.proc is not None
+            os.killpg(a.proc.pid, signal.SIGSTOP)
+            try:
+                cluster.apply_model(model(namespace, ["b.example.com"]))
+                wait_for(
+                    "b acts",
+                    lambda: route_hostnames(cluster, namespace) == ["b.example.com"],
+                    60 + LIFETIME_S,
+                )
+                wait_for("b exports the model's gauges", lambda: exports_model_gauges(port_b), 30)
+            finally:
+                os.killpg(a.proc.pid, signal.SIGCONT)
+            wait_for("b no longer exports them", lambda: not exports_model_gauges(port_b), 60)
+            cluster.apply_model(model(namespace, ["a.example.com"]))
+            wait_for("a acts again", lambda: route_hostnames(cluster, namespace) == ["a.example.com"], 60)
+            assert exports_model_gauges(port_a)
+            assert not exports_model_gauges(port_b)
+    finally:
+        for proc in (a, b):
+            proc.stop()
+        admin.close()
+    assert not [pid for pid in a.pids + b.pids if pid_alive(pid)]

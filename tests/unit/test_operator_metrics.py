@@ -61,6 +61,18 @@ def test_forget_drops_the_gauges_of_a_deleted_model() -> None:
     assert value(metrics.registry, "nlpmodel_phase", phase="Ready") is None
 
 
+def test_a_replica_that_stops_acting_drops_every_models_gauges_and_keeps_its_counters() -> None:
+    metrics = OperatorMetrics(CollectorRegistry())
+    metrics.observe("ml", "chat", BEFORE, AFTER)
+    metrics.forget_all()
+    r = metrics.registry
+    assert value(r, "nlpmodel_phase", phase="RolledBack") is None
+    assert value(r, "nlpmodel_canary_weight_percent") is None
+    assert value(r, "nlpmodel_rollbacks_total", reason="AnalysisFailed") == 1
+    metrics.observe("ml", "chat", AFTER, AFTER)  # acting again: exported again
+    assert value(r, "nlpmodel_phase", phase="RolledBack") == 1
+
+
 def test_counters_start_at_zero_so_the_first_rollback_is_an_increase() -> None:
     metrics = OperatorMetrics(CollectorRegistry())
     metrics.observe("ml", "chat", {}, {"phase": "Pending"})

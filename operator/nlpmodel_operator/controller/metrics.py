@@ -150,6 +150,7 @@ class OperatorMetrics:
             for field, (name, text) in REVISION_COST_GAUGES.items()
         }
         self._known: set[tuple[str, str]] = set()
+        self._exporting = False  # whether any model's gauges may be set (since the last forget_all)
         self._revisions: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self._costed: dict[tuple[str, str], set[tuple[str, str]]] = {}  # (revision, field) with a value
 
@@ -221,6 +222,7 @@ class OperatorMetrics:
     def observe(self, namespace: str, model: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
         """Count what changed between the status before and after one reconcile."""
         self._first_sight(namespace, model)
+        self._exporting = True
         old_history = list(old.get("history") or [])
         new_history = list(new.get("history") or [])
         # History is bounded: the entries after the last one we had are the new ones.
@@ -274,6 +276,16 @@ class OperatorMetrics:
                 score = new.get(f"{role}Score")
                 if score is not None:
                     self.evaluation_score.labels(namespace, model, role).set(score)
+
+    def forget_all(self) -> None:
+        """Drop every model's gauges: another replica acts now, and what this one last exported would
+        stand beside that replica's fresh values, stale (and stay after a model is deleted). Counters
+        stay: they are read as increases, and each replica counts what it did."""
+        if not self._exporting:
+            return
+        self._exporting = False
+        for namespace, model in self._known:
+            self.forget(namespace, model)
 
     def forget(self, namespace: str, model: str) -> None:
         """Drop the per-model gauges of a deleted model."""

@@ -134,6 +134,8 @@ class Reconciler:
         if time.monotonic() - self._leads_at > LEADING_TTL_S:
             self._leads = await asyncio.to_thread(self.leading)
             self._leads_at = time.monotonic()
+            if not self._leads:
+                self.metrics.forget_all()
         return self._leads
 
     def remember(self, body: Mapping[str, Any]) -> None:
@@ -253,7 +255,10 @@ class Reconciler:
         while True:
             await asyncio.sleep(every_s)
             if self.leading is not None and not await asyncio.to_thread(self.leading):
-                continue  # another replica acts; kopf has paused this one's watches likewise
+                # Another replica acts; kopf has paused this one's watches likewise. The models'
+                # gauges are that replica's to export now.
+                self.metrics.forget_all()
+                continue
             if on_round is not None and (
                 prepared_at is None or time.monotonic() - prepared_at >= settled_every_s
             ):
