@@ -13,6 +13,7 @@ from nlpmodel_operator.core.evaluation.dataset import Case, parse_dataset
 from nlpmodel_operator.core.evaluation.gate import Thresholds, evaluate, pct
 from nlpmodel_operator.core.evaluation.scorers import Answer
 from nlpmodel_operator.core.evaluation.stats import (
+    detectable_drop,
     drop_p_value,
     floor_p_value,
     restricted_better_rate,
@@ -103,6 +104,33 @@ def test_thousands_of_discordant_cases_are_judged_by_the_normal_curve_of_the_sam
     assert drop_p_value(2050, 2000, 10_000, 0.02) > 0.5  # half a point
 
 
+@pytest.mark.parametrize(("margin", "better_rate"), [(0.0, 0.05), (0.02, 0.05), (0.05, 0.0)])
+def test_the_detectable_drop_is_caught_nine_times_in_ten_summed_over_every_table(
+    margin: float, better_rate: float
+) -> None:
+    n, alpha = 40, 0.05
+    drop = detectable_drop(n, better_rate, margin, alpha)
+    assert drop is not None
+    rejecting = [
+        (w, b) for w in range(n + 1) for b in range(n - w + 1) if drop_p_value(w, b, n, margin) < alpha
+    ]
+
+    def power(d: float) -> float:
+        return sum(_trinomial(n, w, b, better_rate + d, better_rate) for w, b in rejecting)
+
+    assert power(drop) == pytest.approx(0.9, abs=1e-6)
+    assert power(drop * 0.95) < 0.9
+
+
+def test_more_cases_catch_smaller_drops() -> None:
+    drops = [detectable_drop(n, 0.01, 0.02, 0.05) for n in (50, 200, 800)]
+    assert None not in drops
+    assert drops == sorted(drops, reverse=True)  # type: ignore[type-var]
+    tiny = detectable_drop(5, 0.0, 0.02, 0.05)
+    assert tiny is not None and tiny > 0.8  # 5 cases show only a collapse
+    assert detectable_drop(2, 0.0, 0.02, 0.05) is None  # 2 cases cannot show any drop
+
+
 def test_drop_p_value_shrinks_with_the_margin_allowed() -> None:
     strict = drop_p_value(12, 2, 200, 0.0)
     lenient = drop_p_value(12, 2, 200, 0.02)
@@ -139,7 +167,10 @@ def test_identical_answers_pass() -> None:
     answers = _answers(cases, "a refund")
     verdict = evaluate(cases, answers, answers, Thresholds(max_drop=0.02))
     assert verdict.result == "pass"
-    assert verdict.message == "100 cases, canary 100% vs stable 100% (maxDrop 2%)"
+    assert verdict.message == (
+        "100 cases, canary 100% vs stable 100% (maxDrop 2%); a drop of 9.1% or more would be caught "
+        "9 times in 10"
+    )
     assert verdict.failing_cases == ()
     assert verdict.requests.canary_tokens == (200, 100)
 

@@ -26,12 +26,18 @@ from typing import Final, Literal
 from nlpmodel_operator.core.analysis.sequential import CONFIDENCE
 from nlpmodel_operator.core.evaluation.dataset import PAIRED_SCORERS, SCORERS, Case, ScorerName
 from nlpmodel_operator.core.evaluation.scorers import Answer, passes
-from nlpmodel_operator.core.evaluation.stats import drop_p_value, floor_p_value
+from nlpmodel_operator.core.evaluation.stats import (
+    DETECTION_POWER,
+    detectable_drop,
+    drop_p_value,
+    floor_p_value,
+)
 
 EvaluationResult = Literal["pass", "fail", "inconclusive"]
 MIN_CASES: Final = 10
 MAX_FAILED_SHARE: Final = 0.1
 MAX_FAILING_IDS: Final = 5
+DETECTION_ODDS: Final = f"{round(DETECTION_POWER * 10)} times in 10"
 
 
 @dataclass(frozen=True)
@@ -172,6 +178,7 @@ def _judge(
         versus = f" vs stable {pct(stable_score)}" if stable_score is not None else ""
         allowance = f" (maxDrop {pct(thresholds.max_drop)})" if paired else ""
         message = f"{n} cases, canary {pct(canary_passed / n)}{versus}{allowance}"
+        message += _detectable(results, thresholds.max_drop, adjusted_alpha)
     return EvaluationVerdict(
         result,
         message,
@@ -240,6 +247,22 @@ def _scorer_result(
     return ScorerResult(
         scorer, n, stable_passed, canary_passed, worse, better, p_value, failed, finding if failed else ""
     )
+
+
+def _detectable(results: Sequence[ScorerResult], margin: float, alpha: float) -> str:
+    """What a pass could have missed: per tested scorer, the drop its cases would have caught
+    9 times in 10 (``stats.detectable_drop``), so that a pass on too few cases reads as one."""
+    parts = []
+    for r in results:
+        if r.stable_passed is None or r.scorer == "refusal":
+            continue
+        drop = detectable_drop(r.n, r.better / r.n, margin, alpha)
+        parts.append((r.scorer, "none" if drop is None else f"{pct(drop)} or more"))
+    if not parts:
+        return ""
+    if len(parts) == 1:
+        return f"; a drop of {parts[0][1]} would be caught {DETECTION_ODDS}"
+    return f"; drops caught {DETECTION_ODDS}: " + ", ".join(f"{s} {d}" for s, d in parts)
 
 
 def _p(p: float) -> str:

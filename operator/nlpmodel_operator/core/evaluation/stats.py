@@ -27,6 +27,13 @@ latency: missing evidence is never a fail, and the false-fail rate at the margin
   ``bench/evaluation`` measures its power beside the others'. Beyond :data:`MAX_EXACT_TABLES` tables
   (thousands of cases, many discordant) the counts are large and the normal curve is used.
 
+What an evaluation could have caught
+------------------------------------
+A pass is not a proof of equality. :func:`detectable_drop` is the drop the same test, on as many
+cases, would catch 9 times in 10, computed exactly over the test's own rejection region: the
+revisions keep disagreeing both ways as often as the canary did better (``better / n``, the churn of
+answers at temperature 0), and the drop adds cases the canary gets wrong on top.
+
 Floor (``minScore``)
 --------------------
 The exact one-sided binomial test of "the canary's score is at least ``floor``": the p-value is
@@ -107,6 +114,70 @@ def _reach(n: int, p: float) -> int:
     if p <= 0.0:
         return 0
     return min(n, math.ceil(n * p + _TAIL_SD * math.sqrt(n * p * (1.0 - p)) + _TAIL_SD))
+
+
+DETECTION_POWER: Final = 0.9
+EXACT_POWER_CASES: Final = 400
+
+
+def detectable_drop(
+    n: int, better_rate: float, margin: float, alpha: float, power: float = DETECTION_POWER
+) -> float | None:
+    """The smallest drop in score (a fraction) that :func:`drop_p_value` below ``alpha`` catches with
+    probability ``power`` in ``n`` cases, when the canary does better on a share ``better_rate`` of
+    them and worse on that share plus the drop. None: not even the largest drop would be caught."""
+    if n <= 0 or not 0.0 <= better_rate < 0.5:
+        return None
+    critical = _critical_worse(n, _reach(n, better_rate), margin, alpha)
+
+    def caught(drop: float) -> float:
+        p_worse = better_rate + drop
+        total = 0.0
+        for b, worse in enumerate(critical):
+            if worse is not None:
+                given_b = min(1.0, p_worse / (1.0 - better_rate))
+                total += _binomial_pmf(b, n, better_rate) * binomial_sf(worse, n - b, given_b)
+        return total
+
+    low, high = margin, 1.0 - 2.0 * better_rate
+    if caught(high) < power:
+        return None
+    for _ in range(40):
+        middle = (low + high) / 2.0
+        low, high = (low, middle) if caught(middle) >= power else (middle, high)
+    return high
+
+
+def _critical_worse(n: int, most_better: int, margin: float, alpha: float) -> list[int | None]:
+    """For each count of ``better`` cases up to ``most_better``, the fewest ``worse`` cases that
+    reject (None: none do). The p-value falls as ``worse`` grows and rises with ``better``, so each
+    search starts where the previous one ended. Beyond :data:`EXACT_POWER_CASES` cases the score's
+    normal curve stands in for the exact p-value (counts are large there; it bounds the work)."""
+
+    def p_value(worse: int, better: int) -> float:
+        if margin <= 0.0 or n <= EXACT_POWER_CASES:
+            return drop_p_value(worse, better, n, margin)
+        return normal_sf(score_z(worse, better, n, margin))
+
+    found: list[int | None] = []
+    worse = 0
+    for better in range(most_better + 1):
+        while worse <= n - better and p_value(worse, better) >= alpha:
+            worse += 1
+        if worse > n - better:
+            found.extend([None] * (most_better + 1 - better))
+            break
+        found.append(worse)
+    return found
+
+
+def _binomial_pmf(k: int, n: int, p: float) -> float:
+    if p <= 0.0:
+        return 1.0 if k == 0 else 0.0
+    if p >= 1.0:
+        return 1.0 if k == n else 0.0
+    log_p = math.lgamma(n + 1.0) - math.lgamma(k + 1.0) - math.lgamma(n - k + 1.0)
+    return math.exp(log_p + k * math.log(p) + (n - k) * math.log(1.0 - p))
 
 
 def floor_p_value(passed: int, n: int, floor: float) -> float:
