@@ -127,7 +127,8 @@ def test_more_cases_catch_smaller_drops() -> None:
     assert None not in drops
     assert drops == sorted(drops, reverse=True)  # type: ignore[type-var]
     tiny = detectable_drop(5, 0.0, 0.02, 0.05)
-    assert tiny is not None and tiny > 0.8  # 5 cases show only a collapse
+    assert tiny is not None
+    assert tiny > 0.8  # 5 cases show only a collapse
     assert detectable_drop(2, 0.0, 0.02, 0.05) is None  # 2 cases cannot show any drop
 
 

@@ -461,3 +461,61 @@ def test_a_stop_resumed_after_a_kill_comes_before_the_new_stable_s_full_weight()
     assert stop in steps
     assert full in steps
     assert steps.index(stop) < steps.index(full)  # never old and new both weighted above the plan
+
+
+ROUTED_SPEC: dict[str, Any] = {key: value for key, value in SPEC.items() if key != "serving"}
+WORKLOAD_OF = {
+    "kserve": ChildRef("serving.kserve.io/v1beta1", "InferenceService", "chat-{}"),
+    "raw": ChildRef("apps/v1", "Deployment", "chat-{}"),
+    "kserve-llm": ChildRef("serving.kserve.io/v1alpha2", "LLMInferenceService", "chat-{}"),
+}
+
+
+def _switch(old_platform: str, new_platform: str) -> tuple[Any, str]:
+    """A model Ready on ``old_platform`` whose spec now names ``new_platform``: the decision, and the
+    new revision."""
+    new_spec = {**ROUTED_SPEC, "serving": {"platform": new_platform}}
+    old_spec = {**ROUTED_SPEC, "serving": {"platform": old_platform}}
+    old, new = (revision_hash(NLPModelSpec.model_validate(s)) for s in (old_spec, new_spec))
+    template = WORKLOAD_OF[old_platform]
+    workload = ChildRef(template.api_version, template.kind, template.name.format(old))
+    status = {"phase": "Ready", "stableRevision": old, "observedGeneration": 1}
+    obs = Observation(
+        name="chat",
+        namespace="ml",
+        generation=2,
+        spec=new_spec,
+        status=status,
+        revisions={old: RevisionState(old, (workload,), True, "")},
+        now=T1,
+    )
+    return decide(obs), new
+
+
+@pytest.mark.parametrize(
+    ("old", "new"), [("kserve", "kserve-llm"), ("kserve-llm", "kserve"), ("raw", "kserve-llm")]
+)
+def test_a_platform_change_across_who_routes_the_traffic_is_refused_and_the_stable_keeps_serving(
+    old: str, new: str
+) -> None:
+    decision, _ = _switch(old, new)
+    spec_valid = find(decision.status.conditions, "SpecValid")
+    assert spec_valid is not None
+    assert spec_valid.status == "False"
+    assert spec_valid.message.startswith("spec.serving.platform: revision ")
+    assert f"Set platform {old} back" in spec_valid.message
+    assert decision.actions == []  # nothing created for the new platform, nothing of the stable's removed
+    ready = find(decision.status.conditions, "Ready")
+    assert ready is not None
+    assert ready.status == "True"
+    assert decision.status.canary_revision is None
+
+
+def test_a_platform_change_the_same_router_splits_is_rolled_out() -> None:
+    decision, new = _switch("raw", "kserve")
+    spec_valid = find(decision.status.conditions, "SpecValid")
+    assert spec_valid is not None
+    assert spec_valid.status == "True"
+    assert decision.status.canary_revision == new
+    created = [a for a in decision.actions if isinstance(a, Apply) and a.obj["kind"] == "InferenceService"]
+    assert [a.obj["metadata"]["name"] for a in created] == [f"chat-{new}"]

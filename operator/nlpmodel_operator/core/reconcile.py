@@ -319,7 +319,43 @@ def decide(obs: Observation) -> Decision:
         problems = resolution.problems
     if resolution is None or resolution.resolved is None:
         return _invalid(obs, problems, resolution)
+    switch = traffic_switch_problems(obs, resolution.resolved)
+    if switch:
+        return _invalid(obs, switch, resolution)
     return _valid(obs, resolution, resolution.resolved)
+
+
+# Who moves a revision's traffic, by platform traffic mode (`platforms.base.TrafficMode`).
+_ROUTED_BY = {
+    "router": "the operator's router (spec.serving.router)",
+    "in-place": "Knative's in-place canary",
+    "per-revision": "KServe's routing group of LLMInferenceServices",
+}
+
+
+def traffic_switch_problems(obs: Observation, resolved: Resolved) -> list[Problem]:
+    """A new revision on a platform whose traffic is moved by other hands than the stable's (our
+    HTTPRoute vs KServe's routing group): no canary weight can be split between the two, and applying
+    it would leave the stable without its route or send every request to the unproven revision.
+    Refused while the stable serves; reverting the platform, or a new model, is the way."""
+    stable = obs.status.stable_revision
+    state = obs.revisions.get(stable) if stable else None
+    if state is None or stable == resolved.revision:
+        return []
+    new = platform_of(resolved.spec.serving)
+    found = running(state.children, new)
+    if found is None or (found[0].traffic == "per-revision") == (new.traffic == "per-revision"):
+        return []
+    old = found[0]
+    return [
+        Problem(
+            "spec.serving.platform",
+            f"revision {stable} serves on platform {old.name}, whose traffic {_ROUTED_BY[old.traffic]} "
+            f"moves; on {new.name} {_ROUTED_BY[new.traffic]} moves it, and no canary can be weighed "
+            f"between the two. Set platform {old.name} back, or create the model under a new name on "
+            f"{new.name}, move its clients, then delete this one",
+        )
+    ]
 
 
 def _valid(obs: Observation, resolution: Resolution, resolved: Resolved) -> Decision:
