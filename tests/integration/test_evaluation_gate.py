@@ -353,3 +353,14 @@ def test_real_models_another_model_is_rolled_back_before_any_weight_the_same_wei
     assert st["history"][-1]["outcome"] == "Promoted"
     assert (st["evaluation"]["verdict"], st["evaluation"]["canaryScore"]) == ("pass", 1.0)
     assert st["evaluation"]["scored"] == len(DRIFT_CASES)
+    # status.evaluation is the second canary's gate; status.evaluations keeps each revision's verdict
+    stable = revision(model(namespace, 8192, dataset={"configMap": "drift", "key": "cases.jsonl"}))
+    kept = [(e["canaryRevision"], e["stableRevision"], e["verdict"]) for e in st["evaluations"]]
+    assert kept == [(revision(other), stable, "fail"), (revision(same_weights), stable, "pass")]
+    failed, passed = st["evaluations"]
+    assert passed == st["evaluation"]
+    assert failed["canaryScore"] < failed["stableScore"]
+    assert failed["failingCases"][0].startswith("drift-")
+    assert failed["pValue"] < 0.05
+    assert failed["canaryCompletionTokens"] > 0  # the real runtime's usage, split
+    assert failed["canaryTokens"] == failed["canaryPromptTokens"] + failed["canaryCompletionTokens"]

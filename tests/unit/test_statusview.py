@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -464,6 +465,51 @@ def test_the_evaluation_row(evaluation: dict[str, Any] | None, line: str | None)
     text = format_status({"phase": "Progressing", "evaluation": evaluation}, {}, NOW)
     rows = [row for row in text.splitlines() if row.startswith("evaluation")]
     assert rows == ([] if line is None else [f"evaluation  {line}"])
+
+
+def test_each_canary_revisions_last_evaluation_is_one_line_newest_first() -> None:
+    status = {
+        "phase": "RolledBack",
+        "stableRevision": "1a2b3c4d",
+        "evaluations": [
+            {
+                "canaryRevision": "1a2b3c4d",
+                "stableRevision": "0f0f0f0f",
+                "verdict": "pass",
+                "canaryScore": 0.9,
+                "stableScore": 0.895,
+                "scored": 200,
+                "pValue": 0.5,
+                "at": ago(3600),
+            },
+            {
+                "canaryRevision": "5e6f7a8b",
+                "stableRevision": "1a2b3c4d",
+                "verdict": "fail",
+                "canaryScore": 0.8,
+                "stableScore": 0.9,
+                "scored": 200,
+                "pValue": 0.00123,
+                "failingCases": ["refund-12", "pii-3"],
+                "at": ago(120),
+            },
+            {"canaryRevision": "9c9c9c9c", "verdict": "error", "canaryScore": "junk"},
+            "not an entry",
+        ],
+    }
+    lines = format_status(status, {}, NOW).splitlines()
+    start = lines.index("evaluations (newest first)")
+    cells = [re.split(r"\s{2,}", line.strip()) for line in lines[start + 1 : start + 5]]
+    assert cells == [
+        ["REVISION", "VERDICT", "CANARY", "STABLE", "N", "P", "WHEN", "WORST CASES"],
+        ["9c9c9c9c", "error", "-", "- (?)", "0", "-", "-", "-"],
+        ["5e6f7a8b", "fail", "80.0%", "90.0% (1a2b3c4d)", "200", "0.0012", "2m ago", "refund-12, pii-3"],
+        ["1a2b3c4d", "pass", "90.0%", "89.5% (0f0f0f0f)", "200", "0.5", "1h ago", "-"],
+    ]
+
+
+def test_no_evaluations_no_table() -> None:
+    assert "evaluations" not in format_status({"phase": "Ready", "evaluations": []}, {}, NOW)
 
 
 def test_format_status_shows_each_revisions_tokens_and_cost() -> None:

@@ -148,7 +148,7 @@ EvaluationVerdictName = Literal["pending", "pass", "fail", "inconclusive", "erro
 
 
 class EvaluationStatus(_Status):
-    """The last evaluation of the canary against the stable (scores and case ids only, never answers)."""
+    """An evaluation of a canary revision against the stable (scores and case ids only, never answers)."""
 
     canary_revision: str = Field(description="The revision evaluated.")
     stable_revision: str = Field(description="The revision it was compared with.")
@@ -170,6 +170,10 @@ class EvaluationStatus(_Status):
     canary_failed_requests: int = Field(default=0, description="Canary requests that failed.")
     canary_tokens: int = Field(default=0, description="Tokens the canary spent (prompt and completion).")
     stable_tokens: int = Field(default=0, description="Tokens the stable spent (prompt and completion).")
+    canary_prompt_tokens: int = Field(default=0, description="Prompt tokens of the canary's answers.")
+    canary_completion_tokens: int = Field(default=0, description="Tokens the canary generated.")
+    stable_prompt_tokens: int = Field(default=0, description="Prompt tokens of the stable's answers.")
+    stable_completion_tokens: int = Field(default=0, description="Tokens the stable generated.")
 
 
 def _measure(description: str) -> Any:
@@ -300,6 +304,13 @@ class NLPModelStatus(_Status):
         default=None,
         description="The evaluation gate's last verdict on the canary (or the revision promoted).",
     )
+    evaluations: list[EvaluationStatus] = Field(
+        default_factory=list,
+        description=(
+            "The last concluded evaluation (pass, fail, inconclusive or error) of each canary revision, "
+            "newest last (the oldest dropped beyond eight)."
+        ),
+    )
     plan: PlanStatus | None = Field(default=None, description="GPU plan of the current serving template.")
     spend: SpendStatus | None = Field(
         default=None, description="Cost per hour and budget (with prices or a budget configured)."
@@ -328,18 +339,18 @@ class NLPModelStatus(_Status):
         return "Paused" if self.paused else "Progressing"
 
 
-_LISTS = ("history", "conditions", "stoppedRevisions")
+_LISTS = ("history", "conditions", "stoppedRevisions", "evaluations")
 
 
 def to_json(part: BaseModel) -> dict[str, Any]:
     """The JSON form of a status, or of a part of one, as it is written to the cluster: camelCase, and
     only the fields that were given (a status read keeps the fields it had, one the core builds has
-    those it set: no defaults are added), an empty history left out."""
+    those it set: no defaults are added), an empty history (or list of evaluations) left out."""
     dumped: dict[str, Any] = part.model_dump(
         mode="json", by_alias=True, exclude_unset=True, exclude_none=True
     )
     if isinstance(part, NLPModelStatus):
-        for empty in ("history", "stoppedRevisions"):
+        for empty in ("history", "stoppedRevisions", "evaluations"):
             if dumped.get(empty) == []:
                 del dumped[empty]
     return dumped

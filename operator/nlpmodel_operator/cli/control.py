@@ -494,9 +494,9 @@ def add_subcommands(sub: Any) -> None:
         help="revision, canary weight, step, time left, conditions, history (--watch: live)",
         description=textwrap.fill(
             "Show the rollout state of an NLPModel: phase, stable and canary revisions, the canary's "
-            "weight and steps with the time left in the current one, conditions and history (newest "
-            "first). --watch redraws it every second on a terminal; into a pipe or file it appends the "
-            "view whenever the model changes.",
+            "weight and steps with the time left in the current one, conditions, each canary "
+            "revision's last evaluation and history (newest first). --watch redraws it every second "
+            "on a terminal; into a pipe or file it appends the view whenever the model changes.",
             width=_HELP_WIDTH,
         ),
         epilog=EXIT_CODES_HELP,

@@ -251,6 +251,35 @@ def describe_evaluation(evaluation: object) -> str | None:
     return text
 
 
+def _share(value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "-"
+    return f"{value:.1%}"
+
+
+def evaluations_table(status: Mapping[str, Any], now: datetime) -> list[str]:
+    """status.evaluations as a table, newest first: one line per canary revision with its last verdict,
+    both scores on the cases scored on both (N), the smallest p-value and the worst case ids."""
+    entries = [e for e in status.get("evaluations") or [] if isinstance(e, dict)]
+    if not entries:
+        return []
+    rows = [
+        (
+            str(e.get("canaryRevision", "?")),
+            str(e.get("verdict", "?")),
+            _share(e.get("canaryScore")),
+            f"{_share(e.get('stableScore'))} ({e.get('stableRevision', '?')})",
+            str(e.get("scored", 0)),
+            _number(e.get("pValue"), 2),
+            format_ago(parse_time(e.get("at")), now) or "-",
+            ", ".join(str(x) for x in e.get("failingCases") or []) or "-",
+        )
+        for e in reversed(entries)  # the status keeps them newest last
+    ]
+    header = ("REVISION", "VERDICT", "CANARY", "STABLE", "N", "P", "WHEN", "WORST CASES")
+    return ["", "evaluations (newest first)", *_table([header, *rows])]
+
+
 def _number(value: object, digits: int = 4) -> str:
     """A measure as status holds it; "-" for unknown (no traffic, no replicas, no price)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -314,7 +343,8 @@ def format_status(
     namespace: str = "",
     pending: str | None = None,
 ) -> str:
-    """The human view of one NLPModel: phase, revisions, steps, time left, conditions, history.
+    """The human view of one NLPModel: phase, revisions, steps, time left, conditions, each canary
+    revision's last evaluation, history.
 
     `now` must be timezone-aware; `pending` is the manual command the operator has not consumed yet.
     """
@@ -402,6 +432,7 @@ def format_status(
             ]
         )
     lines += cost_table(status)
+    lines += evaluations_table(status, now)
     history = [x for x in status.get("history") or [] if isinstance(x, dict)]
     if history:
         lines += ["", "history (newest first)"]

@@ -282,6 +282,7 @@ def _invalid(obs: Observation, problems: list[Problem], resolution: Resolution |
         plan=_plan_status(resolution, None) if resolution is not None else None,
         spend=spent,
         history=old.history,
+        evaluations=old.evaluations,
         stopped_revisions=old.stopped_revisions,
         conditions=conds.items,
     )

@@ -3,7 +3,8 @@ advances, is promoted or rolled back.
 
 `step_rollout(RolloutInput) -> RolloutOutcome`. Everything it needs to resume after an operator restart
 is in the status it reads and writes: stableRevision, canaryRevision, stage, currentStep (== len(steps)
-while promoting), stepStartedAt, canaryStartedAt, paused, failedRevision, history.
+while promoting), stepStartedAt, canaryStartedAt, paused, failedRevision, history, evaluation (the
+gate) and evaluations (each canary revision's last verdict).
 
 A canary is in one stage at a time, each with its own function: Progressing (at a step: waiting for the
 canary to be ready, then for the step's pause and checks), Paused (held at its step by `nlpctl pause`)
@@ -41,7 +42,13 @@ from nlpmodel_operator.core.analysis.checks import (
 from nlpmodel_operator.core.analysis.cost import RevisionPricing
 from nlpmodel_operator.core.analysis.sequential import CostContext
 from nlpmodel_operator.core.commands import refusal
-from nlpmodel_operator.core.evaluation.gating import EvaluationKey, EvaluationOutcome, pending, recorded
+from nlpmodel_operator.core.evaluation.gating import (
+    EvaluationKey,
+    EvaluationOutcome,
+    pending,
+    recorded,
+    remembered,
+)
 from nlpmodel_operator.core.records import Event, RevisionState
 from nlpmodel_operator.core.routers import canary_replicas
 
@@ -137,6 +144,14 @@ class _Canary:
 
 
 def step_rollout(inp: RolloutInput) -> RolloutOutcome:
+    outcome = _step(inp)
+    # Each canary revision's last verdict, written with the gate that carries it (`gating.remembered`).
+    evaluations = remembered(inp.status.evaluations, outcome.status.evaluation)
+    outcome.status = outcome.status.model_copy(update={"evaluations": evaluations})
+    return outcome
+
+
+def _step(inp: RolloutInput) -> RolloutOutcome:
     old = inp.status
     stable = old.stable_revision if old.stable_revision in inp.revisions else None
     run = _Run(

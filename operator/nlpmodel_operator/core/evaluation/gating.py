@@ -24,6 +24,10 @@ from nlpmodel_operator.core.evaluation.gate import EvaluationVerdict, Thresholds
 # to hammer an unreachable Service.
 RETRY_AFTER_S: Final = 60.0
 
+# Concluded evaluations kept in ``status.evaluations``, one per canary revision: enough to compare the
+# last few releases, few enough to keep the status small.
+EVALUATIONS_KEPT: Final = 8
+
 
 @dataclass(frozen=True)
 class EvaluationKey:
@@ -146,5 +150,21 @@ def recorded(gate: EvaluationStatus, outcome: EvaluationOutcome, now: datetime) 
         canary_failed_requests=requests.canary_failed,
         canary_tokens=sum(requests.canary_tokens),
         stable_tokens=sum(requests.stable_tokens),
+        canary_prompt_tokens=requests.canary_tokens[0],
+        canary_completion_tokens=requests.canary_tokens[1],
+        stable_prompt_tokens=requests.stable_tokens[0],
+        stable_completion_tokens=requests.stable_tokens[1],
         **base,
     )
+
+
+def remembered(evaluations: list[EvaluationStatus], gate: EvaluationStatus | None) -> list[EvaluationStatus]:
+    """``status.evaluations`` once ``gate`` (the gate in status) is accounted for: its verdict, when it
+    has one, as its revision's entry, newest last, at most EVALUATIONS_KEPT of them. A re-evaluation of
+    a revision (everyStep, a retry after inconclusive) replaces its entry; a pending gate is not a
+    verdict. Level-based: the gate already kept leaves the list as it is, so writing the same status
+    twice (a restart) neither repeats an entry nor loses one."""
+    if gate is None or gate.verdict == "pending" or gate in evaluations:
+        return evaluations
+    others = [e for e in evaluations if e.canary_revision != gate.canary_revision]
+    return [*others, gate][-EVALUATIONS_KEPT:]
