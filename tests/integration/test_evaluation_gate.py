@@ -329,8 +329,11 @@ def test_real_models_another_model_is_rolled_back_before_any_weight_the_same_wei
 
     def served_by(max_model_len: int, tiny_model: str) -> dict[str, Any]:
         """The model at this revision, its Service answered by the runtime serving ``tiny_model``
-        (the stand-ins still give Prometheus its metrics)."""
-        body = model(namespace, max_model_len, dataset={"configMap": "drift", "key": "cases.jsonl"})
+        (the stand-ins still give Prometheus its metrics). Real inference on shared cores can be slow:
+        a generous timeout per case and deadline, so that slowness never reads as unavailability."""
+        dataset = {"configMap": "drift", "key": "cases.jsonl"}
+        body = model(namespace, max_model_len, dataset=dataset, timeout="60s")
+        body["spec"]["rollout"]["progressDeadline"] = "300s"
         proxy.routes[revision(body)] = tiny_models[tiny_model]
         return body
 
