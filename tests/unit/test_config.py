@@ -44,3 +44,8 @@ def test_the_evaluation_gate_settings() -> None:
         config.evaluation_url_template.format(service="chat-1", namespace="ml")
         == "http://127.0.0.1:9000/ml/chat-1"
     )
+
+
+def test_the_reconcile_threads_setting_allows_at_least_one() -> None:
+    assert OperatorConfig.from_env({"NLPMODEL_RECONCILE_THREADS": "32"}).reconcile_threads == 32
+    assert OperatorConfig.from_env({"NLPMODEL_RECONCILE_THREADS": "0"}).reconcile_threads == 1

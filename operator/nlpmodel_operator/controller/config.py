@@ -38,6 +38,10 @@ class OperatorConfig:
     # models at rest only every `settled_resync_seconds` (children's changes come as events).
     resync_seconds: float = 15.0
     settled_resync_seconds: float = 600.0
+    # How many reconciles may wait on the API server at once (the threads the blocking client runs in,
+    # and as many connections). Python's default, 4 + CPUs, left the operator waiting on its own threads
+    # with 1,000 models created at once while the API server had CPU to spare (docs/reliability.md).
+    reconcile_threads: int = 16
     field_manager: str = "nlpmodel-operator"
     prometheus_url: str | None = None
     prometheus_timeout_seconds: float = 5.0  # per query attempt (2 retries: a query ends within 3×)
@@ -72,6 +76,7 @@ class OperatorConfig:
             settled_resync_seconds=float(
                 environ.get("NLPMODEL_SETTLED_RESYNC_SECONDS", cls.settled_resync_seconds)
             ),
+            reconcile_threads=max(1, int(environ.get("NLPMODEL_RECONCILE_THREADS", cls.reconcile_threads))),
             prometheus_url=environ.get("NLPMODEL_PROMETHEUS_URL") or None,
             prometheus_timeout_seconds=float(
                 environ.get("NLPMODEL_PROMETHEUS_TIMEOUT_SECONDS", cls.prometheus_timeout_seconds)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -37,7 +38,12 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.L
     settings.watching.client_timeout = 330
     settings.networking.error_backoffs = [1, 2, 5, 10, 20]
     config: OperatorConfig = memo.config  # read once by controller.run
-    api_client = load_client()
+    # Every blocking call of the reconciles (`asyncio.to_thread`) runs in these threads, each with a
+    # connection of its own.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(config.reconcile_threads, thread_name_prefix="reconcile")
+    )
+    api_client = load_client(config.reconcile_threads)
     gate = None
     if settings.peering.mandatory and not settings.peering.standalone:  # --peering NAME
         await asyncio.to_thread(

@@ -47,12 +47,18 @@ class MissingAPIError(Exception):
     """The cluster does not serve a kind we need (e.g. KServe is not installed)."""
 
 
-def load_client() -> client.ApiClient:
+def load_client(max_connections: int | None = None) -> client.ApiClient:
+    """A client of the cluster the operator runs in (else of the kubeconfig's), keeping up to
+    `max_connections` connections open (None: the client's default, 5 per CPU): one per request in
+    flight, or each request beyond them opens a TLS connection of its own and throws it away."""
     try:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
-    return client.ApiClient()
+    configuration = client.Configuration.get_default_copy()
+    if max_connections is not None:
+        configuration.connection_pool_maxsize = max_connections
+    return client.ApiClient(configuration)
 
 
 def informer_client(api_client: client.ApiClient, max_connections: int = 64) -> client.ApiClient:
