@@ -273,6 +273,7 @@ def run_one(n: int, rest_s: float, workdir: Path, reactions: bool) -> dict[str, 
             workdir / f"operator-{n}.log",
             resync_seconds=RESYNC_S,
             env={"NLPMODEL_SETTLED_RESYNC_SECONDS": str(SETTLED_RESYNC_S)},
+            verbose=False,  # as the chart runs it (operator.verbose: false)
         )
         operator.start()
         assert operator.proc is not None

@@ -126,9 +126,14 @@ def model(namespace: str, hostnames: list[str], max_model_len: int = 8192) -> di
 
 
 def route_hostnames(cluster: Cluster, namespace: str) -> list[str]:
-    route = cluster.api.get_namespaced_custom_object(
-        "gateway.networking.k8s.io", "v1", namespace, "httproutes", "chat"
-    )
+    try:
+        route = cluster.api.get_namespaced_custom_object(
+            "gateway.networking.k8s.io", "v1", namespace, "httproutes", "chat"
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return []  # not routed yet
+        raise
     return list(route["spec"].get("hostnames") or [])
 
 
@@ -252,7 +257,8 @@ def test_a_replica_that_loses_the_lead_stops_exporting_the_models_gauges(
             wait_for("replica a joined", lambda: "replica-a" in peers(cluster), 60)
             b.start()
             wait_for("replica b joined", lambda: "replica-b" in peers(cluster), 60)
-            cluster.apply_model(model(namespace, []))
+            cluster.apply_model(model(namespace, ["a.example.com"]))
+            wait_for("a routes", lambda: route_hostnames(cluster, namespace) == ["a.example.com"], 60)
             wait_for("a exports the model's gauges", lambda: exports_model_gauges(port_a), 60)
             assert not exports_model_gauges(port_b)
             assert a.proc is not None
@@ -268,8 +274,8 @@ def test_a_replica_that_loses_the_lead_stops_exporting_the_models_gauges(
             finally:
                 os.killpg(a.proc.pid, signal.SIGCONT)
             wait_for("b no longer exports them", lambda: not exports_model_gauges(port_b), 60)
-            cluster.apply_model(model(namespace, ["a.example.com"]))
-            wait_for("a acts again", lambda: route_hostnames(cluster, namespace) == ["a.example.com"], 60)
+            cluster.apply_model(model(namespace, ["a2.example.com"]))
+            wait_for("a acts again", lambda: route_hostnames(cluster, namespace) == ["a2.example.com"], 60)
             assert exports_model_gauges(port_a)
             assert not exports_model_gauges(port_b)
     finally:

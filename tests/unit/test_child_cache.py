@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from nlpmodel_operator.api import constants as c
-from nlpmodel_operator.controller.informer import ChildCache
+from nlpmodel_operator.controller.informer import ChildCache, LatestModels
 
 MANAGER = "nlpmodel-operator"
 
@@ -143,3 +143,33 @@ def test_a_child_relabelled_to_another_model_moves() -> None:
     assert cache.put(moved) == (("ml", "b"), True)
     assert cache.children("ml", "a") == []
     assert [o["metadata"]["name"] for o in cache.children("ml", "b")] == ["shared"]
+
+
+def _model(rv: str, uid: str = "m1", replicas: int = 1) -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": "ml", "name": "chat", "uid": uid, "resourceVersion": rv},
+        "spec": {"scaling": {"minReplicas": replicas}},
+    }
+
+
+def test_the_models_held_tell_a_listing_which_bodies_it_must_read() -> None:
+    models = LatestModels()
+    assert not models.holds(_model("5")["metadata"])  # never seen: read it
+    models.remember(_model("5"))
+    assert models.holds(_model("5")["metadata"])  # unchanged: no need to read it
+    assert models.holds(_model("4")["metadata"])  # we hold newer (the answer to our own write)
+    assert not models.holds(_model("6")["metadata"])  # changed since: an event was missed
+    assert not models.holds(_model("5", uid="m2")["metadata"])  # deleted and created again
+
+
+def test_a_model_is_kept_as_the_newest_seen() -> None:
+    models = LatestModels()
+    models.remember(_model("7", replicas=2))
+    models.remember(_model("6", replicas=1))  # older: a listing from before our write
+    held = models.get("ml", "chat")
+    assert held is not None
+    assert held["spec"]["scaling"]["minReplicas"] == 2
+    models.remember(_model("8", replicas=3))
+    held = models.get("ml", "chat")
+    assert held is not None
+    assert held["spec"]["scaling"]["minReplicas"] == 3

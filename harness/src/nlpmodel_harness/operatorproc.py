@@ -26,9 +26,11 @@ class OperatorProcess:
         resync_seconds: float = 1.0,
         env: dict[str, str] | None = None,
         args: list[str] | None = None,
+        verbose: bool = True,
     ) -> None:
         self.extra_env = env or {}
         self.args = args if args is not None else ["--standalone"]  # e.g. ["--peering=NAME"]
+        self.verbose = verbose  # tests read its debug log; the scale bench runs it as the chart does
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.resync_seconds = resync_seconds
@@ -48,7 +50,7 @@ class OperatorProcess:
         }
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nlpmodel_operator", *self.args, "--verbose"],
+            [sys.executable, "-m", "nlpmodel_operator", *self.args, *(["--verbose"] if self.verbose else [])],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

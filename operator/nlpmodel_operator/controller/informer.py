@@ -476,10 +476,24 @@ class LatestModels:
         version = _resource_version(body)
         with self._lock:
             held = self._bodies.get(key)
-            older = held is not None and held[0] is not None and version is not None and version < held[0]
-            if older and held is not None and held[1] == uid:
-                return  # the same model as we hold, seen before our last write
+            seen = held is not None and held[0] is not None and version is not None and version <= held[0]
+            if seen and held is not None and held[1] == uid:
+                return  # the same model as we hold (a resync listing), or seen before our last write
             self._bodies[key] = (version, uid, json.dumps(body, separators=(",", ":")).encode())
+
+    def holds(self, meta: Mapping[str, Any]) -> bool:
+        """Whether the model these metadata describe is held, as new as they say or newer."""
+        key = (meta.get("namespace") or "", meta.get("name") or "")
+        version = _resource_version({"metadata": meta})
+        with self._lock:
+            held = self._bodies.get(key)
+        return (
+            held is not None
+            and held[1] == str(meta.get("uid") or "")
+            and held[0] is not None
+            and version is not None
+            and held[0] >= version
+        )
 
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         with self._lock:

@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
@@ -41,6 +41,10 @@ def api_message(exc: client.ApiException) -> str:
         body = {}
     message = body.get("message") if isinstance(body, dict) else None
     return str(message or exc.reason or f"HTTP {exc.status}").strip()
+
+
+# The server answers a listing with the objects' metadata only (meta.k8s.io/v1, Kubernetes 1.15+).
+METADATA_LIST: Final = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 
 
 class MissingAPIError(Exception):
@@ -319,6 +323,20 @@ class Kube:
             return None
         found: dict[str, Any] = json.loads(response.data)
         return found
+
+    def list_model_metadata(self, namespaces: tuple[str, ...]) -> list[dict[str, Any]]:
+        """Only the models' metadata (a PartialObjectMetadataList): enough for a resync round to tell
+        which models changed, at a fraction of the full listing's size. Decoding the full listing of
+        1,000 models every round was most of an idle operator's CPU."""
+        resource = self._resource(c.API_VERSION, c.KIND)
+        scopes: tuple[str | None, ...] = namespaces or (None,)
+        items: list[dict[str, Any]] = []
+        for namespace in scopes:
+            response = resource.get(
+                namespace=namespace, serialize=False, header_params={"Accept": METADATA_LIST}
+            )
+            items.extend(item["metadata"] for item in json.loads(response.data).get("items") or [])
+        return items
 
     def list_models(self, namespaces: tuple[str, ...]) -> list[dict[str, Any]]:
         resource = self._resource(c.API_VERSION, c.KIND)

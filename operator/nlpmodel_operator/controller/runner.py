@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
@@ -70,6 +70,11 @@ def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, An
         else:
             patch[key] = value
     return patch
+
+
+# More models than this changed unseen since the last round (an operator just started): one full
+# listing rather than a GET each.
+FULL_LISTING_ABOVE: Final = 50
 
 
 class Reconciler:
@@ -269,29 +274,45 @@ class Reconciler:
                     logger.exception("resync round's preparation failed")
             listed_at = time.monotonic()
             try:
-                models = await asyncio.to_thread(self.kube.list_models, namespaces)
+                listed = await asyncio.to_thread(self.refresh_models, namespaces)
             except (ApiException, HTTPError) as exc:  # the API server restarting, throttling: next round
                 logger.warning("listing models for resync failed (retrying): %s", exc)
                 continue
             except Exception:
                 logger.exception("listing models for resync failed; retrying")
                 continue
-            for body in models:
-                meta = body["metadata"]
-                self.models.remember(body)
+            for meta in listed:
                 if meta.get("deletionTimestamp"):
                     continue
-                last = self.queue.last_started((meta.get("namespace", ""), meta["name"]))
-                if last is not None and time.monotonic() - last < settled_every_s and self._settled(body):
+                key = (meta.get("namespace", ""), meta["name"])
+                last = self.queue.last_started(key)
+                recent = last is not None and time.monotonic() - last < settled_every_s
+                if recent and self._at_rest.get(key) == (str(meta.get("resourceVersion")), True):
+                    continue  # at rest, unchanged since it was judged so: not even decoded
+                body = self.models.get(*key)
+                if body is None or (recent and self._settled(body)):
                     continue
                 try:
                     # A model reconciled since the listing (an event) is skipped: a round over many
                     # models takes a while, and its listing grows stale meanwhile.
                     await self.reconcile(body, logger, asked_at=listed_at, fresh=in_flight(body))
                 except Exception:
-                    logger.exception(
-                        "resync of %s/%s failed", body["metadata"]["namespace"], body["metadata"]["name"]
-                    )
+                    logger.exception("resync of %s/%s failed", key[0], key[1])
+
+    def refresh_models(self, namespaces: tuple[str, ...]) -> list[dict[str, Any]]:
+        """The models' metadata, listed; the bodies of those not held as new as that (an event missed,
+        or none yet) read into `self.models`: one by one when few, in one full listing when many."""
+        listed = self.kube.list_model_metadata(namespaces)
+        unseen = [meta for meta in listed if not self.models.holds(meta)]
+        if len(unseen) > FULL_LISTING_ABOVE:
+            for body in self.kube.list_models(namespaces):
+                self.models.remember(body)
+        else:
+            for meta in unseen:
+                found = self.kube.get_model(meta.get("namespace", ""), meta["name"])
+                if found is not None:
+                    self.models.remember(found)
+        return listed
 
     def _observe(
         self, stale: Mapping[str, Any], fresh: bool = False
