@@ -43,6 +43,7 @@ The exact one-sided binomial test of "the canary's score is at least ``floor``":
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Final
 
 from nlpmodel_operator.core.analysis.judge import binomial_sf, normal_sf
@@ -120,6 +121,7 @@ DETECTION_POWER: Final = 0.9
 EXACT_POWER_CASES: Final = 400
 
 
+@lru_cache(maxsize=1024)  # pure; evaluations of one dataset ask again with the same few counts
 def detectable_drop(
     n: int, better_rate: float, margin: float, alpha: float, power: float = DETECTION_POWER
 ) -> float | None:
