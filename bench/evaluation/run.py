@@ -42,6 +42,7 @@ from nlpmodel_operator.core.analysis.sequential import CONFIDENCE
 from nlpmodel_operator.core.evaluation.dataset import Case, parse_dataset
 from nlpmodel_operator.core.evaluation.gate import Thresholds, evaluate
 from nlpmodel_operator.core.evaluation.scorers import Answer
+from nlpmodel_operator.core.evaluation.stats import log_trinomial
 
 STABLE_ACCURACY: Final = 0.8
 CHURNS: Final = (0.02, 0.05)
@@ -84,23 +85,12 @@ def _trial(rng: random.Random, cases: Sequence[Case], drop: float, churn: float)
     return stable, canary, worse, better
 
 
-def _plug_in_fails(worse: int, better: int, n: int, margin: float) -> bool:
+def plug_in_p_value(worse: int, better: int, n: int, margin: float) -> float:
     """The gate's first test: conditional binomial, the discordance rate taken as observed."""
     if worse + better == 0:
-        return False
+        return 1.0
     theta0 = 0.5 + margin * n / (2.0 * (worse + better))
-    return theta0 < 1.0 and binomial_sf(worse, worse + better, theta0) < ALPHA
-
-
-def _log_trinomial(n: int, w: int, b: int, p_w: float, p_b: float) -> float:
-    r = n - w - b
-    p_r = 1.0 - p_w - p_b
-    if (w and p_w <= 0) or (b and p_b <= 0) or (r and p_r <= 0):
-        return -math.inf
-    log_p = math.lgamma(n + 1.0) - math.lgamma(w + 1.0) - math.lgamma(b + 1.0) - math.lgamma(r + 1.0)
-    for count, p in ((w, p_w), (b, p_b), (r, p_r)):
-        log_p += count * math.log(p) if count else 0.0
-    return log_p
+    return 1.0 if theta0 >= 1.0 else binomial_sf(worse, worse + better, theta0)
 
 
 def power_bound(n: int, null: tuple[float, float], alternative: tuple[float, float]) -> float:
@@ -110,8 +100,8 @@ def power_bound(n: int, null: tuple[float, float], alternative: tuple[float, flo
     tables = []
     for w in range(reach + 1):
         for b in range(min(reach, n - w) + 1):
-            p0 = math.exp(_log_trinomial(n, w, b, *null))
-            p1 = math.exp(_log_trinomial(n, w, b, *alternative))
+            p0 = math.exp(log_trinomial(n, w, b, *null))
+            p1 = math.exp(log_trinomial(n, w, b, *alternative))
             if p1 > 0.0:
                 tables.append((p1 / p0 if p0 > 0.0 else math.inf, p0, p1))
     tables.sort(key=lambda t: t[0], reverse=True)
@@ -137,7 +127,7 @@ def run(trials: int, seed: int, churn: float) -> list[dict[str, object]]:
                     f"gate {m:.0%}": evaluate(cases, canary, stable, Thresholds(max_drop=m)).result == "fail"
                     for m in MARGINS
                 }
-                outcomes["plug-in 2%"] = _plug_in_fails(worse, better, n, 0.02)
+                outcomes["plug-in 2%"] = plug_in_p_value(worse, better, n, 0.02) < ALPHA
                 outcomes["naive"] = worse > better
                 for rule, failed in outcomes.items():
                     fails[rule] = fails.get(rule, 0) + failed

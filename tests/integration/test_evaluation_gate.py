@@ -41,6 +41,16 @@ CASES = [
 ]
 
 
+def dataset_config_map(
+    admin: client.ApiClient, namespace: str, name: str, cases: list[dict[str, Any]]
+) -> None:
+    """The ConfigMap ``name`` holding ``cases`` under the key ``cases.jsonl``."""
+    client.CoreV1Api(admin).create_namespaced_config_map(
+        namespace,
+        {"metadata": {"name": name}, "data": {"cases.jsonl": "\n".join(json.dumps(c) for c in cases)}},
+    )
+
+
 @pytest.fixture(scope="module")
 def proxy() -> Iterator[ServiceProxy]:
     with ServiceProxy() as running:
@@ -66,13 +76,7 @@ def world(
     tmp_path: Path,
 ) -> Iterator[RevisionServers]:
     admin = localplane.admin_client()
-    client.CoreV1Api(admin).create_namespaced_config_map(
-        namespace,
-        {
-            "metadata": {"name": "golden"},
-            "data": {"cases.jsonl": "\n".join(json.dumps(case) for case in CASES)},
-        },
-    )
+    dataset_config_map(admin, namespace, "golden", CASES)
     with (
         StandInControllers(admin, namespace),
         # Real sleeps at 1 % of the simulated latencies: 50 cases per revision take a second, not 30.
@@ -262,13 +266,7 @@ def test_a_classifier_canary_with_a_lower_label_accuracy_is_caught(
     cluster: Cluster, namespace: str, world: RevisionServers, localplane: LocalPlane
 ) -> None:
     admin = localplane.admin_client()
-    client.CoreV1Api(admin).create_namespaced_config_map(
-        namespace,
-        {
-            "metadata": {"name": "labels"},
-            "data": {"cases.jsonl": "\n".join(json.dumps(case) for case in LABEL_CASES)},
-        },
-    )
+    dataset_config_map(admin, namespace, "labels", LABEL_CASES)
     admin.close()
 
     def classifier(max_model_len: int) -> dict[str, Any]:
@@ -318,13 +316,7 @@ def test_real_models_another_model_is_rolled_back_before_any_weight_the_same_wei
     tiny_models: dict[str, str],
 ) -> None:
     admin = localplane.admin_client()
-    client.CoreV1Api(admin).create_namespaced_config_map(
-        namespace,
-        {
-            "metadata": {"name": "drift"},
-            "data": {"cases.jsonl": "\n".join(json.dumps(case) for case in DRIFT_CASES)},
-        },
-    )
+    dataset_config_map(admin, namespace, "drift", DRIFT_CASES)
     admin.close()
 
     def served_by(max_model_len: int, tiny_model: str) -> dict[str, Any]:

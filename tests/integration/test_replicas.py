@@ -116,6 +116,15 @@ def replica(
     )
 
 
+def start_in_order(cluster: Cluster, *replicas: OperatorProcess) -> None:
+    """Start the replicas one after the other, each once the one before has joined the peering (the
+    first started has the highest priority)."""
+    for proc in replicas:
+        proc.start()
+        name = proc.extra_env["POD_ID"]
+        wait_for(f"{name} joined", lambda name=name: name in peers(cluster), 60)
+
+
 def model(namespace: str, hostnames: list[str], max_model_len: int = 8192) -> dict[str, Any]:
     return chat_model(
         namespace,
@@ -173,10 +182,7 @@ def test_two_replicas_one_acts_the_other_takes_over_never_both(
     admin = localplane.admin_client()
     try:
         with StandInControllers(admin, namespace):
-            a.start()
-            wait_for("replica a joined", lambda: "replica-a" in peers(cluster), 60)
-            b.start()
-            wait_for("replica b joined", lambda: "replica-b" in peers(cluster), 60)
+            start_in_order(cluster, a, b)
             # Both run; a (older, higher priority) acts: the model is served, then routed by a new hostname.
             v1 = model(namespace, [])
             cluster.apply_model(v1)
@@ -253,10 +259,7 @@ def test_a_replica_that_loses_the_lead_stops_exporting_the_models_gauges(
     admin = localplane.admin_client()
     try:
         with StandInControllers(admin, namespace):
-            a.start()
-            wait_for("replica a joined", lambda: "replica-a" in peers(cluster), 60)
-            b.start()
-            wait_for("replica b joined", lambda: "replica-b" in peers(cluster), 60)
+            start_in_order(cluster, a, b)
             cluster.apply_model(model(namespace, ["a.example.com"]))
             wait_for("a routes", lambda: route_hostnames(cluster, namespace) == ["a.example.com"], 60)
             wait_for("a exports the model's gauges", lambda: exports_model_gauges(port_a), 60)

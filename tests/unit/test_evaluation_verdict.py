@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from nlpmodel_operator.core.analysis.judge import binomial_sf
+from bench.evaluation.run import plug_in_p_value
 from nlpmodel_operator.core.evaluation.dataset import Case, parse_dataset
 from nlpmodel_operator.core.evaluation.gate import Thresholds, evaluate, pct
 from nlpmodel_operator.core.evaluation.scorers import Answer
@@ -16,6 +16,7 @@ from nlpmodel_operator.core.evaluation.stats import (
     detectable_drop,
     drop_p_value,
     floor_p_value,
+    log_trinomial,
     restricted_better_rate,
 )
 
@@ -38,18 +39,7 @@ def test_drop_p_value(worse: int, better: int, n: int, margin: float, p: float) 
 
 
 def _trinomial(n: int, w: int, b: int, p_worse: float, p_better: float) -> float:
-    r = n - w - b
-    if (b and p_better == 0.0) or (r and p_worse + p_better == 1.0):
-        return 0.0
-    log_p = math.lgamma(n + 1) - math.lgamma(w + 1) - math.lgamma(b + 1) - math.lgamma(r + 1)
-    log_p += w * math.log(p_worse) + (b * math.log(p_better) if b else 0.0)
-    return math.exp(log_p + (r * math.log(1.0 - p_worse - p_better) if r else 0.0))
-
-
-def _plug_in_p_value(worse: int, better: int, n: int, margin: float) -> float:
-    """The gate's first test: conditional on the discordant cases, their rate taken as observed."""
-    theta0 = 0.5 + margin * n / (2.0 * (worse + better))
-    return 1.0 if theta0 >= 1.0 else binomial_sf(worse, worse + better, theta0)
+    return math.exp(log_trinomial(n, w, b, p_worse, p_better))
 
 
 @pytest.mark.parametrize("margin", [0.02, 0.05, 0.1])
@@ -63,7 +53,7 @@ def test_a_canary_exactly_at_the_margin_fails_at_most_alpha_whatever_the_discord
     n, alpha = 40, 0.05
     tables = [(w, b) for w in range(n + 1) for b in range(n - w + 1) if w + b > 0]
     ours = [t for t in tables if drop_p_value(*t, n, margin) < alpha]
-    plug_in = [t for t in tables if _plug_in_p_value(*t, n, margin) < alpha]
+    plug_in = [t for t in tables if plug_in_p_value(*t, n, margin) < alpha]
     ours_sizes, plug_in_sizes = [], []
     for p_better in (i * (1.0 - margin) / 120.0 for i in range(60)):
         p_worse = p_better + margin

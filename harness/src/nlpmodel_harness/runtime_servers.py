@@ -77,7 +77,3 @@ class RuntimeServers:
     def _stop(self) -> None:
         for child in self.children:
             child.stop()
-
-    @property
-    def pids(self) -> list[int]:
-        return [child.pid for child in self.children if child.started]

@@ -324,29 +324,19 @@ class Kube:
         found: dict[str, Any] = json.loads(response.data)
         return found
 
-    def list_model_metadata(self, namespaces: tuple[str, ...]) -> list[dict[str, Any]]:
-        """Only the models' metadata (a PartialObjectMetadataList): enough for a resync round to tell
-        which models changed, at a fraction of the full listing's size. Decoding the full listing of
-        1,000 models every round was most of an idle operator's CPU."""
+    def list_models(self, namespaces: tuple[str, ...], metadata_only: bool = False) -> list[dict[str, Any]]:
+        """The models, decoded as plain JSON (the dynamic client's objects cost a 1,000-model listing
+        seconds of CPU). ``metadata_only``: each model's metadata alone (a PartialObjectMetadataList),
+        enough for a resync round to tell which models changed at a fraction of the full listing's
+        size; decoding the full listing every round was most of an idle operator's CPU."""
         resource = self._resource(c.API_VERSION, c.KIND)
         scopes: tuple[str | None, ...] = namespaces or (None,)
+        headers = {"Accept": METADATA_LIST} if metadata_only else {}
         items: list[dict[str, Any]] = []
         for namespace in scopes:
-            response = resource.get(
-                namespace=namespace, serialize=False, header_params={"Accept": METADATA_LIST}
-            )
-            items.extend(item["metadata"] for item in json.loads(response.data).get("items") or [])
-        return items
-
-    def list_models(self, namespaces: tuple[str, ...]) -> list[dict[str, Any]]:
-        resource = self._resource(c.API_VERSION, c.KIND)
-        scopes: tuple[str | None, ...] = namespaces or (None,)
-        items: list[dict[str, Any]] = []
-        for namespace in scopes:
-            # Decoded as plain JSON: the dynamic client's objects cost a 1,000-model listing seconds
-            # of CPU every resync round.
-            response = resource.get(namespace=namespace, serialize=False)
-            items.extend(json.loads(response.data).get("items") or [])
+            response = resource.get(namespace=namespace, serialize=False, header_params=headers)
+            listed = json.loads(response.data).get("items") or []
+            items.extend([item["metadata"] for item in listed] if metadata_only else listed)
         return items
 
     def post_event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str, now: str) -> None:

@@ -302,7 +302,7 @@ class Reconciler:
     def refresh_models(self, namespaces: tuple[str, ...]) -> list[dict[str, Any]]:
         """The models' metadata, listed; the bodies of those not held as new as that (an event missed,
         or none yet) read into `self.models`: one by one when few, in one full listing when many."""
-        listed = self.kube.list_model_metadata(namespaces)
+        listed = self.kube.list_models(namespaces, metadata_only=True)
         unseen = [meta for meta in listed if not self.models.holds(meta)]
         if len(unseen) > FULL_LISTING_ABOVE:
             for body in self.kube.list_models(namespaces):

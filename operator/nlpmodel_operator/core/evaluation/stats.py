@@ -91,23 +91,25 @@ def drop_p_value(worse: int, better: int, n: int, margin: float) -> float:
 
 def _upper_tail(observed: float, n: int, margin: float, p_worse: float, p_better: float) -> float:
     """P(Z >= observed) over the trinomial tables of ``n`` cases with these rates."""
-    p_rest = 1.0 - p_worse - p_better
-    log_w, log_b = math.log(p_worse), (math.log(p_better) if p_better > 0.0 else -math.inf)
-    log_r = math.log(p_rest) if p_rest > 0.0 else -math.inf
-    log_n = math.lgamma(n + 1.0)
     total = 0.0
     for w in range(_reach(n, p_worse) + 1):
-        b_max = min(n - w, _reach(n, p_better))
-        for b in range(b_max + 1):
-            if score_z(w, b, n, margin) < observed - 1e-9:
-                continue
-            r = n - w - b
-            if (b and p_better <= 0.0) or (r and p_rest <= 0.0):
-                continue
-            log_p = log_n - math.lgamma(w + 1.0) - math.lgamma(b + 1.0) - math.lgamma(r + 1.0)
-            log_p += w * log_w + (b * log_b if b else 0.0) + (r * log_r if r else 0.0)
-            total += math.exp(log_p)
+        for b in range(min(n - w, _reach(n, p_better)) + 1):
+            if score_z(w, b, n, margin) >= observed - 1e-9:
+                total += math.exp(log_trinomial(n, w, b, p_worse, p_better))
     return total
+
+
+def log_trinomial(n: int, worse: int, better: int, p_worse: float, p_better: float) -> float:
+    """log P(worse, better, the rest) of ``n`` cases at these rates (-inf where impossible)."""
+    rest, p_rest = n - worse - better, 1.0 - p_worse - p_better
+    log_p = math.lgamma(n + 1.0) - math.lgamma(worse + 1.0) - math.lgamma(better + 1.0)
+    log_p -= math.lgamma(rest + 1.0)
+    for count, p in ((worse, p_worse), (better, p_better), (rest, p_rest)):
+        if count:
+            if p <= 0.0:
+                return -math.inf
+            log_p += count * math.log(p)
+    return log_p
 
 
 def _reach(n: int, p: float) -> int:
